@@ -1,0 +1,118 @@
+"""Every knob of the project, as plain constants. Edit this file, or override any name for one run with
+`--NAME=value` on any script's command line (case-insensitive: `--model=resnet18` sets MODEL).
+
+Values are read as Python literals where they look like one (`--lr=3e-3`, `--length=(4,6)`), and must
+match the type of the default below; an unknown name is refused with the list of valid names.
+"""
+import ast
+import string
+import sys
+
+# --- data -----------------------------------------------------------------------------------------------
+CHARSET = string.digits + string.ascii_uppercase  # characters a label may contain, in class order
+LENGTH = 4                # characters per label; a tuple (min, max) allows variable lengths
+IMAGE_WIDTH = 160         # pixels; every image is resized to IMAGE_WIDTH x IMAGE_HEIGHT
+IMAGE_HEIGHT = 60         # pixels
+CHANNELS = 1              # 1 = grey, 3 = colour (RGB)
+FONTS = ()                # .ttf files for captchaGenerator.py; () = the captcha package's own fonts
+SKIP_BAD = False          # True: drop unreadable / mislabelled files with a warning instead of stopping
+
+# --- model ----------------------------------------------------------------------------------------------
+MODEL = "cnn"             # any name in models.MODELS (python -c "import models; print(list(models.MODELS))")
+
+# --- training -------------------------------------------------------------------------------------------
+EPOCHS = 30               # upper bound; training also stops at TARGET_ACCURACY
+BATCH_SIZE = 128          # images per step
+LR = 3e-3                 # peak learning rate of the one-cycle schedule (AdamW)
+AUGMENT = 1.0             # strength of the random affine jitter applied to training batches; 0 = off
+WEIGHT_DECAY = 1e-4       # AdamW weight decay
+TARGET_ACCURACY = 1.0     # stop once test sequence accuracy reaches this (0-1); 1.0 = run all EPOCHS
+SEED = 1                  # seeds weight init and batch order
+RUN = ""                  # run name, used in weights/<RUN>_best.pt and results.txt; "" = MODEL
+DEVICE = "auto"           # "auto" (cuda, then mps, then cpu), or "cpu", "cuda", "cuda:1", "mps"
+THREADS = 0               # CPU threads for torch; 0 = every core
+SHOW = 8                  # samples in the "truth | prediction | ok" table after each evaluation
+
+# --- paths ----------------------------------------------------------------------------------------------
+DATASET_DIR = "dataset"               # root of generated data
+TRAIN_DIR = "dataset/train"           # training images (file-name labels or labels.tsv)
+TEST_DIR = "dataset/test"             # evaluated after every epoch
+CACHE_DIR = "dataset/.cache"          # decoded uint8 arrays, so a second run starts at once
+WEIGHTS_DIR = "weights"               # checkpoints
+RESULTS = "results.txt"               # one row per epoch per run; torch_util.py plots it
+
+
+def names():
+    """The public configuration names, in file order."""
+    return [k for k, v in vars(sys.modules[__name__]).items() if k.isupper() and not callable(v)]
+
+
+def as_dict():
+    """The current configuration (after overrides), for checkpoints."""
+    module = sys.modules[__name__]
+    return {k: getattr(module, k) for k in names()}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(name, raw, default):
+    """Parse `raw` (command-line text) and check it against the type of `default`."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    if isinstance(default, bool):
+        if isinstance(value, int) and value in (0, 1) or isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise ConfigError(f"--{name}={raw}: expected a boolean (0/1, true/false)")
+    if isinstance(default, str):
+        return raw  # text stays text: --run=123 is the run "123"
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if default is None or isinstance(value, type(default)):
+        return value
+    if name == "LENGTH" and isinstance(value, tuple) and len(value) == 2:
+        return value  # variable length: (min, max)
+    raise ConfigError(f"--{name}={raw}: expected {type(default).__name__} like the default {default!r}, "
+                      f"got {type(value).__name__}")
+
+
+def parse(argv=None, **options):
+    """Apply `--NAME=value` overrides from argv to this module.
+
+    `options` are a script's own settings with their defaults (e.g. split="train"); they are parsed the
+    same way. Returns (positional arguments, dict of the script's options).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    module = sys.modules[__name__]
+    valid = {n.lower(): n for n in names()}
+    extra = {k.lower(): k for k in options}
+    positional, result = [], dict(options)
+    for arg in argv:
+        if not arg.startswith("--"):
+            positional.append(arg)
+            continue
+        key, sep, raw = arg[2:].partition("=")
+        if not sep:
+            raise ConfigError(f"{arg}: write --NAME=value (e.g. --epochs=5)")
+        key = key.lower().replace("-", "_")
+        if key in extra:
+            name = extra[key]
+            result[name] = _coerce(name, raw, options[name])
+        elif key in valid:
+            name = valid[key]
+            setattr(module, name, _coerce(name, raw, getattr(module, name)))
+        else:
+            known = sorted(extra) + [n for n in names()]
+            raise ConfigError(f"unknown option --{key}. Valid names: {', '.join(known)}")
+    return positional, result
+
+
+def run_name():
+    return RUN or MODEL

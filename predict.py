@@ -1,0 +1,71 @@
+"""Read captchas: files, folders or globs -> `file<TAB>text<TAB>confidence` per line (or JSON).
+
+    python predict.py dataset/test/*.png
+    python predict.py some_folder --checkpoint=weights/cnn_best.pt --json=1
+"""
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+import config
+import data
+import torch_util
+
+
+def expand(sources):
+    """Image paths from files, folders and glob patterns, in order; and the sources that matched nothing."""
+    paths, missing = [], []
+    for source in sources:
+        if os.path.isdir(source):
+            found = [os.path.join(source, f) for f in sorted(os.listdir(source))
+                     if os.path.splitext(f)[1].lower() in data.IMAGE_EXTENSIONS]
+        elif os.path.exists(source):
+            found = [source]
+        else:
+            found = sorted(glob.glob(source))
+        paths += found
+        if not found:
+            missing.append(source)
+    return paths, missing
+
+
+def main():
+    sources, opts = config.parse(checkpoint="", json=False, batch_size=256)
+    if not sources:
+        sys.exit("usage: python predict.py IMAGE|FOLDER|GLOB ... [--checkpoint=weights/x.pt] [--json=1]")
+    predictor = torch_util.Predictor(opts["checkpoint"] or torch_util.latest_checkpoint(),
+                                     torch_util.pick_device(config.DEVICE))
+    paths, missing = expand(sources)
+    for m in missing:
+        print(f"warning: {m}: no such file, folder or matching image", file=sys.stderr)
+    results, failed = [], 0
+    for i in range(0, len(paths), opts["batch_size"]):
+        chunk, arrays = [], []
+        for p in paths[i:i + opts["batch_size"]]:
+            try:
+                arrays.append(predictor.load(p))
+                chunk.append(p)
+            except (OSError, ValueError) as e:
+                failed += 1
+                print(f"warning: {p}: not a readable image ({e})", file=sys.stderr)
+        if not chunk:
+            continue
+        texts, confs, chars = predictor.predict_arrays(np.stack(arrays))
+        for p, t, c, pc in zip(chunk, texts, confs, chars):
+            results.append(dict(file=p, text=t, confidence=round(c, 4), chars=[round(x, 4) for x in pc]))
+            if not opts["json"]:
+                print(f"{p}\t{t}\t{c:.4f}", flush=True)
+    if opts["json"]:
+        print(json.dumps(results, indent=1))
+    if failed or missing or not results:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (config.ConfigError, torch_util.CheckpointError) as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,73 @@
+"""Accuracy of a checkpoint on a folder, with the mistakes it makes.
+
+    python test.py                                   # weights/<RUN>_best.pt on TEST_DIR
+    python test.py weights/cnn_best.pt --test_dir=../shared/datasets/captcha_images_v2/test
+
+The model is rebuilt from the checkpoint alone; the folder is read with the checkpoint's charset, label
+length and image size, whatever config.py says now.
+"""
+import collections
+import os
+import sys
+
+import numpy as np
+
+import config
+import data
+import torch_util
+from train import accuracy
+
+
+def confusions(truths, preds):
+    """Counter of (true char, predicted char) over same-length predictions."""
+    pairs = collections.Counter()
+    for t, p in zip(truths, preds):
+        if len(t) == len(p):
+            pairs.update((a, b) for a, b in zip(t, p) if a != b)
+    return pairs
+
+
+def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False):
+    """{seq_acc, char_acc, paths, truths, preds, confs} for a folder."""
+    c = predictor.ckpt
+    ds = data.load_folder(folder, predictor.codec, predictor.width, predictor.height, predictor.channels,
+                          config.CACHE_DIR, skip_bad, quiet)
+    preds, confs = [], []
+    for i in range(0, len(ds), batch_size):
+        texts, conf, _ = predictor.predict_arrays(ds.images[i:i + batch_size])
+        preds += texts
+        confs += conf
+    char_acc, seq_acc = accuracy(ds.texts, preds)
+    return dict(seq_acc=seq_acc, char_acc=char_acc, paths=ds.paths, truths=ds.texts, preds=preds, confs=confs,
+                model=c["model_name"])
+
+
+def main():
+    positional, opts = config.parse(show=20)
+    path = positional[0] if positional else torch_util.latest_checkpoint()
+    device = torch_util.pick_device(config.DEVICE)
+    predictor = torch_util.Predictor(path, device)
+    r = run_test(predictor, config.TEST_DIR, skip_bad=config.SKIP_BAD)
+    n = len(r["truths"])
+    wrong = [i for i in range(n) if r["truths"][i] != r["preds"][i]]
+    print(f"{path} ({r['model']}, trained {predictor.ckpt.get('epoch', '?')} epochs) on {config.TEST_DIR}: {n} images")
+    print(f"sequence accuracy {r['seq_acc']:.4f} ({n - len(wrong)}/{n}), character accuracy {r['char_acc']:.4f}")
+    pairs = confusions(r["truths"], r["preds"]).most_common(10)
+    if pairs:
+        print("most confused (truth -> predicted: count): " + ", ".join(f"{a}->{b}: {k}" for (a, b), k in pairs))
+    if wrong:
+        print(f"wrong ({len(wrong)}, showing {min(len(wrong), opts['show'])}, least confident first):")
+        for i in sorted(wrong, key=lambda i: r["confs"][i])[:opts["show"]]:
+            print(f"  {os.path.basename(r['paths'][i])}\ttruth {r['truths'][i]}\tpredicted {r['preds'][i]}"
+                  f"\tconfidence {r['confs'][i]:.3f}")
+    conf = np.array(r["confs"])
+    ok = np.array([t == p for t, p in zip(r["truths"], r["preds"])])
+    if len(conf) and (~ok).any():
+        print(f"mean confidence: right {conf[ok].mean() if ok.any() else 0:.3f}, wrong {conf[~ok].mean():.3f}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (config.ConfigError, data.DataError, torch_util.CheckpointError) as e:
+        sys.exit(f"error: {e}")

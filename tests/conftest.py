@@ -1,0 +1,45 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import captchaGenerator  # noqa: E402
+
+DIGITS = "0123456789"
+
+
+def run_script(script, *args, check=True, timeout=600):
+    """Run a project script as a user would; returns the CompletedProcess (stdout+stderr in .stdout)."""
+    cmd = [sys.executable, os.path.join(ROOT, script), *args]
+    p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and p.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} exited {p.returncode}:\n{p.stdout[-3000:]}")
+    return p
+
+
+def tmp_paths(base):
+    """--NAME=value overrides that keep every file a script writes under `base`."""
+    return [f"--train_dir={base}/train", f"--test_dir={base}/test", f"--cache_dir={base}/cache",
+            f"--weights_dir={base}/weights", f"--results={base}/results.txt"]
+
+
+@pytest.fixture(scope="session")
+def digits_data(tmp_path_factory):
+    """4-digit captchas: 4000 train (seed 1), 300 test (seed 2)."""
+    base = tmp_path_factory.mktemp("digits")
+    captchaGenerator.generate(str(base / "train"), 4000, 1, DIGITS, 4, 160, 60, quiet=True)
+    captchaGenerator.generate(str(base / "test"), 300, 2, DIGITS, 4, 160, 60, quiet=True)
+    return base
+
+
+@pytest.fixture(scope="session")
+def trained(digits_data):
+    """A short CPU training run on the digits set; returns (base folder, train.py output)."""
+    out = run_script("train.py", *tmp_paths(digits_data), f"--charset={DIGITS}", "--epochs=6", "--run=t",
+                     "--batch_size=64", "--show=4")
+    return digits_data, out.stdout

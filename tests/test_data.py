@@ -1,0 +1,106 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+from conftest import ROOT, run_script
+
+SHARED = os.path.join(ROOT, "..", "shared", "datasets")
+
+
+def write_png(path, size=(100, 40), color=128):
+    Image.new("RGB", size, (color, color, color)).save(path)
+
+
+def test_codec_round_trip_fixed_and_variable():
+    c = data.Codec("0123456789ABC", 4)
+    assert c.fixed_classes == 13 and c.ctc_classes == 14
+    for text in ["0000", "A9B1", "CCCC"]:
+        assert c.decode(c.encode(text)) == text
+    v = data.Codec("AB", (2, 4))
+    assert v.fixed_classes == 3 and v.encode("AB") == [0, 1, 2, 2] and v.decode(v.encode("AB")) == "AB"
+    assert v.check("ABAB") is None and "length 5" in v.check("ABABA") and "'Z'" in v.check("AZ")
+    with pytest.raises(data.DataError, match="repeated"):
+        data.Codec("AAB", 2)
+
+
+def test_file_name_and_tsv_labels_resize_and_cache(tmp_path):
+    write_png(tmp_path / "AB12.png", (200, 50))
+    write_png(tmp_path / "BA21_copy.jpg", (70, 30))
+    codec = data.Codec("AB12", 4)
+    cache = tmp_path / "cache"
+    ds = data.load_folder(str(tmp_path), codec, 160, 60, 1, str(cache))
+    assert ds.texts == ["AB12", "BA21"] and ds.images.shape == (2, 60, 160, 1) and ds.images.dtype == np.uint8
+    assert len(os.listdir(cache)) == 1
+    again = data.load_folder(str(tmp_path), codec, 160, 60, 1, str(cache))
+    assert np.array_equal(again.images, ds.images)
+    assert data.load_folder(str(tmp_path), codec, 80, 30, 3, str(cache)).images.shape == (2, 30, 80, 3)
+    assert len(os.listdir(cache)) == 2  # keyed by image settings
+
+    tsv = tmp_path / "tsv"
+    tsv.mkdir()
+    write_png(tsv / "x.png")
+    write_png(tsv / "y.png")
+    (tsv / "labels.tsv").write_text("x.png\t1122\ny.png\tAAAA\n")
+    assert data.load_folder(str(tsv), codec, 160, 60, 1).texts == ["1122", "AAAA"]
+
+
+def test_bad_labels_are_named(tmp_path):
+    for name in ["AB12.png", "AZ12.png", "AB1.png", "ABBBB_2.png"]:
+        write_png(tmp_path / name)
+    with pytest.raises(data.DataError) as e:
+        data.load_folder(str(tmp_path), data.Codec("AB12", 4), 160, 60, 1)
+    msg = str(e.value)
+    assert "3 of 4 files are unusable" in msg
+    assert "AZ12.png" in msg and "not in CHARSET 'Z'" in msg
+    assert "AB1.png" in msg and "length 3, expected 4" in msg and "ABBBB_2.png" in msg
+    ds = data.load_folder(str(tmp_path), data.Codec("AB12", 4), 160, 60, 1, skip_bad=True, quiet=True)
+    assert ds.texts == ["AB12"]
+
+
+def test_unreadable_and_missing_images_are_named(tmp_path):
+    write_png(tmp_path / "AAAA.png")
+    (tmp_path / "BBBB.png").write_bytes(b"this is not an image")
+    good = (tmp_path / "AAAA.png").read_bytes()
+    (tmp_path / "ABAB.png").write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(data.DataError) as e:
+        data.load_folder(str(tmp_path), data.Codec("AB", 4), 160, 60, 1, str(tmp_path / "cache"))
+    msg = str(e.value)
+    assert "2 unreadable images" in msg and "BBBB.png" in msg and "ABAB.png" in msg and "AAAA.png" not in msg
+    assert not os.path.exists(tmp_path / "cache")  # a failed decode is not cached
+
+    tsv = tmp_path / "t"
+    tsv.mkdir()
+    write_png(tsv / "a.png")
+    (tsv / "labels.tsv").write_text("a.png\tAB\ngone.png\tBA\n")
+    with pytest.raises(data.DataError, match="1 listed files are missing: gone.png"):
+        data.load_folder(str(tsv), data.Codec("AB", 2), 160, 60, 1)
+
+
+def test_empty_or_missing_folder(tmp_path):
+    with pytest.raises(data.DataError, match="no images found"):
+        data.load_folder(str(tmp_path), data.Codec("AB", 2), 160, 60, 1)
+    with pytest.raises(data.DataError, match="no such folder"):
+        data.load_folder(str(tmp_path / "nope"), data.Codec("AB", 2), 160, 60, 1)
+
+
+def test_train_reports_bad_data_without_traceback(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "A_B.png").write_bytes(b"garbage")
+    p = run_script("train.py", f"--train_dir={tmp_path}/train", f"--test_dir={tmp_path}/train",
+                   f"--cache_dir={tmp_path}/c", check=False)
+    assert p.returncode != 0 and "Traceback" not in p.stdout
+    assert "A_B.png" in p.stdout and "length 1, expected 4" in p.stdout and "unreadable" in p.stdout
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/datasets not present")
+@pytest.mark.parametrize("name, charset, length, size, n", [
+    ("captcha_images_v2", "2345678bcdefgmnpwxy", 5, (200, 50, 1), 208),
+    ("henan_digits", "0123456789", 4, (70, 30, 3), 2000),
+])
+def test_shared_real_datasets_load(tmp_path, name, charset, length, size, n):
+    ds = data.load_folder(os.path.join(SHARED, name, "test"), data.Codec(charset, length), *size)
+    assert len(ds) == n and ds.images.shape == (n, size[1], size[0], size[2])
+    assert ds.images.std() > 10  # real pictures, not blanks

