@@ -19,9 +19,24 @@ SKIP_BAD = False          # True: drop unreadable / mislabelled files with a war
 
 # --- model ----------------------------------------------------------------------------------------------
 MODEL = "cnn"             # any name in models.MODELS (python -c "import models; print(list(models.MODELS))")
+                          # <backbone> has the fixed-length head, <backbone>_ctc the CTC head; crnn is CTC
+
+# --- model options (tricks and head; a model takes those that apply, see docs/zoo.md) --------------------
+IBN = False               # IBN-a: instance + batch norm in the first three stages (ResNet family)
+ATTENTION = ""            # "" = none, "se" (squeeze-excitation) or "cbam" (channel + spatial) in every block (ResNet family)
+POOL = "flat"             # feature map -> head, per column: "flat" keeps every cell; "avg", "max", "dual" (avg + max) pool the height
+NECK = 0                  # fixed head: size of a per-character feature before a shared classifier; 0 = none (needed by CENTER_LOSS)
+BNNECK = False            # BatchNorm between feature and classifier (BNNeck); the pre-BN feature feeds the center loss
+DROPOUT = 0.2             # before the classifier, 0-1
+SEQUENCE = "lstm"         # CTC head: "lstm" or "gru" (2-layer, bidirectional) over the columns, or "none"
+HIDDEN = 256              # CTC head: RNN units per direction
+CENTER_LOSS = 0.0         # weight of the center loss on per-character features (fixed head with NECK > 0, or CTC); 0 = off
+CENTER_LR = 0.5           # rate (0-1) at which the center-loss centres move toward each batch's features
+LABEL_SMOOTHING = 0.0     # 0-1; CTC heads: weight of a penalty on over-confident frames instead
+PRETRAINED = ""           # local torchvision weight file (.pth) to start the backbone from; "" = random init
 
 # --- training -------------------------------------------------------------------------------------------
-EPOCHS = 30               # upper bound; training also stops at TARGET_ACCURACY
+EPOCHS = 7                # upper bound (7 fits the 2-core CPU demo in 15 min); also stops at TARGET_ACCURACY
 BATCH_SIZE = 128          # images per step
 LR = 3e-3                 # peak learning rate of the one-cycle schedule (AdamW)
 AUGMENT = 1.0             # strength of the random affine jitter applied to training batches; 0 = off
@@ -40,6 +55,13 @@ TEST_DIR = "dataset/test"             # evaluated after every epoch
 CACHE_DIR = "dataset/.cache"          # decoded uint8 arrays, so a second run starts at once
 WEIGHTS_DIR = "weights"               # checkpoints
 RESULTS = "results.txt"               # one row per epoch per run; torch_util.py plots it
+
+# --- web app ---------------------------------------------------------------------------------------------
+HOST = "127.0.0.1"        # address app.py listens on; "0.0.0.0" also serves other machines
+PORT = 8000               # TCP port of app.py
+MAX_IMAGE_BYTES = 2 * 1024 * 1024  # bytes; a larger image file is refused (413)
+MAX_IMAGE_PIXELS = 4_000_000       # width x height; a larger image is refused before decoding (bombs)
+MAX_BATCH = 64            # images in one /api/predict/batch request
 
 
 def names():
@@ -115,4 +137,23 @@ def parse(argv=None, **options):
 
 
 def run_name():
-    return RUN or MODEL
+    """RUN, or (clovaai style) MODEL and every option changed from its neutral value, so results.txt rows say
+    what was trained: resnet18_ctc-ibn-cbam-dual-bnneck-center0.01."""
+    if RUN:
+        return RUN
+    import models  # here, not at the top: config stays importable without torch
+
+    module = sys.modules[__name__]
+    parts = [MODEL]
+    for option, neutral in models.OPTIONS.items():
+        value = getattr(module, option.upper())
+        if value == neutral:
+            continue
+        if isinstance(value, bool):
+            parts.append(option)
+        elif isinstance(value, str):
+            parts.append(value if value != "none" else f"no{option}")
+        else:
+            parts.append(f"{option}{value:g}")
+    parts += [f"center{CENTER_LOSS:g}"] * bool(CENTER_LOSS) + [f"ls{LABEL_SMOOTHING:g}"] * bool(LABEL_SMOOTHING)
+    return "-".join(parts + ["pretrained"] * bool(PRETRAINED))

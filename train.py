@@ -126,12 +126,21 @@ def main():
     train, test = train_set.tensors(device), test_set.tensors(device)
 
     torch_util.seed_everything(config.SEED)
-    head = models.head_of(config.MODEL)
-    classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
-    build_args = dict(name=config.MODEL, in_channels=config.CHANNELS, num_classes=classes,
-                      positions=codec.max_len, height=config.IMAGE_HEIGHT, width=config.IMAGE_WIDTH)
-    model = models.build_model(**build_args).to(device)
-    loss_fn, decode = LOSSES[head], DECODERS[head]
+    try:  # an unknown model, a trick it does not take, or an unusable weight file: a configuration error
+        head = models.head_of(config.MODEL)
+        classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
+        build_args = dict(name=config.MODEL, in_channels=config.CHANNELS, num_classes=classes,
+                          positions=codec.max_len, height=config.IMAGE_HEIGHT, width=config.IMAGE_WIDTH,
+                          **models.model_options(config.MODEL, config.as_dict()))
+        model = models.build_model(**build_args)
+        if config.PRETRAINED:
+            print(models.load_pretrained(model, config.PRETRAINED))
+        model = model.to(device)
+        loss_fn = models.heads.make_loss(LOSSES[head], model, classes, config.LABEL_SMOOTHING, config.CENTER_LOSS,
+                                         config.CENTER_LR)
+    except (KeyError, ValueError) as e:
+        raise config.ConfigError(e.args[0]) from None
+    decode = DECODERS[head]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.LR, weight_decay=config.WEIGHT_DECAY,
                                   fused=device.type == "cuda")
     steps_per_epoch = len(train_set) // config.BATCH_SIZE
@@ -164,15 +173,16 @@ def main():
         print(f"epoch {epoch}: loss {loss:.4f}, char acc {char_acc:.4f}, seq acc {seq_acc:.4f}, "
               f"{rate:.0f} img/s, {seconds:.0f}s")
         print(show_samples(test_set.texts, preds, config.SHOW, epoch))
-        append_result(config.RESULTS, dict(run=run, epoch=epoch, train_loss=f"{loss:.5f}", char_acc=f"{char_acc:.5f}",
-                                           seq_acc=f"{seq_acc:.5f}", lr=f"{scheduler.get_last_lr()[0]:.3e}",
-                                           seconds=f"{seconds:.1f}", images_per_s=f"{rate:.0f}"))
         meta = dict(epoch=epoch, accuracy=seq_acc, char_accuracy=char_acc, config=config.as_dict())
         if seq_acc > best:
             best = seq_acc
             torch_util.save_checkpoint(best_path, model, build_args, codec, **meta)
         torch_util.save_checkpoint(last_path, model, build_args, codec, **meta, best_accuracy=best,
                                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+        # after the checkpoint: a row in results.txt means its epoch can be resumed from
+        append_result(config.RESULTS, dict(run=run, epoch=epoch, train_loss=f"{loss:.5f}", char_acc=f"{char_acc:.5f}",
+                                           seq_acc=f"{seq_acc:.5f}", lr=f"{scheduler.get_last_lr()[0]:.3e}",
+                                           seconds=f"{seconds:.1f}", images_per_s=f"{rate:.0f}"))
         if seq_acc >= config.TARGET_ACCURACY:
             print(f"reached TARGET_ACCURACY {config.TARGET_ACCURACY}")
             break

@@ -39,7 +39,7 @@ def digits_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(digits_data):
-    """A short CPU training run on the digits set; returns (base folder, train.py output)."""
-    out = run_script("train.py", *tmp_paths(digits_data), f"--charset={DIGITS}", "--epochs=6", "--run=t",
+    """A short CPU training run (5 epochs) on the digits set; returns (base folder, train.py output)."""
+    out = run_script("train.py", *tmp_paths(digits_data), f"--charset={DIGITS}", "--epochs=5", "--run=t",
                      "--batch_size=64", "--show=4")
     return digits_data, out.stdout

@@ -58,7 +58,7 @@ def test_checkpoint_round_trip_without_config(tmp_path):
         assert torch.equal(model(x), p.model(x))
     raw = torch.load(path, weights_only=True)
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in raw["model"])
-    assert not any(f.endswith(".tmp") for f in tmp_path.iterdir())
+    assert not any(f.name.endswith(".tmp") for f in tmp_path.iterdir())
 
 
 class Evil:

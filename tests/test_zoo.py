@@ -1,0 +1,264 @@
+"""The model zoo: every registered model x head, each trick on resnet18, CTC loss and decoding, the center
+loss, local weight files, options from config.py, and a CTC learning run on variable-length captchas."""
+import importlib
+import re
+
+import pytest
+import torch
+import torchvision
+
+import captchaGenerator
+import config
+import data
+import models
+import torch_util
+from conftest import DIGITS, run_script, tmp_paths
+from models import tricks
+from models.heads import DECODERS, LOSSES, CenterLoss, ctc_decode, ctc_loss, ctc_targets, fixed_loss
+
+H, W = 32, 96  # small images keep 31 models fast; 96 / 8 = 12 CTC columns, enough for 4 characters
+TEXTS = ["301", "4556", "7007", "129"]  # variable length (3-4), genuine doubles
+CTC_MIN_SEQ_ACC = 0.5  # 3-5 random digits: chance is below 1e-3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two threads fight the other processes on a shared 2-core box; one thread is faster and steadier."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def build(name, **options):
+    codec = data.Codec(DIGITS, (3, 4))
+    classes = codec.fixed_classes if models.head_of(name) == "fixed" else codec.ctc_classes
+    build_args = dict(name=name, in_channels=1, num_classes=classes, positions=codec.max_len, height=H, width=W,
+                      **options)
+    return models.build_model(**build_args), build_args, codec
+
+
+def check_model(name, tmp_path, **options):
+    """Shape, finite values, a backward pass, decoding, and save -> load -> identical output; returns the
+    model rebuilt from its checkpoint."""
+    torch.manual_seed(0)
+    model, build_args, codec = build(name, **options)
+    head = models.head_of(name)
+    x = torch.rand(2, 1, H, W) * 2 - 1
+    logits = model(x)
+    b, t, k = logits.shape
+    assert (b, k) == (2, build_args["num_classes"]) and torch.isfinite(logits).all()
+    assert t == codec.max_len if head == "fixed" else t >= 2 * codec.max_len - 1  # room for blanks between doubles
+    labels = torch.tensor([codec.encode(s) for s in TEXTS[:2]])
+    lengths = torch.tensor([len(s) for s in TEXTS[:2]])
+    LOSSES[head](logits, labels, lengths).backward()
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), n
+    texts, confs, chars = DECODERS[head](logits, codec)
+    assert len(texts) == 2 and all(0 <= c <= 1 for c in confs) and [len(c) for c in chars] == [len(s) for s in texts]
+
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    path = str(tmp_path / "m.pt")
+    torch_util.save_checkpoint(path, model, build_args, codec)
+    rebuilt, _ = torch_util.model_from_checkpoint(torch_util.load_checkpoint(path))
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), expected)
+    return rebuilt
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_every_model(name, tmp_path):
+    check_model(name, tmp_path)
+    model, _, _ = build(name)
+    _, h, w = models.output_shape(model.features, 1, 60, 160)  # the documented 60x160 feature map
+    assert h <= 4 and w >= (9 if models.head_of(name) == "fixed" else 18)
+
+
+TRICKS = [dict(ibn=True), dict(attention="se"), dict(attention="cbam"), dict(pool="avg"), dict(pool="max"),
+          dict(pool="dual"), dict(bnneck=True), dict(dropout=0.5), dict(ibn=True, attention="cbam", pool="dual", bnneck=True)]
+CASES = ([("resnet18", o) for o in TRICKS + [dict(neck=32), dict(neck=32, bnneck=True)]]
+         + [("resnet18_ctc", o) for o in TRICKS + [dict(sequence="gru", hidden=32), dict(sequence="none")]])
+
+
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{o}" for n, o in CASES])
+def test_each_trick_on_resnet18(name, options, tmp_path):
+    rebuilt = check_model(name, tmp_path, **options)
+    kinds = {type(m) for m in rebuilt.modules()}
+    assert (tricks.IBNNorm in kinds) == options.get("ibn", False)
+    assert (tricks.SEAttention in kinds) == (options.get("attention") == "se")
+    assert (tricks.CBAMAttention in kinds) == (options.get("attention") == "cbam")
+    assert rebuilt.head.pool.mode == options.get("pool", "flat") and rebuilt.head.drop.p == options.get("dropout", 0.2)
+    assert isinstance(rebuilt.head.neck, torch.nn.Identity) != options.get("bnneck", False)
+    if name == "resnet18_ctc":
+        rnn = getattr(rebuilt.head.sequence, "rnn", None)
+        kind = options.get("sequence", "lstm")
+        assert (rnn is None) if kind == "none" else isinstance(rnn, {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind])
+
+
+def test_pooling_keeps_columns():
+    x = torch.arange(2 * 3 * 4 * 5.0).view(2, 3, 4, 5)  # (B, C, h, w)
+    pool = lambda mode: models.heads.ColumnPool(mode)(x)  # noqa: E731
+    assert pool("flat").shape == (2, 12, 5) and torch.equal(pool("flat").flatten(1), x.flatten(1))
+    assert torch.equal(pool("avg"), x.mean(2)) and torch.equal(pool("max"), x[:, :, -1])
+    assert torch.equal(pool("dual"), torch.cat([x.mean(2), x[:, :, -1]], 1))
+
+
+# --- CTC -----------------------------------------------------------------------------------------------------
+
+def path_logits(paths, k=11):
+    """Logits (B, T, k) whose greedy path is each string: '-' = blank, a digit d = class d + 1."""
+    logits = torch.full((len(paths), len(paths[0]), k), -5.0)
+    for b, path in enumerate(paths):
+        for t, c in enumerate(path):
+            logits[b, t, 0 if c == "-" else int(c) + 1] = 5.0
+    return logits
+
+
+def test_ctc_decode_keeps_genuine_doubles():
+    codec = data.Codec(DIGITS, (1, 6))
+    texts, confs, chars = ctc_decode(path_logits(["11-122-2", "1112222-", "--------", "-3-4-5-6", "7-7-7-77"]), codec)
+    assert texts == ["1122", "12", "", "3456", "7777"]
+    assert [len(c) for c in chars] == [4, 2, 0, 4, 4] and all(0 < c <= 1 for c in confs)
+
+
+def test_ctc_loss_reads_padded_labels():
+    codec = data.Codec(DIGITS, (2, 4))
+    labels = torch.tensor([codec.encode("1122"), codec.encode("35")])
+    lengths = torch.tensor([4, 2])
+    assert ctc_targets(labels, lengths).tolist() == [2, 2, 3, 3, 4, 6]
+    good = path_logits(["11-122-2", "-33--55-"])
+    bad = path_logits(["1-2-----", "--------"])
+    assert ctc_loss(good, labels, lengths) < 0.1 < ctc_loss(bad, labels, lengths)
+    smooth = ctc_loss(good, labels, lengths, label_smoothing=0.1)
+    assert smooth > ctc_loss(good, labels, lengths)  # over-confident frames are penalised
+
+
+def test_label_smoothing_fixed_head():
+    logits = torch.zeros(1, 2, 10)
+    logits[0, 0, 3] = logits[0, 1, 4] = 20.0
+    labels = torch.tensor([[3, 4]])
+    assert fixed_loss(logits, labels, None) < 1e-6 < fixed_loss(logits, labels, None, label_smoothing=0.1)
+
+
+def test_center_loss_fixed_head_pulls_characters_to_their_centres():
+    torch.manual_seed(0)
+    model, build_args, codec = build("cnn", neck=16, bnneck=True)
+    keys = set(model.state_dict())
+    criterion = CenterLoss(model, build_args["num_classes"], LOSSES["fixed"], weight=0.1, alpha=0.5)
+    assert set(model.state_dict()) == keys  # the centres are no part of the model or its checkpoints
+    x = torch.rand(4, 1, H, W) * 2 - 1
+    labels = torch.tensor([codec.encode(s) for s in TEXTS])
+    lengths = torch.tensor([len(s) for s in TEXTS])
+    model.eval()  # same features at every call
+    model.head.neck.train()  # the hook reads features only in training
+    logits = model(x)
+    first = criterion(logits, labels, lengths) - LOSSES["fixed"](logits, labels, lengths)
+    seen = set(labels.flatten().tolist())
+    assert first > 0 and all((criterion.centers[c] != 0).any() == (c in seen) for c in range(len(criterion.centers)))
+    for _ in range(3):
+        logits = model(x)
+        later = criterion(logits, labels, lengths) - LOSSES["fixed"](logits, labels, lengths)
+    assert later < first / 2  # the centres moved toward the features
+
+
+def test_center_loss_ctc_labels_columns_of_correct_readings():
+    model, build_args, codec = build("cnn_ctc", sequence="none")
+    criterion = CenterLoss(model, build_args["num_classes"], LOSSES["ctc"], weight=0.1)
+    labels = torch.tensor([codec.encode("112"), codec.encode("345")])
+    classes = criterion.classes(path_logits(["11-12--", "3-4-4-5"]), labels, torch.tensor([3, 3]))
+    assert classes.tolist() == [[2, 2, -1, 2, 3, -1, -1], [-1] * 7]  # the second sample reads 3445: not used
+
+
+def test_center_loss_needs_per_character_features():
+    model, build_args, _ = build("cnn")
+    with pytest.raises(ValueError, match="NECK"):
+        CenterLoss(model, build_args["num_classes"], LOSSES["fixed"], 0.1)
+
+
+# --- options, run names, weight files --------------------------------------------------------------------
+
+def test_model_options_from_config_names():
+    opts = models.model_options("resnet18_ctc", {"IBN": True, "SEQUENCE": "gru", "NECK": 0})
+    assert opts == dict(ibn=True, attention="", pool="flat", bnneck=False, dropout=0.2, sequence="gru", hidden=256)
+    assert set(models.model_options("cnn", config.as_dict())) == {"pool", "neck", "bnneck", "dropout"}
+    with pytest.raises(ValueError, match=r"IBN=True does not apply to densenet121; models that take it: resnet18,"):
+        models.model_options("densenet121", {"IBN": True})
+    with pytest.raises(ValueError, match="SEQUENCE='gru' does not apply to resnet18;"):
+        models.model_options("resnet18", {"SEQUENCE": "gru"})
+    with pytest.raises(ValueError, match="does not take ibn"):
+        models.build_model("crnn", 1, 11, 4, H, W, ibn=True)
+    with pytest.raises(ValueError, match="attention 'eca'"):
+        models.build_model("resnet18", 1, 11, 4, H, W, attention="eca")
+
+
+def test_run_name_says_what_was_trained():
+    try:
+        assert config.run_name() == config.MODEL
+        config.parse(["--model=resnet18_ctc", "--ibn=1", "--attention=cbam", "--pool=dual", "--bnneck=1",
+                      "--sequence=none", "--center_loss=0.01", "--label_smoothing=0.1"])
+        assert config.run_name() == "resnet18_ctc-ibn-cbam-dual-bnneck-nosequence-center0.01-ls0.1"
+        config.parse(["--run=mine"])
+        assert config.run_name() == "mine"
+    finally:
+        importlib.reload(config)
+
+
+def test_local_torchvision_weights(tmp_path):
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18()
+    torch.save(tv.state_dict(), tmp_path / "r18.pth")
+    model, _, _ = build("resnet18")
+    report = models.load_pretrained(model, str(tmp_path / "r18.pth"))
+    assert torch.equal(model.features.layer3[1].conv2.weight, tv.layer3[1].conv2.weight)
+    assert torch.equal(model.features.bn1.running_var, tv.bn1.running_var)
+    assert re.search(r"loaded \d+ of \d+ tensors", report) and "conv1.weight (64, 3, 7, 7)" in report
+    assert "fc.weight" in report  # the ImageNet classifier is named as skipped
+
+    small = torchvision.models.mobilenet_v3_small()
+    torch.save(small.state_dict(), tmp_path / "mv3.pth")
+    model, _, _ = build("mobilenet_v3_small_ctc")
+    report = models.load_pretrained(model, str(tmp_path / "mv3.pth"))
+    stem = small.features[0][0].weight
+    assert torch.allclose(model.features.features[0][0].weight, stem.sum(1, keepdim=True)) and "summed over RGB" in report
+
+    cnn, _, _ = build("cnn")
+    with pytest.raises(ValueError, match="none of its"):
+        models.load_pretrained(cnn, str(tmp_path / "r18.pth"))
+
+
+# --- train.py with the CTC head ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def variable_digits(tmp_path_factory):
+    """3-5 digit captchas at 128x48: 2400 train (seed 1), 200 test (seed 2)."""
+    base = tmp_path_factory.mktemp("ctc")
+    captchaGenerator.generate(str(base / "train"), 2400, 1, DIGITS, (3, 5), 128, 48, quiet=True)
+    captchaGenerator.generate(str(base / "test"), 200, 2, DIGITS, (3, 5), 128, 48, quiet=True)
+    return base
+
+
+def test_ctc_head_learns_variable_length(variable_digits):
+    base = variable_digits
+    size = [f"--charset={DIGITS}", "--length=(3,5)", "--image_width=128", "--image_height=48", "--threads=1"]
+    out = run_script("train.py", *tmp_paths(base), *size, "--model=cnn_ctc", "--sequence=none", "--epochs=4",
+                     "--batch_size=32", "--augment=0", "--run=ctc", "--show=4").stdout
+    best = max(float(r["seq_acc"]) for r in torch_util.read_results(base / "results.txt"))
+    assert best >= CTC_MIN_SEQ_ACC, out[-2000:]
+
+    predictor = torch_util.Predictor(str(base / "weights" / "ctc_best.pt"))
+    assert predictor.ckpt["head"] == "ctc" and predictor.ckpt["build_args"]["sequence"] == "none"
+    test = data.load_folder(str(base / "test"), predictor.codec, 128, 48, 1)
+    texts, _, _ = predictor.predict_arrays(test.images)
+    right = [t for t, p in zip(test.texts, texts) if t == p]
+    assert abs(len(right) / len(texts) - best) < 1e-6
+    assert {len(t) for t in right} == {3, 4, 5}  # every length is read
+    assert any(re.search(r"(.)\1", t) for t in right)  # and genuine doubles survive decoding
+
+
+def test_train_refuses_a_trick_the_model_lacks(variable_digits):
+    p = run_script("train.py", *tmp_paths(variable_digits), f"--charset={DIGITS}", "--length=(3,5)",
+                   "--image_width=128", "--image_height=48", "--model=densenet121", "--ibn=1", check=False)
+    assert p.returncode != 0 and "IBN=True does not apply to densenet121" in p.stdout and "Traceback" not in p.stdout
