@@ -65,7 +65,7 @@ def register_backbone(name, features):
             bnneck=False, dropout=0.2, **kw):
         body = features(in_channels, height, width, 8, **kw)
         shape = output_shape(body, in_channels, height, width)
-        return CaptchaModel(body, CTCHead(shape, num_classes, pool, sequence, hidden, bnneck, dropout))
+        return CaptchaModel(body, CTCHead(shape, positions, num_classes, pool, sequence, hidden, bnneck, dropout))
 
     MODELS[name] = Entry(fixed, "fixed", HEAD_OPTIONS["fixed"] + tricks)
     MODELS[f"{name}_ctc"] = Entry(ctc, "ctc", HEAD_OPTIONS["ctc"] + tricks)
@@ -83,7 +83,8 @@ def model_options(name, settings):
     An option set away from its neutral value on a model that does not take it is an error, so a run
     never claims a trick it did not use.
     """
-    takes = MODELS[name].options if name in MODELS else head_of(name)
+    head_of(name)  # an unknown name: KeyError listing the registered ones
+    takes = MODELS[name].options
     options = {}
     for option, neutral in OPTIONS.items():
         value = settings.get(option.upper(), neutral)
@@ -98,7 +99,8 @@ def model_options(name, settings):
 
 def build_model(name, in_channels, num_classes, positions, height, width, **options):
     """Build a registered model. The arguments (a plain dict) are stored in checkpoints to rebuild it."""
-    entry = MODELS[name] if name in MODELS else head_of(name)
+    head_of(name)
+    entry = MODELS[name]
     unknown = set(options) - set(entry.options)
     if unknown:
         raise ValueError(f"{name} does not take {', '.join(sorted(unknown))}; it takes {', '.join(entry.options)}")

@@ -5,6 +5,7 @@ CTC head needs for 4 characters. `fit_strides` keeps the early downsampling step
 ones into stride 1, so every backbone ends at height / 16 and width / 16 (fixed head) or width / 8 (CTC).
 """
 import pickle
+import re
 from collections import OrderedDict
 
 import torch
@@ -12,26 +13,24 @@ import torch.nn as nn
 import torchvision
 
 STRIDED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
-PROBE = 64  # side of the square image used to find the downsampling steps (a power of 2 above 32)
+# torchvision's own DenseNet files still use the old key names (denselayer1.norm.1.weight); its loader renames
+LEGACY_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+PROBE = 32  # side of the square image used to find the downsampling steps: 32 halves 5 times
 
 
 def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
+@torch.no_grad()
 def output_shape(features, in_channels, height, width):
-    """(C, h, w) that `features` makes of one (in_channels, height, width) image.
-
-    Runs on the meta device: shapes only, no arithmetic, so building a model costs no forward pass.
-    """
+    """(C, h, w) that `features` makes of one (in_channels, height, width) image (an eval-mode pass)."""
     was_training = features.training
-    state = {k: v.to("meta") for k, v in [*features.named_parameters(), *features.named_buffers()]}
+    features.eval()
     try:
-        features.eval()
-        out = torch.func.functional_call(features, state, (torch.zeros(1, in_channels, height, width, device="meta"),))
+        return tuple(features(torch.zeros(1, in_channels, height, width)).shape[1:])
     finally:
         features.train(was_training)
-    return tuple(out.shape[1:])
 
 
 def downsampling_steps(features, in_channels):
@@ -114,7 +113,7 @@ def load_pretrained(model, path):
     own = model.state_dict()
     loaded, adapted, mismatched, unused = [], [], [], []
     for key, tensor in state.items():
-        target = f"features.{key}"
+        target = "features." + LEGACY_DENSENET.sub(r"\1\2", key)
         if target not in own:
             unused.append(key)
         elif own[target].shape == tensor.shape:

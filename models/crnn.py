@@ -30,4 +30,4 @@ def crnn(in_channels, num_classes, positions, height, width, pool="flat", sequen
          bnneck=False, dropout=0.2):
     features = crnn_features(in_channels)
     shape = output_shape(features, in_channels, height, width)
-    return CaptchaModel(features, CTCHead(shape, num_classes, pool, sequence, hidden, bnneck, dropout))
+    return CaptchaModel(features, CTCHead(shape, positions, num_classes, pool, sequence, hidden, bnneck, dropout))

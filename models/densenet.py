@@ -1,5 +1,5 @@
 """torchvision DenseNet-121: its stem and dense blocks; the last transition keeps the size, so a 60x160
-input ends as (1024, 4, 10), or (1024, 4, 20) with the CTC head."""
+input ends as (1024, 3, 10), or (1024, 3, 20) with the CTC head (its 2x2 pools round 15 rows down to 7, 3)."""
 import torch.nn as nn
 
 from models import register_backbone

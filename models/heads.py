@@ -102,11 +102,15 @@ class FixedHead(nn.Module):
 class CTCHead(nn.Module):
     """Per-column logits (B, w, K) for CTC: columns -> [BiLSTM | BiGRU] -> classifier with a blank."""
 
-    def __init__(self, shape, num_classes, pool="flat", sequence="lstm", hidden=256, bnneck=False, dropout=0.0):
+    def __init__(self, shape, positions, num_classes, pool="flat", sequence="lstm", hidden=256, bnneck=False,
+                 dropout=0.0):
         super().__init__()
         if sequence not in SEQUENCES:
             raise ValueError(f"sequence {sequence!r}: expected one of {', '.join(SEQUENCES)}")
-        channels, height, _ = shape
+        channels, height, width = shape
+        if width < positions:  # CTC emits at most one character per column
+            raise ValueError(f"the backbone leaves {width} columns for labels of up to {positions} characters; "
+                             f"use a wider IMAGE_WIDTH")
         self.pool = ColumnPool(pool)
         dim = self.pool.out_channels(channels, height)
         self.sequence = BiRNNSequence(sequence, dim, hidden) if sequence != "none" else nn.Identity()

@@ -25,6 +25,7 @@ from PIL import Image
 import app as webapp
 import captchaGenerator
 import config
+import loadtest
 import data
 import models
 import torch_util
@@ -79,12 +80,7 @@ def serve(checkpoint, log_path):
         yield url, process
     finally:
         if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            loadtest.stop_server(process)
 
 
 def post_file(url, raw, name="captcha.png"):

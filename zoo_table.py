@@ -1,0 +1,137 @@
+"""The model zoo table (docs/zoo.md): for every registered model, its parameters, the feature map its backbone
+ends with, CPU single-image latency, and the accuracy it reaches after one equal training budget.
+
+    python captchaGenerator.py --dataset_dir=/tmp/zoo --split=train --count=5000 --seed=1
+    python captchaGenerator.py --dataset_dir=/tmp/zoo --split=test --count=200 --seed=2
+    python zoo_table.py --train_dir=/tmp/zoo/train --test_dir=/tmp/zoo/test --cache_dir=/tmp/zoo/cache \
+        --seconds=15 --batch_size=32 --threads=1 [--models=cnn,crnn] [--out=table.md]
+
+Every model trains for the same wall-clock `seconds` on the same data: a one-cycle schedule (AdamW, peak LR)
+over as many steps as fit, measured on its first steps. Config options (tricks, head settings) apply to every
+model that takes them, so `--bnneck=1` gives the table with BNNeck.
+"""
+import statistics
+import sys
+import time
+
+import torch
+
+import config
+import data
+import models
+import torch_util
+import train
+from models.heads import DECODERS, LOSSES
+
+COLUMNS = ["model", "head", "params (M)", "feature map", "CPU latency (ms)", "train images", "char acc", "seq acc"]
+LATENCY_SECONDS = 3.0  # a slow model stops its latency repeats after this long (5 at least)
+
+
+@torch.inference_mode()
+def latency_ms(model, image, repeats):
+    """Median wall time of one forward pass on one image (B = 1) on the CPU, after a warm-up."""
+    model.eval()
+    for _ in range(2):
+        model(image)
+    times = []
+    while len(times) < repeats and (len(times) < 5 or sum(times) < LATENCY_SECONDS):
+        start = time.perf_counter()
+        model(image)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def endless_batches(n, batch_size, device, generator):
+    while True:
+        yield from data.batches(n, batch_size, device, generator, drop_last=True)
+
+
+def train_for(model, loss_fn, train_tensors, device, seconds, generator):
+    """Train for about `seconds` of wall-clock; returns the number of training images seen."""
+    images, labels, lengths = train_tensors
+    # two steps at the one-cycle schedule's starting LR time a step; the schedule spans the steps that fit
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.LR / 25, weight_decay=config.WEIGHT_DECAY)
+    order = endless_batches(len(images), config.BATCH_SIZE, device, generator)
+    model.train()
+
+    def step():
+        idx = next(order)
+        x = data.to_float(images[idx])
+        if config.AUGMENT:
+            x = data.augment(x, config.AUGMENT)
+        with torch_util.autocast(device):
+            logits = model(x)
+        loss = loss_fn(logits, labels[idx], lengths[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    start = time.time()
+    step()  # the first step also allocates: not timed
+    timed = time.time()
+    step()
+    per_step = time.time() - timed
+    steps = int((seconds - (time.time() - start)) / per_step)  # 0 for a model slower than the budget
+    if steps:
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.LR, total_steps=steps, pct_start=0.15)
+    for _ in range(steps):
+        step()
+        scheduler.step()
+    return (2 + steps) * config.BATCH_SIZE
+
+
+def measure(name, codec, train_tensors, test_set, test_tensors, device, seconds, repeats):
+    torch_util.seed_everything(config.SEED)
+    head = models.head_of(name)
+    classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
+    model = models.build_model(name, config.CHANNELS, classes, codec.max_len, config.IMAGE_HEIGHT,
+                               config.IMAGE_WIDTH, **models.model_options(name, config.as_dict()))
+    params = sum(p.numel() for p in model.parameters())
+    c, h, w = models.output_shape(model.features, config.CHANNELS, config.IMAGE_HEIGHT, config.IMAGE_WIDTH)
+    image = data.to_float(torch.from_numpy(test_set.images[:1]).permute(0, 3, 1, 2))
+    ms = latency_ms(model, image, repeats)
+    model.to(device)
+    generator = torch.Generator().manual_seed(config.SEED)
+    seen = train_for(model, LOSSES[head], train_tensors, device, seconds, generator)
+    preds = train.evaluate(model, test_tensors, codec, DECODERS[head], device, 256)
+    char_acc, seq_acc = train.accuracy(test_set.texts, preds)
+    return [name, head, f"{params / 1e6:.2f}", f"{c}x{h}x{w}", f"{ms:.1f}", str(seen), f"{char_acc:.3f}",
+            f"{seq_acc:.3f}"]
+
+
+def markdown(rows):
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" if i < 2 else "--:" for i in range(len(COLUMNS))) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def main():
+    _, opts = config.parse(seconds=15.0, models="", repeats=20, out="")
+    torch_util.set_threads(config.THREADS)
+    device = torch_util.pick_device(config.DEVICE)
+    names = opts["models"].split(",") if opts["models"] else list(models.MODELS)
+    for name in names:
+        models.head_of(name)  # an unknown name fails before any work
+    codec = data.Codec(config.CHARSET, config.LENGTH)
+    train_set, test_set = train.load_data(codec)
+    train_tensors, test_tensors = train_set.tensors(device), test_set.tensors(device)
+    print(f"{len(names)} models, {opts['seconds']:g} s of training each on {len(train_set)} images, "
+          f"{len(test_set)} test images, {torch.get_num_threads()} CPU threads, training on {device}", flush=True)
+    rows, start = [], time.time()
+    for name in names:
+        rows.append(measure(name, codec, train_tensors, test_set, test_tensors, device, opts["seconds"],
+                            opts["repeats"]))
+        print("  ".join(rows[-1]), f"({time.time() - start:.0f} s so far)", flush=True)
+    table = markdown(rows)
+    print(table)
+    if opts["out"]:
+        with open(opts["out"], "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (config.ConfigError, data.DataError) as e:
+        sys.exit(f"error: {e}")
+    except (KeyError, ValueError) as e:  # an unknown model, or an option a model does not take
+        sys.exit(f"error: {e.args[0]}")
