@@ -71,7 +71,7 @@ def train_for(model, loss_fn, train_tensors, device, seconds, generator):
     timed = time.time()
     step()
     per_step = time.time() - timed
-    steps = int((seconds - (time.time() - start)) / per_step)  # 0 for a model slower than the budget
+    steps = max(0, int((seconds - (time.time() - start)) / per_step))  # 0: two steps spent the budget
     if steps:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.LR, total_steps=steps, pct_start=0.15)
     for _ in range(steps):
