@@ -220,6 +220,8 @@ def main():
         sys.exit("error: --requests and --concurrency must be at least 1")
     if opts["mode"] not in MODES:
         sys.exit(f"error: --mode={opts['mode']}: expected one of {', '.join(MODES)}")
+    if opts["url"] and urllib.parse.urlsplit(opts["url"]).hostname not in LOOPBACK:  # before anything else
+        sys.exit(f"error: {opts['url']}: loadtest.py only targets this machine ({', '.join(LOOPBACK)})")
     paths = image_files(opts["images"] or config.TEST_DIR)
     if not paths:
         sys.exit(f"error: no images in {opts['images'] or config.TEST_DIR} (pass --images=FOLDER or FILE)")
@@ -229,8 +231,6 @@ def main():
     process, log = None, tempfile.TemporaryFile()
     if opts["url"]:
         parts = urllib.parse.urlsplit(opts["url"])
-        if parts.hostname not in LOOPBACK:
-            sys.exit(f"error: {opts['url']}: loadtest.py only targets this machine ({', '.join(LOOPBACK)})")
         host, port = parts.hostname, parts.port or 80
     else:
         host, port = "127.0.0.1", free_port()

@@ -100,8 +100,8 @@ def measure(name, codec, train_tensors, test_set, test_tensors, device, seconds,
 
 
 def markdown(rows):
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" if i < 2 else "--:" for i in range(len(COLUMNS))) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    align = ["---"] * 2 + ["--:"] * (len(COLUMNS) - 2)  # names left, numbers right
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [COLUMNS, align] + rows)
 
 
 def main():

@@ -108,4 +108,5 @@ def build_model(name, in_channels, num_classes, positions, height, width, **opti
                          width=width, **options)
 
 
-from models import cnn, crnn, resnet, densenet, mobilenet, efficientnet, shufflenet, regnet, convnext  # noqa: E402,F401,I001  (registers the models)
+# importing the families registers their models, in this order
+from models import cnn, crnn, resnet, densenet, mobilenet, efficientnet, shufflenet, regnet, convnext  # noqa: E402,F401

@@ -14,7 +14,8 @@ import torchvision
 
 STRIDED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # torchvision's own DenseNet files still use the old key names (denselayer1.norm.1.weight); its loader renames
-LEGACY_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+LEGACY_DENSENET = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 PROBE = 32  # side of the square image used to find the downsampling steps: 32 halves 5 times
 
 
@@ -119,7 +120,7 @@ def load_pretrained(model, path):
         elif own[target].shape == tensor.shape:
             own[target] = tensor
             loaded.append(key)
-        elif tensor.dim() == 4 and tensor.shape[1] == 3 and own[target].shape == (tensor.shape[0], 1, *tensor.shape[2:]):
+        elif tensor.dim() == 4 and tensor.shape[1] == 3 and own[target].shape == (len(tensor), 1, *tensor.shape[2:]):
             own[target] = tensor.sum(1, keepdim=True)
             adapted.append(key)
         else:

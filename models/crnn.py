@@ -12,7 +12,8 @@ from models.heads import CTCHead
 
 
 def conv_bn(cin, cout, kernel=3, padding=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, 1, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, 1, padding, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
 def crnn_features(in_channels):

@@ -223,7 +223,8 @@ def test_local_torchvision_weights(tmp_path):
     model, _, _ = build("mobilenet_v3_small_ctc")
     report = models.load_pretrained(model, str(tmp_path / "mv3.pth"))
     stem = small.features[0][0].weight
-    assert torch.allclose(model.features.features[0][0].weight, stem.sum(1, keepdim=True)) and "summed over RGB" in report
+    assert torch.allclose(model.features.features[0][0].weight, stem.sum(1, keepdim=True))
+    assert "summed over RGB" in report
 
     cnn, _, _ = build("cnn")
     with pytest.raises(ValueError, match="none of its"):
