@@ -21,7 +21,7 @@ SKIP_BAD = False          # True: drop unreadable / mislabelled files with a war
 MODEL = "cnn"             # any name in models.MODELS (python -c "import models; print(list(models.MODELS))")
                           # <backbone> has the fixed-length head, <backbone>_ctc the CTC head; crnn is CTC
 
-# --- model options (tricks and head; a model takes those that apply, see docs/zoo.md) --------------------
+# --- model options (tricks and head; a model takes those that apply, see README "Model zoo") --------------------
 IBN = False               # IBN-a: instance + batch norm in the first three stages (ResNet family)
 ATTENTION = ""            # "" = none, "se" (squeeze-excitation), "cbam" (channel + spatial); ResNet family
 POOL = "flat"             # per column: "flat" keeps every cell; "avg", "max" or "dual" (avg + max) pool the height

@@ -36,27 +36,34 @@ def accuracy(truths, preds):
     return max(0.0, 1 - errors / chars), seq
 
 
+def train_step(model, optimizer, loss_fn, train, idx, device, augment=0.0):
+    """One optimizer step on the batch `idx` of the device-resident (images, labels, lengths); returns the
+    loss as a detached device tensor (no host sync)."""
+    images, labels, lengths = train
+    x = data.to_float(images[idx])
+    if augment:
+        x = data.augment(x, augment)
+    with torch_util.autocast(device):
+        logits = model(x)
+    loss = loss_fn(logits, labels[idx], lengths[idx])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def train_one_epoch(model, optimizer, scheduler, loss_fn, train, device, batch_size, generator, desc, augment=0.0):
     """One pass over the device-resident training tensors; returns (mean loss, images/s)."""
-    images, labels, lengths = train
     model.train()
     total = torch.zeros((), device=device)
     steps = seen = 0
     start = time.time()
-    bar = tqdm(data.batches(len(images), batch_size, device, generator, drop_last=True),
-               total=len(images) // batch_size, desc=desc, unit="batch", file=sys.stdout, leave=False)
+    n = len(train[0])
+    bar = tqdm(data.batches(n, batch_size, device, generator, drop_last=True), total=n // batch_size, desc=desc,
+               unit="batch", file=sys.stdout, leave=False)
     for idx in bar:
-        x = data.to_float(images[idx])
-        if augment:
-            x = data.augment(x, augment)
-        with torch_util.autocast(device):
-            logits = model(x)
-        loss = loss_fn(logits, labels[idx], lengths[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        total += train_step(model, optimizer, loss_fn, train, idx, device, augment)
         scheduler.step()
-        total += loss.detach()
         steps += 1
         seen += len(idx)
         if steps % 20 == 0:  # the only host sync: a logging point

@@ -1,10 +1,10 @@
-"""The model zoo table (docs/zoo.md): for every registered model, its parameters, the feature map its backbone
-ends with, CPU single-image latency, and the accuracy it reaches after one equal training budget.
+"""The model zoo table (README, "Model zoo"): for every registered model, its parameters, the feature map
+its backbone ends with, CPU single-image latency, and the accuracy it reaches after one equal training budget.
 
     python captchaGenerator.py --dataset_dir=/tmp/zoo --split=train --count=5000 --seed=1
     python captchaGenerator.py --dataset_dir=/tmp/zoo --split=test --count=200 --seed=2
     python zoo_table.py --train_dir=/tmp/zoo/train --test_dir=/tmp/zoo/test --cache_dir=/tmp/zoo/cache \
-        --seconds=15 --batch_size=32 --threads=1 [--models=cnn,crnn] [--out=table.md]
+        --seconds=15 --batch_size=16 --threads=1 [--models=cnn,crnn] [--out=table.md]
 
 Every model trains for the same wall-clock `seconds` on the same data: a one-cycle schedule (AdamW, peak LR)
 over as many steps as fit, measured on its first steps. Config options (tricks, head settings) apply to every
@@ -48,23 +48,13 @@ def endless_batches(n, batch_size, device, generator):
 
 def train_for(model, loss_fn, train_tensors, device, seconds, generator):
     """Train for about `seconds` of wall-clock; returns the number of training images seen."""
-    images, labels, lengths = train_tensors
     # two steps at the one-cycle schedule's starting LR time a step; the schedule spans the steps that fit
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.LR / 25, weight_decay=config.WEIGHT_DECAY)
-    order = endless_batches(len(images), config.BATCH_SIZE, device, generator)
+    order = endless_batches(len(train_tensors[0]), config.BATCH_SIZE, device, generator)
     model.train()
 
     def step():
-        idx = next(order)
-        x = data.to_float(images[idx])
-        if config.AUGMENT:
-            x = data.augment(x, config.AUGMENT)
-        with torch_util.autocast(device):
-            logits = model(x)
-        loss = loss_fn(logits, labels[idx], lengths[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train.train_step(model, optimizer, loss_fn, train_tensors, next(order), device, config.AUGMENT)
 
     start = time.time()
     step()  # the first step also allocates: not timed

@@ -17,8 +17,9 @@ def args(name):
     return dict(name=name, in_channels=1, num_classes=classes, positions=4, height=60, width=160), codec
 
 
-@pytest.mark.parametrize("name", list(models.MODELS))
-def test_every_model_shape_finite_backward(name):
+# every registered model x head x trick: tests/test_zoo.py; here the two the foundation ships, at full size
+@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+def test_model_shape_finite_backward(name):
     torch.manual_seed(0)
     build_args, codec = args(name)
     model = models.build_model(**build_args)
