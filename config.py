@@ -41,7 +41,7 @@ BATCH_SIZE = 128          # images per step
 LR = 3e-3                 # peak learning rate of the one-cycle schedule (AdamW)
 AUGMENT = 0.0             # strength of a random affine jitter of training batches (1.0 = a few px / degrees); 0 = off
 WEIGHT_DECAY = 1e-4       # AdamW weight decay
-TARGET_ACCURACY = 1.0     # stop once test sequence accuracy reaches this (0-1); 1.0 = run all EPOCHS
+TARGET_ACCURACY = 1.0     # stop once test sequence accuracy reaches this (0-1); above 1 = never stop early
 SEED = 1                  # seeds weight init and batch order
 RUN = ""                  # run name, used in weights/<RUN>_best.pt and results.txt; "" = MODEL
 DEVICE = "auto"           # "auto" (cuda, then mps, then cpu), or "cpu", "cuda", "cuda:1", "mps"
