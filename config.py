@@ -9,12 +9,15 @@ import string
 import sys
 
 # --- data -----------------------------------------------------------------------------------------------
-CHARSET = string.digits + string.ascii_uppercase  # characters a label may contain, in class order
+CHARSET = string.digits + string.ascii_uppercase  # characters a label may contain, in class order;
+                          # "infer" = read it from the training labels (printed, and saved in the checkpoint)
+CASE_SENSITIVE = True     # False: labels are upper-cased (and so is CHARSET) before training and scoring
 LENGTH = 4                # characters per label; a tuple (min, max) allows variable lengths
 IMAGE_WIDTH = 160         # pixels; every image is resized to IMAGE_WIDTH x IMAGE_HEIGHT
 IMAGE_HEIGHT = 60         # pixels
 CHANNELS = 1              # 1 = grey, 3 = colour (RGB)
 FONTS = ()                # .ttf files for captchaGenerator.py; () = the captcha package's own fonts
+HOLDOUT = 0.1             # with TEST_DIR = "": this fraction of TRAIN_DIR (seeded by SEED) is held out for testing
 SKIP_BAD = False          # True: drop unreadable / mislabelled files with a warning instead of stopping
 
 # --- model ----------------------------------------------------------------------------------------------
@@ -40,12 +43,23 @@ EPOCHS = 8                # upper bound (8 fits the 2-core CPU demo in 15 min); 
 BATCH_SIZE = 128          # images per step
 LR = 3e-3                 # peak learning rate of the one-cycle schedule (AdamW)
 AUGMENT = 0.0             # strength of a random affine jitter of training batches (1.0 = a few px / degrees); 0 = off
+PERSPECTIVE = 0.0         # strength of a random perspective warp (1.0 = corners move ~6 % of the size); 0 = off
+BLUR = 0.0                # probability that a training image is Gaussian-blurred (sigma 0.3-1.2); 0 = off
+NOISE = 0.0               # standard deviation of added Gaussian pixel noise (on the [-1, 1] scale); 0 = off
+CONTRAST = 0.0            # strength of random contrast / brightness (and colour, for CHANNELS=3) changes; 0 = off
+INIT = ""                 # checkpoint to start from (fine-tuning); a different charset re-initialises only the head
 WEIGHT_DECAY = 1e-4       # AdamW weight decay
+TIME_LIMIT = 0            # seconds of training after which the run stops (at the end of that epoch); 0 = none
 TARGET_ACCURACY = 1.0     # stop once test sequence accuracy reaches this (0-1); above 1 = never stop early
 SEED = 1                  # seeds weight init and batch order
 RUN = ""                  # run name, used in weights/<RUN>_best.pt and results.txt; "" = MODEL
 DEVICE = "auto"           # "auto" (cuda, then mps, then cpu), or "cpu", "cuda", "cuda:1", "mps"
 THREADS = 0               # CPU threads for torch; 0 = every core
+COMPILE = False           # torch.compile the model (worth it on a GPU; the first steps wait while it compiles)
+ONLINE = False            # fresh captchas every epoch, rendered in memory by generator processes (TRAIN_DIR is not read)
+ONLINE_COUNT = 100_000    # ONLINE: captchas per epoch (all processes together under torchrun)
+ONLINE_WORKERS = 0        # ONLINE: generator processes (per training process); 0 = every core but one, shared
+ONLINE_TEST = 2000        # ONLINE with TEST_DIR = "": captchas rendered (with their own seed) to test on
 SHOW = 8                  # samples in the "truth | prediction | ok" table after each evaluation
 
 # --- paths ----------------------------------------------------------------------------------------------
@@ -55,6 +69,16 @@ TEST_DIR = "dataset/test"             # evaluated after every epoch
 CACHE_DIR = "dataset/.cache"          # decoded uint8 arrays, so a second run starts at once
 WEIGHTS_DIR = "weights"               # checkpoints
 RESULTS = "results.txt"               # one row per epoch per run; torch_util.py plots it
+
+# --- compare.py -----------------------------------------------------------------------------------------
+COMPARE_MODELS = ""       # entries compare.py trains, comma-separated: a model name, optionally with its own
+                          # --NAME=value ("cnn,crnn,resnet18 --ibn=1"); "" = the preset's list
+COMPARE_PRESET = "quick"  # "quick": cnn, cnn_ctc, mobilenet_v3_small(_ctc), 3 epochs (a CPU look);
+                          # "full": every registered model, 20 epochs (a GPU)
+COMPARE_EPOCHS = 0        # epochs per entry (the length of its one-cycle schedule); 0 = the preset's
+COMPARE_SECONDS = 0       # also stop an entry after the epoch that passes this many seconds of training; 0 = no limit
+COMPARE_SEEDS = 3         # seeds per variant in --ablation=1 (SEED, SEED+1, ...)
+COMPARE_DIR = "comparison"  # comparison.md / .csv / .png (ablation.*), and each entry's folder: log, results, weights
 
 # --- web app ---------------------------------------------------------------------------------------------
 HOST = "127.0.0.1"        # address app.py listens on; "0.0.0.0" also serves other machines

@@ -54,7 +54,7 @@ def train_for(model, loss_fn, train_tensors, device, seconds, generator):
     model.train()
 
     def step():
-        train.train_step(model, optimizer, loss_fn, train_tensors, next(order), device, config.AUGMENT)
+        train.train_step(model, optimizer, loss_fn, train_tensors, next(order), device, data.Augment.from_config(config))
 
     start = time.time()
     step()  # the first step also allocates: not timed
