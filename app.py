@@ -1,7 +1,8 @@
 """Serve a trained model: a page where a person tries it, and a JSON API for programs.
 
-    python app.py                              # weights/default.pt, else the newest weights/*_best.pt
+    python app.py                              # this run's weights/<RUN>_best.pt, else weights/default.pt, else the newest *_best.pt
     python app.py weights/cnn_best.pt --port=8080
+    python app.py weights/cnn_best.onnx        # a model written by export.py, run by onnxruntime
     curl -F file=@captcha.png http://127.0.0.1:8000/api/predict
 
 Endpoints: GET / (the page), POST /api/predict, POST /api/predict/batch, GET /api/model, GET /healthz,
@@ -207,12 +208,12 @@ def fuse_for_inference(model, height, width, channels):
 
 
 class Model:
-    """The served checkpoint: a torch_util.Predictor whose answers also carry the candidates of each character."""
+    """The served model (.pt or .onnx): a torch_util.Predictor whose answers also carry each character's candidates."""
 
     def __init__(self, predictor, candidates=CANDIDATES, fuse=True):
         self.predictor = predictor
-        self.parameters = sum(p.numel() for p in predictor.model.parameters())
-        if fuse and predictor.device.type == "cpu":
+        self.parameters = predictor.parameters
+        if fuse and predictor.runtime == "torch" and predictor.device.type == "cpu":
             predictor.model = fuse_for_inference(predictor.model, predictor.height, predictor.width,
                                                  predictor.channels)
         decode, head_candidates = predictor.decode, HEAD_CANDIDATES.get(predictor.ckpt["head"])
@@ -244,7 +245,7 @@ class Model:
                 "length": list(ckpt["length"]), "image_size": {"width": p.width, "height": p.height},
                 "channels": p.channels, "epoch": ckpt.get("epoch"), "accuracy": ckpt.get("accuracy"),
                 "char_accuracy": ckpt.get("char_accuracy"), "checkpoint": os.path.basename(p.path),
-                "parameters": self.parameters}
+                "runtime": p.runtime, "parameters": self.parameters}
 
 
 def _settle(future, result, error):
@@ -508,31 +509,23 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
     return app
 
 
-def default_checkpoint():
-    """The shipped weights/default.pt when there is one, else the newest checkpoint train.py wrote."""
-    shipped = os.path.join(config.WEIGHTS_DIR, "default.pt")
-    return shipped if os.path.exists(shipped) else torch_util.latest_checkpoint()
-
-
 def main():
     import uvicorn
 
     positional, _ = config.parse()
     if len(positional) > 1:
-        sys.exit("usage: python app.py [CHECKPOINT.pt] [--host=127.0.0.1] [--port=8000]")
-    path = positional[0] if positional else default_checkpoint()
-    if path.endswith(".onnx"):
-        sys.exit(f"error: {path}: ONNX models are not served yet; pass a .pt checkpoint written by train.py")
-    predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One inference thread with one torch thread by default: the event loop needs the other core, and
-    # batching (not intra-op threads) is what makes small images fast. --threads=N overrides.
+        sys.exit("usage: python app.py [MODEL.pt|MODEL.onnx] [--host=127.0.0.1] [--port=8000]")
+    path = positional[0] if positional else torch_util.default_checkpoint()
+    # One inference thread with one torch (or onnxruntime) thread by default: the event loop needs the other
+    # core, and batching (not intra-op threads) is what makes small images fast. --threads=N overrides.
     threads = config.THREADS or 1
     torch.set_num_threads(threads)
+    predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE), threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(predictor, threads=threads)
     info = predictor.ckpt
     accuracy = f", test accuracy {info['accuracy']:.4f}" if info.get("accuracy") is not None else ""
-    print(f"serving {path} ({info['model_name']}, charset {info['charset']!r}{accuracy}) "
+    print(f"serving {path} ({info['model_name']} on {predictor.runtime}, charset {info['charset']!r}{accuracy}) "
           f"at http://{config.HOST}:{config.PORT}", flush=True)
     uvicorn.run(app, host=config.HOST, port=config.PORT, access_log=False, log_level="info")
 

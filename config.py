@@ -58,7 +58,8 @@ THREADS = 0               # CPU threads for torch; 0 = every core
 COMPILE = False           # torch.compile the model (worth it on a GPU; the first steps wait while it compiles)
 ONLINE = False            # fresh captchas every epoch, rendered in memory by generator processes (TRAIN_DIR is not read)
 ONLINE_COUNT = 100_000    # ONLINE: captchas per epoch (all processes together under torchrun)
-ONLINE_WORKERS = 0        # ONLINE: generator processes (per training process); 0 = every core but one, shared
+ONLINE_WORKERS = 0        # ONLINE: generator processes per training process; 0 = the cores training leaves free
+                          # (GPU: every core but one per process; CPU: half the cores, training threads the rest)
 ONLINE_TEST = 2000        # ONLINE with TEST_DIR = "": captchas rendered (with their own seed) to test on
 SHOW = 8                  # samples in the "truth | prediction | ok" table after each evaluation
 

@@ -1,6 +1,7 @@
 """Read captchas: files, folders or globs -> `file<TAB>text<TAB>confidence` per line (or JSON).
 
-    python predict.py dataset/test/*.png
+    python predict.py dataset/test/*.png                   # this run's _best.pt, else weights/default.pt, else the newest
+    python predict.py weights/cnn_best.onnx some_folder    # a model first: a .pt checkpoint or an export.py .onnx
     python predict.py some_folder --checkpoint=weights/cnn_best.pt --json=1
 """
 import glob
@@ -14,6 +15,7 @@ import config
 import data
 import torch_util
 
+MODEL_EXTENSIONS = (".pt", ".onnx")  # a first argument ending so is the model, not an image
 
 def expand(sources):
     """Image paths from files, folders and glob patterns, in order; and the sources that matched nothing."""
@@ -34,10 +36,13 @@ def expand(sources):
 
 def main():
     sources, opts = config.parse(checkpoint="", json=False, batch_size=256)
+    if sources and not opts["checkpoint"] and sources[0].endswith(MODEL_EXTENSIONS):
+        opts["checkpoint"] = sources.pop(0)
     if not sources:
-        sys.exit("usage: python predict.py IMAGE|FOLDER|GLOB ... [--checkpoint=weights/x.pt] [--json=1]")
-    predictor = torch_util.Predictor(opts["checkpoint"] or torch_util.latest_checkpoint(),
-                                     torch_util.pick_device(config.DEVICE))
+        sys.exit("usage: python predict.py [MODEL.pt|MODEL.onnx] IMAGE|FOLDER|GLOB ... [--json=1]")
+    torch_util.set_threads(config.THREADS)
+    predictor = torch_util.Predictor(opts["checkpoint"] or torch_util.default_checkpoint(),
+                                     torch_util.pick_device(config.DEVICE), config.THREADS)
     paths, missing = expand(sources)
     for m in missing:
         print(f"warning: {m}: no such file, folder or matching image", file=sys.stderr)

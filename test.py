@@ -1,7 +1,8 @@
 """Accuracy of a checkpoint on a folder, with the mistakes it makes.
 
-    python test.py                                   # weights/<RUN>_best.pt on TEST_DIR
+    python test.py                                   # this run's _best.pt, else weights/default.pt, else the newest, on TEST_DIR
     python test.py weights/cnn_best.pt --test_dir=../shared/datasets/captcha_images_v2/test
+    python test.py weights/cnn_best.onnx             # a model written by export.py, run by onnxruntime
 
 The model is rebuilt from the checkpoint alone; the folder is read with the checkpoint's charset, label
 length and image size, whatever config.py says now.
@@ -44,9 +45,9 @@ def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False):
 
 def main():
     positional, opts = config.parse(show=20)
-    path = positional[0] if positional else torch_util.latest_checkpoint()
-    device = torch_util.pick_device(config.DEVICE)
-    predictor = torch_util.Predictor(path, device)
+    path = positional[0] if positional else torch_util.default_checkpoint()
+    torch_util.set_threads(config.THREADS)
+    predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE), config.THREADS)
     r = run_test(predictor, config.TEST_DIR, skip_bad=config.SKIP_BAD)
     n = len(r["truths"])
     wrong = [i for i in range(n) if r["truths"][i] != r["preds"][i]]

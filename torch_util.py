@@ -153,14 +153,14 @@ def latest_checkpoint():
 
 
 def default_checkpoint():
-    """The model test.py, predict.py and app.py use when none is named: the shipped weights/default.pt, else
-    latest_checkpoint(). CheckpointError saying what to do when there is neither."""
+    """The model test.py, predict.py and app.py use when none is named: this run's weights/<RUN>_best.pt (what
+    you just trained), else the shipped weights/default.pt, else the newest *_best.pt. CheckpointError
+    saying what to do when there is none."""
+    own = os.path.join(config.WEIGHTS_DIR, f"{config.run_name()}_best.pt")
     shipped = os.path.join(config.WEIGHTS_DIR, DEFAULT_CHECKPOINT)
-    if os.path.exists(shipped):
-        return shipped
-    path = latest_checkpoint()
-    if os.path.exists(path):
-        return path
+    for path in (own, shipped, latest_checkpoint()):
+        if os.path.exists(path):
+            return path
     raise CheckpointError(f"no model named and none in {config.WEIGHTS_DIR}/ (no {DEFAULT_CHECKPOINT}, no "
                           f"*_best.pt): train one with `python train.py`, or name one (weights/x.pt or an "
                           f"exported weights/x.onnx)")
@@ -173,8 +173,8 @@ def default_checkpoint():
 # decoding path serves both backends. The checkpoint's description travels as ONNX metadata_props.
 ONNX_INPUT, ONNX_OUTPUT = "image", "log_probs"
 ONNX_TEXT_KEYS = ("model_name", "head", "charset")  # stored as is; every other key holds JSON
-ONNX_KEYS = ONNX_TEXT_KEYS + ("length", "image_height", "image_width", "channels", "build_args", "parameters",
-                              "epoch", "accuracy", "char_accuracy")
+ONNX_KEYS = ONNX_TEXT_KEYS + ("length", "case_sensitive", "image_height", "image_width", "channels", "build_args",
+                              "parameters", "epoch", "accuracy", "char_accuracy")
 
 
 def onnx_metadata(ckpt, parameters):
@@ -207,8 +207,8 @@ def onnx_session(path, threads=0):
     try:
         import onnxruntime as ort
     except ImportError:
-        raise CheckpointError(f"{path}: running an .onnx model needs onnxruntime (pip install -r requirements.txt)") \
-            from None
+        raise CheckpointError(f"{path}: running an .onnx model needs onnxruntime "
+                              f"(pip install -r requirements.txt)") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -236,7 +236,8 @@ class Predictor:
             self.runtime, self.model, self.device = "onnxruntime", None, torch.device("cpu")
             self.session = onnx_session(path, threads)
             self.ckpt = onnx_checkpoint(self.session.get_modelmeta().custom_metadata_map, path)
-            self.codec = data.Codec(self.ckpt["charset"], tuple(self.ckpt["length"]))
+            self.codec = data.Codec(self.ckpt["charset"], tuple(self.ckpt["length"]),
+                                    self.ckpt.get("case_sensitive", True))
             self.parameters = self.ckpt.get("parameters")
         else:
             self.runtime, self.session = "torch", None

@@ -34,6 +34,8 @@ from models.heads import DECODERS, LOSSES
 STREAM = os.environ.get("CAPTCHA_STREAM", "auto")
 # a path: at the end each rank writes the SHA-256 of its model's state dict to <path>.rank<N>
 STATE_HASH = os.environ.get("CAPTCHA_STATE_HASH", "")
+# torch.compile's backend: "eager" lets a test check the compiled path in seconds
+COMPILE_BACKEND = os.environ.get("CAPTCHA_COMPILE_BACKEND", "inductor")
 
 
 def edit_distance(a, b):
@@ -162,7 +164,7 @@ def load_data(codec, quiet=False):
             return None, data.load_folder(config.TEST_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet)
         seed = f"online-test{config.SEED}"
         images, texts = online.render_set(seed, config.ONLINE_TEST, config.CHARSET, config.LENGTH, *size, config.FONTS,
-                                          processes=online_workers())
+                                          processes=max(1, torch_util.cpu_count() // local_world()))
         texts = [codec.normalize(t) for t in texts]
         if not quiet:
             print(f"no TEST_DIR: testing on {config.ONLINE_TEST} captchas rendered with seed {seed!r}")
@@ -185,9 +187,13 @@ def load_data(codec, quiet=False):
     return pick(order[cut:]), pick(order[:cut])
 
 
-def online_workers(world=1):
-    """ONLINE_WORKERS, or (0) every core but one per training process, shared among the processes."""
-    return config.ONLINE_WORKERS or max(1, (torch_util.cpu_count() - world) // world)
+def online_workers(device):
+    """ONLINE_WORKERS, or (0) the cores the training processes on this machine leave: with a GPU every core but
+    one for each process; on the CPU half the cores (rendering a captcha costs about what a CNN step on it costs)."""
+    if config.ONLINE_WORKERS:
+        return config.ONLINE_WORKERS
+    cores, world = torch_util.cpu_count(), local_world()
+    return max(1, (cores - world) // world if device.type != "cpu" else cores // (2 * world))
 
 
 def online_batches(producer, batch_size, device, codec):
@@ -213,6 +219,40 @@ def place(dataset, device, stream="auto", say=print):
     return dataset.tensors(device), False
 
 
+def make_model(codec, device, init=None, say=print, channels_last=None):
+    """(model on `device`, build_args, loss_fn, channels_last) for config.MODEL and its options. channels_last
+    (None: on CUDA) puts the weights in NHWC, the layout fast GPU convolutions use; the CPU keeps the default."""
+    try:  # an unknown model, a trick it does not take, or an unusable weight file: a configuration error
+        head = models.head_of(config.MODEL)
+        classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
+        build_args = dict(name=config.MODEL, in_channels=config.CHANNELS, num_classes=classes,
+                          positions=codec.max_len, height=config.IMAGE_HEIGHT, width=config.IMAGE_WIDTH,
+                          **models.model_options(config.MODEL, config.as_dict()))
+        model = models.build_model(**build_args)
+        if config.PRETRAINED:
+            say(models.load_pretrained(model, config.PRETRAINED))
+        if init:
+            say(torch_util.load_matching(model, init, codec))
+        channels_last = device.type == "cuda" if channels_last is None else channels_last
+        model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        loss_fn = models.heads.make_loss(LOSSES[head], model, classes, config.LABEL_SMOOTHING, config.CENTER_LOSS,
+                                         config.CENTER_LR)
+    except (KeyError, ValueError) as e:
+        raise config.ConfigError(e.args[0]) from None
+    return model, build_args, loss_fn, channels_last
+
+
+def make_optimizer(model, device):
+    """AdamW; the fused (one kernel) implementation on CUDA."""
+    return torch.optim.AdamW(model.parameters(), lr=config.LR, weight_decay=config.WEIGHT_DECAY,
+                             fused=device.type == "cuda")
+
+
+def local_world():
+    """Training processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without torchrun)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def distributed():
     """(rank, world size, local rank) under torchrun (RANK / WORLD_SIZE / LOCAL_RANK); (0, 1, None) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -226,9 +266,10 @@ def barrier(device):
         dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
 
 
-def state_hash(model):
+def state_digest(state_dict):
+    """SHA-256 of a state dict's names and values: equal digests, equal weights and buffers."""
     h = hashlib.sha256()
-    for name, tensor in sorted(torch_util.unwrap(model).state_dict().items()):
+    for name, tensor in sorted(state_dict.items()):
         h.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
@@ -236,8 +277,11 @@ def state_hash(model):
 def main():
     _, opts = config.parse(resume=False)
     rank, world, local_rank = distributed()
-    torch_util.set_threads(config.THREADS, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     device = torch_util.pick_device(config.DEVICE, local_rank)
+    threads = config.THREADS
+    if not threads and config.ONLINE and device.type == "cpu":  # the generator processes keep their cores
+        threads = max(1, torch_util.cpu_count() // local_world() - online_workers(device))
+    torch_util.set_threads(threads, local_world())
     if world > 1:
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -277,7 +321,7 @@ def train(opts, rank, world, device, closing):
     if config.ONLINE:  # the processes render (PIL, numpy) and never touch the device
         producer = closing.enter_context(online.Producer(
             config.SEED, config.ONLINE_COUNT, batch_size, config.CHARSET, config.LENGTH, config.IMAGE_WIDTH,
-            config.IMAGE_HEIGHT, config.CHANNELS, config.FONTS, online_workers(world), start_epoch, config.EPOCHS,
+            config.IMAGE_HEIGHT, config.CHANNELS, config.FONTS, online_workers(device), start_epoch, config.EPOCHS,
             rank, world))
         source = (f"ONLINE {producer.steps * batch_size * world} fresh captchas per epoch from {producer.workers} "
                   f"generator processes" + (" per training process" if world > 1 else ""))
@@ -290,27 +334,9 @@ def train(opts, rank, world, device, closing):
     test = test_set.tensors(device if data.fits_on_device(test_set.images.nbytes, device) else torch.device("cpu"))
 
     torch_util.seed_everything(config.SEED)
-    try:  # an unknown model, a trick it does not take, or an unusable weight file: a configuration error
-        head = models.head_of(config.MODEL)
-        classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
-        build_args = dict(name=config.MODEL, in_channels=config.CHANNELS, num_classes=classes,
-                          positions=codec.max_len, height=config.IMAGE_HEIGHT, width=config.IMAGE_WIDTH,
-                          **models.model_options(config.MODEL, config.as_dict()))
-        model = models.build_model(**build_args)
-        if config.PRETRAINED:
-            say(models.load_pretrained(model, config.PRETRAINED))
-        if init:
-            say(torch_util.load_matching(model, init, codec))
-        # NHWC convolutions are the fast kind on GPUs (tensor cores); the CPU keeps the default layout
-        channels_last = device.type == "cuda"
-        model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-        loss_fn = models.heads.make_loss(LOSSES[head], model, classes, config.LABEL_SMOOTHING, config.CENTER_LOSS,
-                                         config.CENTER_LR)
-    except (KeyError, ValueError) as e:
-        raise config.ConfigError(e.args[0]) from None
-    decode = DECODERS[head]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.LR, weight_decay=config.WEIGHT_DECAY,
-                                  fused=device.type == "cuda")
+    model, build_args, loss_fn, channels_last = make_model(codec, device, init, say)
+    decode = DECODERS[models.head_of(config.MODEL)]
+    optimizer = make_optimizer(model, device)
     steps_per_epoch = producer.steps if producer else len(train_set) // (batch_size * world)
     if steps_per_epoch == 0:
         what = f"ONLINE_COUNT={config.ONLINE_COUNT}" if producer else f"{config.TRAIN_DIR}: {len(train_set)}"
@@ -332,9 +358,10 @@ def train(opts, rank, world, device, closing):
         # a 1-channel stem's weight (C, 1, 3, 3) gets its gradient with another stride on the size-1 axis: the
         # same memory layout, but DDP warns about it
         warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides")
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if config.COMPILE:
-        net = torch.compile(net)
+        net = torch.compile(net, backend=COMPILE_BACKEND)
     augment = data.Augment.from_config(config)
     params = sum(p.numel() for p in model.parameters())
     say(f"{params / 1e6:.2f} M parameters, {config.EPOCHS} epochs of {steps_per_epoch} steps, batch {batch_size}"
@@ -394,7 +421,7 @@ def train(opts, rank, world, device, closing):
 
     if STATE_HASH:
         with open(f"{STATE_HASH}.rank{rank}", "w") as f:
-            f.write(state_hash(model) + "\n")
+            f.write(state_digest(model.state_dict()) + "\n")
     say(f"best sequence accuracy {best:.4f} -> {best_path}")
     if lead:
         say(f"plot: {torch_util.plot_results(config.RESULTS, os.path.splitext(config.RESULTS)[0] + '.png')}")

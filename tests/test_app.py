@@ -339,22 +339,30 @@ def test_unexpected_error_is_logged_and_answered_500_without_internals(client, i
 
 # --- starting it ---------------------------------------------------------------------------------------------
 
-def test_default_checkpoint_prefers_the_shipped_model(tmp_path, monkeypatch):
+def test_default_checkpoint_order(tmp_path, monkeypatch):
+    """This run's best (just trained), else the shipped default.pt, else the newest *_best.pt."""
     monkeypatch.setattr(config, "WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setattr(config, "RUN", "t")
-    assert webapp.default_checkpoint() == torch_util.latest_checkpoint()
-    untrained_checkpoint(tmp_path / "t_best.pt")
-    assert webapp.default_checkpoint() == str(tmp_path / "t_best.pt")
+    with pytest.raises(torch_util.CheckpointError, match="train one with `python train.py`, or name one"):
+        torch_util.default_checkpoint()
+    untrained_checkpoint(tmp_path / "other_best.pt")
+    assert torch_util.default_checkpoint() == str(tmp_path / "other_best.pt")
     untrained_checkpoint(tmp_path / "default.pt")
-    assert webapp.default_checkpoint() == str(tmp_path / "default.pt")
+    assert torch_util.default_checkpoint() == str(tmp_path / "default.pt")
+    untrained_checkpoint(tmp_path / "t_best.pt")
+    assert torch_util.default_checkpoint() == str(tmp_path / "t_best.pt")
 
 
-def test_missing_checkpoint_and_onnx_give_clear_errors(tmp_path, monkeypatch):
+def test_missing_models_give_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["app.py", str(tmp_path / "none.pt")])
     with pytest.raises(torch_util.CheckpointError, match="no checkpoint at"):
         webapp.main()
-    monkeypatch.setattr(sys, "argv", ["app.py", "model.onnx"])
-    with pytest.raises(SystemExit, match="ONNX"):
+    monkeypatch.setattr(sys, "argv", ["app.py", str(tmp_path / "none.onnx")])
+    with pytest.raises(torch_util.CheckpointError, match="no model at .*python export.py"):
+        webapp.main()
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    monkeypatch.setattr(sys, "argv", ["app.py", str(tmp_path / "junk.onnx")])
+    with pytest.raises(torch_util.CheckpointError, match="not a readable ONNX model"):
         webapp.main()
 
 

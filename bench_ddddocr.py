@@ -1,0 +1,130 @@
+"""ddddocr (the popular pretrained captcha OCR) and our model on the same generated captchas: accuracy and
+the time to read one image, on one CPU thread.
+
+    python bench_ddddocr.py                                    # weights/default.pt (else the newest *_best.pt)
+    python bench_ddddocr.py --checkpoint=weights/cnn_best.onnx --count=500
+
+The images: COUNT captchas of 4 characters from 0-9A-Z, 160x60, generated with seed 777 (no other script
+uses it) into dataset/ddddocr_bench the first time. Both readers get each PNG file's bytes, one image at a
+time, and are timed from bytes to text (decoding the PNG included). Accuracy: the whole label right,
+upper and lower case counted the same (ddddocr answers in lower case).
+
+ddddocr is optional and not in requirements.txt: `pip install ddddocr==1.6.1` (its models are in the
+wheel; it adds opencv-python-headless and uses the onnxruntime, numpy and pillow already pinned).
+"""
+import contextlib
+import io
+import os
+import statistics
+import string
+import sys
+import time
+
+import torch
+
+import captchaGenerator
+import config
+import torch_util
+
+SEED = 777
+CHARSET = string.digits + string.ascii_uppercase
+LENGTH, WIDTH, HEIGHT = 4, 160, 60
+WARMUP = 20  # calls before the timed pass, per reader
+
+
+def bench_images(folder, count, processes=None):
+    """[(label, PNG bytes)] of captchas 0..count-1 of seed SEED, generated into `folder` where missing."""
+    def present():  # file names are LABEL_SEED-INDEX.png
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        return sorted(f for f in names if f.endswith(".png") and int(f[:-4].rpartition("-")[2]) < count)
+
+    if len(present()) < count:
+        captchaGenerator.generate(folder, count, SEED, CHARSET, LENGTH, WIDTH, HEIGHT, processes=processes)
+    return [(name.split("_")[0], open(os.path.join(folder, name), "rb").read()) for name in present()]
+
+
+@contextlib.contextmanager
+def onnxruntime_threads(threads):
+    """ddddocr opens its onnxruntime sessions with every core; make the sessions it opens here use `threads`."""
+    import onnxruntime
+
+    original = onnxruntime.InferenceSession
+
+    def session(path, sess_options=None, providers=None, **kwargs):
+        options = sess_options or onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        return original(path, options, providers=providers, **kwargs)
+
+    onnxruntime.InferenceSession = session
+    try:
+        yield
+    finally:
+        onnxruntime.InferenceSession = original
+
+
+def ddddocr_reader(beta=False):
+    """bytes -> text with ddddocr's bundled model (beta=True: its newer 'beta' model), on one thread."""
+    try:
+        import ddddocr
+    except ImportError:
+        sys.exit("error: ddddocr is not installed. It is optional (not in requirements.txt): "
+                 "pip install ddddocr==1.6.1")
+    with onnxruntime_threads(1):
+        ocr = ddddocr.DdddOcr(show_ad=False, beta=beta)
+
+    def read(raw):
+        text = ocr.classification(raw)
+        return text if isinstance(text, str) else ""  # it answers {'error': ...} for an unreadable image
+
+    return read
+
+
+def our_reader(path):
+    """bytes -> text with our model (.pt on torch, .onnx on onnxruntime), on one thread."""
+    predictor = torch_util.Predictor(path, "cpu", threads=1)
+
+    def read(raw):
+        return predictor.predict_arrays(predictor.load(io.BytesIO(raw))[None])[0][0]
+
+    return read, predictor
+
+
+def run(read, images):
+    """(accuracy, median ms, p90 ms): each image read alone, timed from bytes to text."""
+    for _, raw in images[:WARMUP]:
+        read(raw)
+    right, times = 0, []
+    for label, raw in images:
+        start = time.perf_counter()
+        text = read(raw)
+        times.append((time.perf_counter() - start) * 1000)
+        right += text.upper() == label.upper()
+    return right / len(images), statistics.median(times), statistics.quantiles(times, n=10)[-1]
+
+
+def main():
+    _, opts = config.parse(checkpoint="", count=2000, dir=os.path.join(config.DATASET_DIR, "ddddocr_bench"),
+                           beta=False)
+    torch.set_num_threads(1)
+    path = opts["checkpoint"] or torch_util.default_checkpoint()
+    readers = [("ddddocr 1.6.1", ddddocr_reader())]
+    if opts["beta"]:
+        readers.append(("ddddocr 1.6.1 beta=True", ddddocr_reader(beta=True)))
+    ours, predictor = our_reader(path)
+    readers.append((f"{os.path.basename(path)} ({predictor.ckpt['model_name']}, {predictor.runtime})", ours))
+    images = bench_images(opts["dir"], opts["count"], config.THREADS or None)
+    print(f"{len(images)} captchas in {opts['dir']} (seed {SEED}, {LENGTH} characters from 0-9A-Z, "
+          f"{WIDTH}x{HEIGHT}); one image at a time, one CPU thread, bytes -> text")
+    width = max(len(name) for name, _ in readers)
+    print(f"| {'reader':<{width}} | accuracy | median ms | p90 ms |")
+    print(f"| {'-' * width} | -------: | --------: | -----: |")
+    for name, read in readers:
+        accuracy, median, p90 = run(read, images)
+        print(f"| {name:<{width}} | {accuracy:8.4f} | {median:9.2f} | {p90:6.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (config.ConfigError, torch_util.CheckpointError) as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,138 @@
+"""Export a checkpoint to one self-contained ONNX file that predict.py, test.py and app.py also run:
+
+    python export.py weights/cnn_best.pt                  # -> weights/cnn_best.onnx
+    python export.py weights/cnn_best.pt --out=model.onnx --bench=1
+
+The graph reads uint8 pixels (batch, height, width, channels), the array predict.py builds from an image
+file, normalises them inside, and writes log-probabilities (batch, T, K); the batch size is free. The
+checkpoint's description (model, head, charset, length, image size, channels, test accuracy) is stored as
+ONNX metadata, so the file needs nothing beside it. After writing, onnxruntime's output is checked against
+torch's. --bench=1 then times one image on one CPU thread with both (docs/onnx.md).
+"""
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import config
+import data
+import torch_util
+
+
+class ExportWrapper(nn.Module):
+    """uint8 (B, H, W, C) -> log-probabilities (B, T, K): the model plus the preprocessing around it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        x = data.to_float(images.permute(0, 3, 1, 2))  # (B, C, H, W) in [-1, 1], as in training
+        return self.model(x).float().log_softmax(-1)
+
+
+def export_onnx(checkpoint, out, opset=None):
+    """Write `checkpoint` (a train.py .pt) as the ONNX model `out` (atomically); returns its metadata."""
+    try:
+        import onnx
+    except ImportError:
+        raise torch_util.CheckpointError("export needs onnx and onnxscript: pip install -r requirements.txt") \
+            from None
+    ckpt = torch_util.load_checkpoint(checkpoint)
+    model, _ = torch_util.model_from_checkpoint(ckpt, "cpu")
+    height, width = ckpt["image_size"]
+    # Batch 2, not 1: torch.export would take a batch of 1 for a constant.
+    example = torch.randint(0, 256, (2, height, width, ckpt["channels"]), dtype=torch.uint8)
+    with warnings.catch_warnings():  # the exporter's FutureWarnings and RNN-weight notes say nothing to a user
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(ExportWrapper(model).eval(), (example,), dynamo=True, opset_version=opset,
+                                    input_names=[torch_util.ONNX_INPUT], output_names=[torch_util.ONNX_OUTPUT],
+                                    dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False,
+                                    optimize=True, verbose=False)
+    proto = program.model_proto
+    meta = torch_util.onnx_metadata(ckpt, sum(p.numel() for p in model.parameters()))
+    onnx.helper.set_model_props(proto, meta)
+    proto.doc_string = (f"captcha reader {ckpt['model_name']} ({ckpt['head']} head): input "
+                        f"'{torch_util.ONNX_INPUT}' uint8 (batch, {height}, {width}, {ckpt['channels']}) pixels; "
+                        f"output '{torch_util.ONNX_OUTPUT}' float (batch, T, K) log-probabilities over "
+                        + ("the charset (+ a padding class when lengths vary) per position"
+                           if ckpt["head"] == "fixed" else "blank + the charset per column (CTC, blank = 0)"))
+    onnx.checker.check_model(proto)
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    tmp = f"{out}.{os.getpid()}.tmp"
+    onnx.save(proto, tmp)
+    os.replace(tmp, out)
+    return meta
+
+
+def compare(checkpoint, exported, images):
+    """(same texts?, largest probability difference) of the two backends on uint8 images (N, H, W, C)."""
+    runs = [torch_util.Predictor(path, "cpu", threads=1) for path in (checkpoint, exported)]
+    scores = [p.scores(images) for p in runs]
+    texts = [p.decode(s, p.codec)[0] for p, s in zip(runs, scores)]
+    return texts[0] == texts[1], float((scores[0].softmax(-1) - scores[1].softmax(-1)).abs().max())
+
+
+def time_calls(fn, runs, warmup):
+    """Median and 90th percentile of `runs` calls of fn(), in milliseconds, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), statistics.quantiles(times, n=10)[-1]
+
+
+def bench(checkpoint, exported, runs=500, warmup=50):
+    """{backend: (median ms, p90 ms)} for one image (batch 1) on one CPU thread: torch and onnxruntime.
+
+    Both include the uint8 -> [-1, 1] normalisation and exclude decoding (the same Python for both)."""
+    torch.set_num_threads(1)
+    results = {}
+    for name, path in (("torch", checkpoint), ("onnxruntime", exported)):
+        predictor = torch_util.Predictor(path, "cpu", threads=1)
+        image = np.random.default_rng(0).integers(0, 256, (1, predictor.height, predictor.width,
+                                                            predictor.channels), dtype=np.uint8)
+        results[name] = time_calls(lambda: predictor.scores(image), runs, warmup)
+    return results
+
+
+def main():
+    positional, opts = config.parse(out="", bench=False, runs=500, opset=0)
+    if len(positional) > 1:
+        sys.exit("usage: python export.py [CHECKPOINT.pt] [--out=MODEL.onnx] [--bench=1] [--runs=500]")
+    checkpoint = positional[0] if positional else torch_util.default_checkpoint()
+    out = opts["out"] or os.path.splitext(checkpoint)[0] + ".onnx"
+    torch_util.set_threads(config.THREADS)
+    start = time.time()
+    meta = export_onnx(checkpoint, out, opts["opset"] or None)
+    accuracy = f", test accuracy {float(meta['accuracy']):.4f}" if "accuracy" in meta else ""
+    print(f"{checkpoint} ({meta['model_name']}, {meta['head']} head{accuracy}) -> {out}: "
+          f"{os.path.getsize(out) / 1e6:.1f} MB in {time.time() - start:.1f} s")
+    predictor = torch_util.Predictor(out, threads=1)
+    images = np.random.default_rng(0).integers(0, 256, (8, predictor.height, predictor.width, predictor.channels),
+                                               dtype=np.uint8)
+    same, diff = compare(checkpoint, out, images)
+    print(f"check: onnxruntime vs torch on 8 images: {'same' if same else 'DIFFERENT'} texts, "
+          f"largest probability difference {diff:.1e}")
+    if not same or diff > 1e-3:
+        sys.exit(f"error: {out} does not reproduce {checkpoint}; please report the model and options")
+    if opts["bench"]:
+        print(f"latency of one {predictor.width}x{predictor.height}x{predictor.channels} image (batch 1, one CPU "
+              f"thread, {opts['runs']} runs after 50 warm-up; decoding not included):")
+        for name, (median, p90) in bench(checkpoint, out, opts["runs"]).items():
+            print(f"  {name:<12} median {median:.3f} ms, p90 {p90:.3f} ms")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (config.ConfigError, torch_util.CheckpointError) as e:
+        sys.exit(f"error: {e}")

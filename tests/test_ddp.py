@@ -1,0 +1,75 @@
+"""Multi-process training: torchrun with 2 CPU processes (gloo) on a tiny set, the epoch shards, torch.compile."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import captchaGenerator
+import data
+import torch_util
+import train
+from conftest import DIGITS, ROOT
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ddp")
+    captchaGenerator.generate(str(base / "train"), 256, 1, DIGITS, 4, 160, 60, processes=1, quiet=True)
+    captchaGenerator.generate(str(base / "test"), 60, 2, DIGITS, 4, 160, 60, processes=1, quiet=True)
+    return base
+
+
+def args(base, out):
+    return [f"--train_dir={base}/train", f"--test_dir={base}/test", f"--cache_dir={base}/cache",
+            f"--weights_dir={out}/weights", f"--results={out}/results.txt", f"--charset={DIGITS}", "--threads=1",
+            "--show=2", "--target_accuracy=2.0"]
+
+
+def test_epoch_order_gives_disjoint_equal_shards():
+    n, batch, world = 103, 8, 3
+    shards = [data.epoch_order(n, batch, torch.Generator().manual_seed(5), r, world) for r in range(world)]
+    assert {len(s) for s in shards} == {n // (batch * world) * batch}
+    together = torch.cat(shards)
+    assert len(set(together.tolist())) == len(together)  # disjoint
+    # step k of every rank together is the k-th global batch of one permutation
+    whole = torch.randperm(n, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(torch.stack([s.view(-1, batch) for s in shards], 1).reshape(-1), whole[:len(together)])
+    # one process: the batches of data.batches(drop_last=True)
+    single = data.epoch_order(n, batch, torch.Generator().manual_seed(5))
+    old = list(data.batches(n, batch, "cpu", torch.Generator().manual_seed(5), drop_last=True))
+    assert torch.equal(single, torch.cat(old))
+
+
+def test_torchrun_two_processes_train_one_model(tiny, tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CAPTCHA_STATE_HASH": str(tmp_path / "state")}
+    # --RUN, not --run: torchrun would take --run for an abbreviation of its own --run-path
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "train.py",
+           *args(tiny, tmp_path), "--epochs=2", "--batch_size=16", "--RUN=ddp"]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:]
+    out = p.stdout
+    assert "x 2 processes" in out and out.count("epoch 1:") == 1 and out.count("epoch 2:") == 1, out[-3000:]
+    hashes = [(tmp_path / f"state.rank{r}").read_text().strip() for r in (0, 1)]
+    assert hashes[0] == hashes[1], "the two processes ended with different weights"
+    rows = torch_util.read_results(tmp_path / "results.txt")
+    assert [r["epoch"] for r in rows] == ["1", "2"] and {r["run"] for r in rows} == {"ddp"}
+    assert sorted(os.listdir(tmp_path / "weights")) == ["ddp_best.pt", "ddp_last.pt"]
+    last = torch_util.load_checkpoint(str(tmp_path / "weights" / "ddp_last.pt"))
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in last["model"])
+    assert train.state_digest(last["model"]) == hashes[0]  # what rank 0 saved is what both hold
+    # 2 processes x 16 = 32 images a step: 256 // 32 = 8 steps, not 16
+    assert "2 epochs of 8 steps, batch 16 x 2 processes" in out
+
+
+def test_compiled_model_trains_and_saves_plain_keys(tiny, tmp_path):
+    # the "eager" backend traces with dynamo (what COMPILE wraps) without minutes of C++ code generation
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CAPTCHA_COMPILE_BACKEND": "eager"}
+    cmd = [sys.executable, "train.py", *args(tiny, tmp_path), "--epochs=1", "--batch_size=32", "--run=c",
+           "--compile=1"]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert p.returncode == 0 and "torch.compile" in p.stdout, p.stdout[-3000:]
+    ckpt = torch_util.load_checkpoint(str(tmp_path / "weights" / "c_best.pt"))
+    torch_util.model_from_checkpoint(ckpt)  # strict load: keys without wrapper prefixes
+    assert not any("_orig_mod" in k for k in ckpt["model"])

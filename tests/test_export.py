@@ -1,0 +1,188 @@
+"""ONNX export (export.py) and onnxruntime inference (torch_util.Predictor on a .onnx): the same texts and
+probabilities as torch, any batch size, the metadata, the scripts and the web app on an .onnx; and the
+default model (weights/default.pt) loading whatever config.py says."""
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+import app as webapp
+import captchaGenerator
+import config
+import data
+import export
+import models
+import predict
+import torch_util
+from conftest import DIGITS, run_script, tmp_paths
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A cnn trained briefly by train.py on 4-digit captchas, exported by export.py; and its 200 test images."""
+    base = tmp_path_factory.mktemp("export")
+    captchaGenerator.generate(str(base / "train"), 600, 41, DIGITS, 4, 160, 60, processes=1, quiet=True)
+    captchaGenerator.generate(str(base / "test"), 200, 42, DIGITS, 4, 160, 60, processes=1, quiet=True)
+    run_script("train.py", *tmp_paths(base), f"--charset={DIGITS}", "--epochs=2", "--run=t", "--batch_size=32",
+               "--show=0", "--threads=1")
+    pt = str(base / "weights" / "t_best.pt")
+    out = run_script("export.py", pt, "--threads=1").stdout
+    ds = data.load_folder(str(base / "test"), data.Codec(DIGITS, 4), 160, 60, 1)
+    return dict(base=base, pt=pt, onnx=str(base / "weights" / "t_best.onnx"), out=out, images=ds.images,
+                paths=ds.paths)
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """A script's main() in this process, as `python SCRIPT.py ARGS` on one thread would run; returns its stdout.
+
+    Configuration changes go through monkeypatch (not --NAME=value, which would stay set for later tests)."""
+    def run(module, *args):
+        monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *args])
+        monkeypatch.setattr(config, "THREADS", 1)
+        capsys.readouterr()
+        threads = torch.get_num_threads()
+        try:
+            module.main()
+        finally:
+            torch.set_num_threads(threads)
+        return capsys.readouterr().out
+
+    return run
+
+
+def both(model):
+    return torch_util.Predictor(model["pt"], threads=1), torch_util.Predictor(model["onnx"], threads=1)
+
+
+def assert_same(pt, ox, images, atol=1e-4):
+    """Same texts, and probabilities within atol, from the torch and the onnxruntime predictor."""
+    torch_scores, onnx_scores = pt.scores(images), ox.scores(images)
+    assert onnx_scores.shape == torch_scores.shape
+    assert ox.decode(onnx_scores, ox.codec)[0] == pt.decode(torch_scores, pt.codec)[0]
+    torch.testing.assert_close(onnx_scores.softmax(-1), torch_scores.softmax(-1), atol=atol, rtol=0)
+
+
+def test_export_writes_one_checked_file(model):
+    assert "check: onnxruntime vs torch on 8 images: same texts" in model["out"], model["out"]
+    assert [f for f in os.listdir(os.path.dirname(model["onnx"])) if not f.endswith(".pt")] == ["t_best.onnx"]
+
+
+def test_onnxruntime_matches_torch_on_200_images(model):
+    pt, ox = both(model)
+    assert len(model["images"]) == 200
+    assert_same(pt, ox, model["images"])
+    texts, confs, chars = ox.predict_arrays(model["images"])
+    truths = [os.path.basename(p)[:4] for p in model["paths"]]
+    assert sum(t == p for t, p in zip(truths, texts)) > 0  # it was trained: some readings are right
+    np.testing.assert_allclose(confs, pt.predict_arrays(model["images"])[1], atol=1e-4)
+
+
+def test_any_batch_size(model):
+    pt, ox = both(model)
+    for batch in (1, 7):
+        assert_same(pt, ox, model["images"][:batch])
+    whole = ox.scores(model["images"][:7])
+    torch.testing.assert_close(torch.cat([ox.scores(model["images"][i:i + 1]) for i in range(7)]), whole,
+                               atol=1e-5, rtol=0)
+
+
+def test_metadata_describes_the_model(model):
+    ckpt = torch_util.load_checkpoint(model["pt"])
+    meta = {p.key: p.value for p in onnx.load(model["onnx"]).metadata_props}
+    assert meta["charset"] == DIGITS and meta["head"] == "fixed" and meta["model_name"] == "cnn"
+    assert (meta["length"], meta["image_width"], meta["image_height"], meta["channels"]) == ("[4, 4]", "160", "60", "1")
+    assert float(meta["accuracy"]) == ckpt["accuracy"] and int(meta["epoch"]) == ckpt["epoch"]
+    described = torch_util.Predictor(model["onnx"]).ckpt
+    for key in ("model_name", "head", "charset", "length", "case_sensitive", "image_size", "channels", "build_args",
+                "accuracy"):
+        assert described[key] == ckpt[key], key
+
+
+def test_predict_and_test_scripts_read_onnx_like_pt(model, run_main, monkeypatch):
+    images = model["paths"][:5]
+    with_onnx = run_script("predict.py", model["onnx"], *images, "--threads=1").stdout  # as a user runs it
+    assert with_onnx == run_main(predict, model["pt"], *images) and with_onnx.count("\n") == 5
+    import test as test_script  # imports train.py: only here, so that this file collects whatever train.py is
+
+    monkeypatch.setattr(config, "TEST_DIR", str(model["base"] / "test"))
+    monkeypatch.setattr(config, "CACHE_DIR", str(model["base"] / "cache"))
+    reports = [run_main(test_script, path) for path in (model["pt"], model["onnx"])]
+    assert "sequence accuracy" in reports[1] and "t_best.onnx (cnn, trained 2 epochs)" in reports[1]
+    assert reports[1].replace("t_best.onnx", "t_best.pt") == reports[0]
+
+
+def test_app_serves_onnx_like_pt(model):
+    answers, infos = [], []
+    raw = open(model["paths"][0], "rb").read()
+    for path in (model["pt"], model["onnx"]):
+        with TestClient(webapp.create_app(torch_util.Predictor(path, threads=1))) as client:
+            answers.append(client.post("/api/predict", files={"file": ("a.png", raw, "image/png")}).json())
+            infos.append(client.get("/api/model").json())
+    assert answers[1]["text"] == answers[0]["text"]
+    assert abs(answers[1]["confidence"] - answers[0]["confidence"]) < 1e-3
+    assert [c["candidates"][0]["char"] for c in answers[1]["chars"]] == [c["char"] for c in answers[0]["chars"]]
+    assert (infos[0]["runtime"], infos[1]["runtime"]) == ("torch", "onnxruntime")
+    assert infos[1]["checkpoint"] == "t_best.onnx"
+    for info in infos:
+        del info["runtime"], info["checkpoint"]
+    assert infos[1] == infos[0]
+
+
+@pytest.mark.parametrize("sequence", ["lstm"])  # "gru" and "none" export as well (docs/onnx.md); each costs seconds
+def test_ctc_model_exports_and_matches(model, tmp_path, sequence):
+    """An untrained CTC model with spread logits (the parity of the graph is what counts here)."""
+    codec = data.Codec(DIGITS, 4)
+    build_args = dict(name="cnn_ctc", in_channels=1, num_classes=codec.ctc_classes, positions=4, height=60,
+                      width=160, sequence=sequence, hidden=32)
+    torch.manual_seed(0)
+    net = models.build_model(**build_args).eval()
+    with torch.no_grad():  # near-uniform outputs would read nothing but blanks and near ties
+        net.head.fc.weight.mul_(30)
+    pt, onnx_path = str(tmp_path / "ctc.pt"), str(tmp_path / "ctc.onnx")
+    torch_util.save_checkpoint(pt, net, build_args, codec)
+    meta = export.export_onnx(pt, onnx_path)
+    assert meta["head"] == "ctc"
+    pt_predictor, onnx_predictor = torch_util.Predictor(pt), torch_util.Predictor(onnx_path, threads=1)
+    images = model["images"][:20]
+    assert any(pt_predictor.predict_arrays(images)[0])  # it reads something: the comparison is not of blanks
+    assert_same(pt_predictor, onnx_predictor, images)
+    assert_same(pt_predictor, onnx_predictor, images[:1])
+
+
+def test_default_model_loads_without_config(model, tmp_path, run_main, monkeypatch):
+    images = model["paths"][:5]
+    expected = run_main(predict, model["pt"], *images)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(model["pt"], weights / "default.pt")
+    shutil.copy(model["pt"], weights / "other_best.pt")  # this run's best: default.pt still comes first
+    # config.py now says something else entirely: the checkpoint alone decides
+    for name, value in dict(WEIGHTS_DIR=str(weights), MODEL="resnet18_ctc", CHARSET="XYZ", LENGTH=(2, 6),
+                            IMAGE_WIDTH=90, IMAGE_HEIGHT=30, CHANNELS=3, RUN="other").items():
+        monkeypatch.setattr(config, name, value)
+    assert torch_util.default_checkpoint() == str(weights / "default.pt")
+    assert run_main(predict, *images) == expected
+
+
+def test_no_model_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["predict.py", "image.png"])
+    with pytest.raises(torch_util.CheckpointError, match="python train.py"):
+        predict.main()
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x01")  # a valid protobuf, but no graph and no metadata
+    with pytest.raises(torch_util.CheckpointError, match="junk.onnx"):
+        torch_util.Predictor(str(tmp_path / "junk.onnx"))
+
+
+def test_bench_times_both_backends(model):
+    results = export.bench(model["pt"], model["onnx"], runs=5, warmup=1)
+    assert set(results) == {"torch", "onnxruntime"}
+    assert all(0 < median <= p90 for median, p90 in results.values())
