@@ -46,10 +46,10 @@ def load_set(codec, batch_size, say):
         return data.load_folder(config.TRAIN_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet=True), \
             config.TRAIN_DIR
     count = max(256, 4 * batch_size)
-    folder = tempfile.mkdtemp(prefix="bench-")
-    say(f"no {config.TRAIN_DIR}: generating {count} captchas into {folder}")
-    captchaGenerator.generate(folder, count, 1, config.CHARSET, config.LENGTH, *size[:2], config.FONTS, quiet=True)
-    return data.load_folder(folder, codec, *size, None, False, quiet=True), f"{folder} (generated)"
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        say(f"no {config.TRAIN_DIR}: generating {count} captchas into {folder} (removed once decoded)")
+        captchaGenerator.generate(folder, count, 1, config.CHARSET, config.LENGTH, *size[:2], config.FONTS, quiet=True)
+        return data.load_folder(folder, codec, *size, None, False, quiet=True), f"{count} captchas (generated)"
 
 
 def rate(x):

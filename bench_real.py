@@ -7,7 +7,9 @@ The sets (../shared/datasets/README.md): captcha_images_v2 (832 train / 208 test
 digits, the Keras OCR example's set) and henan_digits (7453 / 2000 university login captchas, 4 digits,
 labels.tsv). Each trains a fixed number of epochs with the settings below; its test split is evaluated
 after every epoch for the log only (TARGET_ACCURACY is off, so it never stops or selects anything), and the
-figure reported is the last epoch's checkpoint run through test.py. Runs and logs go to bench_real/<set>/.
+figure reported is the last epoch's checkpoint run through test.py. Runs, logs, and every wrong prediction
+(wrong.tsv, and wrong.png: the images captioned with label and prediction, to audit the labels) go to
+bench_real/<set>/.
 """
 import os
 import re
@@ -50,6 +52,9 @@ def bench(name, root, overrides):
     folder = os.path.join(root, name)
     out = os.path.join(OUT, name)
     os.makedirs(out, exist_ok=True)
+    for old in (f"{out}/results.txt", f"{out}/{name}_last.pt", f"{out}/{name}_best.pt"):  # a fresh run each time
+        if os.path.exists(old):
+            os.remove(old)
     options = {**spec["options"], **overrides}
     paths = dict(train_dir=f"{folder}/train", test_dir=f"{folder}/test", cache_dir=f"{out}/cache",
                  weights_dir=out, results=f"{out}/results.txt", run=name, target_accuracy=2.0, show=0)
@@ -58,7 +63,8 @@ def bench(name, root, overrides):
     start = time.time()
     run(["train.py", *args], f"{out}/train.log")
     seconds = time.time() - start
-    test_args = [f"--test_dir={folder}/test", f"--cache_dir={out}/cache", "--show=10"]
+    test_args = [f"--test_dir={folder}/test", f"--cache_dir={out}/cache", "--show=10", f"--sheet={out}/wrong.png",
+                 f"--wrong={out}/wrong.tsv"]
     text = run(["test.py", f"{out}/{name}_last.pt", *test_args], f"{out}/test.log")
     m = re.search(r"sequence accuracy ([\d.]+) \((\d+)/(\d+)\), character accuracy ([\d.]+)", text)
     print(text, flush=True)

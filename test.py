@@ -3,6 +3,7 @@
     python test.py                                   # this run's _best.pt, else weights/default.pt, else the newest, on TEST_DIR
     python test.py weights/cnn_best.pt --test_dir=../shared/datasets/captcha_images_v2/test
     python test.py weights/cnn_best.onnx             # a model written by export.py, run by onnxruntime
+    python test.py --sheet=wrong.png --wrong=wrong.tsv  # also a picture and a list of every wrong prediction
 
 The model is rebuilt from the checkpoint alone; the folder is read with the checkpoint's charset, label
 length and image size, whatever config.py says now.
@@ -43,8 +44,25 @@ def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False):
                 model=c["model_name"])
 
 
+def contact_sheet(r, wrong, path, columns=4, cell=(210, 90)):
+    """A PNG of the wrong images, each captioned `file truth=... predicted=...`, to see at a glance whether
+    the model or the label is wrong."""
+    from PIL import Image, ImageDraw
+    w, h = cell
+    rows = max(1, (len(wrong) + columns - 1) // columns)
+    sheet = Image.new("RGB", (columns * w, rows * (h + 16)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, i in enumerate(wrong):
+        x, y = (k % columns) * w, (k // columns) * (h + 16)
+        with Image.open(r["paths"][i]) as im:
+            sheet.paste(im.convert("RGB").resize(cell), (x, y))
+        draw.text((x + 2, y + h + 2), f"{os.path.basename(r['paths'][i])} truth={r['truths'][i]} "
+                                      f"pred={r['preds'][i]}", fill="black")
+    sheet.save(path)
+
+
 def main():
-    positional, opts = config.parse(show=20)
+    positional, opts = config.parse(show=20, sheet="", wrong="")
     path = positional[0] if positional else torch_util.default_checkpoint()
     torch_util.set_threads(config.THREADS)
     predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE), config.THREADS)
@@ -61,6 +79,15 @@ def main():
         for i in sorted(wrong, key=lambda i: r["confs"][i])[:opts["show"]]:
             print(f"  {os.path.basename(r['paths'][i])}\ttruth {r['truths'][i]}\tpredicted {r['preds'][i]}"
                   f"\tconfidence {r['confs'][i]:.3f}")
+    if opts["wrong"]:  # every wrong prediction, for auditing labels
+        with open(opts["wrong"], "w") as f:
+            f.write("file\ttruth\tpredicted\tconfidence\n")
+            f.writelines(f"{os.path.basename(r['paths'][i])}\t{r['truths'][i]}\t{r['preds'][i]}\t{r['confs'][i]:.3f}\n"
+                         for i in wrong)
+        print(f"wrong predictions -> {opts['wrong']}")
+    if opts["sheet"] and wrong:
+        contact_sheet(r, wrong, opts["sheet"])
+        print(f"contact sheet of the {len(wrong)} wrong images -> {opts['sheet']}")
     conf = np.array(r["confs"])
     ok = np.array([t == p for t, p in zip(r["truths"], r["preds"])])
     if len(conf) and (~ok).any():

@@ -324,7 +324,7 @@ def train(opts, rank, world, device, closing):
             config.IMAGE_HEIGHT, config.CHANNELS, config.FONTS, online_workers(device), start_epoch, config.EPOCHS,
             rank, world))
         source = (f"ONLINE {producer.steps * batch_size * world} fresh captchas per epoch from {producer.workers} "
-                  f"generator processes" + (" per training process" if world > 1 else ""))
+                  f"generator process{'es' if producer.workers > 1 else ''}" + (" per training process" * (world > 1)))
     else:
         source = f"{len(train_set)} train"
     say(f"run {run}: model {config.MODEL} on {device}" + (f" x {world} processes" if world > 1 else "") +

@@ -163,10 +163,10 @@ def test_default_model_loads_without_config(model, tmp_path, run_main, monkeypat
     weights = tmp_path / "weights"
     weights.mkdir()
     shutil.copy(model["pt"], weights / "default.pt")
-    shutil.copy(model["pt"], weights / "other_best.pt")  # this run's best: default.pt still comes first
+    shutil.copy(model["pt"], weights / "old_best.pt")  # another run's best: default.pt comes first
     # config.py now says something else entirely: the checkpoint alone decides
     for name, value in dict(WEIGHTS_DIR=str(weights), MODEL="resnet18_ctc", CHARSET="XYZ", LENGTH=(2, 6),
-                            IMAGE_WIDTH=90, IMAGE_HEIGHT=30, CHANNELS=3, RUN="other").items():
+                            IMAGE_WIDTH=90, IMAGE_HEIGHT=30, CHANNELS=3, RUN="new").items():
         monkeypatch.setattr(config, name, value)
     assert torch_util.default_checkpoint() == str(weights / "default.pt")
     assert run_main(predict, *images) == expected

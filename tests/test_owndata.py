@@ -93,6 +93,12 @@ def test_own_data_end_to_end_with_holdout(tmp_path):
     assert ckpt["charset"] == "123ABCXY" and ckpt["length"] == [3, 4] and ckpt["case_sensitive"] is False
     pred = run_script("predict.py", str(folder / "00000.jpg"), f"--checkpoint={base}/weights/mine_best.pt").stdout
     assert "00000.jpg" in pred
+    out = run_script("test.py", f"{base}/weights/mine_best.pt", f"--test_dir={folder}", f"--cache_dir={base}/cache",
+                     f"--sheet={base}/wrong.png", f"--wrong={base}/wrong.tsv").stdout
+    assert "sequence accuracy" in out
+    rows = open(base / "wrong.tsv").read().splitlines()
+    assert rows[0] == "file\ttruth\tpredicted\tconfidence" and len(rows) > 1  # one epoch: mostly wrong
+    assert (base / "wrong.png").stat().st_size > 1000
 
 
 def test_init_fine_tunes(trained, tmp_path):
