@@ -37,7 +37,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # The preset's models and epochs, unless COMPARE_MODELS / COMPARE_EPOCHS say otherwise.
 PRESETS = {
     # light models that learn something on a CPU: ~15-20 min with 2 cores on 10k 160x60 captchas
-    "quick": dict(models=("cnn", "cnn_ctc", "mobilenet_v3_small", "mobilenet_v3_small_ctc"), epochs=3),
+    "quick": dict(models=("cnn", "cnn_ctc --sequence=none", "cnn_ctc", "mobilenet_v3_small_ctc"), epochs=3),
     # every registered model (fixed and CTC head), long enough to converge on 30k captchas
     "full": dict(models=tuple(models.MODELS), epochs=20),
 }
@@ -198,7 +198,7 @@ def listed_entries():
 
 
 def plan_comparison():
-    specs = listed_entries() or [(m, {}) for m in PRESETS[config.COMPARE_PRESET]["models"]]
+    specs = listed_entries() or [parse_spec(m) for m in PRESETS[config.COMPARE_PRESET]["models"]]
     check_models([m for m, _ in specs])
     entries, problems = [], []
     for model, options in specs:

@@ -121,3 +121,10 @@ def test_init_fine_tunes(trained, tmp_path):
                      f"--init={init}", "--epochs=1", "--run=ft2", "--batch_size=32", "--threads=1").stdout
     assert "start afresh (charset '0123456789' -> 'ABCDEF'): head.fc.weight, head.fc.bias" in out
     assert np.isfinite(torch_util.load_checkpoint(f"{tmp_path}/ft2_best.pt")["accuracy"])
+
+
+def test_bench_real_refuses_unknown_sets_and_missing_data(tmp_path):
+    out = run_script("bench_real.py", "--sets=nope", check=False)
+    assert out.returncode == 1 and "unknown set nope; known: captcha_images_v2, henan_digits" in out.stdout
+    out = run_script("bench_real.py", f"--root={tmp_path}", check=False)
+    assert out.returncode == 1 and f"not found under {tmp_path}" in out.stdout
