@@ -1,7 +1,7 @@
 """ddddocr (the popular pretrained captcha OCR) and our model on the same generated captchas: accuracy and
 the time to read one image, on one CPU thread.
 
-    python bench_ddddocr.py                                    # weights/default.pt (else the newest *_best.pt)
+    python bench_ddddocr.py                                    # this run's _best.pt, else weights/default.pt, else the newest
     python bench_ddddocr.py --checkpoint=weights/cnn_best.onnx --count=500
 
 The images: COUNT captchas of 4 characters from 0-9A-Z, 160x60, generated with seed 777 (no other script

@@ -74,7 +74,7 @@ RESULTS = "results.txt"               # one row per epoch per run; torch_util.py
 # --- compare.py -----------------------------------------------------------------------------------------
 COMPARE_MODELS = ""       # entries compare.py trains, comma-separated: a model name, optionally with its own
                           # --NAME=value ("cnn,crnn,resnet18 --ibn=1"); "" = the preset's list
-COMPARE_PRESET = "quick"  # "quick": cnn, cnn_ctc, mobilenet_v3_small(_ctc), 3 epochs (a CPU look);
+COMPARE_PRESET = "quick"  # "quick": cnn, cnn_ctc (RNN and none), mobilenet_v3_small_ctc, 3 epochs (a CPU look);
                           # "full": every registered model, 20 epochs (a GPU)
 COMPARE_EPOCHS = 0        # epochs per entry (the length of its one-cycle schedule); 0 = the preset's
 COMPARE_SECONDS = 0       # also stop an entry after the epoch that passes this many seconds of training; 0 = no limit
