@@ -28,6 +28,13 @@ def tmp_paths(base):
             f"--weights_dir={base}/weights", f"--results={base}/results.txt"]
 
 
+def digit_sets(base, train, test, width=160, height=60):
+    """`train` (seed 1) and `test` (seed 2) 4-digit captchas under base/train and base/test; returns base."""
+    captchaGenerator.generate(str(base / "train"), train, 1, DIGITS, 4, width, height, processes=1, quiet=True)
+    captchaGenerator.generate(str(base / "test"), test, 2, DIGITS, 4, width, height, processes=1, quiet=True)
+    return base
+
+
 @pytest.fixture(scope="session")
 def digits_data(tmp_path_factory):
     """4-digit captchas: 4000 train (seed 1), 300 test (seed 2)."""

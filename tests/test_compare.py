@@ -9,12 +9,11 @@ import sys
 import pytest
 import torch
 
-import captchaGenerator
 import compare
 import config
 import data
 import torch_util
-from conftest import DIGITS, run_script
+from conftest import DIGITS, digit_sets, run_script
 
 FAILING = "cnn --batch_size=100000"  # train.py exits 1: fewer images than one batch
 
@@ -22,10 +21,7 @@ FAILING = "cnn --batch_size=100000"  # train.py exits 1: fewer images than one b
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """320 training and 100 test 4-digit captchas at 96x32."""
-    base = tmp_path_factory.mktemp("compare")
-    captchaGenerator.generate(str(base / "train"), 320, 1, DIGITS, 4, 96, 32, processes=1, quiet=True)
-    captchaGenerator.generate(str(base / "test"), 100, 2, DIGITS, 4, 96, 32, processes=1, quiet=True)
-    return base
+    return digit_sets(tmp_path_factory.mktemp("compare"), 320, 100, 96, 32)
 
 
 def options(base):

@@ -6,19 +6,15 @@ import sys
 import pytest
 import torch
 
-import captchaGenerator
 import data
 import torch_util
 import train
-from conftest import DIGITS, ROOT
+from conftest import DIGITS, ROOT, digit_sets
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ddp")
-    captchaGenerator.generate(str(base / "train"), 256, 1, DIGITS, 4, 160, 60, processes=1, quiet=True)
-    captchaGenerator.generate(str(base / "test"), 60, 2, DIGITS, 4, 160, 60, processes=1, quiet=True)
-    return base
+    return digit_sets(tmp_path_factory.mktemp("ddp"), 256, 60)
 
 
 def args(base, out):

@@ -11,15 +11,12 @@ import captchaGenerator
 import data
 import online
 import torch_util
-from conftest import DIGITS, ROOT
+from conftest import DIGITS, ROOT, digit_sets
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    base = tmp_path_factory.mktemp("online")
-    captchaGenerator.generate(str(base / "train"), 200, 1, DIGITS, 4, 160, 60, processes=1, quiet=True)
-    captchaGenerator.generate(str(base / "test"), 60, 2, DIGITS, 4, 160, 60, processes=1, quiet=True)
-    return base
+    return digit_sets(tmp_path_factory.mktemp("online"), 200, 60)
 
 
 def run(*args, env=()):

@@ -5,10 +5,8 @@ import subprocess
 import sys
 import time
 
-import torch
-
 import torch_util
-from conftest import DIGITS, ROOT, run_script, tmp_paths
+from conftest import DIGITS, ROOT, run_script
 
 MIN_SEQ_ACC = 0.5  # 4 digits: chance is 1e-4
 
