@@ -1,10 +1,10 @@
 """The model zoo table (README, "Model zoo"): for every registered model, its parameters, the feature map
 its backbone ends with, CPU single-image latency, and the accuracy it reaches after one equal training budget.
 
-    python captchaGenerator.py --dataset_dir=/tmp/zoo --split=train --count=5000 --seed=1
-    python captchaGenerator.py --dataset_dir=/tmp/zoo --split=test --count=200 --seed=2
-    python zoo_table.py --train_dir=/tmp/zoo/train --test_dir=/tmp/zoo/test --cache_dir=/tmp/zoo/cache \
-        --seconds=15 --batch_size=16 --threads=1 [--models=cnn,crnn] [--out=table.md]
+    python captchaGenerator.py --dataset_dir=/tmp/zoo3 --split=train --count=5000 --seed=1
+    python captchaGenerator.py --dataset_dir=/tmp/zoo3 --split=test --count=200 --seed=2
+    python zoo_table.py --train_dir=/tmp/zoo3/train --test_dir=/tmp/zoo3/test --cache_dir=/tmp/zoo3/cache \
+        --seconds=60 --batch_size=16 --threads=2 [--models=cnn,crnn] [--out=table.md]
 
 Every model trains for the same wall-clock `seconds` on the same data: a one-cycle schedule (AdamW, peak LR)
 over as many steps as fit, measured on its first steps. Config options (tricks, head settings) apply to every
@@ -95,7 +95,7 @@ def markdown(rows):
 
 
 def main():
-    _, opts = config.parse(seconds=15.0, models="", repeats=20, out="")
+    _, opts = config.parse(seconds=60.0, models="", repeats=20, out="")
     torch_util.set_threads(config.THREADS)
     device = torch_util.pick_device(config.DEVICE)
     names = opts["models"].split(",") if opts["models"] else list(models.MODELS)
