@@ -75,7 +75,7 @@ def measure(name, codec, train_tensors, test_set, test_tensors, device, seconds,
     head = models.head_of(name)
     classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
     model = models.build_model(name, config.CHANNELS, classes, codec.max_len, config.IMAGE_HEIGHT,
-                               config.IMAGE_WIDTH, **models.model_options(name, config.as_dict()))
+                               config.IMAGE_WIDTH, **models.model_options(name, options_for(name)))
     params = sum(p.numel() for p in model.parameters())
     c, h, w = models.output_shape(model.features, config.CHANNELS, config.IMAGE_HEIGHT, config.IMAGE_WIDTH)
     image = data.to_float(torch.from_numpy(test_set.images[:1]).permute(0, 3, 1, 2))
@@ -87,6 +87,21 @@ def measure(name, codec, train_tensors, test_set, test_tensors, device, seconds,
     char_acc, seq_acc = train.accuracy(test_set.texts, preds)
     return [name, head, f"{params / 1e6:.2f}", f"{c}x{h}x{w}", f"{ms:.1f}", str(seen), f"{char_acc:.3f}",
             f"{seq_acc:.3f}"]
+
+
+def options_for(name):
+    """config.py's settings with the model options `name` does not take left out: an option on the command line
+    applies to every model that takes it (`--sequence=none` changes the CTC models, the fixed ones run as they are)."""
+    takes = models.MODELS[name].options
+    return {k: v for k, v in config.as_dict().items() if k.lower() not in models.OPTIONS or k.lower() in takes}
+
+
+def check_options(names):
+    """An option set away from its neutral value that none of `names` takes is an error, not a silent no-op."""
+    for option, neutral in models.OPTIONS.items():
+        value = getattr(config, option.upper())
+        if value != neutral and not any(option in models.MODELS[n].options for n in names):
+            raise ValueError(f"{option.upper()}={value!r} applies to none of {', '.join(names)}")
 
 
 def markdown(rows):
@@ -101,6 +116,7 @@ def main():
     names = opts["models"].split(",") if opts["models"] else list(models.MODELS)
     for name in names:
         models.head_of(name)  # an unknown name fails before any work
+    check_options(names)
     codec = data.Codec(config.CHARSET, config.LENGTH)
     train_set, test_set = train.load_data(codec)
     train_tensors, test_tensors = train_set.tensors(device), test_set.tensors(device)
