@@ -219,15 +219,17 @@ def place(dataset, device, stream="auto", say=print):
     return dataset.tensors(device), False
 
 
-def make_model(codec, device, init=None, say=print, channels_last=None):
-    """(model on `device`, build_args, loss_fn, channels_last) for config.MODEL and its options. channels_last
-    (None: on CUDA) puts the weights in NHWC, the layout fast GPU convolutions use; the CPU keeps the default."""
+def make_model(codec, device, init=None, say=print, channels_last=None, name=None, settings=None):
+    """(model on `device`, build_args, loss_fn, channels_last) for `name` (config.MODEL) with its options read
+    from `settings` (config.py's). channels_last (None: on CUDA) puts the weights in NHWC, the layout fast GPU
+    convolutions use; the CPU keeps the default."""
+    name = name or config.MODEL
     try:  # an unknown model, a trick it does not take, or an unusable weight file: a configuration error
-        head = models.head_of(config.MODEL)
+        head = models.head_of(name)
         classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
-        build_args = dict(name=config.MODEL, in_channels=config.CHANNELS, num_classes=classes,
+        build_args = dict(name=name, in_channels=config.CHANNELS, num_classes=classes,
                           positions=codec.max_len, height=config.IMAGE_HEIGHT, width=config.IMAGE_WIDTH,
-                          **models.model_options(config.MODEL, config.as_dict()))
+                          **models.model_options(name, config.as_dict() if settings is None else settings))
         model = models.build_model(**build_args)
         if config.PRETRAINED:
             say(models.load_pretrained(model, config.PRETRAINED))

@@ -21,7 +21,7 @@ import data
 import models
 import torch_util
 import train
-from models.heads import DECODERS, LOSSES
+from models.heads import DECODERS
 
 COLUMNS = ["model", "head", "params (M)", "feature map", "CPU latency (ms)", "train images", "char acc", "seq acc"]
 LATENCY_SECONDS = 3.0  # a slow model stops its latency repeats after this long (5 at least)
@@ -73,16 +73,16 @@ def train_for(model, loss_fn, train_tensors, device, seconds, generator):
 def measure(name, codec, train_tensors, test_set, test_tensors, device, seconds, repeats):
     torch_util.seed_everything(config.SEED)
     head = models.head_of(name)
-    classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
-    model = models.build_model(name, config.CHANNELS, classes, codec.max_len, config.IMAGE_HEIGHT,
-                               config.IMAGE_WIDTH, **models.model_options(name, options_for(name)))
+    # train.py's model and loss (label smoothing, center loss), NCHW; the shape and latency are taken on the CPU
+    model, _, loss_fn, _ = train.make_model(codec, device, channels_last=False, name=name, settings=options_for(name))
+    model.cpu()
     params = sum(p.numel() for p in model.parameters())
     c, h, w = models.output_shape(model.features, config.CHANNELS, config.IMAGE_HEIGHT, config.IMAGE_WIDTH)
     image = data.to_float(torch.from_numpy(test_set.images[:1]).permute(0, 3, 1, 2))
     ms = latency_ms(model, image, repeats)
     model.to(device)
     generator = torch.Generator().manual_seed(config.SEED)
-    seen = train_for(model, LOSSES[head], train_tensors, device, seconds, generator)
+    seen = train_for(model, loss_fn, train_tensors, device, seconds, generator)
     preds = train.evaluate(model, test_tensors, codec, DECODERS[head], device, 256)
     char_acc, seq_acc = train.accuracy(test_set.texts, preds)
     return [name, head, f"{params / 1e6:.2f}", f"{c}x{h}x{w}", f"{ms:.1f}", str(seen), f"{char_acc:.3f}",
