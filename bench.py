@@ -34,11 +34,6 @@ import train
 GEN_TASK = 50  # images per generation task: small tasks share the work evenly between processes
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def load_set(codec, batch_size, say):
     """(CaptchaSet, where it came from): TRAIN_DIR, else a small generated set (4 batches, at least 256)."""
     size = (config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS)
@@ -77,7 +72,7 @@ def interleaved(sources, steps, seconds, device):
     first = next(iter(sources))
     t0 = time.perf_counter()
     steps(sources[first], 1)
-    sync(device)
+    torch_util.sync(device)
     block = max(1, round(min(1.0, seconds / 4) / max(time.perf_counter() - t0, 1e-6)))
     spent, cpu = dict.fromkeys(sources, 0.0), dict.fromkeys(sources, 0.0)
     images = dict.fromkeys(sources, 0)
@@ -85,7 +80,7 @@ def interleaved(sources, steps, seconds, device):
         for name, source in sources.items():
             t0, c0 = time.perf_counter(), time.process_time()
             images[name] += steps(source, block)
-            sync(device)
+            torch_util.sync(device)
             spent[name] += time.perf_counter() - t0
             cpu[name] += time.process_time() - c0
     return {name: (images[name] / spent[name], images[name] / max(cpu[name], 1e-9)) for name in sources}
@@ -173,7 +168,7 @@ def main():
             torch.cuda.reset_peak_memory_stats(device)
         for source in sources.values():  # first steps allocate, pick kernels, compile
             steps(source, opts["warmup"])
-        sync(device)
+        torch_util.sync(device)
         if producer:  # one after the other: the generators would fill their queue during the model's blocks
             rates = {name: interleaved({name: source}, steps, opts["seconds"], device)[name]
                      for name, source in sources.items()}

@@ -315,29 +315,6 @@ def log_tail(path, n=TAIL_LINES):
     return [line for line in lines if line.strip()][-n:]
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-@torch.inference_mode()
-def timed_runs(model, x, device, min_runs, max_runs):
-    """Seconds of each forward pass of x, after two warm-up passes."""
-    with torch_util.autocast(device):
-        for _ in range(2):
-            model(x)
-        sync(device)
-        times = []
-        while len(times) < max_runs and (len(times) < min_runs or sum(times) < MEASURE_SECONDS):
-            start = time.perf_counter()
-            model(x)
-            sync(device)
-            times.append(time.perf_counter() - start)
-    return times
-
-
 def measure(checkpoint, device):
     """Parameters, CPU single-image latency (1 thread) and, on `device` (with THREADS on a CPU), single-image
     latency and throughput at BATCH_SIZE, of the checkpoint's model in eval mode."""
@@ -349,14 +326,16 @@ def measure(checkpoint, device):
     torch.set_num_threads(1)
     try:
         cpu = torch.device("cpu")
-        result["cpu_latency_ms"] = 1000 * statistics.median(timed_runs(model, torch.zeros(1, c, h, w), cpu, 5,
-                                                                       LATENCY_RUNS))
+        one = torch.zeros(1, c, h, w)
+        times = torch_util.timed_runs(model, one, cpu, 5, LATENCY_RUNS, MEASURE_SECONDS)
+        result["cpu_latency_ms"] = 1000 * statistics.median(times)
         torch_util.set_threads(config.THREADS)
         model.to(device)
         one = torch.zeros(1, c, h, w, device=device)
-        result["device_latency_ms"] = 1000 * statistics.median(timed_runs(model, one, device, 5, LATENCY_RUNS))
+        times = torch_util.timed_runs(model, one, device, 5, LATENCY_RUNS, MEASURE_SECONDS)
+        result["device_latency_ms"] = 1000 * statistics.median(times)
         batch = torch.zeros(config.BATCH_SIZE, c, h, w, device=device)
-        times = timed_runs(model, batch, device, 2, THROUGHPUT_RUNS)
+        times = torch_util.timed_runs(model, batch, device, 2, THROUGHPUT_RUNS, MEASURE_SECONDS)
         result["device_images_per_s"] = config.BATCH_SIZE * len(times) / sum(times)
     except RuntimeError as e:  # out of memory on the device: the training result still stands
         result["measure_error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"

@@ -9,6 +9,7 @@ import os
 import pickle
 import random
 import sys
+import time
 
 import numpy as np
 import torch
@@ -40,6 +41,31 @@ def autocast(device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def sync(device):
+    """Wait for the device's queued work (CUDA, MPS), so that a wall-clock time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@torch.inference_mode()
+def timed_runs(model, x, device, min_runs, max_runs, max_seconds):
+    """Seconds of each forward pass of x (under autocast), after two warm-up passes: max_runs of them, or as many
+    as fit in max_seconds, min_runs at least."""
+    with autocast(device):
+        for _ in range(2):
+            model(x)
+        sync(device)
+        times = []
+        while len(times) < max_runs and (len(times) < min_runs or sum(times) < max_seconds):
+            start = time.perf_counter()
+            model(x)
+            sync(device)
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def seed_everything(seed):

@@ -27,18 +27,11 @@ COLUMNS = ["model", "head", "params (M)", "feature map", "CPU latency (ms)", "tr
 LATENCY_SECONDS = 3.0  # a slow model stops its latency repeats after this long (5 at least)
 
 
-@torch.inference_mode()
 def latency_ms(model, image, repeats):
     """Median wall time of one forward pass on one image (B = 1) on the CPU, after a warm-up."""
     model.eval()
-    for _ in range(2):
-        model(image)
-    times = []
-    while len(times) < repeats and (len(times) < 5 or sum(times) < LATENCY_SECONDS):
-        start = time.perf_counter()
-        model(image)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return 1000 * statistics.median(torch_util.timed_runs(model, image, torch.device("cpu"), 5, repeats,
+                                                          LATENCY_SECONDS))
 
 
 def endless_batches(n, batch_size, device, generator):
