@@ -1,21 +1,26 @@
-# make demo: fresh clone -> .venv -> generate -> train -> test -> predict -> plot
-# make test: fresh clone -> .venv -> pytest
+# make install: fresh clone -> .venv (the pinned requirements), nothing else
+# make demo:    fresh clone -> .venv -> generate -> train -> test -> predict -> plot
+# make test:    fresh clone -> .venv -> pytest
 VENV := .venv
 PY := $(VENV)/bin/python
 TRAIN_COUNT ?= 30000
 TEST_COUNT ?= 2000
+# 8 epochs fit the demo in 15 minutes on a 2-core CPU (EPOCHS=0, train.py's default, would plan 15 for 27 000 images)
+DEMO_EPOCHS ?= 8
 
-.PHONY: demo test default-model bench-real clean
+.PHONY: install demo test default-model bench-real wheels gpu-run clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
+install: $(VENV)/.installed
+
 demo: $(VENV)/.installed
 	$(PY) captchaGenerator.py --split=train --count=$(TRAIN_COUNT) --seed=1
 	$(PY) captchaGenerator.py --split=test --count=$(TEST_COUNT) --seed=2
-	$(PY) train.py
+	$(PY) train.py --epochs=$(DEMO_EPOCHS)
 	$(PY) test.py --show=5
 	$(PY) predict.py $$(ls dataset/test/*.png | head -n 5)
 	$(PY) torch_util.py
@@ -32,7 +37,21 @@ default-model: $(VENV)/.installed
 
 # the real-captcha benchmark on ../shared/datasets (README "Real captchas")
 bench-real: $(VENV)/.installed
-	$(PY) bench_real.py
+	$(PY) benchmarks/bench_real.py
+
+# the project's Python where it is set up, else the machine's (a GPU machine without network has no .venv)
+ANY_PY = $(if $(wildcard $(PY)),$(PY),python3)
+CAPTCHA_WHEEL := wheels/captcha-0.7.1-py3-none-any.whl
+
+# the captcha wheel in wheels/ (git-ignored), to bring to a machine without network
+wheels: $(CAPTCHA_WHEEL)
+$(CAPTCHA_WHEEL):
+	$(ANY_PY) -m pip download -q --disable-pip-version-check --no-deps -d wheels captcha==0.7.1
+
+# one GPU run, about 7 minutes: environment, generation rate, bench ratios, the recipe trained -> $(GPU_OUT)/
+GPU_OUT ?= gpu_run
+gpu-run: $(CAPTCHA_WHEEL)
+	$(ANY_PY) benchmarks/gpu_run.py --out=$(GPU_OUT) $(GPU_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

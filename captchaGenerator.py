@@ -5,7 +5,9 @@
 
 The same seed gives byte-identical files: each image draws from its own random.Random(seed, index), so the
 result does not depend on how many processes share the work. Files are written to a temporary name and
-renamed, and existing files are never overwritten: an interrupted run is completed by running it again.
+renamed (torch_util.atomic_write), and existing files are never overwritten: an interrupted run is completed by
+running it again. Several runs may share a folder at once: temp names are unique per process, and a run removes
+only temp files left by killed runs (old, and their process gone), never those of a run still writing.
 """
 import multiprocessing as mp
 import os
@@ -48,6 +50,7 @@ def _init_worker(width, height, fonts):
 def make_one(task):
     """Draw image `index` of `seed` and write it to `out_dir`; returns 1 if written, 0 if it existed."""
     import captcha.image
+    import torch_util  # imported by generate() before the workers fork
     out_dir, seed, index, charset, length = task
     rng = random.Random(f"{seed}-{index}")
     label = random_label(rng, charset, length)
@@ -56,18 +59,17 @@ def make_one(task):
         return 0
     captcha.image.secrets = SeededSecrets(rng)
     image = _captcha.generate_image(label)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    # no fsync (a lost file is made again by a rerun) and no folder scan per file: generate() sweeps once
+    torch_util.atomic_write(path, lambda f: image.save(f, format="PNG"), fsync=False, clean=False)
     return 1
 
 
 def generate(out_dir, count, seed, charset, length, width, height, fonts=(), processes=None, quiet=False):
     """Generate `count` captchas into out_dir; returns the number of files written."""
+    import torch_util  # here: `import captchaGenerator` (online.py, tests) and option errors stay quick
+
     os.makedirs(out_dir, exist_ok=True)
-    for stale in os.listdir(out_dir):  # leftovers of a killed run
-        if stale.endswith(".tmp"):
-            os.remove(os.path.join(out_dir, stale))
+    torch_util.remove_stale_temps(out_dir)  # killed runs' leftovers; a concurrent run's temps are left alone
     processes = processes or os.cpu_count()
     tasks = [(out_dir, seed, i, charset, length) for i in range(count)]
     written = 0
@@ -88,10 +90,10 @@ def main():
     _, opts = config.parse(split="train", count=1000, seed=-1, processes=0)
     seed = opts["seed"] if opts["seed"] >= 0 else random.SystemRandom().randrange(2**31)
     out_dir = os.path.join(config.DATASET_DIR, opts["split"])
-    print(f"seed {seed}, {opts['count']} captchas of {config.LENGTH} chars from {config.CHARSET!r}, "
-          f"{config.IMAGE_WIDTH}x{config.IMAGE_HEIGHT}")
-    generate(out_dir, opts["count"], seed, config.CHARSET, config.LENGTH, config.IMAGE_WIDTH,
-             config.IMAGE_HEIGHT, config.FONTS, opts["processes"] or None)
+    print(f"seed {seed}, {opts['count']} captchas of {config.GEN_LENGTH} chars from {config.GEN_CHARSET!r}, "
+          f"{config.GEN_WIDTH}x{config.GEN_HEIGHT}")
+    generate(out_dir, opts["count"], seed, config.GEN_CHARSET, config.GEN_LENGTH, config.GEN_WIDTH,
+             config.GEN_HEIGHT, config.FONTS, opts["processes"] or None)
 
 
 if __name__ == "__main__":

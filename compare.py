@@ -11,6 +11,10 @@ Each entry is its own `train.py` process, its output in COMPARE_DIR/<entry>/log.
 memory, a bug) is recorded and the sweep goes on. A finished entry is skipped when the command is run again;
 a failed or interrupted one is trained again from the start (--retry_failed=0 keeps recorded failures).
 Any other --NAME=value (--train_dir, --batch_size, --device, --threads, --bnneck=1, ...) goes to every entry.
+
+The file has three parts: planning (the entries and their train.py command lines), running (one train.py
+process per entry, then its measurements: done.json / failed.json), and reporting (the rows, tables and
+figures, read back from each entry's folder alone, so a report can be written again without training).
 """
 import ast
 import csv
@@ -37,13 +41,15 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 # The preset's models and epochs, unless COMPARE_MODELS / COMPARE_EPOCHS say otherwise.
 PRESETS = {
     # light models that learn something on a CPU: ~15-20 min with 2 cores on 10k 160x60 captchas
-    "quick": dict(models=("cnn", "cnn_ctc --sequence=none", "cnn_ctc", "mobilenet_v3_small_ctc"), epochs=3),
+    "quick": dict(models=("cnn", "cnn_ctc --sequence=none", "cnn_ctc --sequence=lstm",
+                          "mobilenet_v3_small_ctc --sequence=lstm"), epochs=3),
     # every registered model (fixed and CTC head), long enough to converge on 30k captchas
     "full": dict(models=tuple(models.MODELS), epochs=20),
 }
 
 # --ablation=1: (name, label, options added to the base model). "all" is every other one that applies, CBAM
-# for the attention. A fixed head needs a per-character feature (NECK) for the center loss; a CTC head has one.
+# for the attention. A model that takes NECK (a fixed head) needs that per-character feature for the center
+# loss; a CTC head's columns are one already.
 ABLATION = [
     ("baseline", "baseline", {}),
     ("ibn", "+ IBN-a", {"IBN": True}),
@@ -56,7 +62,7 @@ ABLATION = [
     ("all", "all together", None),
 ]
 ABLATION_MODEL = "resnet18"  # unless COMPARE_MODELS names one
-CENTER_NECK = 128            # NECK the center loss gets on a fixed head
+CENTER_NECK = 128            # NECK the center loss gets on a model that takes one
 
 # set per entry by compare.py: a user override of these would be silently replaced, so it is refused
 PER_ENTRY = {"MODEL": "--compare_models", "EPOCHS": "--compare_epochs", "TIME_LIMIT": "--compare_seconds",
@@ -64,11 +70,13 @@ PER_ENTRY = {"MODEL": "--compare_models", "EPOCHS": "--compare_epochs", "TIME_LI
 TAIL_LINES = 15          # lines of a failed entry's log kept in failed.json
 LATENCY_RUNS = 50        # latency: median of at most this many single-image passes ...
 MEASURE_SECONDS = 2.0    # ... or as many as fit in this time (5 at least); the same time for throughput
-THROUGHPUT_RUNS = 20     # throughput: at most this many batches of BATCH_SIZE (2 at least)
+THROUGHPUT_RUNS = 20     # throughput: at most this many batches of the entry's batch size (2 at least)
+MEASURE_BATCH = 128      # the throughput's batch size where the checkpoint does not record the one it trained with
 
 COLUMNS = ["entry", "model", "head", "tricks", "status", "parameters", "epochs", "train_seconds",
-           "train_images_per_s", "best_seq_acc", "best_char_acc", "best_epoch", "cpu_latency_ms", "device",
-           "device_latency_ms", "device_images_per_s", "wall_seconds", "error"]
+           "train_images_per_s", "best_seq_acc", "best_char_acc", "test_seq_acc", "test_char_acc", "best_epoch",
+           "input", "batch", "cpu_latency_ms", "device", "device_latency_ms", "device_images_per_s", "wall_seconds",
+           "error"]
 
 
 @dataclass
@@ -116,7 +124,7 @@ def parse_spec(spec):
                                      f"config.py")
         if name in PER_ENTRY or name.startswith("COMPARE_"):
             raise config.ConfigError(f"COMPARE_MODELS entry {spec!r}: {word} is set by compare.py")
-        options[name] = config._coerce(name, raw, getattr(config, name))
+        options[name] = config.coerce(name, raw, getattr(config, name))
     return model, options
 
 
@@ -127,13 +135,14 @@ def as_arg(name, value):
 
 
 def entry_name(model, options):
-    """The model and its options, config.run_name style: resnet18-ibn-cbam-lr0.001."""
-    parts = [model]
+    """The entry's run name: models.describe's name for the model and its model options (those changed from
+    neutral), then every other option the entry sets: resnet18-ibn-cbam-lr0.001."""
+    parts = [models.describe(model, {k.lower(): v for k, v in options.items() if k.lower() in models.OPTIONS})]
     for name, value in options.items():
+        if name.lower() in models.OPTIONS:
+            continue
         if isinstance(value, bool):
             parts.append(name.lower() if value else f"no{name.lower()}")
-        elif isinstance(value, str) and name.lower() in models.OPTIONS:
-            parts.append(value if value != "none" else f"no{name.lower()}")
         else:
             parts.append(f"{name.lower()}{value:g}" if isinstance(value, float) else f"{name.lower()}{value}")
     return re.sub(r"[^\w.=+-]", "", "-".join(parts))
@@ -167,9 +176,9 @@ def check_options(model, options):
 
 
 def check_data():
-    for what, folder in (("TRAIN_DIR", config.TRAIN_DIR), ("TEST_DIR", config.TEST_DIR)):
-        if what == "TRAIN_DIR" and getattr(config, "ONLINE", False) or not folder:
-            continue  # ONLINE: fresh captchas each epoch, TRAIN_DIR is not read; TEST_DIR "": held out of TRAIN_DIR
+    for what, folder in (("TRAIN_DIR", config.TRAIN_DIR), ("TEST_DIR", config.test_dir())):
+        if what == "TRAIN_DIR" and config.ONLINE or not folder:
+            continue  # ONLINE: fresh captchas each epoch, TRAIN_DIR is not read; no test folder: validation only
         problem = ("does not exist" if not os.path.isdir(folder) else
                    "is empty" if not any(os.scandir(folder)) else "")
         if problem:
@@ -215,11 +224,10 @@ def plan_comparison():
 
 def ablation_variants(model, base):
     """[(name, label, options)] of the ABLATION variants that apply to `model` and the ones left out."""
-    head = models.head_of(model)
     variants, left_out = [], []
     for name, label, options in ABLATION[:-1]:
         options = dict(options)
-        if name == "center" and head == "fixed":
+        if name == "center" and "neck" in models.MODELS[model].options:
             options["NECK"] = CENTER_NECK
         try:
             check_options(model, {**base, **options})
@@ -264,10 +272,11 @@ def plan_ablation(selected):
 
 
 def train_args(entry, epochs, seconds, overrides):
-    """train.py's command line: the entry's model, run, seed and budget, the user's overrides, its options."""
+    """train.py's command line: the entry's model, run, seed and budget (every epoch: no early stop, unless the
+    user's --patience says otherwise), the user's overrides, its options."""
     return ([f"--model={entry.model}", f"--run={entry.name}", f"--seed={entry.seed}", f"--epochs={epochs}",
-             f"--time_limit={seconds}", f"--results={entry.path('results.txt')}", f"--weights_dir={entry.folder}"]
-            + overrides + [as_arg(k, v) for k, v in entry.options.items()])
+             f"--time_limit={seconds}", "--patience=-1", f"--results={entry.path('results.txt')}",
+             f"--weights_dir={entry.folder}"] + overrides + [as_arg(k, v) for k, v in entry.options.items()])
 
 
 # --- running -------------------------------------------------------------------------------------------------
@@ -281,10 +290,7 @@ def read_json(path):
 
 
 def write_json(path, obj):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    torch_util.atomic_write(path, json.dumps(obj, indent=1), "w")
 
 
 def finished(entry):
@@ -317,11 +323,13 @@ def log_tail(path, n=TAIL_LINES):
 
 def measure(checkpoint, device):
     """Parameters, CPU single-image latency (1 thread) and, on `device` (with THREADS on a CPU), single-image
-    latency and throughput at BATCH_SIZE, of the checkpoint's model in eval mode."""
+    latency and throughput at the batch size it trained with, of the checkpoint's model in eval mode; and the
+    epoch train.py kept it from."""
     ckpt = torch_util.load_checkpoint(checkpoint)
     model, _ = torch_util.model_from_checkpoint(ckpt, "cpu")
     (h, w), c = ckpt["image_size"], ckpt["channels"]
-    result = dict(parameters=sum(p.numel() for p in model.parameters()), device=str(device))
+    result = dict(parameters=sum(p.numel() for p in model.parameters()), device=str(device), input=f"{w}x{h}x{c}",
+                  batch=ckpt.get("config", {}).get("BATCH_SIZE") or MEASURE_BATCH, kept_epoch=ckpt.get("epoch"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -334,9 +342,9 @@ def measure(checkpoint, device):
         one = torch.zeros(1, c, h, w, device=device)
         times = torch_util.timed_runs(model, one, device, 5, LATENCY_RUNS, MEASURE_SECONDS)
         result["device_latency_ms"] = 1000 * statistics.median(times)
-        batch = torch.zeros(config.BATCH_SIZE, c, h, w, device=device)
+        batch = torch.zeros(result["batch"], c, h, w, device=device)
         times = torch_util.timed_runs(model, batch, device, 2, THROUGHPUT_RUNS, MEASURE_SECONDS)
-        result["device_images_per_s"] = config.BATCH_SIZE * len(times) / sum(times)
+        result["device_images_per_s"] = result["batch"] * len(times) / sum(times)
     except RuntimeError as e:  # out of memory on the device: the training result still stands
         result["measure_error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
     finally:
@@ -400,25 +408,30 @@ def run_entry(entry, epochs, device):
 # --- reporting -----------------------------------------------------------------------------------------------
 
 def tricks_text(entry):
-    """The options an entry trains with that differ from neutral, config.run_name style."""
+    """The options an entry trains with that differ from neutral, as its run name gives them (models.describe,
+    then the loss tricks): ibn-cbam-center0.01; "-" for none."""
     settings = {**config.as_dict(), **entry.options}
     takes = models.MODELS[entry.model].options
-    parts = []
-    for option, neutral in models.OPTIONS.items():
-        value = settings[option.upper()]
-        if option not in takes or value == neutral:
-            continue
-        parts.append(option if isinstance(value, bool) else
-                     (value if value != "none" else f"no{option}") if isinstance(value, str) else f"{option}{value:g}")
+    described = models.describe(entry.model, {o: settings[o.upper()] for o in models.OPTIONS if o in takes})
+    parts = [described[len(entry.model) + 1:]] if described != entry.model else []
     parts += [f"center{settings['CENTER_LOSS']:g}"] * bool(settings["CENTER_LOSS"])
     parts += [f"ls{settings['LABEL_SMOOTHING']:g}"] * bool(settings["LABEL_SMOOTHING"])
     parts += ["pretrained"] * bool(settings["PRETRAINED"])
-    return ", ".join(parts) or "-"
+    return "-".join(parts) or "-"
+
+
+def number(text):
+    """A results.txt figure as a float; None for "nan" or a missing one (no test folder, no validation part)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None
 
 
 def entry_row(entry):
     """One row of comparison.csv for the entry, finished or not."""
-    row = dict(entry=entry.name, model=entry.model, head=models.head_of(entry.model), tricks=tricks_text(entry))
+    row = dict(entry=entry.name, model=entry.model, head=models.head(entry.model).kind, tricks=tricks_text(entry))
     done, failure = finished(entry), failed(entry)
     rows = epoch_rows(entry)
     if done:
@@ -429,10 +442,13 @@ def entry_row(entry):
     else:
         row["status"] = "not run"
     if rows and row["status"] != "not run":
-        best = max(rows, key=lambda r: float(r["seq_acc"]))  # the first epoch with the best accuracy
+        # the epoch train.py kept (its checkpoint says which); without one, the first with the best accuracy
+        kept = {int(r["epoch"]): r for r in rows}.get((done or {}).get("kept_epoch"))
+        best = kept or max(rows, key=lambda r: float(r["seq_acc"]))
         row.update(epochs=len(rows), train_seconds=sum(float(r["seconds"]) for r in rows),
                    train_images_per_s=statistics.median(float(r["images_per_s"]) for r in rows),
                    best_seq_acc=float(best["seq_acc"]), best_char_acc=float(best["char_acc"]),
+                   test_seq_acc=number(best.get("test_seq_acc")), test_char_acc=number(best.get("test_char_acc")),
                    best_epoch=int(best["epoch"]))
     return row
 
@@ -452,16 +468,25 @@ def write_csv(path, rows, columns):
         writer.writerows(rows)
 
 
-def setup_text(epochs, seconds, device):
+def setup_text(epochs, seconds, device, rows):
     """What every entry shared: data, budget, seed, device; for the head of the Markdown files."""
-    data_text = (f"online captchas, {config.ONLINE_COUNT} per epoch" if getattr(config, "ONLINE", False) else
-                 f"`{config.TRAIN_DIR}` ({count_images(config.TRAIN_DIR)} images), tested on " +
-                 (f"`{config.TEST_DIR}` ({count_images(config.TEST_DIR)} images)" if config.TEST_DIR else
-                  f"a held-out {config.HOLDOUT:.0%}"))
+    if config.ONLINE:
+        data_text = (f"online captchas, {config.ONLINE_COUNT} per epoch, validated on {config.ONLINE_TEST} rendered "
+                     f"with their own seed")
+    else:
+        data_text = (f"`{config.TRAIN_DIR}` ({count_images(config.TRAIN_DIR)} images, {config.VALIDATION:.0%} held "
+                     f"out for validation)")
+    test = config.test_dir()
+    if test:
+        data_text += f", tested on `{test}` ({count_images(test)} images)"
+    inputs = sorted({r["input"] for r in rows if r.get("input")})
+    if inputs:
+        data_text += f", input {' / '.join(inputs)} (width x height x channels)"
     limit = f", stopped after the epoch that passes {seconds} s of training" if seconds else ""
+    batches = " / ".join(sorted({str(r["batch"]) for r in rows if r.get("batch")})) or config.BATCH_SIZE or "auto"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return (f"- data: {data_text}, {config.IMAGE_WIDTH}x{config.IMAGE_HEIGHT}x{config.CHANNELS}\n"
-            f"- budget: {epochs} epoch{'s' * (epochs != 1)}{limit}, batch {config.BATCH_SIZE}, LR {config.LR:g} "
+    return (f"- data: {data_text}\n"
+            f"- budget: {epochs} epoch{'s' * (epochs != 1)}{limit}, batch {batches}, LR {config.LR:g} "
             f"(one-cycle over the epochs), seed {config.SEED}\n"
             f"- device: {name}, {config.THREADS or os.cpu_count()} CPU thread(s); measured "
             f"{time.strftime('%Y-%m-%d')}\n")
@@ -479,26 +504,32 @@ def write_comparison(entries, epochs, seconds, device):
     threads = config.THREADS or os.cpu_count()
     dev = {"cpu": f"CPU {threads}-thread", "cuda": "GPU"}.get(device.type, device.type.upper())
     same = device.type == "cpu" and threads == 1  # the device latency is the 1-thread CPU latency: shown once
-    head = (["model", "head", "tricks", "params (M)", "epochs", "train s", "train img/s", "seq acc", "char acc",
-             "best epoch", "CPU 1-thread ms"] + [f"{dev} ms"] * (not same) + [f"{dev} img/s"])
+    tested = any(r.get("test_seq_acc") is not None for r in rows)
+    head = (["model", "head", "tricks", "params (M)", "epochs", "train s", "train img/s", "val seq acc",
+             "val char acc"] + ["test seq acc"] * tested + ["best epoch", "CPU 1-thread ms"]
+            + [f"{dev} ms"] * (not same) + [f"{dev} img/s"])
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * 3 + ["--:"] * (len(head) - 3)) + " |"]
     for r in rows:
         if r["status"] != "done":
             continue
         cells = [r["entry"], r["head"], r["tricks"], fmt(r["parameters"] / 1e6, ".2f"), fmt(r.get("epochs"), "d"),
                  fmt(r.get("train_seconds"), ".1f"), fmt(r.get("train_images_per_s"), ".0f"),
-                 fmt(r.get("best_seq_acc"), ".4f"), fmt(r.get("best_char_acc"), ".4f"), fmt(r.get("best_epoch"), "d"),
-                 fmt(r.get("cpu_latency_ms"), ".2f")] + [fmt(r.get("device_latency_ms"), ".2f")] * (not same)
+                 fmt(r.get("best_seq_acc"), ".4f"), fmt(r.get("best_char_acc"), ".4f")]
+        cells += [fmt(r.get("test_seq_acc"), ".4f")] * tested + [fmt(r.get("best_epoch"), "d"),
+                                                                 fmt(r.get("cpu_latency_ms"), ".2f")]
+        cells += [fmt(r.get("device_latency_ms"), ".2f")] * (not same)
         lines.append("| " + " | ".join(cells + [fmt(r.get("device_images_per_s"), ".0f")]) + " |")
     problems = [f"- `{r['entry']}`: {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
                 for r in rows if r["status"] != "done" or r.get("error")]
-    text = (f"# Model comparison\n\n{setup_text(epochs, seconds, device)}\n" + "\n".join(lines) + "\n\n"
+    text = (f"# Model comparison\n\n{setup_text(epochs, seconds, device, rows)}\n" + "\n".join(lines) + "\n\n"
             + ("Not finished or not fully measured (logs in the entries' folders):\n\n" + "\n".join(problems) + "\n\n"
                if problems else "")
-            + "Sorted by sequence accuracy (whole label right) at the best epoch; character accuracy is "
-              "1 - normalised edit distance at that epoch. train s: training and per-epoch evaluation, summed "
+            + "Sorted by validation sequence accuracy (whole label right) at the epoch whose checkpoint train.py kept; "
+              "character accuracy is 1 - normalised edit distance at that epoch"
+            + ("; test: the test folder at that epoch, never used to choose" if tested else "")
+            + ". train s: training and per-epoch evaluation, summed "
               f"over the epochs. Latency: one image, eval mode, median of up to {LATENCY_RUNS} passes after a "
-              f"warm-up; img/s: batches of {config.BATCH_SIZE} on the training device.\n\n"
+              f"warm-up; img/s: batches of the training batch size on the training device.\n\n"
               "![comparison](comparison.png)\n")
     with open(os.path.join(out, "comparison.md"), "w") as f:
         f.write(text)
@@ -594,13 +625,13 @@ def write_ablation(entries, epochs, seconds, device):
     problems = [f"- `{r['entry']}`: {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
                 for r in rows if r["status"] != "done"]
     model = entries[0].model
-    text = (f"# Ablation: {model} and its tricks\n\n{setup_text(epochs, seconds, device)}"
+    text = (f"# Ablation: {model} and its tricks\n\n{setup_text(epochs, seconds, device, rows)}"
             f"- seeds: {config.COMPARE_SEEDS} per variant: {config.SEED} to "
             f"{config.SEED + config.COMPARE_SEEDS - 1}\n\n"
             + "\n".join(lines) + "\n\n"
             + ("Not finished (logs in the entries' folders):\n\n" + "\n".join(problems) + "\n\n" if problems else "")
-            + "Sequence accuracy at each seed's best epoch; ± is the sample standard deviation over the seeds "
-              "(n - 1), min - max their range; \"vs baseline\" the difference of the means.\n\n"
+            + "Validation sequence accuracy at each seed's best epoch; ± is the sample standard deviation over the "
+              "seeds (n - 1), min - max their range; \"vs baseline\" the difference of the means.\n\n"
               "![ablation](ablation.png)\n")
     with open(os.path.join(out, "ablation.md"), "w") as f:
         f.write(text)

@@ -5,23 +5,31 @@ Values are read as Python literals where they look like one (`--lr=3e-3`, `--len
 match the type of the default below; an unknown name is refused with the list of valid names.
 """
 import ast
+import os
 import string
 import sys
 
-# --- data -----------------------------------------------------------------------------------------------
-CHARSET = string.digits + string.ascii_uppercase  # characters a label may contain, in class order;
-                          # "infer" = read it from the training labels (printed, and saved in the checkpoint)
+# --- data (read from TRAIN_DIR unless set: printed in one block before training, kept in the checkpoint) ---------
+CHARSET = "infer"         # characters a label may contain, in class order; "infer" = those of TRAIN_DIR's labels
 CASE_SENSITIVE = True     # False: labels are upper-cased (and so is CHARSET) before training and scoring
-LENGTH = 4                # characters per label; a tuple (min, max) allows variable lengths
-IMAGE_WIDTH = 160         # pixels; every image is resized to IMAGE_WIDTH x IMAGE_HEIGHT
-IMAGE_HEIGHT = 60         # pixels
-CHANNELS = 1              # 1 = grey, 3 = colour (RGB)
-FONTS = ()                # .ttf files for captchaGenerator.py; () = the captcha package's own fonts
-HOLDOUT = 0.1             # with TEST_DIR = "": this fraction of TRAIN_DIR (seeded by SEED) is held out for testing
+LENGTH = 0                # characters per label; a tuple (min, max) allows variable lengths; 0 = from the labels
+IMAGE_WIDTH = 0           # pixels the model sees; 0 = from the images (their aspect ratio kept, a multiple of 8)
+IMAGE_HEIGHT = 0          # pixels; 0 = from the images (their median height, brought into 32-64)
+CHANNELS = 0              # 1 = grey, 3 = colour (RGB); 0 = colour if the images are coloured, else grey
+VALIDATION = 0.1          # fraction of TRAIN_DIR held out (seeded by SEED) to pick the best checkpoint and to stop
+LIMIT = 0                 # use only a seeded sample of this many TRAIN_DIR images (validation included); 0 = all
+                          # (how many labelled images does this captcha need? train with 100, 250, 500, ...)
 SKIP_BAD = False          # True: drop unreadable / mislabelled files with a warning instead of stopping
 
+# --- generated captchas (captchaGenerator.py, and ONLINE training) -----------------------------------------
+GEN_CHARSET = string.digits + string.ascii_uppercase  # characters drawn from
+GEN_LENGTH = 4            # characters per captcha
+GEN_WIDTH = 160           # pixels
+GEN_HEIGHT = 60           # pixels
+FONTS = ()                # .ttf files; () = the captcha package's own fonts
+
 # --- model ----------------------------------------------------------------------------------------------
-MODEL = "cnn"             # any name in models.MODELS (python -c "import models; print(list(models.MODELS))")
+MODEL = "cnn_ctc"         # any name in models.MODELS (python -c "import models; print(list(models.MODELS))")
                           # <backbone> has the fixed-length head, <backbone>_ctc the CTC head; crnn is CTC
 
 # --- model options (tricks and head; a model takes those that apply, see README "Model zoo") --------------------
@@ -31,7 +39,7 @@ POOL = "flat"             # per column: "flat" keeps every cell; "avg", "max" or
 NECK = 0                  # fixed head: size of a per-character feature (needed by CENTER_LOSS); 0 = none
 BNNECK = False            # BatchNorm between feature and classifier (BNNeck); the pre-BN feature feeds the center loss
 DROPOUT = 0.2             # before the classifier, 0-1
-SEQUENCE = "lstm"         # CTC head: "lstm" or "gru" (2-layer, bidirectional) over the columns, or "none"
+SEQUENCE = "none"         # CTC head: "none" (each column read on its own), or a 2-layer bidirectional "lstm" / "gru"
 HIDDEN = 256              # CTC head: RNN units per direction
 CENTER_LOSS = 0.0         # weight of the center loss (fixed head with NECK > 0, or CTC head); 0 = off
 CENTER_LR = 0.5           # rate (0-1) at which the center-loss centres move toward each batch's features
@@ -39,10 +47,16 @@ LABEL_SMOOTHING = 0.0     # 0-1; CTC heads: weight of a penalty on over-confiden
 PRETRAINED = ""           # local torchvision weight file (.pth) to start the backbone from; "" = random init
 
 # --- training -------------------------------------------------------------------------------------------
-EPOCHS = 8                # upper bound (8 fits the 2-core CPU demo in 15 min); also stops at TARGET_ACCURACY
-BATCH_SIZE = 128          # images per step
+EPOCHS = 0                # passes over the training images; 0 = from their number (about IMAGES_SEEN images in all,
+                          # 10-300 epochs); the run also stops early (PATIENCE, TIME_LIMIT, TARGET_ACCURACY)
+IMAGES_SEEN = 400_000     # with EPOCHS = 0: training images the run plans to see (a small set is seen more often)
+PATIENCE = 0              # stop after this many epochs without a better validation result (fewer errors, or as few
+                          # and a lower loss); 0 = a quarter of the planned epochs (at least 3); negative = never
+BATCH_SIZE = 0            # images per step; 0 = 128, or for a set under 2048 training images a power of 2 near
+                          # a sixteenth of it (at least 16), so that a small set still gets many steps an epoch
 LR = 3e-3                 # peak learning rate of the one-cycle schedule (AdamW)
-AUGMENT = 0.0             # strength of a random affine jitter of training batches (1.0 = a few px / degrees); 0 = off
+AUGMENT = -1.0            # strength of a random affine jitter of training batches (1.0 = a few px / degrees); 0 = off;
+                          # -1 = by the set's size: 0.5 under 20 000 training images (small sets need it), else off
 PERSPECTIVE = 0.0         # strength of a random perspective warp (1.0 = corners move ~6 % of the size); 0 = off
 BLUR = 0.0                # probability that a training image is Gaussian-blurred (sigma 0.3-1.2); 0 = off
 NOISE = 0.0               # standard deviation of added Gaussian pixel noise (on the [-1, 1] scale); 0 = off
@@ -50,9 +64,10 @@ CONTRAST = 0.0            # strength of random contrast / brightness (and colour
 INIT = ""                 # checkpoint to start from (fine-tuning); a different charset re-initialises only the head
 WEIGHT_DECAY = 1e-4       # AdamW weight decay
 TIME_LIMIT = 0            # seconds of training after which the run stops (at the end of that epoch); 0 = none
-TARGET_ACCURACY = 1.0     # stop once test sequence accuracy reaches this (0-1); above 1 = never stop early
+TARGET_ACCURACY = 0.0     # stop once validation sequence accuracy reaches this (0-1); 0 = never
 SEED = 1                  # seeds weight init and batch order
-RUN = ""                  # run name, used in weights/<RUN>_best.pt and results.txt; "" = MODEL
+RUN = ""                  # run name: weights/<RUN>_best.pt, rows of results.txt; "" = MODEL and its options.
+                          # A new run never replaces another's checkpoints: a taken name becomes <RUN>-2, -3, ...
 DEVICE = "auto"           # "auto" (cuda, then mps, then cpu), or "cpu", "cuda", "cuda:1", "mps"
 THREADS = 0               # CPU threads for torch; 0 = every core
 COMPILE = False           # torch.compile the model (worth it on a GPU; the first steps wait while it compiles)
@@ -60,13 +75,14 @@ ONLINE = False            # fresh captchas every epoch, rendered in memory by ge
 ONLINE_COUNT = 100_000    # ONLINE: captchas per epoch (all processes together under torchrun)
 ONLINE_WORKERS = 0        # ONLINE: generator processes per training process; 0 = the cores training leaves free
                           # (GPU: every core but one per process; CPU: half the cores, training threads the rest)
-ONLINE_TEST = 2000        # ONLINE with TEST_DIR = "": captchas rendered (with their own seed) to test on
+ONLINE_TEST = 2000        # ONLINE: captchas rendered (with their own seed) to validate on
 SHOW = 8                  # samples in the "truth | prediction | ok" table after each evaluation
 
 # --- paths ----------------------------------------------------------------------------------------------
 DATASET_DIR = "dataset"               # root of generated data
 TRAIN_DIR = "dataset/train"           # training images (file-name labels or labels.tsv)
-TEST_DIR = "dataset/test"             # evaluated after every epoch
+TEST_DIR = ""                         # reported after every epoch, never used to choose; "" = the folder "test"
+                                      # beside TRAIN_DIR when TRAIN_DIR is named "train" and it exists
 CACHE_DIR = "dataset/.cache"          # decoded uint8 arrays, so a second run starts at once
 WEIGHTS_DIR = "weights"               # checkpoints
 RESULTS = "results.txt"               # one row per epoch per run; torch_util.py plots it
@@ -104,37 +120,58 @@ class ConfigError(ValueError):
     pass
 
 
-def _coerce(name, raw, default):
+def coerce(name, raw, default):
     """Parse `raw` (command-line text) and check it against the type of `default`."""
     try:
         value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         value = raw
     if isinstance(default, bool):
         if isinstance(value, int) and value in (0, 1) or isinstance(value, bool):
             return bool(value)
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")
-        raise ConfigError(f"--{name}={raw}: expected a boolean (0/1, true/false)")
+        raise ConfigError(f"--{name.lower()}={raw}: expected a boolean (0/1, true/false)")
     if isinstance(default, str):
         return raw  # text stays text: --run=123 is the run "123"
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(default, tuple) and isinstance(value, (list, tuple)):
         return tuple(value)
-    if default is None or isinstance(value, type(default)):
+    if name == "LENGTH" and isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return tuple(value)  # variable length: (min, max)
+    if isinstance(value, type(default)) and not isinstance(value, bool):
         return value
-    if name == "LENGTH" and isinstance(value, tuple) and len(value) == 2:
-        return value  # variable length: (min, max)
-    raise ConfigError(f"--{name}={raw}: expected {type(default).__name__} like the default {default!r}, "
+    raise ConfigError(f"--{name.lower()}={raw}: expected {type(default).__name__} like the default {default!r}, "
                       f"got {type(value).__name__}")
+
+
+def help_text(options=None):
+    """config.py's settings with their values and comments (what --help prints), then a script's own options."""
+    with open(__file__, encoding="utf-8") as f:
+        source = f.read()
+    body = source[source.index("# --- "):source.index("\ndef names")].rstrip()
+    lines = ["Settings (config.py; override any with --NAME=value, case-insensitive):", "", body]
+    if options:
+        lines += ["", "This script's own options:"] + [f"  --{k.lower()}={v!r}" for k, v in options.items()]
+    return "\n".join(lines)
+
+
+def suggest(key, candidates):
+    """' (did you mean --epochs?)' for a misspelled option, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close:  # --epoch for --epochs, --lr_rate for --lr: a prefix is as good a hint
+        close = [c for c in candidates if c.startswith(key) or key.startswith(c)][:1]
+    return f" (did you mean --{close[0]}?)" if close else ""
 
 
 def parse(argv=None, **options):
     """Apply `--NAME=value` overrides from argv to this module.
 
     `options` are a script's own settings with their defaults (e.g. split="train"); they are parsed the
-    same way. Returns (positional arguments, dict of the script's options).
+    same way. `--help` prints the settings and exits. Returns (positional arguments, dict of the script's options).
     """
     argv = sys.argv[1:] if argv is None else argv
     module = sys.modules[__name__]
@@ -142,23 +179,37 @@ def parse(argv=None, **options):
     extra = {k.lower(): k for k in options}
     positional, result = [], dict(options)
     for arg in argv:
+        if arg in ("-h", "--help"):
+            doc = getattr(sys.modules.get("__main__"), "__doc__", None)
+            print((doc.strip() + "\n\n" if doc else "") + help_text(options))
+            sys.exit(0)
         if not arg.startswith("--"):
             positional.append(arg)
             continue
         key, sep, raw = arg[2:].partition("=")
-        if not sep:
-            raise ConfigError(f"{arg}: write --NAME=value (e.g. --epochs=5)")
         key = key.lower().replace("-", "_")
+        if not sep:
+            hint = suggest(key, sorted(extra) + sorted(valid)) if key not in extra and key not in valid else ""
+            raise ConfigError(f"{arg}: write --NAME=value (e.g. --epochs=5){hint}")
         if key in extra:
             name = extra[key]
-            result[name] = _coerce(name, raw, options[name])
+            result[name] = coerce(name, raw, options[name])
         elif key in valid:
             name = valid[key]
-            setattr(module, name, _coerce(name, raw, getattr(module, name)))
+            setattr(module, name, coerce(name, raw, getattr(module, name)))
         else:
-            known = sorted(extra) + [n for n in names()]
-            raise ConfigError(f"unknown option --{key}. Valid names: {', '.join(known)}")
+            raise ConfigError(f"unknown option --{key}{suggest(key, sorted(extra) + sorted(valid))}; "
+                              f"`--help` lists every setting")
     return positional, result
+
+
+def test_dir():
+    """TEST_DIR, or (TEST_DIR = "") the folder "test" beside a TRAIN_DIR named "train", if it exists; "" = none."""
+    if TEST_DIR:
+        return TEST_DIR
+    parent, name = os.path.split(os.path.normpath(TRAIN_DIR))
+    sibling = os.path.join(parent, "test")
+    return sibling if name == "train" and os.path.isdir(sibling) else ""
 
 
 def run_name():
@@ -169,16 +220,7 @@ def run_name():
     import models  # here, not at the top: config stays importable without torch
 
     module = sys.modules[__name__]
-    parts = [MODEL]
-    for option, neutral in models.OPTIONS.items():
-        value = getattr(module, option.upper())
-        if value == neutral:
-            continue
-        if isinstance(value, bool):
-            parts.append(option)
-        elif isinstance(value, str):
-            parts.append(value if value != "none" else f"no{option}")
-        else:
-            parts.append(f"{option}{value:g}")
+    options = {o: getattr(module, o.upper()) for o in models.OPTIONS}
+    parts = [models.describe(MODEL, options)]
     parts += [f"center{CENTER_LOSS:g}"] * bool(CENTER_LOSS) + [f"ls{LABEL_SMOOTHING:g}"] * bool(LABEL_SMOOTHING)
     return "-".join(parts + ["pretrained"] * bool(PRETRAINED))

@@ -1,11 +1,18 @@
 """The one data path: folder -> (paths, labels) -> uint8 array (cached on disk) -> batches on the device.
 
-Labels come from the file name (`LABEL.png`, `LABEL_anything.png`) or from a `labels.tsv` beside the
-images (`file<TAB>label` per line). Every problem is collected and reported once, naming the files.
+Labels come from the file name (`LABEL.png`, `LABEL_ID.png`, copy markers like ` (2)` removed) or from a
+`labels.tsv` beside the images (`file<TAB>label` per line): the exact rules are in read_labels. Every image is
+read by load_image, whatever its mode. Every problem is collected and reported once, naming the files.
 """
+import codecs
+import collections
+import contextlib
 import hashlib
 import multiprocessing as mp
 import os
+import re
+import stat
+import warnings
 
 import numpy as np
 import torch
@@ -75,43 +82,196 @@ class Codec:
         return "".join(self.charset[i] for i in ids if i < len(self.charset))
 
 
+# --- labels: file names or labels.tsv ----------------------------------------------------------------------
+
+LABELS_FILE = "labels.tsv"
+# a copy's marker at the end of a file name: "(2)" / " (2)" (browsers, Windows), " copy" / " copy 2" (macOS),
+# " - Copy" / " - Copy (2)" (Windows Explorer), " (copy)" (GNOME)
+_COPY_MARKER = re.compile(r"(\s*\(\d+\)|\s+copy(\s+\d+)?|\s+-\s+copy(\s+\(\d+\))?|\s*\(copy\))$", re.IGNORECASE)
+DEBRIS = "()[]{}"  # with whitespace and unprintable characters: what file names add, rarely what captchas show
+RARE_LENGTH = 0.01  # a label length held by fewer labels than this share (and 2) is rare
+
+
+def _strip_copy(stem):
+    while True:
+        cut = _COPY_MARKER.sub("", stem)
+        if cut == stem:
+            return stem
+        stem = cut
+
+
+def label_from_name(name):
+    """(label, unclear) read from an image's file name (see read_labels): copy markers at the end are removed,
+    then the label is the part before the first `_`; unclear when the part after that `_` holds no letter or
+    digit, so that it cannot be an ID (`0+15_-.png`: the label holds the `_`)."""
+    label, sep, rest = _strip_copy(os.path.splitext(os.path.basename(name))[0]).partition("_")
+    return label, bool(sep) and not any(c.isalnum() for c in rest)
+
+
 def read_labels(folder):
-    """[(path, label)] for the images in `folder`, from labels.tsv if present, else from file names."""
+    """[(path, label)] for the images in `folder`: from `labels.tsv` when the folder holds one, else from the
+    file names. Image files are those with an extension in IMAGE_EXTENSIONS; hidden files (".name") are not
+    read. DataError with one message naming the files and the fix when the labels cannot be read.
+
+    File names, `LABEL.png` or `LABEL_ID.png`:
+      - copy markers at the end of the name are removed first: `AB12 (1).png`, `AB12(2).png`, `AB12 copy.png`,
+        `AB12 copy 2.png`, `AB12 - Copy.png`, `AB12 - Copy (2).png`, `AB12 (copy).png` all read `AB12`;
+      - the label is the part before the first `_`; the rest is an ID (a generator's seed and index, a hash,
+        a counter: it must hold at least one letter or digit);
+      - when any name's part after its first `_` holds no letter or digit (`0+15_-.png`, `12-3_.png`), the
+        labels evidently hold `_` themselves and no name in the folder can be trusted: stop, suggesting
+        labels.tsv. (A label with `_` followed by a letter or digit cannot be told from LABEL_ID at all: such
+        sets need labels.tsv.)
+
+    labels.tsv, UTF-8 (a BOM and CRLF line ends are fine), one `file<TAB>label` line per image:
+      - a first line whose first field is not a file in the folder and has no image extension is a header
+        (`file<TAB>label`) and is skipped; empty lines are skipped; columns after the second are ignored;
+        spaces around the file name and the label are removed;
+      - a file listed twice with the same label counts once; with different labels: stop, naming them;
+      - non-UTF-8 bytes, or a line without a TAB: stop, naming the line;
+      - listed files that do not exist, and images in the folder that the file does not list, are reported by
+        load_folder (stop, or left out with SKIP_BAD).
+    """
+    return _scan(folder)[0]
+
+
+def _scan(folder):
+    """(items, unlisted): read_labels' [(path, label)] and, with a labels.tsv, the paths of the images in the
+    folder that it does not list."""
     if not os.path.isdir(folder):
-        raise DataError(f"no such folder: {folder}")
-    tsv = os.path.join(folder, "labels.tsv")
-    items = []
-    if os.path.exists(tsv):
-        with open(tsv, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                name, sep, label = line.partition("\t")
-                if not sep:
-                    raise DataError(f"{tsv}:{n}: expected 'file<TAB>label', got {line!r}")
-                items.append((os.path.join(folder, name), label))
-    else:
-        for name in sorted(os.listdir(folder)):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() in IMAGE_EXTENSIONS:
-                items.append((os.path.join(folder, name), stem.split("_")[0]))
+        raise DataError(f"no such folder: {folder}" if not os.path.exists(folder) else
+                        f"{folder} is not a folder ({file_kind(folder)})")
+    names = sorted(n for n in os.listdir(folder)
+                   if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS and not n.startswith("."))
+    tsv = os.path.join(folder, LABELS_FILE)
+    if os.path.lexists(tsv):
+        items = _read_tsv(folder, tsv)
+        listed = {os.path.normpath(p) for p, _ in items}
+        unlisted = [os.path.join(folder, n) for n in names if os.path.normpath(os.path.join(folder, n)) not in listed]
+        if not items:
+            raise DataError(f"{tsv} lists no images: write one 'file<TAB>label' line per image")
+        return items, unlisted
+    items, unclear = [], []
+    for name in names:
+        label, odd = label_from_name(name)
+        (unclear if odd else items).append((name, label))
+    if unclear:
+        example = "\n".join(f"    {n}\t{_strip_copy(os.path.splitext(n)[0])}" for n, _ in unclear[:2])
+        raise DataError(
+            f"{folder}: {len(unclear)} of {len(names)} file names have no ID after their first '_', so their "
+            f"labels hold '_' themselves and cannot be read from the names: "
+            f"{', '.join(n for n, _ in unclear[:SHOW_FILES])}{', ...' if len(unclear) > SHOW_FILES else ''}\n"
+            f"A file name is read as LABEL.png or LABEL_ID.png: the label ends at the first '_', and an ID holds a "
+            f"letter or digit. Put the labels in {tsv} instead: UTF-8, one line per image, the file name and its "
+            f"label separated by a TAB (a first line 'file<TAB>label' is allowed), e.g.\n    file\tlabel\n{example}")
     if not items:
-        raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_anything.png or a "
-                        f"labels.tsv beside the images; extensions {', '.join(IMAGE_EXTENSIONS)})")
-    return items
+        raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
+                        f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})")
+    return [(os.path.join(folder, n), label) for n, label in items], []
 
 
-def infer_codec(folder, charset, length, case_sensitive=True):
+def _read_tsv(folder, tsv):
+    """[(path, label)] from a labels.tsv (rules in read_labels)."""
+    if not os.path.isfile(tsv):
+        raise DataError(f"{tsv} is not a regular file ({file_kind(tsv)})")
+    with open(tsv, "rb") as f:
+        raw = f.read()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{tsv} is UTF-16 text: save it as UTF-8 (one 'file<TAB>label' line per image)")
+    raw = raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8) else raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        column = e.start - raw.rfind(b"\n", 0, e.start)
+        raise DataError(f"{tsv}:{line}: byte 0x{raw[e.start]:02x} at column {column} is not UTF-8; save the file "
+                        f"as UTF-8 text (an editor's 'Save as ... UTF-8', or: iconv -f LATIN1 -t UTF-8)") from None
+    labels, where, bad, clashes, first = {}, {}, [], {}, True
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        name = fields[0].strip()
+        if first:
+            first = False
+            if (len(fields) > 1 and os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS
+                    and not os.path.exists(os.path.join(folder, name))):
+                continue  # a header
+        if len(fields) < 2 or not name:
+            bad.append(f"line {n}: {line[:60]!r}")
+            continue
+        label = fields[1].strip()
+        key = os.path.normpath(os.path.join(folder, name))
+        if key not in labels:
+            labels[key], where[key] = label, n
+        elif labels[key] != label:
+            clashes.setdefault(key, [f"line {where[key]} {labels[key]!r}"]).append(f"line {n} {label!r}")
+    if bad:
+        hint = " (separated by a comma or spaces? use one TAB)" if any("," in b or " " in b for b in bad) else ""
+        raise DataError(f"{tsv}: {len(bad)} {'lines are' if len(bad) > 1 else 'line is'} not 'file<TAB>label'{hint}: "
+                        f"{'; '.join(bad[:SHOW_FILES])}{'; ...' if len(bad) > SHOW_FILES else ''}")
+    if clashes:
+        shown = "; ".join(f"{os.path.relpath(k, folder)} ({', '.join(v)})"
+                          for k, v in list(clashes.items())[:SHOW_FILES])
+        raise DataError(f"{tsv} gives {len(clashes)} files two different labels: {shown}"
+                        f"{'; ...' if len(clashes) > SHOW_FILES else ''}\nKeep one line per file.")
+    return list(labels.items())
+
+
+def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
     """A Codec for `folder`'s labels: charset "infer" reads the characters from the labels (sorted), length 0
-    reads (shortest, longest). Returns (codec, what was inferred, as text for the user; "" if nothing)."""
+    reads (shortest, longest). Returns (codec, what was inferred, as text for the user; "" if nothing).
+
+    What looks like file-name debris is not inferred from: with charset "infer", labels holding whitespace,
+    unprintable characters or brackets `()[]{}`; with length 0, labels whose length lies 2 or more outside the
+    range of the common lengths (a length is common when at least 2 labels and RARE_LENGTH of all have it): the
+    lengths 1 and 10 where most labels have 6, but not 7 beside 4-6. DataError naming them and the fix; with
+    skip_bad, the other labels decide CHARSET and LENGTH, and load_folder leaves the odd ones out (they no longer
+    fit the codec). A CHARSET or LENGTH that is set is taken as it is."""
     if charset != "infer" and length:
         return Codec(charset, length, case_sensitive), ""
-    texts = [t if case_sensitive else t.upper() for _, t in read_labels(folder)]
-    texts = [t for t in texts if t]
-    if not texts:
+    items = [(p, t if case_sensitive else t.upper()) for p, t in read_labels(folder)]
+    items = [(p, t) for p, t in items if t]
+    if not items:
         raise DataError(f"{folder}: every label is empty; cannot infer CHARSET / LENGTH")
+    problems, odd = [], set()
+    if charset == "infer":
+        chars = {}
+        for p, t in items:
+            for c in set(t):
+                if c in DEBRIS or c.isspace() or not c.isprintable():
+                    chars.setdefault(c, []).append(p)
+        if chars:
+            files = sorted({p for ps in chars.values() for p in ps})
+            odd.update(files)
+            problems.append(_problem(f"labels hold {''.join(sorted(chars))!r}",
+                                     [f"{os.path.basename(p)} ({t!r})" for p, t in items if p in odd]))
+    if not length:
+        counts = collections.Counter(len(t) for p, t in items if p not in odd)
+        common = [n for n, k in counts.items() if k >= max(2, RARE_LENGTH * sum(counts.values()))]
+        if common:
+            far = [(p, t) for p, t in items if p not in odd and
+                   (len(t) < min(common) - 1 or len(t) > max(common) + 1)]
+            if far:
+                odd.update(p for p, _ in far)
+                lo, hi = min(common), max(common)
+                problems.append(_problem(f"labels have lengths {sorted({len(t) for _, t in far})}, far from the "
+                                         f"common {lo if lo == hi else f'{lo}-{hi}'}",
+                                         [f"{os.path.basename(p)} ({t!r})" for p, t in far]))
     said = []
+    if problems:
+        report = (f"{folder}: {len(odd)} of {len(items)} labels look like file-name debris (copy markers, "
+                  f"brackets, stray spaces), not captcha text:\n" + "\n".join(problems))
+        if not skip_bad:
+            raise DataError(report + "\nRename these files (or correct labels.tsv). If the labels are right, set "
+                                     "CHARSET and LENGTH yourself (config.py or --charset=... --length=...); "
+                                     "--skip_bad=1 infers them from the other labels and leaves these out.")
+        said.append(report + "\nCHARSET / LENGTH are inferred from the other labels (SKIP_BAD)")
+        items = [(p, t) for p, t in items if p not in odd]
+        if not items:
+            raise DataError(report + "\nNo other labels are left to infer CHARSET / LENGTH from.")
+    texts = [t for _, t in items]
     if charset == "infer":
         charset = "".join(sorted(set("".join(texts))))
         said.append(f"CHARSET inferred from {len(texts)} labels in {folder}: {charset!r} ({len(charset)} characters)")
@@ -122,31 +282,180 @@ def infer_codec(folder, charset, length, case_sensitive=True):
     return Codec(charset, length, case_sensitive), "\n".join(said)
 
 
+# --- images: one loading function for every script ----------------------------------------------------------
+
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # what Pillow may open: never EPS & co. (they run tools)
+MAX_PIXELS = 1 << 26  # 67 M pixels (8192 x 8192); more is a decompression bomb, not a captcha
+# Pillow warns above Image.MAX_IMAGE_PIXELS (89 M) and raises above twice that: the warning becomes an error too
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+class ImageError(ValueError):
+    """An image that cannot be read; str() names the file and says why, .reason says only why."""
+
+    def __init__(self, name, reason):
+        super().__init__(f"{name}: {reason}")
+        self.name, self.reason = name, reason
+
+
+def file_kind(path):
+    """What is at `path`, in words ("a directory", "a FIFO", ...), for messages."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return e.strerror or str(e)
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
 def load_image(source, width, height, channels):
-    """uint8 array (H, W, C) from a path, file object or PIL image; raises OSError/ValueError if unreadable."""
-    image = source if isinstance(source, Image.Image) else Image.open(source)
+    """uint8 array (H, W, C), C = `channels` (1 grey, 3 RGB), resized to width x height (0 x 0: its own size).
+
+    `source`: a path, a binary file object or a PIL image. Every mode Pillow opens reads like its 8-bit
+    equivalent: 1, L, P, RGB, CMYK, YCbCr, ... as Pillow converts them; alpha (LA, PA, RGBA, a palette's or a
+    tRNS transparent colour) composited on white; 16-bit (I;16*) scaled by 255/65535; 32-bit I and F by their
+    values: 0-1 (F only) and 0-255 as they are, 0-65535 as 16-bit, anything else stretched from min-max to
+    0-255; animated images give their first frame. A path must be a regular file (a FIFO or device is refused
+    without being opened); an image of more than MAX_PIXELS is refused before its pixels are decoded.
+    Raises ImageError (a ValueError) naming the file for anything unreadable."""
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+    else:
+        name = getattr(source, "filename", "") or getattr(source, "name", "") or "image"
+        name = name if isinstance(name, str) else "image"
+    try:
+        if isinstance(source, Image.Image):
+            return _pixels(source, name, width, height, channels)
+        if not isinstance(source, (str, os.PathLike)):
+            with Image.open(source, formats=IMAGE_FORMATS) as image:
+                return _pixels(image, name, width, height, channels)
+        st = os.stat(name)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(name, f"not a regular file ({file_kind(name)}); not opened")
+        # O_NONBLOCK: should a FIFO be swapped in after the stat, opening it does not wait for a writer
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ImageError(name, f"not a regular file ({file_kind(name)})")
+            with Image.open(f, formats=IMAGE_FORMATS) as image:
+                return _pixels(image, name, width, height, channels)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(name, f"a decompression bomb ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(name, f"not an image file ({', '.join(IMAGE_FORMATS)} are read)") from None
+    except OSError as e:
+        raise ImageError(name, e.strerror if e.filename and e.strerror else f"{type(e).__name__}: {e}") from None
+    except Exception as e:  # whatever a corrupt or hostile file makes a decoder raise: one message, no traceback
+        raise ImageError(name, f"{type(e).__name__}: {e}") from None
+
+
+def _pixels(image, name, width, height, channels):
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageError(name, f"{image.width}x{image.height} pixels, more than MAX_PIXELS ({MAX_PIXELS}): a "
+                               f"decompression bomb, not a captcha; not decoded")
+    if getattr(image, "n_frames", 1) > 1 and image.tell():
+        image.seek(0)
     image.load()
-    image = image.convert("L" if channels == 1 else "RGB")
-    if image.size != (width, height):
+    image = _eight_bit(image)
+    image = image.convert("L" if channels == 1 else "RGB") if image.mode != ("L" if channels == 1 else "RGB") else image
+    if width and height and image.size != (width, height):  # 0 x 0: the image's own size
         image = image.resize((width, height), Image.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)
     return array[:, :, None] if channels == 1 else array
+
+
+def _eight_bit(image):
+    """`image` as L or RGB with what an 8-bit viewer shows on a white page (rules in load_image)."""
+    mode = image.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return Image.fromarray(_scale(np.asarray(image), mode))
+    if mode in ("L", "RGB") and "transparency" not in image.info:
+        return image
+    if mode == "1":
+        return image.convert("L")
+    if "A" in mode or "a" in mode or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _scale(values, mode):
+    """(H, W) 16- or 32-bit values -> uint8 0-255 (rules in load_image)."""
+    a = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if mode.startswith("I;16") or lo >= 0 and 255 < hi <= 65535:
+        a = a * (255 / 65535)
+    elif mode == "F" and lo >= 0 and hi <= 1:
+        a = a * 255
+    elif lo < 0 or hi > 255:
+        a = (a - lo) * (255 / max(hi - lo, 1e-12))
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
 
 
 def _decode(task):
     path, width, height, channels = task
     try:
         return load_image(path, width, height, channels)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        return f"{type(e).__name__}: {e}"
+    except ImageError as e:
+        return e.reason
+
+
+# --- the decoded-folder cache -------------------------------------------------------------------------------
+
+CACHE_VERSION = 2  # part of every cache key; 2: 16-bit, alpha and CMYK images read like their 8-bit equivalents
+_cache_warned = []  # folders whose failed cache write was reported (once each)
 
 
 def _cache_key(items, width, height, channels):
-    h = hashlib.sha1(f"{width}x{height}x{channels}".encode())
+    h = hashlib.sha1(f"v{CACHE_VERSION} {width}x{height}x{channels}".encode())
     for path, label in items:
-        st = os.stat(path) if os.path.exists(path) else None
-        h.update(f"{path}\0{label}\0{st and st.st_size}\0{st and st.st_mtime_ns}\n".encode())
+        try:
+            st = os.stat(path)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size = mtime = None
+        h.update(f"{path}\0{label}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()[:16]
+
+
+def read_cache(path, n, width, height, channels, quiet=False):
+    """(images (N, H, W, C) uint8, ok (N,) bool) from a cache file, or None when there is none. A file that is
+    corrupt, truncated, foreign or of other shapes is removed (it is rebuilt) with a one-line warning."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, ok = z["images"], z["ok"]
+        if images.dtype != np.uint8 or images.shape != (n, height, width, channels) or ok.shape != (n,):
+            raise ValueError(f"holds {images.dtype} {images.shape}, expected uint8 {(n, height, width, channels)}")
+        return images, ok.astype(bool)
+    except Exception as e:  # BadZipFile, EOFError, KeyError, ValueError, zlib.error, AttributeError (a .npy)...
+        if not quiet:
+            print(f"warning: cache file {path} is unusable ({type(e).__name__}: {str(e)[:120]}); rebuilding it")
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        return None
+
+
+def write_cache(path, images, ok, quiet=False):
+    """Write a cache file (atomically); the cache is optional, so a failure (disk full, read-only folder, a file
+    where the folder should be) is one warning per folder and no error. Returns whether it was written."""
+    import torch_util  # here, not at the top: torch_util imports this module
+
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        torch_util.atomic_write(path, lambda f: np.savez(f, images=images, ok=ok))
+        return True
+    except OSError as e:
+        if not quiet and folder not in _cache_warned:
+            print(f"warning: could not write the cache {path} ({e.strerror or e}); going on without it "
+                  f"(the next run decodes the images again)")
+        _cache_warned.append(folder)
+        return False
 
 
 class CaptchaSet:
@@ -167,8 +476,12 @@ class CaptchaSet:
 
 
 def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad=False, quiet=False):
-    """Scan, check and decode a folder into a CaptchaSet; raises DataError naming bad files."""
-    items = [(p, codec.normalize(t)) for p, t in read_labels(folder)]
+    """Scan, check and decode a folder into a CaptchaSet (labels: read_labels). Problems (listed files missing,
+    images labels.tsv does not list, labels that do not fit the codec, unreadable images) are collected and
+    raised as one DataError naming the files; with skip_bad those files are left out with a warning instead.
+    The decoded array is cached in `cache_dir` (optional: read_cache / write_cache)."""
+    items, unlisted = _scan(folder)
+    items = [(p, codec.normalize(t)) for p, t in items]
     missing = [p for p, _ in items if not os.path.exists(p)]
     bad_labels = {}
     for path, text in items:
@@ -176,21 +489,20 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
         if why:
             bad_labels.setdefault(why, []).append(os.path.basename(path) + (f" ({text!r})" if text else ""))
 
-    key = _cache_key(items, width, height, channels)
-    cache = cache_dir and os.path.join(cache_dir, f"{key}.npz")
+    cache = cache_dir and os.path.join(cache_dir, f"{_cache_key(items, width, height, channels)}.npz")
+    cached = read_cache(cache, len(items), width, height, channels, quiet) if cache else None
     unreadable = []
-    if cache and os.path.exists(cache):
-        with np.load(cache) as z:
-            images, ok = z["images"], z["ok"]
+    if cached:
+        images, ok = cached
     else:
         tasks = [(p, width, height, channels) for p, _ in items]
-        processes = min(os.cpu_count(), max(1, len(tasks) // 2000))
+        processes = min(os.cpu_count() or 1, max(1, len(tasks) // 2000))
         if processes > 1:
             with mp.get_context("fork").Pool(processes) as pool:
                 decoded = pool.map(_decode, tasks, chunksize=256)
         else:
             decoded = [_decode(t) for t in tasks]
-        ok = np.array([not isinstance(d, str) for d in decoded])
+        ok = np.array([not isinstance(d, str) for d in decoded], dtype=bool)
         images = np.zeros((len(items), height, width, channels), dtype=np.uint8)
         for i, d in enumerate(decoded):
             if ok[i]:
@@ -198,18 +510,19 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
             elif os.path.exists(items[i][0]):
                 unreadable.append(f"{os.path.basename(items[i][0])} ({d})")
         if cache and ok.all():
-            os.makedirs(cache_dir, exist_ok=True)
-            tmp = f"{cache}.{os.getpid()}.tmp.npz"
-            np.savez(tmp, images=images, ok=ok)
-            os.replace(tmp, cache)
+            write_cache(cache, images, ok, quiet)
 
     problems = [_problem("listed files are missing", [os.path.basename(p) for p in missing])] if missing else []
+    if unlisted:
+        problems.append(_problem(f"images are not listed in {LABELS_FILE} (add a 'file<TAB>label' line for each)",
+                                 [os.path.basename(p) for p in unlisted]))
     problems += [_problem(f"labels with {why}", files) for why, files in bad_labels.items()]
     if unreadable:
         problems.append(_problem("unreadable images", unreadable))
-    keep = ok & np.array([codec.check(t) is None for _, t in items])
+    keep = ok & np.array([codec.check(t) is None for _, t in items], dtype=bool)
     if problems:
-        report = f"{folder}: {len(items) - int(keep.sum())} of {len(items)} files are unusable\n" + "\n".join(problems)
+        total = len(items) + len(unlisted)
+        report = (f"{folder}: {total - int(keep.sum())} of {total} files are unusable\n" + "\n".join(problems))
         if not skip_bad or not keep.any():
             raise DataError(report + "\nFix or remove them, or run with --skip_bad=1 to leave them out.")
         if not quiet:
@@ -217,15 +530,6 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
     paths = [p for (p, _), k in zip(items, keep) if k]
     texts = [t for (_, t), k in zip(items, keep) if k]
     return CaptchaSet(paths, texts, images[keep], codec)
-
-
-def batches(n, batch_size, device, generator=None, drop_last=False):
-    """Index tensors covering range(n): shuffled when a torch.Generator is given, else in order."""
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    order = order.to(device)
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for i in range(0, stop, batch_size):
-        yield order[i:i + batch_size]
 
 
 class Augment:
@@ -325,11 +629,6 @@ def _random_homography(b, amount, device):
     return torch.cat([h, torch.ones(b, 1, device=device)], 1).reshape(b, 3, 3)
 
 
-def augment(x, strength=1.0):
-    """Random small affine jitter of a float batch (B, C, H, W), on its device (Augment(affine=strength))."""
-    return Augment(affine=strength)(x)
-
-
 def to_float(images):
     """uint8 (B, C, H, W) -> float in [-1, 1]; done on the device, in batch."""
     return images.float().mul_(2 / 255).sub_(1)
@@ -415,3 +714,35 @@ def stream_batches(tensors, order, batch_size, device, chunk_batches=16):
                     t.record_stream(current)
             for i in range(0, len(chunk[0]), batch_size):
                 yield tuple(t[i:i + batch_size] for t in chunk)
+
+
+# --- image geometry from the data ------------------------------------------------------------------------
+
+MIN_HEIGHT, MAX_HEIGHT = 32, 64  # heights the models read well: >= 2 rows after their /16, and cheap on a CPU
+
+
+def infer_geometry(paths, sample=200, seed=0):
+    """(width, height, channels) for images like those at `paths` (a seeded sample of them is opened): the median
+    height brought into MIN_HEIGHT..MAX_HEIGHT, the width that keeps the median aspect ratio, rounded to a multiple
+    of 8 (CTC heads read columns of 8 pixels); colour (3) when the sampled images carry colour, else grey (1)."""
+    import random
+
+    paths = [p for p in paths if os.path.isfile(p)]
+    if not paths:
+        raise DataError("no readable images to infer IMAGE_WIDTH / IMAGE_HEIGHT / CHANNELS from")
+    chosen = random.Random(seed).sample(paths, min(sample, len(paths)))
+    sizes, coloured = [], 0
+    for path in chosen:
+        try:
+            rgb = load_image(path, 0, 0, 3)
+        except Exception:  # unreadable files are named when the folder is loaded
+            continue
+        sizes.append(rgb.shape[:2])
+        spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+        coloured += float((spread > 24).mean()) > 0.01  # more than 1 % of the pixels visibly coloured
+    if not sizes:
+        raise DataError(f"none of {len(chosen)} sampled images could be read, e.g. {chosen[0]}")
+    h, w = (float(np.median([s[k] for s in sizes])) for k in (0, 1))
+    height = int(round(min(MAX_HEIGHT, max(MIN_HEIGHT, h))))
+    width = max(16, int(round(w * height / h / 8)) * 8)
+    return width, height, 3 if coloured > len(sizes) // 2 else 1

@@ -9,9 +9,11 @@ checkpoint's description (model, head, charset, length, image size, channels, te
 ONNX metadata, so the file needs nothing beside it. After writing, onnxruntime's output is checked against
 torch's. --bench=1 then times one image on one CPU thread with both (docs/onnx.md).
 """
+import contextlib
 import os
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 
@@ -21,6 +23,7 @@ import torch.nn as nn
 
 import config
 import data
+import models
 import torch_util
 
 
@@ -43,6 +46,7 @@ def export_onnx(checkpoint, out, opset=None):
     except ImportError:
         raise torch_util.CheckpointError("export needs onnx and onnxscript: pip install -r requirements.txt") \
             from None
+    check_out(checkpoint, out)
     ckpt = torch_util.load_checkpoint(checkpoint)
     model, _ = torch_util.model_from_checkpoint(ckpt, "cpu")
     height, width = ckpt["image_size"]
@@ -57,17 +61,45 @@ def export_onnx(checkpoint, out, opset=None):
     proto = program.model_proto
     meta = torch_util.onnx_metadata(ckpt, sum(p.numel() for p in model.parameters()))
     onnx.helper.set_model_props(proto, meta)
-    proto.doc_string = (f"captcha reader {ckpt['model_name']} ({ckpt['head']} head): input "
-                        f"'{torch_util.ONNX_INPUT}' uint8 (batch, {height}, {width}, {ckpt['channels']}) pixels; "
-                        f"output '{torch_util.ONNX_OUTPUT}' float (batch, T, K) log-probabilities over "
-                        + ("the charset (+ a padding class when lengths vary) per position"
-                           if ckpt["head"] == "fixed" else "blank + the charset per column (CTC, blank = 0)"))
+    proto.doc_string = (f"captcha reader {ckpt['model_name']}: input '{torch_util.ONNX_INPUT}' uint8 "
+                        f"(batch, {height}, {width}, {ckpt['channels']}) pixels; output '{torch_util.ONNX_OUTPUT}' "
+                        f"float (batch, T, K) log-probabilities, {models.head(ckpt['head']).describe()}")
     onnx.checker.check_model(proto)
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    tmp = f"{out}.{os.getpid()}.tmp"
-    onnx.save(proto, tmp)
-    os.replace(tmp, out)
+    write_file(out, proto.SerializeToString())
     return meta
+
+
+def check_out(checkpoint, out):
+    """Refuse (ConfigError) an output path that would replace the checkpoint being exported, or any file that is
+    not an .onnx model: an export never writes over a checkpoint."""
+    same = os.path.realpath(out) == os.path.realpath(checkpoint)
+    if not same and os.path.exists(out) and os.path.exists(checkpoint):
+        same = os.path.samefile(out, checkpoint)  # a hard link
+    if same:
+        raise config.ConfigError(f"--out={out} is the checkpoint being exported; name another file, e.g. "
+                                 f"{os.path.splitext(checkpoint)[0]}.onnx")
+    if not str(out).endswith(".onnx"):
+        raise config.ConfigError(f"--out={out}: the exported model's name must end in .onnx (predict.py, test.py "
+                                 f"and app.py tell the runtime by it)")
+
+
+def write_file(path, payload):
+    """Write bytes atomically: a unique temp file beside `path`, then a rename; the temp file is removed on failure."""
+    if hasattr(torch_util, "atomic_write"):
+        return torch_util.atomic_write(path, payload)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def compare(checkpoint, exported, images):
@@ -110,6 +142,7 @@ def main():
         sys.exit("usage: python export.py [CHECKPOINT.pt] [--out=MODEL.onnx] [--bench=1] [--runs=500]")
     checkpoint = positional[0] if positional else torch_util.default_checkpoint()
     out = opts["out"] or os.path.splitext(checkpoint)[0] + ".onnx"
+    check_out(checkpoint, out)
     torch_util.set_threads(config.THREADS)
     start = time.time()
     meta = export_onnx(checkpoint, out, opts["opset"] or None)

@@ -41,7 +41,8 @@ def main():
     if not sources:
         sys.exit("usage: python predict.py [MODEL.pt|MODEL.onnx] IMAGE|FOLDER|GLOB ... [--json=1]")
     torch_util.set_threads(config.THREADS)
-    predictor = torch_util.Predictor(opts["checkpoint"] or torch_util.default_checkpoint(),
+    say = lambda text: print(text, file=sys.stderr)  # stdout carries only the readings
+    predictor = torch_util.Predictor(opts["checkpoint"] or torch_util.default_checkpoint(say),
                                      torch_util.pick_device(config.DEVICE), config.THREADS)
     paths, missing = expand(sources)
     for m in missing:
@@ -51,11 +52,11 @@ def main():
         chunk, arrays = [], []
         for p in paths[i:i + opts["batch_size"]]:
             try:
-                arrays.append(predictor.load(p))
+                arrays.append(predictor.load(p))  # data.load_image: a FIFO, a bomb, a broken file -> ImageError
                 chunk.append(p)
-            except (OSError, ValueError) as e:
+            except data.ImageError as e:  # it names the file; skip it and go on
                 failed += 1
-                print(f"warning: {p}: not a readable image ({e})", file=sys.stderr)
+                print(f"warning: {e.name}: not a readable image ({e.reason}); skipped", file=sys.stderr)
         if not chunk:
             continue
         texts, confs, chars = predictor.predict_arrays(np.stack(arrays))
@@ -65,6 +66,8 @@ def main():
                 print(f"{p}\t{t}\t{c:.4f}", flush=True)
     if opts["json"]:
         print(json.dumps(results, indent=1))
+    if failed:
+        print(f"{failed} of {len(paths)} files could not be read (named above)", file=sys.stderr)
     if failed or missing or not results:
         sys.exit(1)
 

@@ -1,6 +1,6 @@
 """Accuracy of a checkpoint on a folder, with the mistakes it makes.
 
-    python test.py                                   # this run's _best.pt, else weights/default.pt, else the newest, on TEST_DIR
+    python test.py                                   # the newest weights/*_best.pt, else weights/default.pt, on TEST_DIR
     python test.py weights/cnn_best.pt --test_dir=../shared/datasets/captcha_images_v2/test
     python test.py weights/cnn_best.onnx             # a model written by export.py, run by onnxruntime
     python test.py --sheet=wrong.png --wrong=wrong.tsv  # also a picture and a list of every wrong prediction
@@ -17,7 +17,6 @@ import numpy as np
 import config
 import data
 import torch_util
-from train import accuracy
 
 
 def confusions(truths, preds):
@@ -39,25 +38,49 @@ def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False):
         texts, conf, _ = predictor.predict_arrays(ds.images[i:i + batch_size])
         preds += texts
         confs += conf
-    char_acc, seq_acc = accuracy(ds.texts, preds)
+    char_acc, seq_acc = torch_util.accuracy(ds.texts, preds)
     return dict(seq_acc=seq_acc, char_acc=char_acc, paths=ds.paths, truths=ds.texts, preds=preds, confs=confs,
                 model=c["model_name"])
 
 
+def check_labels(codec, folder, path):
+    """One line, with the fix, when the folder's labels cannot be read by the model: another case or charset."""
+    texts = [t for _, t in data.read_labels(folder)]
+    outside = sorted({c for t in texts for c in codec.normalize(t) if c not in codec.index})
+    if not outside:
+        return
+    folded = sorted({c for c in outside if c.swapcase() in codec.index})
+    if folded and len(folded) == len(outside):
+        case = "lower" if all(c.islower() for c in folded) else "mixed"
+        raise data.DataError(f"{folder}: its labels are {case}-case, {path}'s charset {codec.charset!r} is not: "
+                             f"train a model on such labels (labels keep their case), or train with "
+                             f"--case_sensitive=0 to fold case")
+    bad = sum(any(c in outside for c in codec.normalize(t)) for t in texts)
+    raise data.DataError(f"{folder}: {bad} of {len(texts)} labels hold characters {''.join(outside)!r} that {path} "
+                         f"cannot read (its charset {codec.charset!r}): test on captchas of the kind it was trained on, "
+                         f"or train a model on this folder (python train.py --train_dir=...)")
+
+
+def shorten(text, chars):
+    """`text` cut in the middle to at most `chars` characters, so a long file name still shows both ends."""
+    return text if len(text) <= chars else text[:chars // 2 - 1] + "..." + text[-(chars - chars // 2 - 2):]
+
+
 def contact_sheet(r, wrong, path, columns=4, cell=(210, 90)):
-    """A PNG of the wrong images, each captioned `file truth=... predicted=...`, to see at a glance whether
-    the model or the label is wrong."""
+    """A PNG of the wrong images, each captioned with its file name and `truth ... predicted ...` on two lines,
+    to see at a glance whether the model or the label is wrong."""
     from PIL import Image, ImageDraw
     w, h = cell
+    caption, chars = 28, w // 6  # two text lines; the default bitmap font is 6 px a character
     rows = max(1, (len(wrong) + columns - 1) // columns)
-    sheet = Image.new("RGB", (columns * w, rows * (h + 16)), "white")
+    sheet = Image.new("RGB", (columns * w, rows * (h + caption)), "white")
     draw = ImageDraw.Draw(sheet)
     for k, i in enumerate(wrong):
-        x, y = (k % columns) * w, (k // columns) * (h + 16)
-        with Image.open(r["paths"][i]) as im:
-            sheet.paste(im.convert("RGB").resize(cell), (x, y))
-        draw.text((x + 2, y + h + 2), f"{os.path.basename(r['paths'][i])} truth={r['truths'][i]} "
-                                      f"pred={r['preds'][i]}", fill="black")
+        x, y = (k % columns) * w, (k // columns) * (h + caption)
+        sheet.paste(Image.fromarray(data.load_image(r["paths"][i], w, h, 3)), (x, y))
+        draw.text((x + 2, y + h + 2), shorten(os.path.basename(r["paths"][i]), chars), fill="black")
+        draw.text((x + 2, y + h + 14), shorten(f"truth {r['truths'][i]}  predicted {r['preds'][i]}", chars),
+                  fill="firebrick")
     sheet.save(path)
 
 
@@ -66,10 +89,15 @@ def main():
     path = positional[0] if positional else torch_util.default_checkpoint()
     torch_util.set_threads(config.THREADS)
     predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE), config.THREADS)
-    r = run_test(predictor, config.TEST_DIR, skip_bad=config.SKIP_BAD)
+    folder = config.test_dir()
+    if not folder:
+        raise config.ConfigError(f"no test folder: name one with --test_dir=FOLDER (TEST_DIR is \"\" and there is no "
+                                 f"'test' folder beside TRAIN_DIR={config.TRAIN_DIR})")
+    check_labels(predictor.codec, folder, path)
+    r = run_test(predictor, folder, skip_bad=config.SKIP_BAD)
     n = len(r["truths"])
     wrong = [i for i in range(n) if r["truths"][i] != r["preds"][i]]
-    print(f"{path} ({r['model']}, trained {predictor.ckpt.get('epoch', '?')} epochs) on {config.TEST_DIR}: {n} images")
+    print(f"{path} ({r['model']}, trained {predictor.ckpt.get('epoch', '?')} epochs) on {folder}: {n} images")
     print(f"sequence accuracy {r['seq_acc']:.4f} ({n - len(wrong)}/{n}), character accuracy {r['char_acc']:.4f}")
     pairs = confusions(r["truths"], r["preds"]).most_common(10)
     if pairs:

@@ -4,10 +4,13 @@
 """
 import contextlib
 import csv
+import errno
 import json
+import logging
 import os
 import pickle
 import random
+import re
 import sys
 import time
 
@@ -17,10 +20,13 @@ import torch
 import config
 import data
 import models
-from models.heads import DECODERS
 
+log = logging.getLogger("torch_util")
 DEFAULT_CHECKPOINT = "default.pt"  # the shipped model, in WEIGHTS_DIR
-RESULT_COLUMNS = ["run", "epoch", "train_loss", "char_acc", "seq_acc", "lr", "seconds", "images_per_s"]
+# results.txt: one row per epoch per run; char_acc / seq_acc are the validation accuracies (they choose the best
+# checkpoint), test_* those on TEST_DIR (nan without one)
+RESULT_COLUMNS = ["run", "epoch", "train_loss", "val_loss", "char_acc", "seq_acc", "test_char_acc", "test_seq_acc",
+                  "lr", "seconds", "images_per_s"]
 
 
 # --- device and precision --------------------------------------------------------------------------------
@@ -92,6 +98,151 @@ def set_threads(threads=0, processes=1):
         pass
 
 
+# --- metrics ---------------------------------------------------------------------------------------------
+
+def edit_distance(a, b):
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def accuracy(truths, preds):
+    """(character accuracy = 1 - normalised edit distance, sequence accuracy)."""
+    errors = sum(edit_distance(t, p) for t, p in zip(truths, preds))
+    chars = max(1, sum(len(t) for t in truths))
+    seq = sum(t == p for t, p in zip(truths, preds)) / max(1, len(truths))
+    return max(0.0, 1 - errors / chars), seq
+
+
+# --- files: atomic writes, temp files of killed runs, results rows ----------------------------------------
+
+STALE_SECONDS = 300  # a temp file this old whose writer is gone is a killed run's leftover
+# our temp names: .<target name>.<pid>-<8 hex>.tmp; also <file>.{pt,png,npz}.<pid>.tmp(.npz) of earlier versions
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$"
+                   r"|^(?P<old>.+\.(pt|png|npz))\.(?P<oldpid>\d+)\.tmp(\.npz)?$")
+_writing = set()  # temp paths this process is writing now (a killed earlier process may have had our pid)
+
+
+def temp_path(path):
+    """A temp name beside `path`, unique to this process and call: .<name>.<pid>-<random>.tmp (hidden, and no
+    image or checkpoint extension, so no folder scan picks it up)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return False  # ours, but not in _writing: left by an earlier process that had the same pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, OSError):  # PermissionError: another user's process; keep its file
+        return True
+    return True
+
+
+def remove_stale_temps(folder, max_age=STALE_SECONDS):
+    """Remove the temp files of killed writers from `folder`: names of our temp pattern, older than `max_age`
+    seconds, whose process is gone. Files of live writers (another run on the same folder) are left alone.
+    Returns the names removed; never raises."""
+    removed = []
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        m = _TEMP.match(name)
+        if not m:
+            continue
+        path = os.path.join(folder, name)
+        pid = int(m["pid"] or m["oldpid"])
+        try:
+            old = now - os.lstat(path).st_mtime > max_age
+            if old and path not in _writing and not _pid_alive(pid):
+                os.remove(path)
+                removed.append(name)
+        except OSError:  # gone already, or not ours to remove
+            pass
+    return removed
+
+
+def atomic_write(path, content, mode="wb", fsync=True, clean=True):
+    """Write `path` all at once or not at all: `content` (bytes / str, or a callable given the open file, e.g.
+    `lambda f: torch.save(obj, f)`) goes to a temp file beside it (temp_path: unique per process and call, so
+    concurrent writers never collide), is flushed (and fsynced), then renamed over `path` (os.replace). On any
+    exception (disk full, Ctrl-C) the temp file is removed and the exception raised; `path` keeps its old content.
+    The folder is created if missing. `clean`: first remove killed runs' temp files from it (remove_stale_temps)."""
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    if clean:
+        remove_stale_temps(folder)
+    tmp = temp_path(path)
+    _writing.add(tmp)
+    try:
+        with open(tmp, mode.replace("w", "x")) as f:  # x: never follow a planted file or link
+            if callable(content):
+                content(f)
+            else:
+                f.write(content)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    finally:
+        _writing.discard(tmp)
+    if fsync:  # the rename itself survives a power cut once the folder is synced
+        with contextlib.suppress(OSError, AttributeError):
+            fd = os.open(folder or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    return path
+
+
+def _is_header(fields, first):
+    """Whether a table line's fields are a header: names only, the first one `first` (rows hold numbers)."""
+    return len(fields) > 1 and fields[0] == first and all(re.fullmatch(r"[A-Za-z_]\w*", f) for f in fields)
+
+
+def append_row(path, columns, row):
+    """Append `row` (a dict with every name in `columns`) to the tab-separated table at `path` (results.txt).
+
+    The header (`columns`) is written when the file is new or empty, and again (a new section, which
+    read_results follows) when the file's last header names other columns, as after an upgrade. A last line
+    without its newline (a killed writer) is ended first, so rows are never glued together. The row goes out in
+    one write to a file opened for appending, and is fsynced."""
+    header = "\t".join(columns)
+    line = "\t".join(str(row[c]) for c in columns) + "\n"
+    if os.path.exists(path) and not os.path.isfile(path):  # reading a FIFO would wait forever
+        raise OSError(errno.EISDIR if os.path.isdir(path) else errno.EINVAL,
+                      f"not a regular file ({data.file_kind(path)})", path)
+    with open(path, "a+b") as f:
+        f.seek(0)
+        text = f.read().decode("utf-8", "replace")
+        current = None
+        for old in text.splitlines():
+            fields = old.split("\t")
+            if _is_header(fields, columns[0]):
+                current = old
+        prefix = "\n" if text and not text.endswith("\n") else ""
+        if current != header:
+            prefix += header + "\n"
+        f.write((prefix + line).encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
 # --- checkpoints -------------------------------------------------------------------------------------------
 
 class CheckpointError(Exception):
@@ -105,7 +256,8 @@ def unwrap(model):
 
 
 def save_checkpoint(path, model, build_args, codec, **extra):
-    """Atomically write a self-describing checkpoint (a plain dict loadable with weights_only=True)."""
+    """Write a self-describing checkpoint (a plain dict loadable with weights_only=True) with atomic_write: a
+    killed or failing save (disk full) leaves the previous file whole. CheckpointError when it cannot be written."""
     ckpt = {
         "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
         "model_name": build_args["name"],
@@ -118,26 +270,62 @@ def save_checkpoint(path, model, build_args, codec, **extra):
         "channels": build_args["in_channels"],
         **extra,
     }
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: torch.save(ckpt, f))
+    except OSError as e:
+        raise CheckpointError(f"could not save {path} ({e.strerror or e}); {path} is as it was before this save, "
+                              f"and no temporary file is left") from None
 
 
 def load_checkpoint(path):
     """Load a checkpoint without executing code from it (weights_only); clear errors for bad files."""
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path} (train one with: python train.py)")
+    if not os.path.isfile(path):  # a FIFO would block torch.load forever
+        raise CheckpointError(f"{path} is not a regular file ({data.file_kind(path)}), not a checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} was refused: it holds objects other than tensors and plain data, "
-                              f"which could run code when loaded ({str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        blocked = next((line for line in lines if "GLOBAL" in line), None)  # torch names the refused object
+        if blocked:
+            raise CheckpointError(f"{path} was refused: it holds objects other than tensors and plain data, "
+                                  f"which could run code when loaded ({blocked})") from None
+        detail = next((line for line in lines if not line.startswith(("Weights only", "Please file", "Check the",
+                                                                       "In PyTorch"))), type(e).__name__)
+        raise CheckpointError(f"{path} is not a readable checkpoint ({detail[:200]})") from None
+    except Exception as e:  # truncated zip, foreign file, ...: torch raises many kinds
+        first = str(e).splitlines()[0][:300] if str(e) else ""
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint written by train.py")
+    why = _checkpoint_problem(ckpt)
+    if why:
+        raise CheckpointError(f"{path} is not a usable checkpoint: {why}")
     return ckpt
+
+
+def _checkpoint_problem(ckpt):
+    """Why a loaded dict cannot describe a model (a field missing or of the wrong kind), or None."""
+    def ints(v, n):
+        return isinstance(v, (list, tuple)) and len(v) == n and all(isinstance(x, int) and x >= 0 for x in v)
+
+    checks = [
+        ("model", lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()),
+         "a dict of tensors"),
+        ("model_name", lambda v: isinstance(v, str) and v in models.MODELS, "a model name in models.MODELS"),
+        ("build_args", lambda v: isinstance(v, dict), "a dict"),
+        ("charset", lambda v: isinstance(v, str) and v and len(set(v)) == len(v), "a string of distinct characters"),
+        ("length", lambda v: ints(v, 2) and 0 < v[0] <= v[1], "[shortest, longest] label length"),
+        ("image_size", lambda v: ints(v, 2) and min(v) > 0, "[height, width]"),
+        ("channels", lambda v: v in (1, 3), "1 or 3"),
+    ]
+    for key, ok, want in checks:
+        if key not in ckpt:
+            return f"it has no {key!r}"
+        if not ok(ckpt[key]):
+            return f"{key} = {str(ckpt[key])[:80]!r} (expected {want})"
+    return None
 
 
 def model_from_checkpoint(ckpt, device="cpu"):
@@ -152,44 +340,51 @@ def model_from_checkpoint(ckpt, device="cpu"):
 def load_matching(model, ckpt, codec):
     """Fine-tuning: copy the checkpoint's tensors into `model` where name and shape match. When the charset
     (or length) differs from the checkpoint's, the classifier (head.fc) starts afresh whatever its shape.
-    Returns a one-line report of what was kept and what starts from random init."""
+    Returns a report of what was kept and why each other tensor starts from random init."""
     same_labels = ckpt["charset"] == codec.charset and list(ckpt["length"]) == list(codec.length)
     source, state = ckpt["model"], model.state_dict()
-    kept, fresh = {}, []
+    kept, fresh = {}, {}
     for name, tensor in state.items():
-        head = name.startswith("head.fc.")
-        if name in source and source[name].shape == tensor.shape and (same_labels or not head):
-            kept[name] = source[name]
+        if name.startswith("head.fc.") and not same_labels:
+            fresh[name] = f"charset {ckpt['charset']!r} -> {codec.charset!r}" if ckpt["charset"] != codec.charset \
+                else f"label length {tuple(ckpt['length'])} -> {codec.length}"
+        elif name not in source:
+            fresh[name] = "not in the checkpoint (another model or options)"
+        elif source[name].shape != tensor.shape:
+            fresh[name] = f"shape {tuple(source[name].shape)} -> {tuple(tensor.shape)} (image size, channels or classes)"
         else:
-            fresh.append(name)
+            kept[name] = source[name]
     model.load_state_dict(kept, strict=False)
-    why = "" if same_labels else f" (charset {ckpt['charset']!r} -> {codec.charset!r})"
-    return (f"initialised {len(kept)} of {len(state)} tensors from the checkpoint; "
-            f"{len(fresh)} start afresh{why}" + (f": {', '.join(fresh[:6])}{', ...' if len(fresh) > 6 else ''}" if fresh else ""))
+    lines = [f"initialised {len(kept)} of {len(state)} tensors from the checkpoint; {len(fresh)} start afresh"]
+    by_reason = {}
+    for name, why in fresh.items():
+        by_reason.setdefault(why, []).append(name)
+    lines += [f"  {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}: {why}" for why, names in by_reason.items()]
+    return "\n".join(lines)
 
 
 def latest_checkpoint():
-    """This run's best (weights/<RUN>_best.pt), else the newest *_best.pt; the first path if neither exists."""
-    path = os.path.join(config.WEIGHTS_DIR, f"{config.run_name()}_best.pt")
-    if os.path.exists(path):
-        return path
+    """The newest *_best.pt in WEIGHTS_DIR (the model trained last), or None."""
     found = [os.path.join(config.WEIGHTS_DIR, f) for f in os.listdir(config.WEIGHTS_DIR)
              if f.endswith("_best.pt")] if os.path.isdir(config.WEIGHTS_DIR) else []
-    return max(found, key=os.path.getmtime) if found else path
+    return max(found, key=os.path.getmtime) if found else None
 
 
-def default_checkpoint():
-    """The model test.py, predict.py and app.py use when none is named: this run's weights/<RUN>_best.pt (what
-    you just trained), else the shipped weights/default.pt, else the newest *_best.pt. CheckpointError
-    saying what to do when there is none."""
-    own = os.path.join(config.WEIGHTS_DIR, f"{config.run_name()}_best.pt")
+def default_checkpoint(say=print):
+    """The model test.py, predict.py and app.py use when none is named: the newest weights/*_best.pt (what you
+    trained last), else the shipped weights/default.pt. Says which (through `say`); CheckpointError saying what to
+    do when there is none."""
+    newest = latest_checkpoint()
     shipped = os.path.join(config.WEIGHTS_DIR, DEFAULT_CHECKPOINT)
-    for path in (own, shipped, latest_checkpoint()):
-        if os.path.exists(path):
-            return path
-    raise CheckpointError(f"no model named and none in {config.WEIGHTS_DIR}/ (no {DEFAULT_CHECKPOINT}, no "
-                          f"*_best.pt): train one with `python train.py`, or name one (weights/x.pt or an "
-                          f"exported weights/x.onnx)")
+    path = newest or (shipped if os.path.exists(shipped) else None)
+    if path is None:
+        raise CheckpointError(f"no model named and none in {config.WEIGHTS_DIR}/ (no {DEFAULT_CHECKPOINT}, no "
+                              f"*_best.pt): train one with `python train.py`, or name one (weights/x.pt or an "
+                              f"exported weights/x.onnx)")
+    if say:
+        why = "the newest trained model" if newest else "the shipped model"
+        say(f"model: {path} ({why}; name another as the first argument)")
+    return path
 
 
 # --- exported models (ONNX) ------------------------------------------------------------------------------
@@ -222,8 +417,8 @@ def onnx_checkpoint(meta, path):
         ckpt = {k: meta[k] if k in ONNX_TEXT_KEYS else json.loads(meta[k]) for k in ONNX_KEYS if k in meta}
     except ValueError as e:
         raise CheckpointError(f"{path}: unreadable metadata ({e})") from None
-    if ckpt["head"] not in DECODERS:
-        raise CheckpointError(f"{path}: head {ckpt['head']!r} is not one of {', '.join(DECODERS)}")
+    if ckpt["head"] not in models.HEADS:
+        raise CheckpointError(f"{path}: head {ckpt['head']!r} is not one of {', '.join(models.HEADS)}")
     ckpt["image_size"] = [ckpt.pop("image_height"), ckpt.pop("image_width")]
     return ckpt
 
@@ -246,15 +441,34 @@ def onnx_session(path, threads=0):
         raise CheckpointError(f"{path} is not a readable ONNX model ({why})") from None
 
 
+def fold_batchnorm(model, channels, height, width, device="cpu"):
+    """`model` (eval mode) with each BatchNorm folded into the convolution before it (torch.fx): a third less CPU
+    per image, the same outputs within float tolerance (checked here on a random batch). The model itself when
+    it cannot be traced or the check fails."""
+    from torch.fx.experimental import optimization
+
+    try:
+        fused = optimization.fuse(model)
+        x = torch.rand(2, channels, height, width, device=device) * 2 - 1  # (B, C, H, W) in [-1, 1]
+        with torch.inference_mode():
+            if torch.allclose(model(x), fused(x), atol=1e-3, rtol=1e-3):
+                return fused
+        log.info("BatchNorm folding changed the outputs; running the model as it is")
+    except Exception as e:  # a model torch.fx cannot trace still runs, only unfolded
+        log.info("running the model without BatchNorm folding (%s: %s)", type(e).__name__, e)
+    return model
+
+
 class Predictor:
     """A model ready for inference: images in, (texts, confidences, per-character probabilities) out.
 
-    `path` is a checkpoint written by train.py (run by torch on `device`) or a model written by export.py
-    (.onnx, run by onnxruntime on the CPU with `threads` intra-op threads; 0 = one per core). Either way
-    `ckpt` describes the model and the same decoder reads its output.
+    `path` is a checkpoint written by train.py (run by torch on `device`, BatchNorm folded into the convolutions
+    unless fuse=False) or a model written by export.py (.onnx, run by onnxruntime on the CPU with `threads`
+    intra-op threads; 0 = one per core). Either way `ckpt` describes the model, `head` is its head-kind record
+    (models/kinds.py) and the same decoder reads its output.
     """
 
-    def __init__(self, path, device="cpu", threads=0):
+    def __init__(self, path, device="cpu", threads=0, fuse=True):
         self.path = path
         if str(path).endswith(".onnx"):
             if not os.path.exists(path):
@@ -273,7 +487,14 @@ class Predictor:
             self.parameters = sum(p.numel() for p in self.model.parameters())
         self.height, self.width = self.ckpt["image_size"]
         self.channels = self.ckpt["channels"]
-        self.decode = DECODERS[self.ckpt["head"]]
+        if self.ckpt["head"] not in models.HEADS:
+            raise CheckpointError(f"{path}: head {self.ckpt['head']!r} is not one of {', '.join(models.HEADS)}")
+        self.head = models.head(self.ckpt["head"])
+        self.decode = self.head.decode
+        self.fused = False
+        if fuse and self.model is not None:
+            folded = fold_batchnorm(self.model, self.channels, self.height, self.width, self.device)
+            self.model, self.fused = folded, folded is not self.model
 
     def load(self, source):
         return data.load_image(source, self.width, self.height, self.channels)
@@ -293,12 +514,28 @@ class Predictor:
         """arrays: uint8 (N, H, W, C) -> texts, confidences, per-character probabilities."""
         return self.decode(self.scores(arrays), self.codec)
 
+    def predict_with_candidates(self, arrays, k):
+        """predict_arrays, plus per image and per character read the k likeliest characters [(char, p), ...],
+        best first, from the same forward pass."""
+        scores = self.scores(arrays)
+        return (*self.decode(scores, self.codec), self.head.candidates(scores, self.codec, k))
+
 
 # --- results plot --------------------------------------------------------------------------------------
 
-def read_results(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+def read_results(path, first=RESULT_COLUMNS[0]):
+    """The rows of a results.txt as dicts. A header line met later starts a new section with its own columns
+    (append_row writes one when the columns change); a row cut short has None for its missing columns."""
+    rows, header = [], None
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        for fields in csv.reader(f, delimiter="\t"):
+            if not fields:
+                continue
+            if _is_header(fields, first):
+                header = fields
+            elif header:
+                rows.append({k: (fields[i] if i < len(fields) else None) for i, k in enumerate(header)})
+    return rows
 
 
 def plot_results(path="results.txt", out="results.png"):
@@ -315,7 +552,10 @@ def plot_results(path="results.txt", out="results.png"):
     for run, by_epoch in runs.items():
         epochs = sorted(by_epoch)
         for ax, col in zip(axes, ["seq_acc", "char_acc", "train_loss"]):
-            ax.plot(epochs, [float(by_epoch[e][col]) for e in epochs], marker=".", label=run)
+            line, = ax.plot(epochs, [float(by_epoch[e][col]) for e in epochs], marker=".", label=f"{run} validation")
+            test = [float(by_epoch[e].get("test_" + col, "nan") or "nan") for e in epochs] if col != "train_loss" else []
+            if any(v == v for v in test):  # not all nan: the run had a test folder
+                ax.plot(epochs, test, ls="--", color=line.get_color(), label=f"{run} test")
     for ax, title in zip(axes, ["sequence accuracy", "character accuracy", "train loss"]):
         ax.set_title(title)
         ax.set_xlabel("epoch")

@@ -1,10 +1,16 @@
-"""Train a model on TRAIN_DIR, evaluate on TEST_DIR after every epoch, keep the best checkpoint.
+"""Train a model on TRAIN_DIR; keep the checkpoint that reads a held-out validation part of it best.
 
-    python train.py                         # config.py as it is
-    python train.py --model=resnet18 --epochs=10 --run=r18
-    python train.py --resume=1              # continue weights/<RUN>_last.pt
-    python train.py --online=1              # fresh captchas every epoch, rendered by generator processes
-    torchrun --nproc_per_node=4 train.py    # DistributedDataParallel: one process per GPU (gloo on CPU)
+    python train.py                                   # config.py as it is (generated captchas in dataset/)
+    python train.py --train_dir=my_captchas           # your own labelled images: everything else is inferred
+    python train.py --train_dir=a/train --test_dir=a/test --epochs=30
+    python train.py --resume=1                        # continue the newest run of this name (weights/<RUN>_last.pt)
+    python train.py --online=1                        # fresh generated captchas every epoch
+    torchrun --nproc_per_node=4 train.py              # DistributedDataParallel: one process per GPU (gloo on CPU)
+
+Three sets, three jobs: the training images; a seeded VALIDATION part held out from TRAIN_DIR, which picks the
+best checkpoint and decides when to stop; TEST_DIR, only reported (after every epoch and at the end). The
+length of a run follows the data (EPOCHS = 0: about IMAGES_SEEN images, a small set many more times) and it
+stops early once validation stops improving (PATIENCE). A run never replaces another run's checkpoints.
 
 The decoded uint8 set sits on the device when it fits (batches are index slices; normalisation and
 augmentation run there, in batch); otherwise it stays in pinned host memory and chunks stream in ahead of
@@ -15,10 +21,12 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import sys
 import time
 import warnings
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
@@ -28,31 +36,12 @@ import data
 import models
 import online
 import torch_util
-from models.heads import DECODERS, LOSSES
 
-# private switches for the tests: "1" streams the training set from host memory even when it fits on the device
-STREAM = os.environ.get("CAPTCHA_STREAM", "auto")
-# a path: at the end each rank writes the SHA-256 of its model's state dict to <path>.rank<N>
-STATE_HASH = os.environ.get("CAPTCHA_STATE_HASH", "")
-# torch.compile's backend: "eager" lets a test check the compiled path in seconds
-COMPILE_BACKEND = os.environ.get("CAPTCHA_COMPILE_BACKEND", "inductor")
-
-
-def edit_distance(a, b):
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
-
-
-def accuracy(truths, preds):
-    """(character accuracy = 1 - normalised edit distance, sequence accuracy)."""
-    errors = sum(edit_distance(t, p) for t, p in zip(truths, preds))
-    chars = max(1, sum(len(t) for t in truths))
-    seq = sum(t == p for t, p in zip(truths, preds)) / max(1, len(truths))
-    return max(0.0, 1 - errors / chars), seq
+AUTO_AUGMENT = 0.5          # AUGMENT = -1: the strength used for sets under AUTO_AUGMENT_BELOW training images
+AUTO_AUGMENT_BELOW = 20_000
+MIN_EPOCHS, MAX_EPOCHS = 10, 300  # EPOCHS = 0: the range the data-sized budget is kept in
+SLACK = 0.002               # validation errors (a fraction of the part, at least 1 image) within which a later epoch
+                            # with a lower validation loss is kept: a one-image difference is noise, not a better model
 
 
 def train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augment=None, channels_last=False):
@@ -70,12 +59,6 @@ def train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augm
     loss.backward()
     optimizer.step()
     return loss.detach()
-
-
-def train_step(model, optimizer, loss_fn, train, idx, device, augment=None):
-    """train_batch on the batch `idx` of the device-resident (images, labels, lengths)."""
-    images, labels, lengths = train
-    return train_batch(model, optimizer, loss_fn, images[idx], labels[idx], lengths[idx], device, augment)
 
 
 def train_one_epoch(model, optimizer, scheduler, loss_fn, batches, steps, device, desc, augment=None,
@@ -103,24 +86,29 @@ def train_one_epoch(model, optimizer, scheduler, loss_fn, batches, steps, device
 
 
 @torch.inference_mode()
-def evaluate(model, test, codec, decode, device, batch_size):
-    """Predicted texts for the test tensors (on the device, or on the host: then copied batch by batch).
+def evaluate(model, tensors, codec, decode, device, batch_size, loss_fn=None):
+    """(predicted texts, mean loss or nan) for (images, labels, lengths) on the device, or on the host (then
+    copied batch by batch). `loss_fn`: the head's plain loss (logits, labels, lengths), or None.
 
     Under torchrun each process reads its contiguous share and every process gets all the texts, in order."""
-    images = test[0]
+    images = tensors[0]
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     lo, hi = len(images) * rank // world, len(images) * (rank + 1) // world
     model.eval()
-    texts = []
+    texts, total = [], torch.zeros((), device=device, dtype=torch.float64)
     for i in range(lo, hi, batch_size):
+        batch = [t[i:min(i + batch_size, hi)].to(device, non_blocking=True) for t in tensors]
         with torch_util.autocast(device):
-            logits = model(data.to_float(images[i:min(i + batch_size, hi)].to(device, non_blocking=True)))
+            logits = model(data.to_float(batch[0]))
+        if loss_fn is not None:
+            total += loss_fn(logits.float(), batch[1], batch[2]).double() * len(batch[0])
         texts += decode(logits, codec)[0]
     if world > 1:
         parts = [None] * world
         dist.all_gather_object(parts, texts)
         texts = [t for part in parts for t in part]
-    return texts
+        dist.all_reduce(total)
+    return texts, (total.item() / max(1, len(images)) if loss_fn is not None else float("nan"))
 
 
 def show_samples(truths, preds, n, seed):
@@ -135,56 +123,179 @@ def show_samples(truths, preds, n, seed):
     return "\n".join(lines)
 
 
-def append_result(path, row):
-    new = not os.path.exists(path) or os.path.getsize(path) == 0
-    with open(path, "a") as f:
-        if new:
-            f.write("\t".join(torch_util.RESULT_COLUMNS) + "\n")
-        f.write("\t".join(str(row[c]) for c in torch_util.RESULT_COLUMNS) + "\n")
+class Keeper:
+    """Chooses, on validation alone, the epoch whose checkpoint is kept.
+
+    An epoch is kept when it makes fewer validation errors than any before, or when it is within SLACK of the
+    fewest and has a lower validation loss than the kept one: on a small validation part one image is noise,
+    and the smoother loss then says which model is better. `since` counts the epochs since one was kept
+    (PATIENCE). Without a validation part the last epoch is kept."""
+
+    def __init__(self, n_val, state=None):
+        self.n_val, self.slack = n_val, max(1, round(SLACK * n_val))
+        self.fewest, self.kept, self.since = math.inf, None, 0
+        if state:
+            self.fewest, self.kept, self.since = state["fewest"], state["kept"], state["since"]
+
+    def offer(self, epoch, seq, char, loss, test=None):
+        """Whether this epoch's checkpoint is kept; seq/char: validation accuracies, test: (seq, char) or None."""
+        errors = round((1 - seq) * self.n_val) if self.n_val else 0
+        keep = (not self.n_val or errors < self.fewest
+                or errors <= self.fewest + self.slack and loss < self.kept["loss"])
+        self.fewest = min(self.fewest, errors)
+        if keep:
+            self.kept = dict(epoch=epoch, seq=seq, char=char, loss=loss, test=test)
+        self.since = 0 if keep else self.since + 1
+        return keep
+
+    def state(self):
+        return dict(fewest=self.fewest, kept=self.kept, since=self.since)
 
 
-def make_codec(quiet=False):
-    """The Codec from CHARSET / LENGTH / CASE_SENSITIVE; "infer" and LENGTH=0 read them from TRAIN_DIR's labels."""
+def describe_data(folder, codec, inferred, geometry, say):
+    """The one block printed before training: what the data says, and which of it was inferred."""
+    mark = lambda name: " (inferred)" if name in inferred else ""
+    length = codec.length[0] if not codec.variable else f"{codec.length[0]}-{codec.length[1]}"
+    width, height, channels = geometry
+    say(f"data {folder}:\n"
+        f"  charset   {codec.charset!r} ({len(codec.charset)} characters){mark('CHARSET')}"
+        + ("" if codec.case_sensitive else ", case folded (CASE_SENSITIVE=False)") + "\n"
+        f"  length    {length}{mark('LENGTH')}\n"
+        f"  image     {width}x{height}, {'grey' if channels == 1 else 'colour'}{mark('IMAGE')}")
+
+
+def resolve_data(say=print):
+    """The Codec and image geometry of this run: CHARSET / LENGTH / IMAGE_* / CHANNELS as set, or (\"infer\" / 0)
+    read from TRAIN_DIR's labels and images. The resolved values are written back into config, so the checkpoint's
+    config records them. ONLINE renders GEN_* captchas."""
     if config.ONLINE:
-        if config.CHARSET == "infer" or not config.LENGTH:
-            raise config.ConfigError("ONLINE generates its labels: set CHARSET and LENGTH (not \"infer\" / 0)")
-        return data.Codec(config.CHARSET, config.LENGTH, config.CASE_SENSITIVE)
-    codec, said = data.infer_codec(config.TRAIN_DIR, config.CHARSET, config.LENGTH, config.CASE_SENSITIVE)
-    if said and not quiet:
-        print(said)
+        charset = config.GEN_CHARSET if config.CHARSET == "infer" else config.CHARSET
+        codec = data.Codec(charset, config.LENGTH or config.GEN_LENGTH, config.CASE_SENSITIVE)
+        geometry = (config.IMAGE_WIDTH or config.GEN_WIDTH, config.IMAGE_HEIGHT or config.GEN_HEIGHT,
+                    config.CHANNELS or 1)
+        inferred, folder = (), "ONLINE (generated: GEN_CHARSET, GEN_LENGTH, GEN_WIDTH x GEN_HEIGHT)"
+    else:
+        folder = config.TRAIN_DIR
+        codec, _ = data.infer_codec(folder, config.CHARSET, config.LENGTH, config.CASE_SENSITIVE, config.SKIP_BAD)
+        inferred = {n for n, v in (("CHARSET", config.CHARSET == "infer"), ("LENGTH", not config.LENGTH)) if v}
+        geometry = (config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS)
+        if not all(geometry):
+            found = data.infer_geometry([p for p, _ in data.read_labels(folder)])
+            geometry = tuple(g or f for g, f in zip(geometry, found))
+            inferred |= {"IMAGE"}
+    config.CHARSET, config.LENGTH = codec.charset, codec.length if codec.variable else codec.length[0]
+    config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS = geometry
+    describe_data(folder, codec, inferred, geometry, say)
     return codec
 
 
+def split_validation(train_set, fraction, seed):
+    """(training part, validation part): a seeded `fraction` of the set held out; the same split on every rank."""
+    if not 0 <= fraction < 1:
+        raise config.ConfigError(f"VALIDATION={fraction}: a fraction of TRAIN_DIR, 0 <= VALIDATION < 1")
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed)).numpy()
+    cut = max(1, round(len(train_set) * fraction)) if fraction else 0
+    if cut and len(train_set) - cut < 1:
+        raise data.DataError(f"{config.TRAIN_DIR}: {len(train_set)} images are too few to hold out a validation part")
+    pick = lambda ix: data.CaptchaSet([train_set.paths[i] for i in ix], [train_set.texts[i] for i in ix],
+                                      train_set.images[ix], train_set.codec)
+    return pick(np.sort(order[cut:])), (pick(np.sort(order[:cut])) if cut else None)
+
+
+def test_folder():
+    """The folder reported as the test set ("" = none); ONLINE reads no TRAIN_DIR, so it has no sibling test folder."""
+    return config.TEST_DIR if config.ONLINE else config.test_dir()
+
+
 def load_data(codec, quiet=False):
-    """(train set, test set) as CaptchaSets; with TEST_DIR = "" a seeded HOLDOUT fraction of TRAIN_DIR is held out.
-    ONLINE: no train set (None); with TEST_DIR = "" the test set is ONLINE_TEST captchas rendered in memory."""
+    """(train, validation, test) CaptchaSets. Validation: a seeded VALIDATION part of TRAIN_DIR (ONLINE:
+    ONLINE_TEST captchas rendered with their own seed); test: config.test_dir(), or None. ONLINE: train is None."""
     size = (config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS)
+    test_dir = test_folder()
+    test = data.load_folder(test_dir, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet) if test_dir else None
     if config.ONLINE:
-        if config.TEST_DIR:
-            return None, data.load_folder(config.TEST_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet)
         seed = f"online-test{config.SEED}"
-        images, texts = online.render_set(seed, config.ONLINE_TEST, config.CHARSET, config.LENGTH, *size, config.FONTS,
-                                          processes=max(1, torch_util.cpu_count() // local_world()))
+        images, texts = online.render_set(seed, config.ONLINE_TEST, codec.charset, codec.length[1], *size,
+                                          config.FONTS, processes=max(1, torch_util.cpu_count() // local_world()))
         texts = [codec.normalize(t) for t in texts]
-        if not quiet:
-            print(f"no TEST_DIR: testing on {config.ONLINE_TEST} captchas rendered with seed {seed!r}")
-        return None, data.CaptchaSet([f"{seed}-{i}" for i in range(len(texts))], texts, images.transpose(0, 2, 3, 1),
-                                     codec)
-    train = data.load_folder(config.TRAIN_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet)
-    if config.TEST_DIR:
-        return train, data.load_folder(config.TEST_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet)
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.SEED)).numpy()
-    if not 0 < config.HOLDOUT < 1:
-        raise config.ConfigError(f"HOLDOUT={config.HOLDOUT}: with TEST_DIR = \"\" it must be between 0 and 1")
-    cut = max(1, round(len(train) * config.HOLDOUT))
-    if cut >= len(train):
-        raise data.DataError(f"{config.TRAIN_DIR}: {len(train)} images are too few to hold out a test set")
-    if not quiet:
-        print(f"no TEST_DIR: holding out {cut} of {len(train)} images of {config.TRAIN_DIR} (HOLDOUT={config.HOLDOUT}, "
-              f"SEED={config.SEED})")
-    pick = lambda ix: data.CaptchaSet([train.paths[i] for i in ix], [train.texts[i] for i in ix],
-                                      train.images[ix], codec)
-    return pick(order[cut:]), pick(order[:cut])
+        return None, data.CaptchaSet([f"{seed}-{i}" for i in range(len(texts))], texts,
+                                     images.transpose(0, 2, 3, 1), codec), test
+    train_set = data.load_folder(config.TRAIN_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet)
+    if 0 < config.LIMIT < len(train_set):  # a seeded sample, drawn apart from the validation split's seed
+        keep = np.sort(torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.SEED + 1))
+                       .numpy()[:config.LIMIT])
+        train_set = data.CaptchaSet([train_set.paths[i] for i in keep], [train_set.texts[i] for i in keep],
+                                    train_set.images[keep], codec)
+    return (*split_validation(train_set, config.VALIDATION, config.SEED), test)
+
+
+def plan_epochs(n_train):
+    """EPOCHS, or (0) enough epochs to see about IMAGES_SEEN images, kept within MIN_EPOCHS..MAX_EPOCHS."""
+    if config.EPOCHS:
+        return config.EPOCHS
+    return max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(config.IMAGES_SEEN / max(1, n_train))))
+
+
+def plan_batch(n_train):
+    """BATCH_SIZE, or (0) 128, or for a small set the power of 2 nearest a sixteenth of it, 16 to 128."""
+    if config.BATCH_SIZE:
+        return config.BATCH_SIZE
+    if not n_train:
+        return 128
+    return max(16, min(128, 2 ** round(math.log2(max(1, n_train / 16)))))
+
+
+def plan_patience(epochs):
+    """PATIENCE, or (0) a quarter of the planned epochs, at least 3; None = never stop early."""
+    if config.PATIENCE < 0:
+        return None
+    return config.PATIENCE or max(3, epochs // 4)
+
+
+def auto_augment(n_train):
+    """AUGMENT, or (-1) AUTO_AUGMENT for sets under AUTO_AUGMENT_BELOW images (fresh ONLINE data: off)."""
+    if config.AUGMENT >= 0:
+        return config.AUGMENT
+    return AUTO_AUGMENT if n_train is not None and n_train < AUTO_AUGMENT_BELOW else 0.0
+
+
+def run_paths(run):
+    return (os.path.join(config.WEIGHTS_DIR, f"{run}_best.pt"), os.path.join(config.WEIGHTS_DIR, f"{run}_last.pt"))
+
+
+def taken(run):
+    return any(os.path.exists(p) for p in run_paths(run))
+
+
+def choose_run(base, resume):
+    """The run name: a new run takes `base`, or base-2, base-3, ... when that is taken (never replacing another run's
+    checkpoints); --resume=1 continues the newest existing one of them."""
+    if resume:
+        pattern = re.compile(re.escape(base) + r"(-\d+)?_last\.pt")
+        found = [f for f in os.listdir(config.WEIGHTS_DIR) if pattern.fullmatch(f)] if os.path.isdir(
+            config.WEIGHTS_DIR) else []
+        if not found:
+            raise torch_util.CheckpointError(f"--resume=1: no {run_paths(base)[1]} to continue (RUN={base!r}); "
+                                             f"start a new run without --resume")
+        newest = max(found, key=lambda f: os.path.getmtime(os.path.join(config.WEIGHTS_DIR, f)))
+        return newest[:-len("_last.pt")]
+    return next(n for n in [base] + [f"{base}-{k}" for k in range(2, 100_000)] if not taken(n))
+
+
+def check_paths():
+    """Refuse unusable output paths before any training time is spent."""
+    if os.path.exists(config.WEIGHTS_DIR) and not os.path.isdir(config.WEIGHTS_DIR):
+        raise config.ConfigError(f"WEIGHTS_DIR={config.WEIGHTS_DIR} is a file, not a folder: name a folder "
+                                 f"(--weights_dir=weights)")
+    if os.path.isdir(config.RESULTS):
+        raise config.ConfigError(f"RESULTS={config.RESULTS} is a folder: name a file (--results=results.txt)")
+    try:
+        os.makedirs(config.WEIGHTS_DIR, exist_ok=True)
+    except OSError as e:
+        raise config.ConfigError(f"WEIGHTS_DIR={config.WEIGHTS_DIR} cannot be created ({e.strerror})") from None
+    for path in (config.WEIGHTS_DIR, os.path.dirname(os.path.abspath(config.RESULTS))):
+        if not os.access(path, os.W_OK):
+            raise config.ConfigError(f"{path} is not writable: choose another WEIGHTS_DIR / RESULTS")
 
 
 def online_workers(device):
@@ -225,8 +336,8 @@ def make_model(codec, device, init=None, say=print, channels_last=None, name=Non
     convolutions use; the CPU keeps the default."""
     name = name or config.MODEL
     try:  # an unknown model, a trick it does not take, or an unusable weight file: a configuration error
-        head = models.head_of(name)
-        classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
+        kind = models.head(name)
+        classes = kind.num_classes(codec)
         build_args = dict(name=name, in_channels=config.CHANNELS, num_classes=classes,
                           positions=codec.max_len, height=config.IMAGE_HEIGHT, width=config.IMAGE_WIDTH,
                           **models.model_options(name, config.as_dict() if settings is None else settings))
@@ -237,7 +348,7 @@ def make_model(codec, device, init=None, say=print, channels_last=None, name=Non
             say(torch_util.load_matching(model, init, codec))
         channels_last = device.type == "cuda" if channels_last is None else channels_last
         model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-        loss_fn = models.heads.make_loss(LOSSES[head], model, classes, config.LABEL_SMOOTHING, config.CENTER_LOSS,
+        loss_fn = models.losses.make_loss(kind.loss, model, classes, config.LABEL_SMOOTHING, config.CENTER_LOSS,
                                          config.CENTER_LR)
     except (KeyError, ValueError) as e:
         raise config.ConfigError(e.args[0]) from None
@@ -277,7 +388,9 @@ def state_digest(state_dict):
 
 
 def main():
-    _, opts = config.parse(resume=False)
+    # resume: continue weights/<RUN>_last.pt; stream: "1" keeps the set in host memory even when it fits on the
+    # device; compile_backend: torch.compile's backend; state_hash: a path, each rank writes its weights' SHA-256
+    _, opts = config.parse(resume=False, stream="auto", compile_backend="inductor", state_hash="")
     rank, world, local_rank = distributed()
     device = torch_util.pick_device(config.DEVICE, local_rank)
     threads = config.THREADS
@@ -296,9 +409,35 @@ def main():
             dist.destroy_process_group()
 
 
+def restore_row(row):
+    """Append the resumed checkpoint's results row if results.txt lacks it (the run was killed in between)."""
+    try:
+        rows = torch_util.read_results(config.RESULTS) if os.path.exists(config.RESULTS) else []
+    except (OSError, ValueError):
+        rows = []
+    if not any(r.get("run") == row["run"] and r.get("epoch") == str(row["epoch"]) for r in rows):
+        torch_util.append_row(config.RESULTS, torch_util.RESULT_COLUMNS, row)
+
+
+def check_resume(resume, path, codec, epochs):
+    """Refuse a --resume=1 whose settings differ from the run it continues (another MODEL, data or EPOCHS)."""
+    before = resume.get("config", {})
+    now = dict(MODEL=config.MODEL, CHARSET=codec.charset, IMAGE_WIDTH=config.IMAGE_WIDTH,
+               IMAGE_HEIGHT=config.IMAGE_HEIGHT, CHANNELS=config.CHANNELS)
+    differ = [f"{k} {before[k]!r} -> {v!r}" for k, v in now.items() if k in before and before[k] != v]
+    planned = resume.get("planned_epochs", before.get("EPOCHS"))
+    if planned and epochs != planned:
+        differ.append(f"EPOCHS {planned} -> {epochs}")
+    if differ:
+        raise config.ConfigError(f"--resume=1 continues {path}, trained with other settings ({'; '.join(differ)}). "
+                                 f"Resume with the run's own settings, or start a new run from it: "
+                                 f"--init={path} (fine-tuning, a fresh schedule)")
+
+
 def train(opts, rank, world, device, closing):
     lead = rank == 0
     say = print if lead else (lambda *a, **k: None)
+    check_paths()
     init = torch_util.load_checkpoint(config.INIT) if config.INIT else None
     if init:  # fine-tuning: the checkpoint's model and options; this run's data (size, charset)
         config.MODEL = init["model_name"]
@@ -306,53 +445,73 @@ def train(opts, rank, world, device, closing):
             if option in init["build_args"]:
                 setattr(config, option.upper(), init["build_args"][option])
         say(f"INIT {config.INIT}: model {config.MODEL}, options {models.model_options(config.MODEL, config.as_dict())}")
-    run = config.run_name()
-    last_path = os.path.join(config.WEIGHTS_DIR, f"{run}_last.pt")
-    best_path = os.path.join(config.WEIGHTS_DIR, f"{run}_best.pt")
+    run = choose_run(config.run_name(), opts["resume"])
+    if run != config.run_name() and not opts["resume"] and lead:
+        say(f"run {config.run_name()!r} exists in {config.WEIGHTS_DIR}/: this run is {run!r} "
+            f"(--resume=1 continues the newest; --run=NAME names a run)")
+    best_path, last_path = run_paths(run)
     resume = torch_util.load_checkpoint(last_path) if opts["resume"] else None
+    if resume:
+        config.EPOCHS = config.EPOCHS or resume.get("planned_epochs", 0)
+        config.MODEL = resume["model_name"]
+        for option in models.OPTIONS:
+            if option in resume["build_args"]:
+                setattr(config, option.upper(), resume["build_args"][option])
     start_epoch = resume["epoch"] + 1 if resume else 1
-    batch_size = config.BATCH_SIZE
 
-    codec = make_codec(quiet=not lead)
+    codec = resolve_data(say)
     if not lead:  # rank 0 decodes first and fills the cache; the others then read it
         barrier(device)
-    train_set, test_set = load_data(codec, quiet=not lead)
+    train_set, val_set, test_set = load_data(codec, quiet=not lead)
     if lead:
         barrier(device)
+    n_train = len(train_set) if train_set else None
+    epochs = plan_epochs(n_train if n_train else config.ONLINE_COUNT)
+    if resume:
+        check_resume(resume, last_path, codec, epochs)
+    patience = plan_patience(epochs)
+    batch_size = config.BATCH_SIZE = plan_batch(n_train)  # resolved values go into the checkpoint's config
+    config.AUGMENT = auto_augment(n_train)
     producer = None
     if config.ONLINE:  # the processes render (PIL, numpy) and never touch the device
         producer = closing.enter_context(online.Producer(
-            config.SEED, config.ONLINE_COUNT, batch_size, config.CHARSET, config.LENGTH, config.IMAGE_WIDTH,
-            config.IMAGE_HEIGHT, config.CHANNELS, config.FONTS, online_workers(device), start_epoch, config.EPOCHS,
+            config.SEED, config.ONLINE_COUNT, batch_size, codec.charset, codec.length[1], config.IMAGE_WIDTH,
+            config.IMAGE_HEIGHT, config.CHANNELS, config.FONTS, online_workers(device), start_epoch, epochs,
             rank, world))
         source = (f"ONLINE {producer.steps * batch_size * world} fresh captchas per epoch from {producer.workers} "
                   f"generator process{'es' if producer.workers > 1 else ''}" + (" per training process" * (world > 1)))
     else:
-        source = f"{len(train_set)} train"
-    say(f"run {run}: model {config.MODEL} on {device}" + (f" x {world} processes" if world > 1 else "") +
-        f", {source} / {len(test_set)} test images {config.IMAGE_WIDTH}x{config.IMAGE_HEIGHT}x{config.CHANNELS}, "
-        f"charset {len(codec.charset)}")
-    train, streamed = place(train_set, device, STREAM, say) if train_set else (None, False)
-    test = test_set.tensors(device if data.fits_on_device(test_set.images.nbytes, device) else torch.device("cpu"))
+        source = f"{n_train} training images" + (f" (a sample: LIMIT={config.LIMIT})" if config.LIMIT else "")
+    say(f"  split     {source}, {len(val_set) if val_set else 0} validation"
+        + (f" (VALIDATION={config.VALIDATION}, SEED={config.SEED})" if not config.ONLINE else "")
+        + (f", test {test_folder()}: {len(test_set)} images (reported, never used to choose)" if test_set
+           else ", no test folder (TEST_DIR)"))
+    train, streamed = place(train_set, device, opts["stream"], say) if train_set else (None, False)
+    held = lambda s: s.tensors(device if data.fits_on_device(s.images.nbytes, device) else torch.device("cpu"))
+    val, test = (held(s) if s else None for s in (val_set, test_set))
 
     torch_util.seed_everything(config.SEED)
     model, build_args, loss_fn, channels_last = make_model(codec, device, init, say)
-    decode = DECODERS[models.head_of(config.MODEL)]
+    kind = models.head(config.MODEL)
+    decode, plain_loss = kind.decode, kind.loss
     optimizer = make_optimizer(model, device)
-    steps_per_epoch = producer.steps if producer else len(train_set) // (batch_size * world)
+    steps_per_epoch = producer.steps if producer else n_train // (batch_size * world)
     if steps_per_epoch == 0:
-        what = f"ONLINE_COUNT={config.ONLINE_COUNT}" if producer else f"{config.TRAIN_DIR}: {len(train_set)}"
-        raise data.DataError(f"{what} images, fewer than one batch (BATCH_SIZE={batch_size}"
+        what = f"ONLINE_COUNT={config.ONLINE_COUNT}" if producer else f"{config.TRAIN_DIR}: {n_train}"
+        raise data.DataError(f"{what} training images, fewer than one batch (BATCH_SIZE={batch_size}"
                              + (f" x {world} processes" if world > 1 else "") + "); lower --batch_size")
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.LR, total_steps=config.EPOCHS * steps_per_epoch,
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.LR, total_steps=epochs * steps_per_epoch,
                                                     pct_start=0.15)
-    best = -1.0
+    keeper = Keeper(len(val_set) if val_set else 0, resume.get("keeper") if resume else None)
     if resume:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
-        best = resume["best_accuracy"]
-        say(f"resumed {last_path} after epoch {resume['epoch']} (best sequence accuracy {best:.4f})")
+        if lead and resume.get("row"):
+            restore_row(resume["row"])
+        kept = keeper.kept
+        say(f"resumed {last_path} after epoch {resume['epoch']}" + (
+            f" (kept epoch {kept['epoch']}, validation sequence accuracy {kept['seq']:.4f})" if kept else ""))
     if rank:  # the same weights everywhere (DDP also broadcasts them), but each process its own augmentations
         torch.manual_seed(config.SEED + 7919 * rank)
     net = model  # what training calls; `model` (plain, uncompiled) evaluates and is saved
@@ -363,55 +522,76 @@ def train(opts, rank, world, device, closing):
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     if config.COMPILE:
-        net = torch.compile(net, backend=COMPILE_BACKEND)
+        net = torch.compile(net, backend=opts["compile_backend"])
     augment = data.Augment.from_config(config)
     params = sum(p.numel() for p in model.parameters())
-    say(f"{params / 1e6:.2f} M parameters, {config.EPOCHS} epochs of {steps_per_epoch} steps, batch {batch_size}"
-        + (f" x {world} processes" if world > 1 else "") + f", augmentation {augment}"
-        + (", torch.compile" if config.COMPILE else "") + (", channels_last" if channels_last else ""))
+    budget = "" if config.EPOCHS else f" (EPOCHS=0: about {config.IMAGES_SEEN} images)"
+    say(f"run {run}: model {config.MODEL}, {params / 1e6:.2f} M parameters, on {device}"
+        + (f" x {world} processes" if world > 1 else "") + f"\n  plan      {epochs} epochs{budget} of "
+        f"{steps_per_epoch} steps, batch {batch_size}" + (f" x {world}" if world > 1 else "")
+        + (f", stop after {patience} epochs without a better validation" if patience else "")
+        + f"\n  augment   {augment}" + (", torch.compile" if config.COMPILE else "")
+        + (", channels_last" if channels_last else ""))
+    bar = lead and sys.stdout.isatty()  # a log file gets one line per epoch, not a flood of progress bars
     trained_seconds = 0.0
 
-    for epoch in range(start_epoch, config.EPOCHS + 1):
+    for epoch in range(start_epoch, epochs + 1):
         t0 = time.time()
         if producer:
             producer.reset_stats()
             batches = online_batches(producer, batch_size, device, codec)
         else:
             shuffle = torch.Generator().manual_seed(config.SEED * 1000 + epoch)  # the same on every rank
-            order = data.epoch_order(len(train_set), batch_size, shuffle, rank, world)
+            order = data.epoch_order(n_train, batch_size, shuffle, rank, world)
             batches = (data.stream_batches(train, order, batch_size, device) if streamed
                        else data.resident_batches(train, order, batch_size))
         loss, rate = train_one_epoch(net, optimizer, scheduler, loss_fn, batches, steps_per_epoch, device,
-                                     f"epoch {epoch}/{config.EPOCHS}", augment, channels_last, bar=lead)
+                                     f"epoch {epoch}/{epochs}", augment, channels_last, bar=bar)
         trained_seconds += time.time() - t0
         generation = producer.report(time.time() - t0, rate) if producer else ""
         if world > 1:  # BatchNorm statistics differ by process (DDP sends rank 0's before each forward): align them
             for buffer in model.buffers():
                 dist.broadcast(buffer, 0)
-        preds = evaluate(model, test, codec, decode, device, 512)
-        char_acc, seq_acc = accuracy(test_set.texts, preds)
-        seconds = time.time() - t0
         if not math.isfinite(loss):
             raise RuntimeError(f"loss became {loss} at epoch {epoch}; lower --lr")
-        say(f"epoch {epoch}: loss {loss:.4f}, char acc {char_acc:.4f}, seq acc {seq_acc:.4f}, "
-            f"{rate:.0f} img/s, {seconds:.0f}s" + (f"\n{generation}" if generation else ""))
-        say(show_samples(test_set.texts, preds, config.SHOW, epoch))
+        if val_set:
+            val_preds, val_loss = evaluate(model, val, codec, decode, device, 512, plain_loss)
+            val_char, val_seq = torch_util.accuracy(val_set.texts, val_preds)
+        else:  # VALIDATION = 0: the last epoch is kept
+            val_preds, val_loss, val_char, val_seq = None, float("nan"), math.nan, math.nan
+        test_char = test_seq = math.nan
+        if test_set:
+            test_preds, _ = evaluate(model, test, codec, decode, device, 512)
+            test_char, test_seq = torch_util.accuracy(test_set.texts, test_preds)
+        seconds = time.time() - t0
+        improved = keeper.offer(epoch, val_seq, val_char, val_loss, (test_seq, test_char) if test_set else None)
+        say(f"epoch {epoch}/{epochs}: loss {loss:.4f}"
+            + (f", validation seq acc {val_seq:.4f} (char {val_char:.4f}, loss {val_loss:.4f})" if val_set else "")
+            + (f", test seq acc {test_seq:.4f}" if test_set else "")
+            + f", {rate:.0f} img/s, {seconds:.0f}s" + (" *" if improved else "")
+            + (f"\n{generation}" if generation else ""))
+        if val_set and config.SHOW:
+            say(show_samples(val_set.texts, val_preds, config.SHOW, epoch))
         if lead:
-            meta = dict(epoch=epoch, accuracy=seq_acc, char_accuracy=char_acc, config=config.as_dict())
-            if seq_acc > best:
+            row = dict(run=run, epoch=epoch, train_loss=f"{loss:.5f}", val_loss=f"{val_loss:.5f}",
+                       char_acc=f"{val_char:.5f}", seq_acc=f"{val_seq:.5f}", test_char_acc=f"{test_char:.5f}",
+                       test_seq_acc=f"{test_seq:.5f}", lr=f"{scheduler.get_last_lr()[0]:.3e}", seconds=f"{seconds:.1f}",
+                       images_per_s=f"{rate:.0f}")
+            meta = dict(epoch=epoch, accuracy=val_seq, char_accuracy=val_char, test_accuracy=test_seq,
+                        test_char_accuracy=test_char, config=config.as_dict())
+            if improved:
                 torch_util.save_checkpoint(best_path, model, build_args, codec, **meta)
-            torch_util.save_checkpoint(last_path, model, build_args, codec, **meta, best_accuracy=max(best, seq_acc),
-                                       optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
-            # after the checkpoint: a row in results.txt means its epoch can be resumed from
-            append_result(config.RESULTS, dict(run=run, epoch=epoch, train_loss=f"{loss:.5f}",
-                                               char_acc=f"{char_acc:.5f}", seq_acc=f"{seq_acc:.5f}",
-                                               lr=f"{scheduler.get_last_lr()[0]:.3e}", seconds=f"{seconds:.1f}",
-                                               images_per_s=f"{rate:.0f}"))
-        best = max(best, seq_acc)
+            # the last checkpoint carries its results row: a run killed before the row is written writes it on resume
+            torch_util.save_checkpoint(last_path, model, build_args, codec, **meta, keeper=keeper.state(),
+                                       planned_epochs=epochs, row=row, optimizer=optimizer.state_dict(),
+                                       scheduler=scheduler.state_dict())
+            torch_util.append_row(config.RESULTS, torch_util.RESULT_COLUMNS, row)
         stop = ""
-        if seq_acc >= config.TARGET_ACCURACY:
-            stop = f"reached TARGET_ACCURACY {config.TARGET_ACCURACY}"
-        elif config.TIME_LIMIT and trained_seconds >= config.TIME_LIMIT and epoch < config.EPOCHS:
+        if config.TARGET_ACCURACY and val_seq >= config.TARGET_ACCURACY:
+            stop = f"validation reached TARGET_ACCURACY {config.TARGET_ACCURACY}"
+        elif patience and val_set and keeper.since >= patience and epoch < epochs:
+            stop = f"no better validation for {keeper.since} epochs (PATIENCE {patience}): stopping after epoch {epoch}"
+        elif config.TIME_LIMIT and trained_seconds >= config.TIME_LIMIT and epoch < epochs:
             stop = f"TIME_LIMIT {config.TIME_LIMIT}s reached after epoch {epoch}"
         if world > 1:  # rank 0's clock decides for every process
             flag = torch.tensor([float(bool(stop))], device=device)
@@ -421,12 +601,18 @@ def train(opts, rank, world, device, closing):
             say(stop)
             break
 
-    if STATE_HASH:
-        with open(f"{STATE_HASH}.rank{rank}", "w") as f:
+    if opts["state_hash"]:
+        with open(f"{opts['state_hash']}.rank{rank}", "w") as f:
             f.write(state_digest(model.state_dict()) + "\n")
-    say(f"best sequence accuracy {best:.4f} -> {best_path}")
     if lead:
         say(f"plot: {torch_util.plot_results(config.RESULTS, os.path.splitext(config.RESULTS)[0] + '.png')}")
+    kept = keeper.kept
+    result = f"best: {best_path} (epoch {kept['epoch']})"
+    if val_set:
+        result += f", validation seq acc {kept['seq']:.4f} (char {kept['char']:.4f})"
+    if kept["test"]:
+        result += f", test seq acc {kept['test'][0]:.4f} (char {kept['test'][1]:.4f})"
+    say(result)
 
 
 if __name__ == "__main__":

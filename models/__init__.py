@@ -1,12 +1,15 @@
-"""Model registry (timm style): `build_model(name, ...)` and the head kind each model has.
+"""Model registry (timm style): `build_model(name, ...)`, and the head kind each model has.
 
 Every model maps images (B, C, H, W) in [-1, 1] to logits (B, T, K):
   head "fixed": T = label positions, K = charset (+1 padding class for variable lengths)
   head "ctc":   T = columns along the width, K = charset + 1 (blank = 0)
-A backbone registers twice: `name` with the fixed head and `name_ctc` with the CTC head.
+A backbone registers twice: `name` with the fixed head and `name_ctc` with the CTC head. `head(name)` is the
+model's head-kind record (classes, loss, decoder, candidates, options: models/kinds.py).
 
 Options (tricks and head settings) are build arguments, stored in checkpoints; `OPTIONS` holds their
-neutral values. A model takes only the options that apply to it (`MODELS[name].options`).
+neutral values. A model takes only the options that apply to it (`MODELS[name].options`); a model may have
+its own value where the setting is neutral (crnn keeps the paper's BiLSTM). `describe(name, options)` names a
+run by the options changed from neutral.
 """
 import inspect
 from collections import namedtuple
@@ -14,14 +17,12 @@ from collections import namedtuple
 import torch.nn as nn
 
 from models.adapt import load_pretrained, output_shape  # noqa: F401  (load_pretrained: for train.py)
-from models.heads import CTCHead, FixedHead
+from models.kinds import HEADS, HeadKind  # noqa: F401
 
-Entry = namedtuple("Entry", "builder head options")
-MODELS = {}  # name -> Entry(builder, head kind, option names)
+Entry = namedtuple("Entry", "builder head options defaults", defaults=({},))
+MODELS = {}  # name -> Entry(builder, head kind, option names, the model's own values for neutral settings)
 ARGS = ("in_channels", "num_classes", "positions", "height", "width")
-OPTIONS = dict(ibn=False, attention="", pool="flat", neck=0, bnneck=False, dropout=0.2, sequence="lstm", hidden=256)
-HEAD_OPTIONS = {"fixed": ("pool", "neck", "bnneck", "dropout"),
-                "ctc": ("pool", "sequence", "hidden", "bnneck", "dropout")}
+OPTIONS = dict(ibn=False, attention="", pool="flat", neck=0, bnneck=False, dropout=0.2, sequence="none", hidden=256)
 
 
 class CaptchaModel(nn.Module):
@@ -39,10 +40,12 @@ def _keywords(fn):
     return tuple(p for p in inspect.signature(fn).parameters if p not in ARGS + ("column_stride",))
 
 
-def register(name, head="fixed"):
-    """Decorator for a builder(in_channels, num_classes, positions, height, width, **options) -> model."""
+def register(name, head="fixed", **defaults):
+    """Decorator for a builder(in_channels, num_classes, positions, height, width, **options) -> model.
+
+    `defaults`: the model's own value of an option wherever the setting is at its neutral value."""
     def add(builder):
-        MODELS[name] = Entry(builder, head, _keywords(builder))
+        MODELS[name] = Entry(builder, head, _keywords(builder), defaults)
         return builder
     return add
 
@@ -54,27 +57,59 @@ def register_backbone(name, features):
     with h = H/16 and w = W/column_stride (16 for the fixed head, 8 for CTC, which needs the columns).
     """
     tricks = _keywords(features)
+    for model_name, kind in ((name, HEADS["fixed"]), (f"{name}_ctc", HEADS["ctc"])):
+        MODELS[model_name] = Entry(_with_head(features, kind), kind.kind, kind.options + tricks)
 
-    def fixed(in_channels, num_classes, positions, height, width, pool="flat", neck=0, bnneck=False,
-              dropout=0.2, **kw):
-        body = features(in_channels, height, width, 16, **kw)
+
+def _with_head(features, kind):
+    """builder(in_channels, num_classes, positions, height, width, **options): `features` + the head of `kind`."""
+    def build(in_channels, num_classes, positions, height, width, **options):
+        head_options = {k: options.pop(k) for k in kind.options if k in options}
+        body = features(in_channels, height, width, kind.column_stride, **options)
         shape = output_shape(body, in_channels, height, width)
-        return CaptchaModel(body, FixedHead(shape, positions, num_classes, pool, neck, bnneck, dropout))
+        return CaptchaModel(body, kind.module(shape, positions, num_classes, **head_options))
+    return build
 
-    def ctc(in_channels, num_classes, positions, height, width, pool="flat", sequence="lstm", hidden=256,
-            bnneck=False, dropout=0.2, **kw):
-        body = features(in_channels, height, width, 8, **kw)
-        shape = output_shape(body, in_channels, height, width)
-        return CaptchaModel(body, CTCHead(shape, positions, num_classes, pool, sequence, hidden, bnneck, dropout))
 
-    MODELS[name] = Entry(fixed, "fixed", HEAD_OPTIONS["fixed"] + tricks)
-    MODELS[f"{name}_ctc"] = Entry(ctc, "ctc", HEAD_OPTIONS["ctc"] + tricks)
+def _entry(name):
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
+    return MODELS[name]
 
 
 def head_of(name):
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(MODELS)}")
-    return MODELS[name].head
+    """The head kind of a registered model: "fixed" or "ctc"."""
+    return _entry(name).head
+
+
+def head(name):
+    """The head-kind record (models/kinds.py) of a registered model, or of a kind given by name ("fixed", "ctc")."""
+    if name in HEADS and name not in MODELS:
+        return HEADS[name]
+    return HEADS[_entry(name).head]
+
+
+def neutral(name, option):
+    """The value `option` has on model `name` when the setting is at its neutral value."""
+    return MODELS[name].defaults.get(option, OPTIONS[option]) if name in MODELS else OPTIONS[option]
+
+
+def describe(name, options):
+    """The clovaai-style name of model `name` built with `options` ({option: value}, lower-case names from
+    OPTIONS; missing = neutral): the model and every option changed from neutral, in OPTIONS order, e.g.
+    resnet18_ctc-ibn-cbam-dual-bnneck. A flag reads as its name, a choice as its value ("none" as no<option>),
+    a number as <option><value>."""
+    parts = [name]
+    for option, value in ((o, options.get(o, n)) for o, n in OPTIONS.items()):
+        if value == OPTIONS[option] or value == neutral(name, option):
+            continue
+        if isinstance(value, bool):
+            parts.append(option if value else f"no{option}")
+        elif isinstance(value, str):
+            parts.append(value if value not in ("", "none") else f"no{option}")
+        else:
+            parts.append(f"{option}{value:g}")
+    return "-".join(parts)
 
 
 def model_options(name, settings):
@@ -83,14 +118,13 @@ def model_options(name, settings):
     An option set away from its neutral value on a model that does not take it is an error, so a run
     never claims a trick it did not use.
     """
-    head_of(name)  # an unknown name: KeyError listing the registered ones
-    takes = MODELS[name].options
+    takes = _entry(name).options  # an unknown name: KeyError listing the registered ones
     options = {}
-    for option, neutral in OPTIONS.items():
-        value = settings.get(option.upper(), neutral)
+    for option, off in OPTIONS.items():
+        value = settings.get(option.upper(), off)
         if option in takes:
-            options[option] = value
-        elif value != neutral:
+            options[option] = neutral(name, option) if value == off else value
+        elif value != off:
             users = [n for n, e in MODELS.items() if option in e.options]
             raise ValueError(f"{option.upper()}={value!r} does not apply to {name}; models that take it: "
                              f"{', '.join(users)}")
@@ -98,12 +132,13 @@ def model_options(name, settings):
 
 
 def build_model(name, in_channels, num_classes, positions, height, width, **options):
-    """Build a registered model. The arguments (a plain dict) are stored in checkpoints to rebuild it."""
-    head_of(name)
-    entry = MODELS[name]
+    """Build a registered model. The arguments (a plain dict) are stored in checkpoints to rebuild it; an option
+    left out takes its neutral value for this model."""
+    entry = _entry(name)
     unknown = set(options) - set(entry.options)
     if unknown:
         raise ValueError(f"{name} does not take {', '.join(sorted(unknown))}; it takes {', '.join(entry.options)}")
+    options = {**{o: neutral(name, o) for o in entry.options if o in OPTIONS}, **options}
     return entry.builder(in_channels=in_channels, num_classes=num_classes, positions=positions, height=height,
                          width=width, **options)
 

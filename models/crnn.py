@@ -2,7 +2,8 @@
 
 Pools after the second stage halve only the height, so the columns stay dense: a 60x160 input ends as a
 (512, 2, 41) map, 41 time steps. Batch norm follows every conv here (the paper has it on two), which
-lets it train at the same learning rate as the other models.
+lets it train at the same learning rate as the other models. The BiLSTM is part of the model: where
+SEQUENCE is at its neutral "none", crnn keeps it (SEQUENCE="gru" swaps it for a BiGRU).
 """
 import torch.nn as nn
 
@@ -26,7 +27,7 @@ def crnn_features(in_channels):
     )
 
 
-@register("crnn", head="ctc")
+@register("crnn", head="ctc", sequence="lstm")
 def crnn(in_channels, num_classes, positions, height, width, pool="flat", sequence="lstm", hidden=256,
          bnneck=False, dropout=0.2):
     features = crnn_features(in_channels)

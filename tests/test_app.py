@@ -1,5 +1,6 @@
-"""The web app (app.py): every endpoint and every kind of bad input through FastAPI's test client, then one
-real uvicorn process (concurrent requests, loadtest.py against it, a clean stop)."""
+"""The web app (app.py, serve/): every endpoint and every kind of bad input through FastAPI's test client, then
+real uvicorn processes: concurrent requests, benchmarks/loadtest.py against one (its memory stays put), a clean
+stop; and hostile clients: oversized or slowly sent headers, silent connections, too many connections."""
 import base64
 import contextlib
 import io
@@ -25,11 +26,12 @@ from PIL import Image
 import app as webapp
 import captchaGenerator
 import config
-import loadtest
+from benchmarks import loadtest
 import data
 import models
 import torch_util
 from conftest import DIGITS, ROOT, run_script
+from serve import batcher as serve_batcher, plumbing as serve_plumbing, routes as serve_routes
 
 
 # --- helpers shared with test_browser.py ----------------------------------------------------------------
@@ -38,7 +40,7 @@ def untrained_checkpoint(path, name="cnn"):
     """Save an untrained model as train.py would (accuracy does not matter to the web app's plumbing)."""
     torch.manual_seed(0)
     codec = data.Codec(DIGITS, 4)
-    classes = codec.fixed_classes if models.head_of(name) == "fixed" else codec.ctc_classes
+    classes = models.head(name).num_classes(codec)
     build_args = dict(name=name, in_channels=1, num_classes=classes, positions=4, height=60, width=160)
     model = models.build_model(**build_args).eval()
     with torch.no_grad():  # spread the logits: near-uniform outputs would make every argmax a near tie
@@ -60,12 +62,13 @@ def free_port():
 
 
 @contextlib.contextmanager
-def serve(checkpoint, log_path):
-    """app.py in a real uvicorn process on a free 127.0.0.1 port; yields its base URL, stops it after."""
+def serve(checkpoint, log_path, *options):
+    """app.py (with `options`) in a real uvicorn process on a free 127.0.0.1 port; yields (its base URL, the
+    process), stops it after."""
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), checkpoint, "--host=127.0.0.1",
-                                    f"--port={port}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                    f"--port={port}", *options], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -197,7 +200,7 @@ def test_predict_agrees_with_the_predictor(client, checkpoint, images):
         for c, p in zip(answer["chars"], probs):
             assert c["confidence"] == pytest.approx(p, abs=1e-3)
             candidates = c["candidates"]
-            assert len(candidates) == webapp.CANDIDATES and candidates[0]["char"] == c["char"]
+            assert len(candidates) == serve_batcher.CANDIDATES and candidates[0]["char"] == c["char"]
             assert [k["p"] for k in candidates] == sorted((k["p"] for k in candidates), reverse=True)
             assert len({k["char"] for k in candidates}) == len(candidates)
 
@@ -327,30 +330,106 @@ def test_unexpected_error_is_logged_and_answered_500_without_internals(client, i
     def broken(self, arrays):
         raise RuntimeError("secret detail at /srv/models/x.pt")
 
-    monkeypatch.setattr(webapp.Model, "predict", broken)
+    monkeypatch.setattr(serve_batcher.Model, "predict", broken)
     with caplog.at_level(logging.ERROR, logger="app"):
         response = client.post("/api/predict", **multipart(images[1][0]))
-    assert response.status_code == 500 and response.json() == {"error": webapp.INTERNAL_ERROR}
+    assert response.status_code == 500 and response.json() == {"error": serve_plumbing.INTERNAL_ERROR}
     assert "secret" not in response.text
     assert "secret detail" in caplog.text and "Traceback" in caplog.text
     monkeypatch.undo()
     assert client.post("/api/predict", **multipart(images[1][0])).status_code == 200  # still serving
 
 
+def test_oversized_headers_are_a_431(client):
+    check_error(client.get("/healthz", headers={"x-filler": "a" * 40_000}), 431, "headers")
+    assert client.get("/healthz", headers={"x-filler": "a" * 20_000}).status_code == 200
+
+
+def test_deeply_nested_json_is_a_400(client):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for path, body in (("/api/predict", deep), ("/api/predict", b'{"image": ' + deep + b"}"),
+                       ("/api/predict/batch", b'{"images": ' + deep + b"}")):
+        check_error(client.post(path, content=body, headers={"content-type": "application/json"}), 400,
+                    "nested too deeply")
+
+
+def test_single_images_are_decoded_off_the_event_loop(client, images, monkeypatch):
+    """Decoding runs in a worker thread (as the batch endpoint's does), so large uploads do not stall /healthz."""
+    import asyncio
+
+    on_loop = []
+    read_image = serve_routes.read_image
+
+    def recording(*args):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no event loop in this thread
+            on_loop.append(False)
+        return read_image(*args)
+
+    monkeypatch.setattr(serve_routes, "read_image", recording)
+    assert client.post("/api/predict", **multipart(images[1][0])).status_code == 200
+    assert client.post("/api/predict/batch", files=[("files", ("a.png", images[1][0], "image/png"))]).status_code == 200
+    assert on_loop == [False, False]
+
+
+def test_sixteen_bit_images_read_like_eight_bit_ones(client, images):
+    """A 16-bit grey PNG goes through data.load_image like every other image: it reads as its 8-bit equivalent."""
+    grey = np.asarray(Image.open(images[0][0]).convert("L"), dtype=np.uint16) * 257  # 0..255 -> 0..65535
+    deep = io.BytesIO()
+    Image.fromarray(grey).save(deep, "PNG")
+    assert Image.open(io.BytesIO(deep.getvalue())).mode.startswith("I")
+    eight = io.BytesIO()
+    Image.open(images[0][0]).convert("L").save(eight, "PNG")
+    expected = client.post("/api/predict", **multipart(eight.getvalue())).json()
+    answer = client.post("/api/predict", **multipart(deep.getvalue())).json()
+    assert answer["text"] == expected["text"]
+    assert answer["confidence"] == pytest.approx(expected["confidence"], abs=0.02)
+
+
+def test_request_bodies_held_at_once_are_bounded(checkpoint, images):
+    """Bodies of requests in progress count against upload_memory: beyond it a 503 to retry, not more memory;
+    a finished request gives its share back."""
+    raw = images[1][0]
+    app = webapp.create_app(torch_util.Predictor(checkpoint), upload_memory=len(raw) + 1000)
+    with TestClient(app) as c:
+        for _ in range(5):  # each returns its share: the next fits again
+            assert c.post("/api/predict", content=raw, headers={"content-type": "image/png"}).status_code == 200
+        busy = c.post("/api/predict", content=raw + b"x" * 2000, headers={"content-type": "image/png"})
+        check_error(busy, 503, "busy")
+        assert busy.headers["retry-after"] == "1"
+        chunks = (raw[i:i + 500] for i in range(0, len(raw), 500))  # no Content-Length: counted as it arrives
+        assert c.post("/api/predict", content=chunks, headers={"content-type": "image/png"}).status_code == 200
+        chunks = (b"x" * 500 for _ in range(10 + len(raw) // 500))
+        check_error(c.post("/api/predict", content=chunks, headers={"content-type": "image/png"}), 503, "busy")
+        assert c.post("/api/predict", content=raw, headers={"content-type": "image/png"}).status_code == 200
+
+
 # --- starting it ---------------------------------------------------------------------------------------------
 
 def test_default_checkpoint_order(tmp_path, monkeypatch):
-    """This run's best (just trained), else the shipped default.pt, else the newest *_best.pt."""
+    """The newest *_best.pt (what was trained last), else the shipped default.pt."""
     monkeypatch.setattr(config, "WEIGHTS_DIR", str(tmp_path))
-    monkeypatch.setattr(config, "RUN", "t")
     with pytest.raises(torch_util.CheckpointError, match="train one with `python train.py`, or name one"):
         torch_util.default_checkpoint()
-    untrained_checkpoint(tmp_path / "other_best.pt")
-    assert torch_util.default_checkpoint() == str(tmp_path / "other_best.pt")
     untrained_checkpoint(tmp_path / "default.pt")
     assert torch_util.default_checkpoint() == str(tmp_path / "default.pt")
+    untrained_checkpoint(tmp_path / "other_best.pt")
+    assert torch_util.default_checkpoint() == str(tmp_path / "other_best.pt")
     untrained_checkpoint(tmp_path / "t_best.pt")
+    os.utime(tmp_path / "other_best.pt", (time.time() - 60, time.time() - 60))
     assert torch_util.default_checkpoint() == str(tmp_path / "t_best.pt")
+
+
+def test_port_outside_the_tcp_range_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(config, "PORT", config.PORT)  # --port= sets it: restored after the test
+    for port in ("0", "-1", "65536"):
+        monkeypatch.setattr(sys, "argv", ["app.py", "weights/none.pt", f"--port={port}"])
+        with pytest.raises(config.ConfigError, match=f"--port={port}: a TCP port is a number from 1 to 65535"):
+            webapp.main()
+    out = run_script("app.py", "--port=70000", check=False)
+    assert out.returncode == 1 and out.stdout == "error: --port=70000: a TCP port is a number from 1 to 65535\n"
 
 
 def test_missing_models_give_clear_errors(tmp_path, monkeypatch):
@@ -378,13 +457,15 @@ def test_real_server_concurrent_requests_and_loadtest(checkpoint, images, tmp_pa
         with urllib.request.urlopen(url + "/") as page:
             assert b"Captcha reader" in page.read()
 
-        load = run_script("loadtest.py", f"--url={url}", f"--images={os.path.dirname(paths[0])}",
+        memory = rss_kib(process.pid)
+        load = run_script("benchmarks/loadtest.py", f"--url={url}", f"--images={os.path.dirname(paths[0])}",
                           "--requests=300", "--concurrency=4", timeout=120)
+        assert rss_kib(process.pid) - memory < 30 * 1024  # 300 more requests: no growth beyond allocator noise
         assert "300 requests (multipart, 4 images) at concurrency 4" in load.stdout, load.stdout
         assert "errors 0" in load.stdout and "req/s" in load.stdout and "p99" in load.stdout
         (tmp_path / "bad").mkdir()
         (tmp_path / "bad" / "1234.png").write_bytes(b"not a png")
-        failing = run_script("loadtest.py", f"--url={url}", f"--images={tmp_path / 'bad'}", "--requests=20",
+        failing = run_script("benchmarks/loadtest.py", f"--url={url}", f"--images={tmp_path / 'bad'}", "--requests=20",
                              "--concurrency=2", check=False)
         assert failing.returncode == 1 and "errors 20" in failing.stdout and "HTTP 415" in failing.stdout
         process.terminate()
@@ -394,5 +475,125 @@ def test_real_server_concurrent_requests_and_loadtest(checkpoint, images, tmp_pa
 
 
 def test_loadtest_only_targets_this_machine():
-    out = run_script("loadtest.py", "--url=http://192.0.2.1:8000", "--requests=1", check=False)
+    out = run_script("benchmarks/loadtest.py", "--url=http://192.0.2.1:8000", "--requests=1", check=False)
     assert out.returncode != 0 and "only targets this machine" in out.stdout
+
+
+# --- a real server under hostile clients: bounded header size and time, bounded connections -------------------
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+
+
+@pytest.fixture(scope="module")
+def strict_server(checkpoint, tmp_path_factory):
+    """app.py with a 2 s header deadline and at most 6 connections."""
+    log_path = tmp_path_factory.mktemp("strict") / "server.log"
+    with serve(checkpoint, log_path, "--header_timeout=2", "--max_connections=6") as (url, process):
+        yield url, int(url.rsplit(":", 1)[1]), log_path
+
+
+def raw_connection(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.settimeout(10)
+    return sock
+
+
+def read_all(sock):
+    """Everything the server sends until it closes (or resets) the connection; b"" if it closes without a word."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def test_oversized_headers_are_refused(strict_server):
+    """Headers over 32 KiB: a 431 whether they come whole in one read (measured by the app) or trickle in (the
+    server stops reading them past the limit), and the server goes on."""
+    _, port, _ = strict_server
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Filler: " + b"a" * 100_000 + b"\r\n\r\n"
+    with raw_connection(port) as sock:
+        sock.sendall(request)
+        reply = read_all(sock)
+        assert reply.startswith(b"HTTP/1.1 431") and b"headers are over the limit" in reply, reply[:300]
+    with raw_connection(port) as sock:
+        sent = 0
+        try:
+            for i in range(0, len(request), 4096):
+                sock.sendall(request[i:i + 4096])
+                sent += 4096
+                time.sleep(0.01)
+        except OSError:  # the server closed the connection while we were still sending
+            pass
+        reply = read_all(sock)  # a reset (the server closed with our bytes unread) may discard the answer
+        assert reply.startswith(b"HTTP/1.1 431") or reply == b"", reply[:100]
+        assert sent < 60_000  # refused soon after the limit, not after reading everything
+    with urllib.request.urlopen(strict_server[0] + "/healthz", timeout=10) as r:
+        assert r.status == 200
+
+
+def test_slow_headers_and_silent_clients_are_dropped(strict_server):
+    """A client that trickles its headers (each byte well within the keep-alive time) or sends nothing at all is
+    disconnected once the 2 s header deadline passes; meanwhile the server answers others at once."""
+    url, port, log_path = strict_server
+    start = time.monotonic()
+    with raw_connection(port) as slow, raw_connection(port) as silent:
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        slow.settimeout(0.3)
+        closed = None
+        for i in range(60):  # up to 18 s of trickling
+            try:
+                if slow.recv(1) == b"":
+                    closed = time.monotonic() - start
+                    break
+            except socket.timeout:
+                pass
+            try:
+                slow.sendall(b"X-Slow-%d: 1\r\n" % i)
+            except OSError:  # reset: closed
+                closed = time.monotonic() - start
+                break
+            if i == 1:
+                t0 = time.monotonic()
+                with urllib.request.urlopen(url + "/healthz", timeout=10) as r:
+                    assert r.status == 200
+                assert time.monotonic() - t0 < 1.5
+        assert closed is not None and 1.5 < closed < 8, closed
+        assert read_all(silent) == b"" and time.monotonic() - start < 10
+    assert "no complete request headers within 2 s" in open(log_path).read()
+
+
+def test_a_keep_alive_client_sends_several_requests(strict_server):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", strict_server[1], timeout=10)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+            time.sleep(0.8)  # 2.4 s on one connection: each request's headers meet their own deadline
+    finally:
+        conn.close()
+
+
+def test_connections_beyond_the_limit_get_503(strict_server):
+    url, port, _ = strict_server
+    idle = [raw_connection(port) for _ in range(6)]
+    try:
+        time.sleep(0.3)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/healthz", timeout=10)
+        assert refused.value.code == 503
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.3)
+    with urllib.request.urlopen(url + "/healthz", timeout=10) as r:
+        assert r.status == 200

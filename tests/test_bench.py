@@ -12,7 +12,7 @@ def numbers(out, label):
 
 def test_bench_reports_rates_ratio_generation_memory(tmp_path):
     captchaGenerator.generate(str(tmp_path / "train"), 64, 1, DIGITS, 4, 160, 60, processes=1, quiet=True)
-    out = run_script("bench.py", f"--train_dir={tmp_path}/train", f"--cache_dir={tmp_path}/cache",
+    out = run_script("benchmarks/bench.py", f"--train_dir={tmp_path}/train", f"--cache_dir={tmp_path}/cache",
                      f"--charset={DIGITS}", "--threads=1", "--batch_size=16", "--seconds=1", "--warmup=1",
                      "--gen_images=50", "--processes=2").stdout
     model, pipeline, ratio = numbers(out, "model only")[0], numbers(out, "full pipeline")[0], numbers(out, "ratio")[0]
@@ -23,7 +23,7 @@ def test_bench_reports_rates_ratio_generation_memory(tmp_path):
 
 
 def test_bench_without_a_training_folder_generates_one(tmp_path):
-    out = run_script("bench.py", f"--train_dir={tmp_path}/none", f"--charset={DIGITS}", "--threads=1",
+    out = run_script("benchmarks/bench.py", f"--train_dir={tmp_path}/none", f"--charset={DIGITS}", "--threads=1",
                      "--batch_size=16", "--seconds=0.5", "--warmup=1", "--gen_images=20", "--processes=1").stdout
     assert "generating 256 captchas" in out and "(generated)" in out and "ratio" in out
     assert "scaling" not in out  # one process: nothing to compare

@@ -53,8 +53,8 @@ def cli(monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def swept(small):
-    """The comparison run once, as a user runs it: cnn, cnn_ctc and an entry whose train.py fails."""
-    models = f"--compare_models=cnn,cnn_ctc --sequence=none,{FAILING}"
+    """The comparison run once, as a user runs it: cnn, cnn_ctc with an option and an entry whose train.py fails."""
+    models = f"--compare_models=cnn,cnn_ctc --pool=max,{FAILING}"
     return small, models, run_script("compare.py", *options(small), models, check=False)
 
 
@@ -66,15 +66,17 @@ def test_comparison_files_rows_and_failure(swept):
     rows = read_csv(out / "comparison.csv")
     assert [r["entry"] for r in rows][-1] == "cnn-batch_size100000"  # failed entries last
     by_entry = {r["entry"]: r for r in rows}
-    assert set(by_entry) == {"cnn", "cnn_ctc-nosequence", "cnn-batch_size100000"}
-    for name, head in (("cnn", "fixed"), ("cnn_ctc-nosequence", "ctc")):
+    assert set(by_entry) == {"cnn", "cnn_ctc-max", "cnn-batch_size100000"}
+    for name, head in (("cnn", "fixed"), ("cnn_ctc-max", "ctc")):
         row = by_entry[name]
         assert row["status"] == "done" and row["head"] == head and row["epochs"] == "1", row
         assert int(row["parameters"]) > 1000 and float(row["cpu_latency_ms"]) > 0
         assert float(row["device_latency_ms"]) > 0 and float(row["device_images_per_s"]) > 0
         assert 0 <= float(row["best_seq_acc"]) <= 1 and row["best_epoch"] == "1" and float(row["train_seconds"]) > 0
+        assert 0 <= float(row["test_seq_acc"]) <= float(row["test_char_acc"]) <= 1
+        assert row["input"] in ("96x32x1", "96x32x3")  # channels: as the images are (grey or colour)
         assert (out / name / f"{name}_best.pt").exists() and not (out / name / f"{name}_last.pt").exists()
-    assert by_entry["cnn_ctc-nosequence"]["tricks"] == "nosequence" and by_entry["cnn"]["tricks"] == "-"
+    assert by_entry["cnn_ctc-max"]["tricks"] == "max" and by_entry["cnn"]["tricks"] == "-"
     done = [float(r["best_seq_acc"]) for r in rows[:2]]
     assert done == sorted(done, reverse=True)
 
@@ -84,15 +86,16 @@ def test_comparison_files_rows_and_failure(swept):
     assert record["returncode"] == 1 and any("lower --batch_size" in line for line in record["tail"])
 
     md = (out / "comparison.md").read_text()
-    assert "| cnn | fixed |" in md and "| cnn_ctc-nosequence | ctc | nosequence |" in md
-    assert "`cnn-batch_size100000`: failed (exit code 1" in md and "320 images" in md
+    assert "| cnn | fixed |" in md and "| cnn_ctc-max | ctc | max |" in md
+    assert "| val seq acc | val char acc | test seq acc |" in md and "input 96x32x" in md
+    assert "`cnn-batch_size100000`: failed (exit code 1" in md and "320 images, 10% held out for validation" in md
     assert (out / "comparison.png").stat().st_size > 10_000
 
 
 def test_rerun_skips_finished_entries(swept, cli):
     base, models, _ = swept
     out = base / "out"
-    logs = {name: (out / name / "log.txt").stat().st_mtime_ns for name in ("cnn", "cnn_ctc-nosequence")}
+    logs = {name: (out / name / "log.txt").stat().st_mtime_ns for name in ("cnn", "cnn_ctc-max")}
     failed_log = (out / "cnn-batch_size100000" / "log.txt").stat().st_mtime_ns
     code, text = cli(*options(base), models)
     assert code == 1 and "2 already finished or recorded, 1 to train" in text
@@ -104,7 +107,7 @@ def test_rerun_skips_finished_entries(swept, cli):
     # the same folder with another budget is refused rather than mixed
     other = [o for o in options(base) if not o.startswith("--compare_epochs")] + ["--compare_epochs=2"]
     code, text = cli(*other, models)
-    assert code == "error" and "finished with other settings: cnn, cnn_ctc-nosequence" in text
+    assert code == "error" and "finished with other settings: cnn, cnn_ctc-max" in text
 
 
 def test_ablation_entry(small, cli):
@@ -131,10 +134,10 @@ def test_ablation_table_mean_and_spread(tmp_path, monkeypatch):
             os.makedirs(entry.folder)
             compare.write_json(entry.path("done.json"), dict(args=entry.args, wall_seconds=9, parameters=2_000_000,
                                                              cpu_latency_ms=1.5, device="cpu"))
-            with open(entry.path("results.txt"), "w") as f:
-                f.write("\t".join(torch_util.RESULT_COLUMNS) + "\n")
-                for epoch, seq in ((1, acc / 2), (2, acc)):
-                    f.write(f"{entry.name}\t{epoch}\t1.0\t{seq + 0.1}\t{seq}\t1e-3\t3.0\t100\n")
+            for epoch, seq in ((1, acc / 2), (2, acc)):
+                torch_util.append_row(entry.path("results.txt"), torch_util.RESULT_COLUMNS, dict(
+                    run=entry.name, epoch=epoch, train_loss=1.0, val_loss=1.0, char_acc=seq + 0.1, seq_acc=seq,
+                    test_char_acc="nan", test_seq_acc="nan", lr=1e-3, seconds=3.0, images_per_s=100))
             entries.append(entry)
     compare.write_ablation(entries, 2, 0, torch.device("cpu"))
     md = (tmp_path / "ablation.md").read_text()
@@ -147,6 +150,8 @@ def test_user_errors(cli, small, tmp_path):
     assert code == "error" and "unknown models in COMPARE_MODELS: resnet19, foo" in unknown
     assert "registered: cnn, cnn_ctc" in unknown
     assert "NECK=64 does not apply to cnn_ctc" in cli("--compare_models=cnn,cnn_ctc --neck=64")[1]
+    # the same run twice: an option at its neutral value names no other run
+    assert "lists an entry twice: cnn_ctc" in cli("--compare_models=cnn_ctc,cnn_ctc --sequence=none", "--dry_run=1")[1]
     code, no_data = cli(f"--train_dir={tmp_path}/none", f"--compare_dir={tmp_path}/out")
     assert f"TRAIN_DIR {tmp_path}/none does not exist" in no_data
     assert "python captchaGenerator.py --split=train" in no_data

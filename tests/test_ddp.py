@@ -32,21 +32,20 @@ def test_epoch_order_gives_disjoint_equal_shards():
     # step k of every rank together is the k-th global batch of one permutation
     whole = torch.randperm(n, generator=torch.Generator().manual_seed(5))
     assert torch.equal(torch.stack([s.view(-1, batch) for s in shards], 1).reshape(-1), whole[:len(together)])
-    # one process: the batches of data.batches(drop_last=True)
+    # one process: the permutation's whole batches, in order
     single = data.epoch_order(n, batch, torch.Generator().manual_seed(5))
-    old = list(data.batches(n, batch, "cpu", torch.Generator().manual_seed(5), drop_last=True))
-    assert torch.equal(single, torch.cat(old))
+    assert torch.equal(single, whole[:n // batch * batch])
 
 
 def test_torchrun_two_processes_train_one_model(tiny, tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CAPTCHA_STATE_HASH": str(tmp_path / "state")}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # --RUN, not --run: torchrun would take --run for an abbreviation of its own --run-path
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "train.py",
-           *args(tiny, tmp_path), "--epochs=2", "--batch_size=16", "--RUN=ddp"]
+           *args(tiny, tmp_path), "--epochs=2", "--batch_size=16", "--RUN=ddp", f"--state_hash={tmp_path / 'state'}"]
     p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:]
     out = p.stdout
-    assert "x 2 processes" in out and out.count("epoch 1:") == 1 and out.count("epoch 2:") == 1, out[-3000:]
+    assert "x 2 processes" in out and out.count("epoch 1/2:") == 1 and out.count("epoch 2/2:") == 1, out[-3000:]
     hashes = [(tmp_path / f"state.rank{r}").read_text().strip() for r in (0, 1)]
     assert hashes[0] == hashes[1], "the two processes ended with different weights"
     rows = torch_util.read_results(tmp_path / "results.txt")
@@ -55,15 +54,15 @@ def test_torchrun_two_processes_train_one_model(tiny, tmp_path):
     last = torch_util.load_checkpoint(str(tmp_path / "weights" / "ddp_last.pt"))
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in last["model"])
     assert train.state_digest(last["model"]) == hashes[0]  # what rank 0 saved is what both hold
-    # 2 processes x 16 = 32 images a step: 256 // 32 = 8 steps, not 16
-    assert "2 epochs of 8 steps, batch 16 x 2 processes" in out
+    # 2 processes x 16 = 32 images a step: (256 - 26 validation) // 32 = 7 steps, not 14
+    assert "2 epochs of 7 steps, batch 16 x 2" in out
 
 
 def test_compiled_model_trains_and_saves_plain_keys(tiny, tmp_path):
     # the "eager" backend traces with dynamo (what COMPILE wraps) without minutes of C++ code generation
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CAPTCHA_COMPILE_BACKEND": "eager"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "train.py", *args(tiny, tmp_path), "--epochs=1", "--batch_size=32", "--run=c",
-           "--compile=1"]
+           "--compile=1", "--compile_backend=eager"]
     p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert p.returncode == 0 and "torch.compile" in p.stdout, p.stdout[-3000:]
     ckpt = torch_util.load_checkpoint(str(tmp_path / "weights" / "c_best.pt"))

@@ -30,8 +30,9 @@ def model(tmp_path_factory):
     base = tmp_path_factory.mktemp("export")
     captchaGenerator.generate(str(base / "train"), 600, 41, DIGITS, 4, 160, 60, processes=1, quiet=True)
     captchaGenerator.generate(str(base / "test"), 200, 42, DIGITS, 4, 160, 60, processes=1, quiet=True)
-    run_script("train.py", *tmp_paths(base), f"--charset={DIGITS}", "--epochs=2", "--run=t", "--batch_size=32",
-               "--show=0", "--threads=1")
+    run_script("train.py", *tmp_paths(base), f"--charset={DIGITS}", "--epochs=4", "--run=t", "--batch_size=32",
+               "--show=0", "--threads=1", "--model=cnn", "--channels=1", "--image_width=160", "--image_height=60",
+               "--augment=0")
     pt = str(base / "weights" / "t_best.pt")
     out = run_script("export.py", pt, "--threads=1").stdout
     ds = data.load_folder(str(base / "test"), data.Codec(DIGITS, 4), 160, 60, 1)
@@ -115,7 +116,7 @@ def test_predict_and_test_scripts_read_onnx_like_pt(model, run_main, monkeypatch
     monkeypatch.setattr(config, "TEST_DIR", str(model["base"] / "test"))
     monkeypatch.setattr(config, "CACHE_DIR", str(model["base"] / "cache"))
     reports = [run_main(test_script, path) for path in (model["pt"], model["onnx"])]
-    assert "sequence accuracy" in reports[1] and "t_best.onnx (cnn, trained 2 epochs)" in reports[1]
+    assert "sequence accuracy" in reports[1] and "t_best.onnx (cnn, trained 4 epochs)" in reports[1]
     assert reports[1].replace("t_best.onnx", "t_best.pt") == reports[0]
 
 
@@ -162,8 +163,7 @@ def test_default_model_loads_without_config(model, tmp_path, run_main, monkeypat
     expected = run_main(predict, model["pt"], *images)
     weights = tmp_path / "weights"
     weights.mkdir()
-    shutil.copy(model["pt"], weights / "default.pt")
-    shutil.copy(model["pt"], weights / "old_best.pt")  # another run's best: default.pt comes first
+    shutil.copy(model["pt"], weights / "default.pt")  # no *_best.pt: the shipped model is the default
     # config.py now says something else entirely: the checkpoint alone decides
     for name, value in dict(WEIGHTS_DIR=str(weights), MODEL="resnet18_ctc", CHARSET="XYZ", LENGTH=(2, 6),
                             IMAGE_WIDTH=90, IMAGE_HEIGHT=30, CHANNELS=3, RUN="new").items():
@@ -186,3 +186,40 @@ def test_bench_times_both_backends(model):
     results = export.bench(model["pt"], model["onnx"], runs=5, warmup=1)
     assert set(results) == {"torch", "onnxruntime"}
     assert all(0 < median <= p90 for median, p90 in results.values())
+
+
+def test_export_never_writes_over_its_input(model, tmp_path, run_main):
+    """--out naming the checkpoint itself (by any path, link or hard link) or any non-.onnx file is refused
+    before anything is written."""
+    pt = tmp_path / "m.pt"
+    shutil.copy(model["pt"], pt)
+    before = pt.read_bytes()
+    (tmp_path / "link.onnx").symlink_to(pt)
+    os.link(pt, tmp_path / "hard.onnx")
+    for out, words in ((pt, "is the checkpoint being exported"), (tmp_path / "." / "m.pt", "is the checkpoint"),
+                       (tmp_path / "link.onnx", "is the checkpoint"), (tmp_path / "hard.onnx", "is the checkpoint"),
+                       (tmp_path / "other.pt", "must end in .onnx")):
+        with pytest.raises(config.ConfigError, match=words):
+            run_main(export, str(pt), f"--out={out}")
+    assert pt.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["hard.onnx", "link.onnx", "m.pt"]
+    out = run_script("export.py", str(pt), f"--out={pt}", check=False)
+    assert out.returncode == 1 and out.stdout.count("\n") == 1 and out.stdout.startswith(f"error: --out={pt} is")
+    assert pt.read_bytes() == before
+
+
+def test_onnx_file_is_replaced_atomically(tmp_path, monkeypatch):
+    """The file appears whole or not at all: a failed write leaves the previous file and no temp file."""
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"previous model")
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        export.write_file(str(out), b"new model")
+    assert out.read_bytes() == b"previous model" and os.listdir(tmp_path) == ["m.onnx"]
+    monkeypatch.undo()
+    export.write_file(str(out), b"new model")
+    assert out.read_bytes() == b"new model" and os.listdir(tmp_path) == ["m.onnx"]

@@ -1,5 +1,8 @@
 import os
 import random
+import subprocess
+import sys
+import time
 
 from conftest import run_script
 import captchaGenerator as gen
@@ -38,7 +41,11 @@ def test_rerun_never_overwrites_and_completes_an_interrupted_run(tmp_path):
     gen.generate(str(tmp_path), 20, 1, CHARSET, 4, 160, 60, quiet=True)
     victim = sorted(os.listdir(tmp_path))[0]
     os.remove(tmp_path / victim)
-    (tmp_path / "half_written.png.123.tmp").write_bytes(b"\x89PNG")  # what a killed run leaves
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is no longer running
+    for name in [f".{victim}.{dead.pid}-0123abcd.tmp", f"half_written.png.{dead.pid}.tmp"]:  # what killed runs leave
+        (tmp_path / name).write_bytes(b"\x89PNG")
+        os.utime(tmp_path / name, (time.time() - 3600,) * 2)
     stamp = {f: os.stat(tmp_path / f).st_mtime_ns for f in os.listdir(tmp_path) if f.endswith(".png")}
     assert gen.generate(str(tmp_path), 20, 1, CHARSET, 4, 160, 60, quiet=True) == 1
     after = sorted(os.listdir(tmp_path))
@@ -48,7 +55,7 @@ def test_rerun_never_overwrites_and_completes_an_interrupted_run(tmp_path):
 
 def test_command_line(tmp_path):
     out = run_script("captchaGenerator.py", "--split=x", "--count=10", "--seed=4", f"--dataset_dir={tmp_path}",
-                     "--charset=AB", "--length=3")
+                     "--gen_charset=AB", "--gen_length=3")
     names = os.listdir(tmp_path / "x")
     assert len(names) == 10 and all(set(n.split("_")[0]) <= set("AB") for n in names)
     assert "images/s" in out.stdout

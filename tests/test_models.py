@@ -1,19 +1,20 @@
 import importlib
+import os
 
+import numpy as np
 import pytest
 import torch
 
+import captchaGenerator
 import config
 import data
 import models
 import torch_util
-from models.heads import DECODERS, LOSSES
 
 
 def args(name):
     codec = data.Codec("0123456789", 4)
-    head = models.head_of(name)
-    classes = codec.fixed_classes if head == "fixed" else codec.ctc_classes
+    classes = models.head(name).num_classes(codec)
     return dict(name=name, in_channels=1, num_classes=classes, positions=4, height=60, width=160), codec
 
 
@@ -26,15 +27,16 @@ def test_model_shape_finite_backward(name):
     x = torch.randn(3, 1, 60, 160)
     logits = model(x)
     assert logits.dim() == 3 and logits.shape[0] == 3 and logits.shape[2] == build_args["num_classes"]
-    if models.head_of(name) == "fixed":
+    head = models.head(name)
+    if head.kind == "fixed":
         assert logits.shape[1] == 4
     assert torch.isfinite(logits).all()
     labels = torch.randint(0, 10, (3, 4))
-    loss = LOSSES[models.head_of(name)](logits, labels, torch.full((3,), 4))
+    loss = head.loss(logits, labels, torch.full((3,), 4))
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    texts, confs, chars = DECODERS[models.head_of(name)](logits, codec)
+    texts, confs, chars = head.decode(logits, codec)
     assert len(texts) == 3 and all(0 <= c <= 1 for c in confs)
 
 
@@ -50,7 +52,7 @@ def test_checkpoint_round_trip_without_config(tmp_path):
     torch_util.save_checkpoint(path, model, build_args, codec, epoch=3, accuracy=0.5, config=config.as_dict())
     config.MODEL, config.CHARSET, config.IMAGE_WIDTH = "resnet18", "XYZ", 99  # config changed since
     try:
-        p = torch_util.Predictor(path)
+        p = torch_util.Predictor(path, fuse=False)  # the model as saved (fuse=True folds BatchNorm into it)
     finally:
         importlib.reload(config)
     assert p.codec.charset == "0123456789" and (p.height, p.width, p.channels) == (60, 160, 1)
@@ -83,3 +85,130 @@ def test_truncated_checkpoint_gives_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(torch_util.CheckpointError, match="not a readable checkpoint"):
         torch_util.load_checkpoint(str(path))
+
+
+# --- head kinds, run names, neutral options ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["cnn", "cnn_ctc"])
+def test_head_record_reads_what_it_decodes(name):
+    """One record per head kind: its classes size the model, its loss trains it, and its candidates agree with
+    its decoder (the first candidate of each character is the character read)."""
+    torch.manual_seed(0)
+    build_args, codec = args(name)
+    head = models.head(name)
+    assert models.head(head.kind) is head and head.kind == models.head_of(name)
+    assert set(head.options) <= set(models.MODELS[name].options) and head.describe().startswith(head.kind)
+    model = models.build_model(**build_args).eval()
+    with torch.no_grad():
+        model.head.fc.weight.mul_(30)  # spread the logits so that something is read
+        logits = model(torch.rand(4, 1, 60, 160) * 2 - 1)
+    assert logits.shape[-1] == head.num_classes(codec)
+    texts, confs, chars = head.decode(logits, codec)
+    candidates = head.candidates(logits, codec, 3)
+    assert any(texts)
+    for text, probs, cands in zip(texts, chars, candidates):
+        assert [c[0][0] for c in cands] == list(text)
+        assert [c[0][1] for c in cands] == pytest.approx(probs, abs=1e-6)
+        assert all(len(c) == 3 and [p for _, p in c] == sorted((p for _, p in c), reverse=True) for c in cands)
+    assert torch.isfinite(head.loss(logits, torch.randint(0, 10, (4, 4)), torch.full((4,), 4)))
+
+
+def test_unknown_head_names_the_registered_models():
+    with pytest.raises(KeyError, match="registered: .*cnn"):
+        models.head("nope")
+
+
+def test_describe_names_the_options_changed_from_neutral():
+    assert models.describe("cnn_ctc", {}) == "cnn_ctc"
+    assert models.describe("cnn_ctc", dict(models.OPTIONS)) == "cnn_ctc"
+    options = dict(ibn=True, attention="cbam", pool="dual", bnneck=True, sequence="none", hidden=256, dropout=0.1)
+    assert models.describe("resnet18_ctc", options) == "resnet18_ctc-ibn-cbam-dual-bnneck-dropout0.1"
+    assert models.describe("cnn_ctc", dict(sequence="lstm", hidden=128)) == "cnn_ctc-lstm-hidden128"
+    assert models.describe("cnn", dict(neck=128)) == "cnn-neck128"
+    # crnn keeps the paper's BiLSTM where SEQUENCE is neutral: that is plain "crnn"
+    assert models.describe("crnn", dict(sequence="none")) == models.describe("crnn", dict(sequence="lstm")) == "crnn"
+    assert models.describe("crnn", dict(sequence="gru")) == "crnn-gru"
+
+
+def test_sequence_is_off_by_default_but_crnn_keeps_its_lstm():
+    assert models.OPTIONS["sequence"] == "none"
+    assert models.model_options("cnn_ctc", {})["sequence"] == "none"
+    assert models.model_options("crnn", {"SEQUENCE": "none"})["sequence"] == "lstm"
+    assert models.model_options("crnn", {"SEQUENCE": "gru"})["sequence"] == "gru"
+    build_args, _ = args("cnn_ctc")
+    assert isinstance(models.build_model(**build_args).head.sequence, torch.nn.Identity)
+    crnn_args, _ = args("crnn")
+    assert isinstance(models.build_model(**crnn_args).head.sequence, models.heads.BiRNNSequence)
+
+
+def test_checkpoints_that_store_their_sequence_load_as_saved(tmp_path):
+    """A checkpoint stores every option, so a CTC model saved with an RNN still has it whatever the neutral value."""
+    build_args, codec = args("cnn_ctc")
+    build_args.update(sequence="lstm", hidden=32)
+    model = models.build_model(**build_args).eval()
+    path = str(tmp_path / "lstm.pt")
+    torch_util.save_checkpoint(path, model, build_args, codec)
+    p = torch_util.Predictor(path)
+    assert p.ckpt["build_args"]["sequence"] == "lstm"
+    x = torch.rand(2, 60, 160, 1).mul(255).to(torch.uint8).numpy()
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x).permute(0, 3, 1, 2).float() * (2 / 255) - 1)
+    torch.testing.assert_close(p.scores(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_default_model_loads_and_reads_generated_captchas(tmp_path):
+    """weights/default.pt (cnn_ctc, sequence "none" stored in it) rebuilds, and reads generated captchas."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "default.pt")
+    if not os.path.exists(path):
+        pytest.skip("no weights/default.pt")
+    p = torch_util.Predictor(path)
+    assert p.ckpt["model_name"] == "cnn_ctc" and p.ckpt["build_args"]["sequence"] == "none" and p.fused
+    charset = p.ckpt["charset"]
+    captchaGenerator.generate(str(tmp_path), 20, 7, charset, 4, p.width, p.height, processes=1, quiet=True)
+    files = sorted(tmp_path.glob("*.png"))
+    texts, _, _ = p.predict_arrays(np.stack([p.load(str(f)) for f in files]))
+    right = sum(t == f.name[:4] for t, f in zip(texts, files))
+    assert right >= 16, list(zip(texts, [f.name for f in files]))
+
+
+# --- BatchNorm folding in the predictor ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,options", [("cnn", {}), ("cnn_ctc", {}), ("cnn_ctc", {"sequence": "lstm", "hidden": 32}),
+                                          ("resnet18_ctc", {"ibn": True, "attention": "cbam", "bnneck": True})])
+def test_folded_batchnorm_reads_the_same(name, options, tmp_path):
+    """The predictor folds BatchNorm into the convolutions (predict.py, test.py and app.py run that): the same
+    texts, and probabilities within float tolerance, as the model as saved."""
+    torch.manual_seed(0)
+    build_args, codec = args(name)
+    build_args.update(options, height=32, width=96)  # small images: the same layers, a fraction of the time
+    model = models.build_model(**build_args)
+    model.train()
+    with torch.no_grad():  # BatchNorm statistics away from the initial 0 / 1, so that folding has work to do
+        for _ in range(3):
+            model(torch.rand(8, 1, 32, 96) * 2 - 1)
+        [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(30)
+    path = str(tmp_path / "m.pt")
+    torch_util.save_checkpoint(path, model.eval(), build_args, codec)
+    folded, plain = torch_util.Predictor(path), torch_util.Predictor(path, fuse=False)
+    assert folded.fused and not plain.fused
+    count = lambda p: sum(isinstance(m, torch.nn.BatchNorm2d) for m in p.model.modules())  # noqa: E731
+    assert count(folded) < count(plain)  # IBN's half-channel BatchNorm follows no convolution: it stays
+    x = torch.rand(6, 32, 96, 1).mul(255).to(torch.uint8).numpy()
+    a, b = folded.scores(x), plain.scores(x)
+    torch.testing.assert_close(a.softmax(-1), b.softmax(-1), atol=1e-4, rtol=0)
+    assert folded.predict_arrays(x)[0] == plain.predict_arrays(x)[0]
+
+
+def test_a_model_that_cannot_be_folded_runs_as_it_is(monkeypatch, tmp_path):
+    from torch.fx.experimental import optimization
+
+    def untraceable(model):
+        raise RuntimeError("symbolically traced variables cannot be used as inputs to control flow")
+
+    monkeypatch.setattr(optimization, "fuse", untraceable)
+    build_args, codec = args("cnn")
+    path = str(tmp_path / "m.pt")
+    torch_util.save_checkpoint(path, models.build_model(**build_args).eval(), build_args, codec)
+    p = torch_util.Predictor(path)
+    assert not p.fused and isinstance(p.model, models.CaptchaModel)
+    assert len(p.predict_arrays(np.zeros((2, 60, 160, 1), np.uint8))[0]) == 2

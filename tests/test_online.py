@@ -89,8 +89,7 @@ def test_streaming_training_equals_resident(tiny, tmp_path):
               f"--charset={DIGITS}", "--threads=1", "--epochs=1", "--batch_size=32", "--show=0", "--run=s"]
     rows = {}
     for mode in ("0", "1"):
-        out = run(*common, f"--weights_dir={tmp_path}/{mode}", f"--results={tmp_path}/{mode}.txt",
-                  env={"CAPTCHA_STREAM": mode})
+        out = run(*common, f"--weights_dir={tmp_path}/{mode}", f"--results={tmp_path}/{mode}.txt", f"--stream={mode}")
         assert ("stay in host memory and stream" in out) == (mode == "1")
         rows[mode] = [{k: r[k] for k in ("train_loss", "char_acc", "seq_acc")}
                       for r in torch_util.read_results(tmp_path / f"{mode}.txt")]

@@ -1,5 +1,5 @@
-"""Own data (issue 4): both label formats, inferred charset and length, case folding, variable lengths,
-hold-out split, augmentation and fine-tuning with --init."""
+"""Own data: both label formats, inferred charset, length and image geometry, case folding, variable lengths,
+the validation split, the data-sized budget, augmentation and fine-tuning with --init."""
 import os
 import random
 
@@ -79,16 +79,16 @@ def test_augment_parts(channels):
     assert (y - x).abs().max() < 1e-3
 
 
-def test_own_data_end_to_end_with_holdout(tmp_path):
-    """labels.tsv, JPEG colour 120x40, mixed case, no test folder: infer, fold, hold out, train, predict."""
+def test_own_data_end_to_end_with_validation(tmp_path):
+    """labels.tsv, JPEG colour 120x40, mixed case, no test folder: infer, fold, validate, train, predict."""
     folder = own_set(tmp_path / "mine", 300, 3, labels_tsv=True, lengths=(3, 4))
     base = tmp_path / "run"
     out = run_script("train.py", *tmp_paths(base), f"--train_dir={folder}", "--test_dir=", "--charset=infer",
                      "--length=0", "--case_sensitive=0", "--image_width=120", "--image_height=40", "--channels=3",
                      "--model=cnn_ctc", "--sequence=none", "--epochs=1", "--batch_size=32", "--threads=1",
                      "--run=mine", "--show=2", "--augment=1", "--blur=0.3", "--noise=0.02").stdout
-    assert "CHARSET inferred from 300 labels" in out and "'123ABCXY'" in out
-    assert "holding out 30 of 300 images" in out and "270 train / 30 test" in out
+    assert "charset   '123ABCXY' (8 characters) (inferred), case folded" in out
+    assert "270 training images, 30 validation (VALIDATION=0.1, SEED=1), no test folder" in out
     ckpt = torch_util.load_checkpoint(str(base / "weights" / "mine_best.pt"))
     assert ckpt["charset"] == "123ABCXY" and ckpt["length"] == [3, 4] and ckpt["case_sensitive"] is False
     pred = run_script("predict.py", str(folder / "00000.jpg"), f"--checkpoint={base}/weights/mine_best.pt").stdout
@@ -109,7 +109,7 @@ def test_init_fine_tunes(trained, tmp_path):
     out = run_script("train.py", *tmp_paths(base), f"--weights_dir={tmp_path}", f"--results={tmp_path}/r.txt",
                      f"--charset={DIGITS}", f"--init={init}", "--epochs=1", "--lr=3e-4", "--run=ft",
                      "--batch_size=64", "--threads=1", "--model=resnet18").stdout
-    assert "model cnn," in out  # the checkpoint's model, not --model
+    assert "model cnn_ctc," in out  # the checkpoint's model, not --model
     n = len(torch_util.load_checkpoint(init)["model"])
     assert f"initialised {n} of {n} tensors" in out
     acc = torch_util.load_checkpoint(f"{tmp_path}/ft_best.pt")["accuracy"]
@@ -119,12 +119,126 @@ def test_init_fine_tunes(trained, tmp_path):
     out = run_script("train.py", f"--train_dir={letters}", "--test_dir=", f"--cache_dir={tmp_path}/c",
                      f"--weights_dir={tmp_path}", f"--results={tmp_path}/r.txt", "--charset=infer",
                      f"--init={init}", "--epochs=1", "--run=ft2", "--batch_size=32", "--threads=1").stdout
-    assert "start afresh (charset '0123456789' -> 'ABCDEF'): head.fc.weight, head.fc.bias" in out
+    assert "head.fc.weight, head.fc.bias: charset '0123456789' -> 'ABCDEF'" in out
+    assert "(image size, channels or classes)" in out  # 120x40 colour JPEGs: the stem's shape changes
     assert np.isfinite(torch_util.load_checkpoint(f"{tmp_path}/ft2_best.pt")["accuracy"])
 
 
 def test_bench_real_refuses_unknown_sets_and_missing_data(tmp_path):
-    out = run_script("bench_real.py", "--sets=nope", check=False)
+    out = run_script("benchmarks/bench_real.py", "--sets=nope", check=False)
     assert out.returncode == 1 and "unknown set nope; known: captcha_images_v2, henan_digits" in out.stdout
-    out = run_script("bench_real.py", f"--root={tmp_path}", check=False)
+    out = run_script("benchmarks/bench_real.py", f"--root={tmp_path}", check=False)
     assert out.returncode == 1 and f"not found under {tmp_path}" in out.stdout
+
+
+# --- one command: budget, validation, run names, inferred geometry ---------------------------------------------
+
+@pytest.fixture
+def cfg():
+    import importlib
+
+    import config
+    yield config
+    importlib.reload(config)  # undo overrides
+
+
+def test_budget_follows_the_data_size(cfg):
+    import train
+    cfg.EPOCHS, cfg.IMAGES_SEEN, cfg.PATIENCE = 0, 400_000, 0
+    assert train.plan_epochs(800) == train.MAX_EPOCHS  # a small set is seen many times (capped)
+    assert train.plan_epochs(20_000) == 20
+    assert train.plan_epochs(1_000_000) == train.MIN_EPOCHS  # a big one at least MIN_EPOCHS times
+    assert train.plan_patience(300) == 75 and train.plan_patience(10) == 3
+    cfg.EPOCHS, cfg.PATIENCE = 7, -1
+    assert train.plan_epochs(800) == 7 and train.plan_patience(7) is None  # set explicitly: kept
+    cfg.AUGMENT = -1.0
+    assert train.auto_augment(800) == train.AUTO_AUGMENT and train.auto_augment(100_000) == 0
+    cfg.AUGMENT = 0.0
+    assert train.auto_augment(800) == 0.0
+
+
+def test_keeper_chooses_on_validation_errors_then_loss():
+    import train
+    k = train.Keeper(100)  # slack: one image
+    assert k.offer(1, 0.90, 0.97, 0.50)                          # first: kept
+    assert k.offer(2, 0.95, 0.98, 0.60)                          # fewer errors: kept although the loss is higher
+    assert k.offer(3, 0.94, 0.98, 0.40)                          # one image more, lower loss: kept
+    assert not k.offer(4, 0.93, 0.98, 0.30)                      # two images more than the fewest: not kept
+    assert not k.offer(5, 0.95, 0.98, 0.45) and k.since == 2     # as few errors, higher loss than the kept epoch
+    assert k.kept["epoch"] == 3
+    again = train.Keeper(100, k.state())                         # resumes where it was
+    assert again.kept == k.kept and again.since == 2 and again.fewest == 5
+    last = train.Keeper(0)                                       # no validation part: the last epoch is kept
+    assert last.offer(1, float("nan"), float("nan"), float("nan")) and last.offer(2, 0, 0, 9)
+
+
+def test_validation_split_is_seeded_and_disjoint():
+    import train
+    codec = data.Codec(DIGITS, 4)
+    texts = [f"{i:04d}" for i in range(200)]
+    full = data.CaptchaSet([f"{t}.png" for t in texts], texts, np.zeros((200, 4, 8, 1), np.uint8), codec)
+    a_train, a_val = train.split_validation(full, 0.1, seed=1)
+    b_train, b_val = train.split_validation(full, 0.1, seed=1)
+    _, c_val = train.split_validation(full, 0.1, seed=2)
+    assert a_val.paths == b_val.paths and a_train.paths == b_train.paths and len(a_val) == 20
+    assert not set(a_val.paths) & set(a_train.paths) and len(a_val) + len(a_train) == 200
+    assert set(c_val.paths) != set(a_val.paths)
+    assert train.split_validation(full, 0.0, seed=1)[1] is None
+
+
+@pytest.mark.parametrize("size, mode, expect", [
+    ((120, 40), "RGB", (120, 40, 3)),   # colour JPEGs of another size: kept
+    ((200, 50), "L", (200, 50, 1)),     # grey: kept
+    ((70, 30), "RGB", (72, 32, 3)),     # too low: brought up to 32 rows, aspect kept, width a multiple of 8
+    ((400, 150), "L", (168, 64, 1)),    # too high: brought down to 64 rows
+])
+def test_inferred_geometry(tmp_path, size, mode, expect):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        image = Image.fromarray(pixels).convert(mode)
+        paths.append(str(tmp_path / f"A{i}.png"))
+        image.save(paths[-1])
+    assert data.infer_geometry(paths) == expect
+
+
+def short_run(base, *extra, train_dir=None, check=True):
+    """train.py on a small folder with every output under `base`."""
+    paths = [f"--train_dir={train_dir or base / 'train'}", f"--cache_dir={base}/cache", f"--weights_dir={base}/weights",
+             f"--results={base}/results.txt", "--threads=1", "--batch_size=32", "--show=0"]
+    return run_script("train.py", *paths, *extra, check=check)
+
+
+def test_runs_never_replace_each_other_and_resume_checks_settings(digits_data, tmp_path):
+    small = dict(train_dir=f"{digits_data}/test")  # 300 images: fast epochs
+    first = short_run(tmp_path, "--epochs=2", "--run=r", **small).stdout
+    before = (tmp_path / "weights" / "r_best.pt").read_bytes()
+    second = short_run(tmp_path, "--epochs=1", "--run=r", **small).stdout
+    assert "run 'r' exists" in second and "this run is 'r-2'" in second and "r-2_best.pt" in second
+    assert (tmp_path / "weights" / "r_best.pt").read_bytes() == before  # untouched
+    rows = torch_util.read_results(tmp_path / "results.txt")
+    assert [(r["run"], r["epoch"]) for r in rows] == [("r", "1"), ("r", "2"), ("r-2", "1")]
+    assert "best: " in first
+    refused = short_run(tmp_path, "--epochs=5", "--run=r", "--resume=1", check=False, **small)
+    assert refused.returncode == 1 and "EPOCHS 1 -> 5" in refused.stdout and "--init=" in refused.stdout
+    assert "Traceback" not in refused.stdout
+    (tmp_path / "afile").write_text("x")
+    bad = short_run(tmp_path, f"--weights_dir={tmp_path}/afile", check=False, **small)
+    assert bad.returncode == 1 and "is a file, not a folder" in bad.stdout
+    bad = short_run(tmp_path, f"--results={tmp_path}/weights", check=False, **small)
+    assert bad.returncode == 1 and "is a folder" in bad.stdout
+
+
+def test_test_folder_never_changes_the_kept_checkpoint(digits_data, tmp_path):
+    """Two runs that differ only in TEST_DIR keep the same checkpoint (same epoch, same weights)."""
+    import train
+    kept = []
+    for k, test_dir in enumerate([f"{digits_data}/test", f"{digits_data}/train"]):
+        base = tmp_path / str(k)
+        short_run(base, f"--test_dir={test_dir}", "--epochs=3", "--run=x", "--patience=-1",
+                  train_dir=f"{digits_data}/test")
+        ckpt = torch_util.load_checkpoint(str(base / "weights" / "x_best.pt"))
+        kept.append((ckpt["epoch"], ckpt["accuracy"], train.state_digest(ckpt["model"])))
+    assert kept[0] == kept[1]

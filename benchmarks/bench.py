@@ -1,14 +1,14 @@
 """How fast the configured model trains on this device, and whether the data path keeps up with it:
 
-    python bench.py                                  # config.py's model, batch size, device
-    python bench.py --model=resnet18 --batch_size=256 --seconds=20
-    python bench.py --online=1                       # the pipeline is ONLINE's generator processes
+    python benchmarks/bench.py                       # config.py's model, batch size, device
+    python benchmarks/bench.py --model=resnet18 --batch_size=256 --seconds=20
+    python benchmarks/bench.py --online=1            # the pipeline is ONLINE's generator processes
 
 - model only: a fixed batch already on the device, the whole training step (normalise, augment, forward,
   loss, backward, optimizer), as train.py runs it;
 - full pipeline: the same step fed the way train.py feeds it: TRAIN_DIR -> uint8 cache -> tensors on the
   device (or streamed from host memory when they do not fit) -> index batches; with ONLINE=1, chunks from
-  the generator processes. Without TRAIN_DIR, a small set is generated first;
+  the generator processes. Without TRAIN_DIR, a small set is rendered in memory first;
 - their ratio (1.0: the data path costs nothing), measured in alternating blocks so that a change in load
   on the machine hits both alike;
 - captcha generation images/s with 1..N processes (in memory, --gen_images per process), and the peak memory.
@@ -19,32 +19,51 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 
 import torch
 
-import captchaGenerator
-import config
-import data
-import online
-import torch_util
-import train
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
+
+import config  # noqa: E402
+import data  # noqa: E402
+import online  # noqa: E402
+import torch_util  # noqa: E402
+import train  # noqa: E402
 
 GEN_TASK = 50  # images per generation task: small tasks share the work evenly between processes
 
 
-def load_set(codec, batch_size, say):
-    """(CaptchaSet, where it came from): TRAIN_DIR, else a small generated set (4 batches, at least 256)."""
-    size = (config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS)
-    if os.path.isdir(config.TRAIN_DIR):
-        return data.load_folder(config.TRAIN_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet=True), \
-            config.TRAIN_DIR
+def load_set(say):
+    """(codec, CaptchaSet, where it came from, the batch size train.py takes for it), with train.py's charset, label
+    length and image size: TRAIN_DIR's images; without TRAIN_DIR, or with ONLINE, a small set rendered in memory
+    (4 batches, at least 256) of the captchas ONLINE training renders (GEN_* unless CHARSET / LENGTH / IMAGE_*
+    are set), standing for fresh data."""
+    quiet = lambda *a, **k: None  # noqa: E731
+    if not config.ONLINE and os.path.isdir(config.TRAIN_DIR):
+        codec = train.resolve_data(say=quiet)
+        dataset = data.load_folder(config.TRAIN_DIR, codec, *geometry(), config.CACHE_DIR, config.SKIP_BAD, quiet=True)
+        return codec, dataset, config.TRAIN_DIR, train.plan_batch(len(dataset))
+    online_before, config.ONLINE = config.ONLINE, True
+    try:
+        codec = train.resolve_data(say=quiet)
+    finally:
+        config.ONLINE = online_before
+    batch_size = train.plan_batch(None)
     count = max(256, 4 * batch_size)
-    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-        say(f"no {config.TRAIN_DIR}: generating {count} captchas into {folder} (removed once decoded)")
-        captchaGenerator.generate(folder, count, 1, config.CHARSET, config.LENGTH, *size[:2], config.FONTS, quiet=True)
-        return data.load_folder(folder, codec, *size, None, False, quiet=True), f"{count} captchas (generated)"
+    say(f"no {config.TRAIN_DIR}: generating {count} captchas in memory" if not config.ONLINE else
+        f"model-only batch: {count} captchas generated in memory")
+    images, texts = online.render_set("bench", count, codec.charset, codec.length[1], *geometry(), config.FONTS,
+                                      processes=torch_util.cpu_count())
+    texts = [codec.normalize(t) for t in texts]
+    dataset = data.CaptchaSet([f"bench-{i}" for i in range(count)], texts, images.transpose(0, 2, 3, 1), codec)
+    return codec, dataset, f"{count} captchas (generated)", batch_size
+
+
+def geometry():
+    """(IMAGE_WIDTH, IMAGE_HEIGHT, CHANNELS) as train.resolve_data set them."""
+    return config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS
 
 
 def rate(x):
@@ -86,13 +105,13 @@ def interleaved(sources, steps, seconds, device):
     return {name: (images[name] / spent[name], images[name] / max(cpu[name], 1e-9)) for name in sources}
 
 
-def generation_rates(max_processes, per_process, seed="bench"):
-    """{processes: (images/s, images per CPU-second of one process)} rendering captchas in memory
-    (online.render_chunk), `per_process` images for each process."""
-    shape = (config.CHARSET, config.LENGTH, config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS)
+def generation_rates(process_counts, per_process, seed="bench"):
+    """{processes: (images/s, images per CPU-second of one process)} for each number of processes, rendering the
+    captchas captchaGenerator.py writes (GEN_*) in memory (online.render_chunk), `per_process` images each."""
+    shape = (config.GEN_CHARSET, config.GEN_LENGTH, config.GEN_WIDTH, config.GEN_HEIGHT, config.CHANNELS or 1)
     rates = {}
-    for p in range(1, max_processes + 1):
-        size = (config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.FONTS)
+    for p in process_counts:
+        size = (config.GEN_WIDTH, config.GEN_HEIGHT, config.FONTS)
         with mp.get_context("fork").Pool(p, online._init, size) as pool:
             pool.map(online.render_chunk, [(seed, 10**6 + i, 1) + shape for i in range(p)], chunksize=1)  # load fonts
             count = max(GEN_TASK, per_process * p // GEN_TASK * GEN_TASK)
@@ -103,36 +122,23 @@ def generation_rates(max_processes, per_process, seed="bench"):
     return rates
 
 
-def main():
-    _, opts = config.parse(seconds=6.0, warmup=3, gen_images=300, processes=0, channels_last="auto")
-    torch_util.set_threads(config.THREADS)
-    device = torch_util.pick_device(config.DEVICE)
-    say = print
-    batch_size = config.BATCH_SIZE
-    load = os.getloadavg()
-    if device.type == "cuda":
-        where = torch.cuda.get_device_name(device)
-    else:
-        where = f"{cpu_name()}, {torch.get_num_threads()} thread" + "s" * (torch.get_num_threads() > 1)
-    say(f"bench: {config.MODEL} on {device} ({where}), torch {torch.__version__}, {torch_util.cpu_count()} cores, "
-        f"load average {load[0]:.2f}")
-
-    if not config.ONLINE and not os.path.isdir(config.TRAIN_DIR) and (config.CHARSET == "infer" or not config.LENGTH):
-        raise config.ConfigError(f"no {config.TRAIN_DIR} to infer CHARSET / LENGTH from: set them")
-    codec = train.make_codec(quiet=True) if config.ONLINE or os.path.isdir(config.TRAIN_DIR) else \
-        data.Codec(config.CHARSET, config.LENGTH, config.CASE_SENSITIVE)
-    dataset, origin = load_set(codec, batch_size, say)
-    tensors, streamed = train.place(dataset, device, train.STREAM, say=lambda *a: None)
-    fixed = tuple(t[:batch_size].to(device) for t in tensors)
+def measure(device, seconds=6.0, warmup=3, channels_last=None, compile_backend="inductor", say=print):
+    """Model-only and full-pipeline training images/s of config.MODEL (with config.py's settings) on `device`,
+    measured as the module docstring says. Returns a dict: model / pipeline (images/s), model_cpu / pipeline_cpu
+    (images per CPU-second of this process), ratio, peak_bytes and peak (what the peak counts), pipeline_origin,
+    parameters, batch_size."""
+    codec, dataset, origin, batch_size = load_set(say)
     if len(dataset) < batch_size:
-        sys.exit(f"error: {origin} has {len(dataset)} images, fewer than one batch ({batch_size})")
+        raise data.DataError(f"{origin} has {len(dataset)} images, fewer than one batch ({batch_size})")
+    config.AUGMENT = train.auto_augment(None if config.ONLINE else len(dataset))
+    tensors, streamed = train.place(dataset, device, "auto", say=lambda *a: None)
+    fixed = tuple(t[:batch_size].to(device) for t in tensors)
 
     torch_util.seed_everything(config.SEED)
-    layout = {"auto": None, "1": True, "0": False}[opts["channels_last"]]
-    model, _, loss_fn, channels_last = train.make_model(codec, device, channels_last=layout)
+    model, _, loss_fn, channels_last = train.make_model(codec, device, channels_last=channels_last)
     optimizer = train.make_optimizer(model, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    net = torch.compile(model, backend=train.COMPILE_BACKEND) if config.COMPILE else model
+    net = torch.compile(model, backend=compile_backend) if config.COMPILE else model
     augment = data.Augment.from_config(config)
     params = sum(p.numel() for p in model.parameters())
     say(f"model {params / 1e6:.2f} M parameters, batch {batch_size}, {config.IMAGE_WIDTH}x{config.IMAGE_HEIGHT}x"
@@ -143,9 +149,8 @@ def main():
     producer = None
     if config.ONLINE:
         workers = train.online_workers(device)
-        producer = online.Producer(config.SEED, config.ONLINE_COUNT, batch_size, config.CHARSET, config.LENGTH,
-                                   config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS, config.FONTS, workers,
-                                   1, 10**6)
+        producer = online.Producer(config.SEED, config.ONLINE_COUNT, batch_size, codec.charset, codec.length[1],
+                                   *geometry(), config.FONTS, workers, 1, 10**6)
         pipeline = endless(lambda epoch: train.online_batches(producer, batch_size, device, codec))
         origin = f"ONLINE: {workers} generator process{'es' if workers > 1 else ''}, chunks of {producer.chunk}"
     else:
@@ -167,32 +172,53 @@ def main():
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         for source in sources.values():  # first steps allocate, pick kernels, compile
-            steps(source, opts["warmup"])
+            steps(source, warmup)
         torch_util.sync(device)
         if producer:  # one after the other: the generators would fill their queue during the model's blocks
-            rates = {name: interleaved({name: source}, steps, opts["seconds"], device)[name]
+            rates = {name: interleaved({name: source}, steps, seconds, device)[name]
                      for name, source in sources.items()}
         else:
-            rates = interleaved(sources, steps, opts["seconds"], device)
+            rates = interleaved(sources, steps, seconds, device)
     finally:
         if producer:
             producer.close()
     (model_rate, model_cpu), (pipe_rate, pipe_cpu) = rates["model"], rates["pipeline"]
-    say(f"model only:    {rate(model_rate):>8} img/s  (a fixed batch already on the device, full training step)")
-    say(f"full pipeline: {rate(pipe_rate):>8} img/s  ({origin})")
-    say(f"ratio:         {pipe_rate / model_rate:8.3f}")
-    if device.type == "cpu":
-        say(f"CPU time:      {rate(model_cpu):>8} and {rate(pipe_cpu)} images per CPU-second of this process, ratio "
-            f"{pipe_cpu / model_cpu:.3f} (the same work counted without the time other processes took)")
     if device.type == "cuda":
-        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB on {device} (max_memory_allocated)"
+        peak_bytes, peak = torch.cuda.max_memory_allocated(device), f"on {device} (max_memory_allocated)"
     else:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-        peak = f"{rss / 2**30:.2f} GiB (max resident set of this process)"
-    say(f"peak memory:   {peak}")
+        peak_bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+        peak = "max resident set of this process"
+    return dict(model=model_rate, pipeline=pipe_rate, ratio=pipe_rate / model_rate, model_cpu=model_cpu,
+                pipeline_cpu=pipe_cpu, peak_bytes=peak_bytes, peak=peak, pipeline_origin=origin, parameters=params,
+                batch_size=batch_size)
+
+
+def main():
+    _, opts = config.parse(seconds=6.0, warmup=3, gen_images=300, processes=0, channels_last="auto",
+                           compile_backend="inductor")
+    torch_util.set_threads(config.THREADS)
+    device = torch_util.pick_device(config.DEVICE)
+    say = print
+    load = os.getloadavg()
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"{cpu_name()}, {torch.get_num_threads()} thread" + "s" * (torch.get_num_threads() > 1)
+    say(f"bench: {config.MODEL} on {device} ({where}), torch {torch.__version__}, {torch_util.cpu_count()} cores, "
+        f"load average {load[0]:.2f}")
+    layout = {"auto": None, "1": True, "0": False}[opts["channels_last"]]
+    r = measure(device, opts["seconds"], opts["warmup"], layout, opts["compile_backend"], say)
+    say(f"model only:    {rate(r['model']):>8} img/s  (a fixed batch already on the device, full training step)")
+    say(f"full pipeline: {rate(r['pipeline']):>8} img/s  ({r['pipeline_origin']})")
+    say(f"ratio:         {r['ratio']:8.3f}")
+    if device.type == "cpu":
+        say(f"CPU time:      {rate(r['model_cpu']):>8} and {rate(r['pipeline_cpu'])} images per CPU-second of this "
+            f"process, ratio {r['pipeline_cpu'] / r['model_cpu']:.3f} (the same work counted without the time other "
+            f"processes took)")
+    say(f"peak memory:   {r['peak_bytes'] / 2**30:.2f} GiB ({r['peak']})")
 
     processes = opts["processes"] or torch_util.cpu_count()
-    gen = generation_rates(processes, opts["gen_images"])
+    gen = generation_rates(range(1, processes + 1), opts["gen_images"])
     say("generation:    " + ", ".join(f"{p}: {r:.0f}" for p, (r, _) in gen.items()) + " img/s by processes "
         f"({opts['gen_images']} images each, in memory)")
     say("               " + ", ".join(f"{p}: {c:.0f}" for p, (_, c) in gen.items()) + " images per CPU-second of one "

@@ -3,25 +3,31 @@ its backbone ends with, CPU single-image latency, and the accuracy it reaches af
 
     python captchaGenerator.py --dataset_dir=/tmp/zoo3 --split=train --count=5000 --seed=1
     python captchaGenerator.py --dataset_dir=/tmp/zoo3 --split=test --count=200 --seed=2
-    python zoo_table.py --train_dir=/tmp/zoo3/train --test_dir=/tmp/zoo3/test --cache_dir=/tmp/zoo3/cache \
+    python benchmarks/zoo_table.py --train_dir=/tmp/zoo3/train --test_dir=/tmp/zoo3/test --cache_dir=/tmp/zoo3/cache \
         --seconds=60 --batch_size=16 --threads=2 [--models=cnn,crnn] [--out=table.md]
 
-Every model trains for the same wall-clock `seconds` on the same data: a one-cycle schedule (AdamW, peak LR)
-over as many steps as fit, measured on its first steps. Config options (tricks, head settings) apply to every
-model that takes them, so `--bnneck=1` gives the table with BNNeck.
+Every model trains for the same wall-clock `seconds` on the same data, through train.py's model, loss and
+training loop: a one-cycle schedule (AdamW, peak LR) over as many steps as fit, measured on its first steps.
+The accuracy is read on the test folder (TEST_DIR; then the whole of TRAIN_DIR trains), else on train.py's
+validation part of TRAIN_DIR. Config options (tricks, head settings) apply to every model that takes them,
+so `--bnneck=1` gives the table with BNNeck.
 """
+import itertools
+import os
 import statistics
 import sys
 import time
 
 import torch
 
-import config
-import data
-import models
-import torch_util
-import train
-from models.heads import DECODERS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
+
+import config  # noqa: E402
+import data  # noqa: E402
+import models  # noqa: E402
+import torch_util  # noqa: E402
+import train  # noqa: E402
 
 COLUMNS = ["model", "head", "params (M)", "feature map", "CPU latency (ms)", "train images", "char acc", "seq acc"]
 LATENCY_SECONDS = 3.0  # a slow model stops its latency repeats after this long (5 at least)
@@ -34,38 +40,40 @@ def latency_ms(model, image, repeats):
                                                           LATENCY_SECONDS))
 
 
-def endless_batches(n, batch_size, device, generator):
+def endless_batches(tensors, batch_size, generator):
+    """Batches of the device-resident (images, labels, lengths), epoch after epoch, in train.py's order."""
     while True:
-        yield from data.batches(n, batch_size, device, generator, drop_last=True)
+        order = data.epoch_order(len(tensors[0]), batch_size, generator)
+        yield from data.resident_batches(tensors, order, batch_size)
 
 
-def train_for(model, loss_fn, train_tensors, device, seconds, generator):
-    """Train for about `seconds` of wall-clock; returns the number of training images seen."""
-    # two steps at the one-cycle schedule's starting LR time a step; the schedule spans the steps that fit
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.LR / 25, weight_decay=config.WEIGHT_DECAY)
-    order = endless_batches(len(train_tensors[0]), config.BATCH_SIZE, device, generator)
-    model.train()
+def train_for(model, loss_fn, train_tensors, batch_size, device, seconds, generator):
+    """Train for about `seconds` of wall-clock with train.py's loop; returns the number of training images seen."""
+    optimizer = train.make_optimizer(model, device)
+    for group in optimizer.param_groups:  # two steps at the one-cycle schedule's starting LR time a step
+        group["lr"] = config.LR / 25
+    batches = endless_batches(train_tensors, batch_size, generator)
+    augment = data.Augment.from_config(config)
 
-    def step():
-        train.train_step(model, optimizer, loss_fn, train_tensors, next(order), device, data.Augment.from_config(config))
+    def run(scheduler, steps):
+        train.train_one_epoch(model, optimizer, scheduler, loss_fn, itertools.islice(batches, steps), steps, device,
+                              "", augment, bar=False)
 
+    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     start = time.time()
-    step()  # the first step also allocates: not timed
+    run(constant, 1)  # the first step also allocates: not timed
     timed = time.time()
-    step()
+    run(constant, 1)
     per_step = time.time() - timed
     steps = max(0, int((seconds - (time.time() - start)) / per_step))  # 0: two steps spent the budget
-    if steps:
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.LR, total_steps=steps, pct_start=0.15)
-    for _ in range(steps):
-        step()
-        scheduler.step()
-    return (2 + steps) * config.BATCH_SIZE
+    if steps:  # the schedule spans the steps that fit
+        run(torch.optim.lr_scheduler.OneCycleLR(optimizer, config.LR, total_steps=steps, pct_start=0.15), steps)
+    return (2 + steps) * batch_size
 
 
-def measure(name, codec, train_tensors, test_set, test_tensors, device, seconds, repeats):
+def measure(name, codec, train_tensors, batch_size, test_set, test_tensors, device, seconds, repeats):
     torch_util.seed_everything(config.SEED)
-    head = models.head_of(name)
+    head = models.head(name)
     # train.py's model and loss (label smoothing, center loss), NCHW; the shape and latency are taken on the CPU
     model, _, loss_fn, _ = train.make_model(codec, device, channels_last=False, name=name, settings=options_for(name))
     model.cpu()
@@ -75,10 +83,10 @@ def measure(name, codec, train_tensors, test_set, test_tensors, device, seconds,
     ms = latency_ms(model, image, repeats)
     model.to(device)
     generator = torch.Generator().manual_seed(config.SEED)
-    seen = train_for(model, loss_fn, train_tensors, device, seconds, generator)
-    preds = train.evaluate(model, test_tensors, codec, DECODERS[head], device, 256)
-    char_acc, seq_acc = train.accuracy(test_set.texts, preds)
-    return [name, head, f"{params / 1e6:.2f}", f"{c}x{h}x{w}", f"{ms:.1f}", str(seen), f"{char_acc:.3f}",
+    seen = train_for(model, loss_fn, train_tensors, batch_size, device, seconds, generator)
+    preds, _ = train.evaluate(model, test_tensors, codec, head.decode, device, 256)
+    char_acc, seq_acc = torch_util.accuracy(test_set.texts, preds)
+    return [name, head.kind, f"{params / 1e6:.2f}", f"{c}x{h}x{w}", f"{ms:.1f}", str(seen), f"{char_acc:.3f}",
             f"{seq_acc:.3f}"]
 
 
@@ -108,16 +116,26 @@ def main():
     device = torch_util.pick_device(config.DEVICE)
     names = opts["models"].split(",") if opts["models"] else list(models.MODELS)
     for name in names:
-        models.head_of(name)  # an unknown name fails before any work
+        models.head(name)  # an unknown name fails before any work
     check_options(names)
-    codec = data.Codec(config.CHARSET, config.LENGTH)
-    train_set, test_set = train.load_data(codec)
+    codec = train.resolve_data()
+    if config.test_dir():
+        config.VALIDATION = 0.0  # the test folder reads the accuracy: every training image trains
+    train_set, val_set, test_set = train.load_data(codec, quiet=True)
+    test_set, tested_on = (test_set, "test") if test_set else (val_set, "validation")
+    if test_set is None:
+        raise config.ConfigError("nothing to read the accuracy on: name a test folder (--test_dir) or keep "
+                                 "VALIDATION above 0")
+    # AUGMENT = -1 and BATCH_SIZE = 0: by the set's size, as train.py decides
+    config.AUGMENT, batch_size = train.auto_augment(len(train_set)), train.plan_batch(len(train_set))
     train_tensors, test_tensors = train_set.tensors(device), test_set.tensors(device)
-    print(f"{len(names)} models, {opts['seconds']:g} s of training each on {len(train_set)} images, "
-          f"{len(test_set)} test images, {torch.get_num_threads()} CPU threads, training on {device}", flush=True)
+    print(f"{len(names)} models, {opts['seconds']:g} s of training each on {len(train_set)} images (batch "
+          f"{batch_size}, augmentation {data.Augment.from_config(config)}), "
+          f"{len(test_set)} {tested_on} images, {torch.get_num_threads()} CPU threads, training on {device}",
+          flush=True)
     rows, start = [], time.time()
     for name in names:
-        rows.append(measure(name, codec, train_tensors, test_set, test_tensors, device, opts["seconds"],
+        rows.append(measure(name, codec, train_tensors, batch_size, test_set, test_tensors, device, opts["seconds"],
                             opts["repeats"]))
         print("  ".join(rows[-1]), f"({time.time() - start:.0f} s so far)", flush=True)
     table = markdown(rows)

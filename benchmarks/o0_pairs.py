@@ -1,7 +1,7 @@
 """Why `O` and `0` cap the default model: draw each captcha twice from the same random draws, once as
 "O0O0" and once as "0O0O", and measure how much of the two glyphs' ink overlaps.
 
-    python docs/o0_pairs.py            # writes docs/o0_pairs.png, prints the overlap over 300 pairs
+    python benchmarks/o0_pairs.py      # writes docs/o0_pairs.png, prints the overlap over 300 pairs
 
 ImageCaptcha crops each glyph to its ink and stretches it back to the font's cell, which in its monospace font
 is the same for every character, so the narrower `0` ends as wide as `O`; only the stroke shape differs.
@@ -13,7 +13,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 import captcha.image  # noqa: E402
 
 from captchaGenerator import SeededSecrets  # noqa: E402
@@ -30,7 +31,7 @@ def main():
     for row in range(6):
         for col, text in enumerate(("O0O0", "0O0O")):
             sheet.paste(draw(captcha_, text, f"pair-{row}").convert("L"), (col * 170, row * 62))
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "o0_pairs.png")
+    out = os.path.join(ROOT, "docs", "o0_pairs.png")
     sheet.resize((sheet.width * 2, sheet.height * 2)).save(out)
 
     ious = []

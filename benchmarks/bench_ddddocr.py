@@ -1,8 +1,8 @@
 """ddddocr (the popular pretrained captcha OCR) and our model on the same generated captchas: accuracy and
 the time to read one image, on one CPU thread.
 
-    python bench_ddddocr.py                                    # this run's _best.pt, else weights/default.pt, else the newest
-    python bench_ddddocr.py --checkpoint=weights/cnn_best.onnx --count=500
+    python benchmarks/bench_ddddocr.py            # the newest weights/*_best.pt, else weights/default.pt
+    python benchmarks/bench_ddddocr.py --checkpoint=weights/cnn_best.onnx --count=500
 
 The images: COUNT captchas of 4 characters from 0-9A-Z, 160x60, generated with seed 777 (no other script
 uses it) into dataset/ddddocr_bench the first time. Both readers get each PNG file's bytes, one image at a
@@ -22,9 +22,12 @@ import time
 
 import torch
 
-import captchaGenerator
-import config
-import torch_util
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
+
+import captchaGenerator  # noqa: E402
+import config  # noqa: E402
+import torch_util  # noqa: E402
 
 SEED = 777
 CHARSET = string.digits + string.ascii_uppercase

@@ -1,8 +1,8 @@
 """Load test of the web app: N requests at concurrency C against this machine; prints requests/s, latency, errors.
 
-    python loadtest.py                                      # starts app.py on a free port, stops it after
-    python loadtest.py weights/cnn_best.pt --requests=10000 --concurrency=8
-    python loadtest.py --url=http://127.0.0.1:8000 --images=dataset/test   # a server already running
+    python benchmarks/loadtest.py                    # starts app.py on a free port, stops it after
+    python benchmarks/loadtest.py weights/cnn_best.pt --requests=10000 --concurrency=8
+    python benchmarks/loadtest.py --url=http://127.0.0.1:8000 --images=dataset/test   # a server already running
 
 Each of C connections (HTTP/1.1 keep-alive) sends one POST /api/predict after another, cycling over up to
 64 images; `--mode` picks how the image is sent (multipart, json, raw). Only 127.0.0.1 / localhost / ::1
@@ -21,7 +21,10 @@ import time
 import urllib.parse
 import urllib.request
 
-import config
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
+
+import config  # noqa: E402
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_IMAGES = 64
@@ -191,7 +194,7 @@ def wait_healthy(url, process, seconds=120):
 
 def start_server(checkpoint, port, log):
     """app.py in a child process on 127.0.0.1:port; returns it once /healthz answers."""
-    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.py"),
+    cmd = [sys.executable, os.path.join(ROOT, "app.py"),
            *([checkpoint] if checkpoint else []), "--host=127.0.0.1", f"--port={port}",
            f"--weights_dir={config.WEIGHTS_DIR}", f"--threads={config.THREADS}"]
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -215,7 +218,7 @@ def main():
     positional, opts = config.parse(url="", images="", requests=1000, concurrency=8, mode="multipart",
                                     timeout=10.0, seconds=600.0)
     if len(positional) > 1:
-        sys.exit("usage: python loadtest.py [CHECKPOINT.pt] [--requests=N] [--concurrency=C] [--url=...]")
+        sys.exit("usage: python benchmarks/loadtest.py [CHECKPOINT.pt] [--requests=N] [--concurrency=C] [--url=...]")
     if opts["requests"] < 1 or opts["concurrency"] < 1:
         sys.exit("error: --requests and --concurrency must be at least 1")
     if opts["mode"] not in MODES:

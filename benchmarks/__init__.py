@@ -1,0 +1,1 @@
+"""Measurement scripts, each run from the repository root as `python benchmarks/<name>.py`."""

@@ -1,0 +1,133 @@
+"""Real-captcha benchmark: the one own-data command, nothing tuned per set, on each shared set.
+
+    python benchmarks/bench_real.py                                  # both sets, all training images
+    python benchmarks/bench_real.py --sizes=100,250,500,1000,all     # a learning curve: labelled images -> accuracy
+    python benchmarks/bench_real.py --sets=henan_digits --threads=1  # other --NAME=value go to every train.py
+
+Each point runs exactly `python train.py --train_dir=<set>/train --test_dir=<set>/test` (plus --limit=N for a
+learning-curve point, and output paths under bench_real/<set>/), then test.py on the kept checkpoint, which
+writes every wrong prediction (wrong.tsv, wrong.png) to audit the labels. The sets (../shared/datasets/README.md):
+captcha_images_v2 (832 train / 208 test, 5 lower-case letters and digits) and henan_digits (7453 / 2000
+university login captchas, 4 digits, labels.tsv; test labels corrected by hand).
+
+Prints per point: validation and test sequence accuracy, test character accuracy, training time, epochs; and
+with several sizes a table and a plot (bench_real/learning_curve.png).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
+
+import config  # noqa: E402
+import data  # noqa: E402
+
+OUT = os.path.abspath("bench_real")  # in the folder it is run from
+SETS = {"captcha_images_v2": 0.995, "henan_digits": 0.999}  # set -> goal (test sequence accuracy)
+FINAL = re.compile(r"best: (\S+) \(epoch (\d+)\), validation seq acc ([\d.]+) \(char ([\d.]+)\)"
+                   r"(?:, test seq acc ([\d.]+) \(char ([\d.]+)\))?")
+TESTED = re.compile(r"sequence accuracy ([\d.]+) \((\d+)/(\d+)\), character accuracy ([\d.]+)")
+
+
+def run(cmd, log):
+    """Run a project script with its output going to `log` as it comes (tail -f it); returns the output."""
+    with open(log, "w") as f:
+        p = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(log) as f:
+        text = f.read()
+    if p.returncode:
+        sys.exit(f"error: {cmd[0]} failed (exit {p.returncode}); see {log}:\n{text[-2000:]}")
+    return text
+
+
+def bench(name, root, size, overrides):
+    """Train and test one point; returns its figures."""
+    folder = os.path.join(root, name)
+    out = os.path.join(OUT, name, f"n{size}")
+    shutil.rmtree(out, ignore_errors=True)  # a fresh run each time (never `<run>-2` beside an old one)
+    os.makedirs(out)
+    args = [f"--train_dir={folder}/train", f"--test_dir={folder}/test", f"--cache_dir={OUT}/cache",
+            f"--weights_dir={out}", f"--results={out}/results.txt", "--show=0"]
+    args += [f"--limit={size}"] * (size != "all") + [f"--{k}={v}" for k, v in overrides.items()]
+    print(f"{name} ({size} labelled): python train.py {' '.join(args)}\n  (log: {out}/train.log)", flush=True)
+    start = time.time()
+    text = run(["train.py", *args], f"{out}/train.log")
+    seconds = time.time() - start
+    final = FINAL.search(text)
+    epochs = len(re.findall(r"^epoch \d+/\d+:", text, re.M))
+    test_args = [f"--test_dir={folder}/test", f"--cache_dir={OUT}/cache", "--show=10", f"--sheet={out}/wrong.png",
+                 f"--wrong={out}/wrong.tsv"]
+    tested = TESTED.search(run(["test.py", final[1], *test_args], f"{out}/test.log"))
+    return dict(set=name, size=size, seconds=seconds, epochs=epochs, kept=int(final[2]), val=float(final[3]),
+                seq=float(tested[1]), right=int(tested[2]), n=int(tested[3]), char=float(tested[4]), goal=SETS[name])
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name in dict.fromkeys(r["set"] for r in rows):
+        points = [(r["train_images"], r["seq"]) for r in rows if r["set"] == name]
+        ax.plot(*zip(*points), marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training images (validation part included)")
+    ax.set_ylabel("test sequence accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def main():
+    _, opts = config.parse(sets=",".join(SETS), root=os.path.join("..", "shared", "datasets"), sizes="all")
+    opts["root"] = os.path.abspath(opts["root"])  # train.py runs in the repository root
+    names = [s for s in opts["sets"].split(",") if s]
+    unknown = [s for s in names if s not in SETS]
+    if unknown:
+        raise config.ConfigError(f"unknown set {', '.join(unknown)}; known: {', '.join(SETS)}")
+    missing = [s for s in names if not os.path.isdir(os.path.join(opts["root"], s, "train"))]
+    if missing:
+        raise config.ConfigError(f"{', '.join(missing)} not found under {opts['root']} (give --root=...)")
+    sizes = [s if s == "all" else int(s) for s in str(opts["sizes"]).split(",") if s]
+    overrides = {}  # options given on the command line go to every train.py (e.g. --threads=1)
+    for arg in sys.argv[1:]:
+        key, _, value = arg[2:].partition("=")
+        if arg.startswith("--") and key.lower() not in ("sets", "root", "sizes"):
+            overrides[key.lower()] = value
+    rows = []
+    for name in names:
+        available = len(data.read_labels(os.path.join(opts["root"], name, "train")))
+        for size in sizes:
+            if size != "all" and size >= available:
+                continue
+            row = bench(name, opts["root"], size, overrides)
+            row["train_images"] = available if size == "all" else size
+            rows.append(row)
+            print(f"  -> test {row['seq']:.2%} ({row['right']}/{row['n']}), validation {row['val']:.2%}, "
+                  f"{row['seconds'] / 60:.1f} min, {row['epochs']} epochs", flush=True)
+    print("| set | labelled images | validation seq acc | test seq acc | test char acc | train time | epochs (kept) "
+          "| goal |")
+    print("|---|--:|--:|--:|--:|--:|--:|---|")
+    for r in rows:
+        goal = (f"{r['goal']:.1%} {'met' if r['seq'] >= r['goal'] else 'NOT met'}" if r["size"] == "all" else "")
+        size = r["size"] if r["size"] != "all" else f"all ({r['train_images']})"
+        print(f"| {r['set']} | {size} | "
+              f"{r['val']:.2%} | {r['seq']:.2%} ({r['right']}/{r['n']}) | {r['char']:.2%} | {r['seconds'] / 60:.1f} min "
+              f"| {r['epochs']} ({r['kept']}) | {goal} |")
+    if len(sizes) > 1 and rows:
+        print(f"plot: {plot(rows, os.path.join(OUT, 'learning_curve.png'))}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except config.ConfigError as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,268 @@
+"""The web app's routes: GET / (the page), POST /api/predict, POST /api/predict/batch, GET /api/model,
+GET /healthz, GET /docs and /openapi.json; and reading the images out of a request (multipart, JSON base64, or
+a raw image body). Every error is JSON {"error": "..."}."""
+import base64
+import binascii
+import io
+import json
+import os
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import config
+from serve.batcher import Batcher, Model
+from serve.plumbing import ApiError, CatchErrors, RequestLimits, error_response, megabytes
+
+WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # what PIL may open; never EPS & co. (they run tools)
+
+
+# --- images in ----------------------------------------------------------------------------------------------
+
+def read_image(raw, predictor, max_bytes, max_pixels):
+    """Image file bytes -> uint8 (H, W, C) at the model's size; ApiError saying what is wrong otherwise.
+
+    Only the header is read before the size checks; the pixels are then read by data.load_image (through the
+    predictor), the loading function of training, test.py and predict.py. Slow: call it off the event loop."""
+    if not raw:
+        raise ApiError(400, "the image is empty (0 bytes)")
+    if len(raw) > max_bytes:
+        raise ApiError(413, f"the image is {megabytes(len(raw))}; the limit is {megabytes(max_bytes)} "
+                            f"(MAX_IMAGE_BYTES)")
+    try:
+        image = Image.open(io.BytesIO(raw), formats=FORMATS)  # reads the header only, not the pixels
+    except Image.DecompressionBombError:
+        image = None
+    except Exception:
+        raise ApiError(415, f"not an image this server reads (expected {', '.join(FORMATS)})") from None
+    if image is None or image.width * image.height > max_pixels:
+        size = f"{image.width}x{image.height} pixels" if image else "far too many pixels"
+        raise ApiError(413, f"the image has {size}; the limit is {max_pixels:,} pixels (MAX_IMAGE_PIXELS)")
+    try:
+        return predictor.load(image)
+    except Exception as e:  # the header was fine but the pixels are not: broken bytes, not a server fault
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ApiError(422, f"the image could not be decoded; it may be truncated or corrupt ({why})") from None
+
+
+def read_batch(files, predictor, max_bytes, max_pixels):
+    """[(name, bytes)] -> (an item per file, with its error if any; the arrays of the good ones).
+
+    Run off the event loop: decoding a few dozen images would hold every other request up."""
+    items, arrays = [], []
+    for name, raw in files:
+        try:
+            arrays.append(read_image(raw, predictor, max_bytes, max_pixels))
+            items.append({"name": name})
+        except ApiError as e:
+            items.append({"name": name, "error": e.message, "status": e.status})
+    return items, arrays
+
+
+# --- reading requests ------------------------------------------------------------------------------------
+
+def usage(field):
+    return (f"send the image as multipart/form-data in the field '{field}' (curl -F {field}=@captcha.png URL), "
+            f"as JSON {{\"{'images' if field == 'files' else 'image'}\": base64}}"
+            + (", or as the raw bytes with Content-Type: image/png" if field == "file" else ""))
+
+
+def decode_base64(text, where):
+    if not isinstance(text, str):
+        raise ApiError(422, f"{where} must be a base64 string, not {type(text).__name__}")
+    if text.startswith("data:"):  # a data: URL, as a browser's FileReader makes
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, f"{where} is not valid base64") from None
+
+
+async def read_files(request, field, max_files):
+    """[(name, bytes)] of the images in a request: multipart field `field`, JSON, or a raw image body."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        try:
+            form = await request.form(max_files=max_files)
+        except StarletteHTTPException as e:  # the form parser's refusals: too many files, broken framing
+            if "many files" in str(e.detail):
+                raise ApiError(413, f"too many files; the limit is {max_files} per request"
+                                    + (" (MAX_BATCH)" if max_files > 1 else "")) from None
+            raise ApiError(400, f"{str(e.detail).rstrip('.')}; {usage(field)}") from None
+        try:
+            files = [(value.filename or key, await value.read()) for key, value in form.multi_items()
+                     if isinstance(value, UploadFile) and key in (field, field.rstrip("s"))]
+            names = sorted(set(form.keys()))
+        finally:
+            await form.close()
+        if not files:
+            if field in names or field.rstrip("s") in names:
+                raise ApiError(422, f"the field '{field}' holds text, not a file; {usage(field)}")
+            got = f"the form has {', '.join(repr(n) for n in names)}" if names else "the form is empty"
+            raise ApiError(422, f"no file in the form field '{field}' ({got}); {usage(field)}")
+        return files
+    body = await request.body()
+    if not body:
+        raise ApiError(400, f"the request body is empty; {usage(field)}")
+    if kind == "application/json":
+        try:
+            payload = await run_in_threadpool(json.loads, body)
+        except ValueError:
+            raise ApiError(400, f"the body is not valid JSON; {usage(field)}") from None
+        except RecursionError:  # [[[[...]]]]: the parser's depth limit
+            raise ApiError(400, f"the JSON is nested too deeply; {usage(field)}") from None
+        key = "images" if field == "files" else "image"
+        if not isinstance(payload, dict) or key not in payload:
+            got = f"keys {', '.join(map(repr, payload))}" if isinstance(payload, dict) else type(payload).__name__
+            raise ApiError(422, f"expected a JSON object with the key '{key}', got {got}; {usage(field)}")
+        if key == "image":
+            return [("image", decode_base64(payload["image"], "'image'"))]
+        if not isinstance(payload["images"], list) or not payload["images"]:
+            raise ApiError(422, "'images' must be a non-empty list of base64 strings")
+        if len(payload["images"]) > max_files:
+            raise ApiError(413, f"{len(payload['images'])} images; the limit is {max_files} per request (MAX_BATCH)")
+        return [(f"image {i}", decode_base64(t, f"images[{i}]")) for i, t in enumerate(payload["images"])]
+    if field == "file" and (kind.startswith("image/") or kind == "application/octet-stream"):
+        return [("body", body)]
+    raise ApiError(415, f"unsupported Content-Type {kind or '(none)'!r}; {usage(field)}")
+
+
+# --- the app -----------------------------------------------------------------------------------------------
+
+class Candidate(BaseModel):
+    char: str
+    p: float
+
+
+class CharPrediction(BaseModel):
+    char: str
+    confidence: float
+    candidates: list[Candidate]
+
+
+class Prediction(BaseModel):
+    text: str
+    confidence: float
+    chars: list[CharPrediction]
+
+
+class BatchItem(BaseModel):
+    name: str
+    text: str | None = None
+    confidence: float | None = None
+    chars: list[CharPrediction] | None = None
+    error: str | None = None
+    status: int | None = None
+
+
+class BatchAnswer(BaseModel):
+    results: list[BatchItem]
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+
+
+def _file_body(field, many):
+    """OpenAPI text of the request bodies the predict endpoints read by hand (so /docs can send files)."""
+    binary = {"type": "string", "format": "binary"}
+    form = {"type": "array", "items": binary} if many else binary
+    key = "images" if many else "image"
+    b64 = {"type": "array", "items": {"type": "string"}} if many else {"type": "string"}
+    content = {"multipart/form-data": {"schema": {"type": "object", "required": [field], "properties": {field: form}}},
+               "application/json": {"schema": {"type": "object", "required": [key], "properties": {
+                   key: {**b64, "description": "base64 of the image file (a data: URL works too)"}}}}}
+    if not many:
+        content["image/png"] = {"schema": binary}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in [
+    (400, "empty body, bad or too deeply nested JSON, bad base64"), (413, "over the byte, pixel or batch limit"),
+    (415, "not an image, or an unsupported Content-Type"), (422, "wrong field name, or a truncated image"),
+    (431, "request headers over the limit"), (500, "unexpected error (logged; no internals in the answer)"),
+    (503, "too many uploads or connections at once; try again (Retry-After)")]}
+
+
+def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch=None, threads=None,
+               upload_memory=None):
+    """The FastAPI app serving `predictor` (a torch_util.Predictor). Limits default to config.py's; `upload_memory`
+    bounds the bytes of request bodies held at once (default: one full batch request and 16 largest images)."""
+    max_image_bytes = max_image_bytes or config.MAX_IMAGE_BYTES
+    max_image_pixels = max_image_pixels or config.MAX_IMAGE_PIXELS
+    max_batch = max_batch or config.MAX_BATCH
+    model = Model(predictor)
+    batcher = None
+
+    async def lifespan(app):
+        nonlocal batcher
+        batcher = Batcher(model, max_batch, threads)
+        yield
+        batcher.close()
+
+    app = FastAPI(title="Captcha reader", lifespan=lifespan,
+                  description="Reads text captchas with a model trained by train.py. Errors are "
+                              "`{\"error\": \"...\"}`.")
+    # base64 makes a body 4/3 the file; 64 KiB is room for multipart headers and JSON around it
+    per_image = max_image_bytes * 4 // 3 + 64 * 1024
+    app.add_middleware(CatchErrors)
+    app.add_middleware(RequestLimits, max_bytes=per_image, max_batch_bytes=per_image * max_batch,
+                       memory=upload_memory or per_image * (max_batch + 16))
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, e):
+        return error_response(e.status, e.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, e):
+        message = {404: f"nothing at {request.url.path}; the page is at /, the API is listed at /docs",
+                   405: f"{request.method} is not allowed on {request.url.path}; the API is listed at /docs"}
+        return error_response(e.status_code, message.get(e.status_code, str(e.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, e):
+        what = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        return error_response(422, what)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(os.path.join(WEB_DIR, "index.html"))
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/healthz", summary="Liveness: 200 once the model is loaded")
+    async def healthz():
+        return {"status": "ok", "model": predictor.ckpt["model_name"]}
+
+    @app.get("/api/model", summary="The served model: name, charset, image size, test accuracy, limits")
+    async def model_info():
+        return {**model.info(), "limits": {"max_image_bytes": max_image_bytes,
+                                           "max_image_pixels": max_image_pixels, "max_batch": max_batch}}
+
+    @app.post("/api/predict", summary="Read one captcha", response_model=None,
+              responses={200: {"model": Prediction}, **ERRORS}, openapi_extra=_file_body("file", False))
+    async def predict(request: Request):
+        [(_, raw)] = (await read_files(request, "file", 1))[:1]
+        array = await run_in_threadpool(read_image, raw, predictor, max_image_bytes, max_image_pixels)
+        [result] = await batcher.predict([array])
+        return JSONResponse(result)
+
+    @app.post("/api/predict/batch", summary="Read several captchas; a bad image fails alone", response_model=None,
+              responses={200: {"model": BatchAnswer}, **ERRORS}, openapi_extra=_file_body("files", True))
+    async def predict_batch(request: Request):
+        files = await read_files(request, "files", max_batch)
+        items, arrays = await run_in_threadpool(read_batch, files, predictor, max_image_bytes, max_image_pixels)
+        results = iter(await batcher.predict(arrays) if arrays else [])
+        return JSONResponse({"results": [item if "error" in item else {**item, **next(results)} for item in items]})
+
+    return app
+
+
