@@ -5,8 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TRAIN_COUNT ?= 30000
 TEST_COUNT ?= 2000
-# 8 epochs fit the demo in 15 minutes on a 2-core CPU (EPOCHS=0, train.py's default, would plan 15 for 27 000 images)
-DEMO_EPOCHS ?= 8
+# 6 epochs fit the demo in 15 minutes on a 2-core CPU (EPOCHS=0, train.py's default, plans 15 for 27 000 images)
+DEMO_EPOCHS ?= 6
 
 .PHONY: install demo test default-model bench-real wheels gpu-run clean
 

@@ -76,7 +76,7 @@ def generate(out_dir, count, seed, charset, length, width, height, fonts=(), pro
     start = time.time()
     with mp.get_context("fork").Pool(processes, _init_worker, (width, height, tuple(fonts))) as pool:
         bar = tqdm(pool.imap_unordered(make_one, tasks, chunksize=64), total=count, unit="img",
-                   desc=f"generate {out_dir}", disable=quiet, file=sys.stdout)
+                   desc=f"generate {out_dir}", disable=quiet or not sys.stdout.isatty(), file=sys.stdout)
         for n in bar:
             written += n
     rate = count / max(time.time() - start, 1e-9)

@@ -365,7 +365,8 @@ def run_entry(entry, epochs, device):
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), *entry.args]
     log_path = entry.path("log.txt")
     start = time.time()
-    bar = tqdm(total=epochs, desc=f"  {entry.name}", unit="epoch", position=1, leave=False, file=sys.stdout)
+    bar = tqdm(total=epochs, desc=f"  {entry.name}", unit="epoch", position=1, leave=False, file=sys.stdout,
+               disable=not sys.stdout.isatty())
     with open(log_path, "w") as log:
         log.write(f"$ {shlex.join(cmd)}\n\n")
         log.flush()
@@ -408,16 +409,10 @@ def run_entry(entry, epochs, device):
 # --- reporting -----------------------------------------------------------------------------------------------
 
 def tricks_text(entry):
-    """The options an entry trains with that differ from neutral, as its run name gives them (models.describe,
-    then the loss tricks): ibn-cbam-center0.01; "-" for none."""
-    settings = {**config.as_dict(), **entry.options}
-    takes = models.MODELS[entry.model].options
-    described = models.describe(entry.model, {o: settings[o.upper()] for o in models.OPTIONS if o in takes})
-    parts = [described[len(entry.model) + 1:]] if described != entry.model else []
-    parts += [f"center{settings['CENTER_LOSS']:g}"] * bool(settings["CENTER_LOSS"])
-    parts += [f"ls{settings['LABEL_SMOOTHING']:g}"] * bool(settings["LABEL_SMOOTHING"])
-    parts += ["pretrained"] * bool(settings["PRETRAINED"])
-    return "-".join(parts) or "-"
+    """The options an entry trains with that differ from neutral, as its run name gives them (config.run_name
+    without RUN): ibn-cbam-center0.01; "-" for none."""
+    name = config.run_name({**config.as_dict(), **entry.options, "MODEL": entry.model, "RUN": ""})
+    return name[len(entry.model) + 1:] or "-"
 
 
 def number(text):
@@ -696,7 +691,7 @@ def main():
           + f", training on {device}; {len(entries) - len(todo)} already finished or recorded, {len(todo)} to train "
           f"-> {config.COMPARE_DIR}", flush=True)
     overall = tqdm(total=len(entries), initial=len(entries) - len(todo), desc=what.split(" ")[0], unit="entry",
-                   position=0, file=sys.stdout)
+                   position=0, file=sys.stdout, disable=not sys.stdout.isatty())
     for entry in entries:
         if entry not in todo:
             continue

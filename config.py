@@ -212,15 +212,18 @@ def test_dir():
     return sibling if name == "train" and os.path.isdir(sibling) else ""
 
 
-def run_name():
+def run_name(settings=None):
     """RUN, or (clovaai style) MODEL and every option changed from its neutral value, so results.txt rows say
-    what was trained: resnet18_ctc-ibn-cbam-dual-bnneck-center0.01."""
-    if RUN:
-        return RUN
+    what was trained: resnet18_ctc-ibn-cbam-dual-bnneck-center0.01. `settings`: config names -> values
+    (default: this module's current values)."""
     import models  # here, not at the top: config stays importable without torch
 
-    module = sys.modules[__name__]
-    options = {o: getattr(module, o.upper()) for o in models.OPTIONS}
-    parts = [models.describe(MODEL, options)]
-    parts += [f"center{CENTER_LOSS:g}"] * bool(CENTER_LOSS) + [f"ls{LABEL_SMOOTHING:g}"] * bool(LABEL_SMOOTHING)
-    return "-".join(parts + ["pretrained"] * bool(PRETRAINED))
+    settings = as_dict() if settings is None else settings
+    if settings.get("RUN"):
+        return settings["RUN"]
+    model = settings["MODEL"]
+    takes = models.MODELS[model].options if model in models.MODELS else models.OPTIONS
+    parts = [models.describe(model, {o: settings[o.upper()] for o in models.OPTIONS if o in takes})]
+    parts += [f"center{settings['CENTER_LOSS']:g}"] * bool(settings["CENTER_LOSS"])
+    parts += [f"ls{settings['LABEL_SMOOTHING']:g}"] * bool(settings["LABEL_SMOOTHING"])
+    return "-".join(parts + ["pretrained"] * bool(settings["PRETRAINED"]))

@@ -9,11 +9,9 @@ checkpoint's description (model, head, charset, length, image size, channels, te
 ONNX metadata, so the file needs nothing beside it. After writing, onnxruntime's output is checked against
 torch's. --bench=1 then times one image on one CPU thread with both (docs/onnx.md).
 """
-import contextlib
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 
@@ -65,7 +63,7 @@ def export_onnx(checkpoint, out, opset=None):
                         f"(batch, {height}, {width}, {ckpt['channels']}) pixels; output '{torch_util.ONNX_OUTPUT}' "
                         f"float (batch, T, K) log-probabilities, {models.head(ckpt['head']).describe()}")
     onnx.checker.check_model(proto)
-    write_file(out, proto.SerializeToString())
+    torch_util.atomic_write(out, proto.SerializeToString())  # a temp file beside it, then a rename
     return meta
 
 
@@ -81,25 +79,6 @@ def check_out(checkpoint, out):
     if not str(out).endswith(".onnx"):
         raise config.ConfigError(f"--out={out}: the exported model's name must end in .onnx (predict.py, test.py "
                                  f"and app.py tell the runtime by it)")
-
-
-def write_file(path, payload):
-    """Write bytes atomically: a unique temp file beside `path`, then a rename; the temp file is removed on failure."""
-    if hasattr(torch_util, "atomic_write"):
-        return torch_util.atomic_write(path, payload)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def compare(checkpoint, exported, images):

@@ -124,11 +124,13 @@ async def run(host, port, requests, labels, total, concurrency, timeout, seconds
     state = {"next": 0, "total": total, "measuring": True}
     stats = {"errors": 0, "messages": [], "latencies": [], "right": 0}
     start, cpu = time.perf_counter(), pid and cpu_seconds(pid)
+    stats["memory_before"] = pid and memory_mb(pid)
     await asyncio.gather(*(worker(host, port, requests, labels, state, stats, timeout, deadline)
                            for _ in range(concurrency)))
     stats["seconds"] = time.perf_counter() - start
     stats["server_cpu"] = cpu_seconds(pid) - cpu if cpu is not None else None
     stats["sent"] = state["next"]
+    stats["memory_after"], stats["memory_peak"] = (memory_mb(pid), memory_mb(pid, "VmHWM")) if pid else (None, None)
     return stats
 
 
@@ -147,6 +149,9 @@ def report(stats, mode, images, concurrency):
     if lat and stats["server_cpu"] is not None:
         print(f"server CPU per request: {1000 * stats['server_cpu'] / len(lat):.2f} ms "
               f"({stats['server_cpu'] / stats['seconds']:.2f} cores busy on average)")
+    if stats.get("memory_before") and stats.get("memory_after"):
+        print(f"server memory (resident): {stats['memory_before']:.0f} MB before the measured requests, "
+              f"{stats['memory_after']:.0f} MB after, peak {stats['memory_peak']:.0f} MB")
     if lat:
         print(f"answers equal to the file-name label: {stats['right'] / len(lat):.1%}")
     for message in stats["messages"]:
@@ -161,6 +166,18 @@ def cpu_seconds(pid):
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def memory_mb(pid, field="VmRSS"):
+    """Resident memory of a process in MB (Linux /proc; VmHWM: its peak so far); None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def event_loop_factory():
@@ -225,9 +242,10 @@ def main():
         sys.exit(f"error: --mode={opts['mode']}: expected one of {', '.join(MODES)}")
     if opts["url"] and urllib.parse.urlsplit(opts["url"]).hostname not in LOOPBACK:  # before anything else
         sys.exit(f"error: {opts['url']}: loadtest.py only targets this machine ({', '.join(LOOPBACK)})")
-    paths = image_files(opts["images"] or config.TEST_DIR)
+    source = opts["images"] or config.test_dir()
+    paths = image_files(source) if source else []
     if not paths:
-        sys.exit(f"error: no images in {opts['images'] or config.TEST_DIR} (pass --images=FOLDER or FILE)")
+        sys.exit(f"error: no images in {source or 'TEST_DIR'} (pass --images=FOLDER or FILE)")
     images = [open(p, "rb").read() for p in paths]
     labels = [os.path.splitext(os.path.basename(p))[0].split("_")[0] for p in paths]
 

@@ -151,6 +151,8 @@ class BoundedHeaders(HttpToolsProtocol):
     def on_message_complete(self):
         self.waiting = True  # the next request's headers may follow on this connection
         super().on_message_complete()
+        if self.cycle is not None and self.cycle.response_complete and not self.transport.is_closing():
+            self._arm()  # answered before the body was in (a 413): the deadline starts now
 
     def on_response_complete(self):
         super().on_response_complete()

@@ -1,11 +1,14 @@
 """The web app's routes: GET / (the page), POST /api/predict, POST /api/predict/batch, GET /api/model,
 GET /healthz, GET /docs and /openapi.json; and reading the images out of a request (multipart, JSON base64, or
 a raw image body). Every error is JSON {"error": "..."}."""
+import asyncio
 import base64
 import binascii
+import functools
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +16,6 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,16 +24,17 @@ from serve.batcher import Batcher, Model
 from serve.plumbing import ApiError, CatchErrors, RequestLimits, error_response, megabytes
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
+DECODE_THREADS = 2         # threads that decode uploads (and parse JSON bodies) off the event loop
+INLINE_PIXELS = 256 * 256  # a single image up to this size decodes on the event loop: well under a millisecond,
+                           # less than the hand-over to a thread costs (a captcha is ~10 000 pixels)
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # what PIL may open; never EPS & co. (they run tools)
 
 
 # --- images in ----------------------------------------------------------------------------------------------
 
-def read_image(raw, predictor, max_bytes, max_pixels):
-    """Image file bytes -> uint8 (H, W, C) at the model's size; ApiError saying what is wrong otherwise.
-
-    Only the header is read before the size checks; the pixels are then read by data.load_image (through the
-    predictor), the loading function of training, test.py and predict.py. Slow: call it off the event loop."""
+def open_image(raw, max_bytes, max_pixels):
+    """Image file bytes -> a PIL image of which only the header is read (cheap), after the byte and pixel limits;
+    ApiError saying what is wrong otherwise."""
     if not raw:
         raise ApiError(400, "the image is empty (0 bytes)")
     if len(raw) > max_bytes:
@@ -46,11 +49,22 @@ def read_image(raw, predictor, max_bytes, max_pixels):
     if image is None or image.width * image.height > max_pixels:
         size = f"{image.width}x{image.height} pixels" if image else "far too many pixels"
         raise ApiError(413, f"the image has {size}; the limit is {max_pixels:,} pixels (MAX_IMAGE_PIXELS)")
+    return image
+
+
+def decode_image(image, predictor):
+    """The pixels of an opened image -> uint8 (H, W, C) at the model's size, read by data.load_image (through the
+    predictor), the loading function of training, test.py and predict.py; ApiError 422 for broken pixels."""
     try:
         return predictor.load(image)
     except Exception as e:  # the header was fine but the pixels are not: broken bytes, not a server fault
         why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise ApiError(422, f"the image could not be decoded; it may be truncated or corrupt ({why})") from None
+
+
+def read_image(raw, predictor, max_bytes, max_pixels):
+    """Image file bytes -> uint8 (H, W, C) at the model's size; ApiError saying what is wrong otherwise."""
+    return decode_image(open_image(raw, max_bytes, max_pixels), predictor)
 
 
 def read_batch(files, predictor, max_bytes, max_pixels):
@@ -86,8 +100,9 @@ def decode_base64(text, where):
         raise ApiError(400, f"{where} is not valid base64") from None
 
 
-async def read_files(request, field, max_files):
-    """[(name, bytes)] of the images in a request: multipart field `field`, JSON, or a raw image body."""
+async def read_files(request, field, max_files, off_loop):
+    """[(name, bytes)] of the images in a request: multipart field `field`, JSON, or a raw image body.
+    `off_loop(fn, *args)`: runs the JSON parser away from the event loop."""
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if kind == "multipart/form-data":
         try:
@@ -114,7 +129,7 @@ async def read_files(request, field, max_files):
         raise ApiError(400, f"the request body is empty; {usage(field)}")
     if kind == "application/json":
         try:
-            payload = await run_in_threadpool(json.loads, body)
+            payload = await off_loop(json.loads, body)
         except ValueError:
             raise ApiError(400, f"the body is not valid JSON; {usage(field)}") from None
         except RecursionError:  # [[[[...]]]]: the parser's depth limit
@@ -200,13 +215,19 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
     max_image_pixels = max_image_pixels or config.MAX_IMAGE_PIXELS
     max_batch = max_batch or config.MAX_BATCH
     model = Model(predictor)
-    batcher = None
+    batcher = decoder = None
 
     async def lifespan(app):
-        nonlocal batcher
+        nonlocal batcher, decoder
         batcher = Batcher(model, max_batch, threads)
+        decoder = ThreadPoolExecutor(DECODE_THREADS, "decode")
         yield
         batcher.close()
+        decoder.shutdown(wait=False, cancel_futures=True)
+
+    async def off_loop(fn, *args):
+        """fn(*args) on a decoding thread (a pool of its own: Starlette's run_in_threadpool costs more per call)."""
+        return await asyncio.get_running_loop().run_in_executor(decoder, functools.partial(fn, *args))
 
     app = FastAPI(title="Captcha reader", lifespan=lifespan,
                   description="Reads text captchas with a model trained by train.py. Errors are "
@@ -250,16 +271,20 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
     @app.post("/api/predict", summary="Read one captcha", response_model=None,
               responses={200: {"model": Prediction}, **ERRORS}, openapi_extra=_file_body("file", False))
     async def predict(request: Request):
-        [(_, raw)] = (await read_files(request, "file", 1))[:1]
-        array = await run_in_threadpool(read_image, raw, predictor, max_image_bytes, max_image_pixels)
+        [(_, raw)] = (await read_files(request, "file", 1, off_loop))[:1]
+        image = open_image(raw, max_image_bytes, max_image_pixels)
+        if image.width * image.height <= INLINE_PIXELS:
+            array = decode_image(image, predictor)
+        else:  # a large image would hold every other request up (/healthz too) while it decodes
+            array = await off_loop(decode_image, image, predictor)
         [result] = await batcher.predict([array])
         return JSONResponse(result)
 
     @app.post("/api/predict/batch", summary="Read several captchas; a bad image fails alone", response_model=None,
               responses={200: {"model": BatchAnswer}, **ERRORS}, openapi_extra=_file_body("files", True))
     async def predict_batch(request: Request):
-        files = await read_files(request, "files", max_batch)
-        items, arrays = await run_in_threadpool(read_batch, files, predictor, max_image_bytes, max_image_pixels)
+        files = await read_files(request, "files", max_batch, off_loop)
+        items, arrays = await off_loop(read_batch, files, predictor, max_image_bytes, max_image_pixels)
         results = iter(await batcher.predict(arrays) if arrays else [])
         return JSONResponse({"results": [item if "error" in item else {**item, **next(results)} for item in items]})
 

@@ -208,18 +208,19 @@ def test_export_never_writes_over_its_input(model, tmp_path, run_main):
     assert pt.read_bytes() == before
 
 
-def test_onnx_file_is_replaced_atomically(tmp_path, monkeypatch):
-    """The file appears whole or not at all: a failed write leaves the previous file and no temp file."""
+def test_onnx_file_is_replaced_atomically(model, tmp_path, monkeypatch):
+    """The exported file appears whole or not at all: a failed write leaves the previous file and no temp file."""
     out = tmp_path / "m.onnx"
     out.write_bytes(b"previous model")
+    real_replace = os.replace
 
     def full_disk(src, dst):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", full_disk)
     with pytest.raises(OSError, match="No space"):
-        export.write_file(str(out), b"new model")
+        export.export_onnx(model["pt"], str(out))
     assert out.read_bytes() == b"previous model" and os.listdir(tmp_path) == ["m.onnx"]
-    monkeypatch.undo()
-    export.write_file(str(out), b"new model")
-    assert out.read_bytes() == b"new model" and os.listdir(tmp_path) == ["m.onnx"]
+    monkeypatch.setattr(os, "replace", real_replace)
+    export.export_onnx(model["pt"], str(out))
+    assert os.listdir(tmp_path) == ["m.onnx"] and torch_util.Predictor(str(out)).ckpt["model_name"] == "cnn"

@@ -63,8 +63,7 @@ def test_online_training_run(tiny, tmp_path):
     out = run("--online=1", "--online_count=160", "--online_workers=1", "--epochs=2", "--batch_size=32",
               "--test_dir=", "--online_test=64", f"--charset={DIGITS}", "--threads=1", "--run=on", "--show=2",
               f"--weights_dir={tmp_path}/w", f"--results={tmp_path}/r.txt", "--target_accuracy=2.0")
-    assert "ONLINE 160 fresh captchas per epoch from 1 generator process / 64 test images" in out
-    assert "testing on 64 captchas rendered" in out
+    assert "ONLINE 160 fresh captchas per epoch from 1 generator process, 64 validation, no test folder" in out
     assert out.count("  online: generation ") == 2 and "is the bottleneck" in out
     rows = torch_util.read_results(tmp_path / "r.txt")
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
