@@ -45,7 +45,7 @@ def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(predictor, threads=threads)
     info = predictor.ckpt
-    accuracy = f", test accuracy {info['accuracy']:.4f}" if info.get("accuracy") is not None else ""
+    accuracy = f", accuracy {info['accuracy']:.4f} recorded in training" if info.get("accuracy") is not None else ""
     print(f"serving {path} ({info['model_name']} on {predictor.runtime}, charset {info['charset']!r}{accuracy}) "
           f"at http://{config.HOST}:{config.PORT}", flush=True)
     uvicorn.Server(server_config(app, config.HOST, config.PORT, opts["header_timeout"],

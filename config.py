@@ -50,8 +50,8 @@ PRETRAINED = ""           # local torchvision weight file (.pth) to start the ba
 EPOCHS = 0                # passes over the training images; 0 = from their number (about IMAGES_SEEN images in all,
                           # 10-300 epochs); the run also stops early (PATIENCE, TIME_LIMIT, TARGET_ACCURACY)
 IMAGES_SEEN = 400_000     # with EPOCHS = 0: training images the run plans to see (a small set is seen more often)
-PATIENCE = 0              # stop after this many epochs without a better validation result (fewer errors, or as few
-                          # and a lower loss); 0 = a quarter of the planned epochs (at least 3); negative = never
+PATIENCE = 0              # stop after this many epochs without progress on validation (fewer errors, a better character
+                          # accuracy or a lower loss); 0 = a quarter of the planned epochs (at least 3); negative = never
 BATCH_SIZE = 0            # images per step; 0 = 128, or for a set under 2048 training images a power of 2 near
                           # a sixteenth of it (at least 16), so that a small set still gets many steps an epoch
 LR = 3e-3                 # peak learning rate of the one-cycle schedule (AdamW)

@@ -5,7 +5,7 @@
 
 The graph reads uint8 pixels (batch, height, width, channels), the array predict.py builds from an image
 file, normalises them inside, and writes log-probabilities (batch, T, K); the batch size is free. The
-checkpoint's description (model, head, charset, length, image size, channels, test accuracy) is stored as
+checkpoint's description (model, head, charset, length, image size, channels, accuracy) is stored as
 ONNX metadata, so the file needs nothing beside it. After writing, onnxruntime's output is checked against
 torch's. --bench=1 then times one image on one CPU thread with both (docs/onnx.md).
 """
@@ -125,7 +125,7 @@ def main():
     torch_util.set_threads(config.THREADS)
     start = time.time()
     meta = export_onnx(checkpoint, out, opts["opset"] or None)
-    accuracy = f", test accuracy {float(meta['accuracy']):.4f}" if "accuracy" in meta else ""
+    accuracy = f", accuracy {float(meta['accuracy']):.4f}" if "accuracy" in meta else ""
     print(f"{checkpoint} ({meta['model_name']}, {meta['head']} head{accuracy}) -> {out}: "
           f"{os.path.getsize(out) / 1e6:.1f} MB in {time.time() - start:.1f} s")
     predictor = torch_util.Predictor(out, threads=1)

@@ -124,32 +124,39 @@ def show_samples(truths, preds, n, seed):
 
 
 class Keeper:
-    """Chooses, on validation alone, the epoch whose checkpoint is kept.
+    """Chooses, on validation alone, the epoch whose checkpoint is kept, and counts epochs without progress.
 
     An epoch is kept when it makes fewer validation errors than any before, or when it is within SLACK of the
     fewest and has a lower validation loss than the kept one: on a small validation part one image is noise,
-    and the smoother loss then says which model is better. `since` counts the epochs since one was kept
-    (PATIENCE). Without a validation part the last epoch is kept."""
+    and the smoother loss then says which model is better. `since` counts the epochs since the last progress,
+    for PATIENCE: a kept epoch, or a best-ever validation character accuracy or loss (a CTC model can sit on a
+    plateau of empty readings for many epochs while its characters improve, then read whole labels at once).
+    Without a validation part the last epoch is kept."""
 
     def __init__(self, n_val, state=None):
         self.n_val, self.slack = n_val, max(1, round(SLACK * n_val))
         self.fewest, self.kept, self.since = math.inf, None, 0
+        self.best_char, self.best_loss = -math.inf, math.inf
         if state:
             self.fewest, self.kept, self.since = state["fewest"], state["kept"], state["since"]
+            self.best_char, self.best_loss = state.get("best_char", -math.inf), state.get("best_loss", math.inf)
 
     def offer(self, epoch, seq, char, loss, test=None):
         """Whether this epoch's checkpoint is kept; seq/char: validation accuracies, test: (seq, char) or None."""
         errors = round((1 - seq) * self.n_val) if self.n_val else 0
         keep = (not self.n_val or errors < self.fewest
                 or errors <= self.fewest + self.slack and loss < self.kept["loss"])
+        progress = keep or char > self.best_char or loss < self.best_loss
         self.fewest = min(self.fewest, errors)
+        self.best_char, self.best_loss = max(self.best_char, char), min(self.best_loss, loss)
         if keep:
             self.kept = dict(epoch=epoch, seq=seq, char=char, loss=loss, test=test)
-        self.since = 0 if keep else self.since + 1
+        self.since = 0 if progress else self.since + 1
         return keep
 
     def state(self):
-        return dict(fewest=self.fewest, kept=self.kept, since=self.since)
+        return dict(fewest=self.fewest, kept=self.kept, since=self.since, best_char=self.best_char,
+                    best_loss=self.best_loss)
 
 
 def describe_data(folder, codec, inferred, geometry, say):
@@ -529,7 +536,7 @@ def train(opts, rank, world, device, closing):
     say(f"run {run}: model {config.MODEL}, {params / 1e6:.2f} M parameters, on {device}"
         + (f" x {world} processes" if world > 1 else "") + f"\n  plan      {epochs} epochs{budget} of "
         f"{steps_per_epoch} steps, batch {batch_size}" + (f" x {world}" if world > 1 else "")
-        + (f", stop after {patience} epochs without a better validation" if patience else "")
+        + (f", stop after {patience} epochs without progress on validation" if patience else "")
         + f"\n  augment   {augment}" + (", torch.compile" if config.COMPILE else "")
         + (", channels_last" if channels_last else ""))
     bar = lead and sys.stdout.isatty()  # a log file gets one line per epoch, not a flood of progress bars
@@ -590,7 +597,8 @@ def train(opts, rank, world, device, closing):
         if config.TARGET_ACCURACY and val_seq >= config.TARGET_ACCURACY:
             stop = f"validation reached TARGET_ACCURACY {config.TARGET_ACCURACY}"
         elif patience and val_set and keeper.since >= patience and epoch < epochs:
-            stop = f"no better validation for {keeper.since} epochs (PATIENCE {patience}): stopping after epoch {epoch}"
+            stop = (f"no progress on validation (errors, character accuracy, loss) for {keeper.since} epochs "
+                    f"(PATIENCE {patience}): stopping after epoch {epoch}")
         elif config.TIME_LIMIT and trained_seconds >= config.TIME_LIMIT and epoch < epochs:
             stop = f"TIME_LIMIT {config.TIME_LIMIT}s reached after epoch {epoch}"
         if world > 1:  # rank 0's clock decides for every process

@@ -263,7 +263,7 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
     async def healthz():
         return {"status": "ok", "model": predictor.ckpt["model_name"]}
 
-    @app.get("/api/model", summary="The served model: name, charset, image size, test accuracy, limits")
+    @app.get("/api/model", summary="The served model: name, charset, image size, accuracy recorded in training, limits")
     async def model_info():
         return {**model.info(), "limits": {"max_image_bytes": max_image_bytes,
                                            "max_image_pixels": max_image_pixels, "max_batch": max_batch}}

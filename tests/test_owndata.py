@@ -162,11 +162,14 @@ def test_keeper_chooses_on_validation_errors_then_loss():
     assert k.offer(1, 0.90, 0.97, 0.50)                          # first: kept
     assert k.offer(2, 0.95, 0.98, 0.60)                          # fewer errors: kept although the loss is higher
     assert k.offer(3, 0.94, 0.98, 0.40)                          # one image more, lower loss: kept
-    assert not k.offer(4, 0.93, 0.98, 0.30)                      # two images more than the fewest: not kept
-    assert not k.offer(5, 0.95, 0.98, 0.45) and k.since == 2     # as few errors, higher loss than the kept epoch
+    assert not k.offer(4, 0.93, 0.98, 0.30)                      # two images more than the fewest: not kept,
+    assert k.since == 0                                          # but its loss is the lowest yet: progress
+    assert not k.offer(5, 0.95, 0.98, 0.45) and k.since == 1     # as few errors, higher loss than the kept epoch
+    assert not k.offer(6, 0.00, 0.99, 0.50) and k.since == 0     # the best character accuracy yet: progress
+    assert not k.offer(7, 0.90, 0.90, 0.90) and k.since == 1
     assert k.kept["epoch"] == 3
     again = train.Keeper(100, k.state())                         # resumes where it was
-    assert again.kept == k.kept and again.since == 2 and again.fewest == 5
+    assert again.kept == k.kept and again.since == 1 and again.fewest == 5
     last = train.Keeper(0)                                       # no validation part: the last epoch is kept
     assert last.offer(1, float("nan"), float("nan"), float("nan")) and last.offer(2, 0, 0, 9)
 
@@ -236,7 +239,7 @@ def test_test_folder_never_changes_the_kept_checkpoint(digits_data, tmp_path):
     kept = []
     for k, test_dir in enumerate([f"{digits_data}/test", f"{digits_data}/train"]):
         base = tmp_path / str(k)
-        short_run(base, f"--test_dir={test_dir}", "--epochs=3", "--run=x", "--patience=-1",
+        short_run(base, f"--test_dir={test_dir}", "--epochs=2", "--run=x", "--patience=-1",
                   train_dir=f"{digits_data}/test")
         ckpt = torch_util.load_checkpoint(str(base / "weights" / "x_best.pt"))
         kept.append((ckpt["epoch"], ckpt["accuracy"], train.state_digest(ckpt["model"])))

@@ -20,6 +20,8 @@ def test_short_training_learns(trained):
     assert best >= MIN_SEQ_ACC, out[-2000:]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert "truth" in out and "| ok" in out
+    assert "charset   '0123456789' (10 characters) (inferred)" in out and "length    4 (inferred)" in out
+    assert "image     160x60, colour (inferred)" in out and "batch 128" in out
     assert (base / "results.png").stat().st_size > 10_000
     ckpt = torch_util.load_checkpoint(str(base / "weights" / "t_best.pt"))
     assert abs(ckpt["accuracy"] - best) < 1e-4 and ckpt["charset"] == DIGITS  # chosen on validation
@@ -49,7 +51,9 @@ def test_predict_script(trained, tmp_path):
     out = run_script("predict.py", *[str(base / "test" / f) for f in files], ckpt).stdout
     lines = [line.split("\t") for line in out.strip().splitlines()]
     assert [os.path.basename(line[0]) for line in lines] == files
-    assert all(len(line[1]) == 4 and set(line[1]) <= set(DIGITS) and 0 <= float(line[2]) <= 1 for line in lines)
+    # a 5-epoch model: most readings are right, every one is digits with a confidence
+    assert all(set(line[1]) <= set(DIGITS) and 0 <= float(line[2]) <= 1 for line in lines)
+    assert sum(os.path.basename(line[0]).startswith(line[1] + "_") for line in lines) >= 2
     as_json = json.loads(run_script("predict.py", f"{base}/test/{files[0][:2]}*.png", ckpt, "--json=1").stdout)
     assert len(as_json) >= 1 and {"file", "text", "confidence", "chars"} <= set(as_json[0])
     (tmp_path / "bad.png").write_bytes(b"nope")
