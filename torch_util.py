@@ -140,7 +140,7 @@ def _pid_alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (OverflowError, OSError):  # PermissionError: another user's process; keep its file
+    except (OverflowError, OSError):  # PermissionError: a live process of another account: keep its file
         return True
     return True
 
