@@ -85,6 +85,8 @@ class Codec:
 # --- labels: file names or labels.tsv ----------------------------------------------------------------------
 
 LABELS_FILE = "labels.tsv"
+UNREADABLE_FILE = "unreadable.txt"  # beside labels.tsv: images a person marked unreadable, one file name per line
+                                    # (the labelling page writes it); they are neither trained on nor pseudo-labelled
 # a copy's marker at the end of a file name: "(2)" / " (2)" (browsers, Windows), " copy" / " copy 2" (macOS),
 # " - Copy" / " - Copy (2)" (Windows Explorer), " (copy)" (GNOME)
 _COPY_MARKER = re.compile(r"(\s*\(\d+\)|\s+copy(\s+\d+)?|\s+-\s+copy(\s+\(\d+\))?|\s*\(copy\))$", re.IGNORECASE)

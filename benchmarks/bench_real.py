@@ -3,6 +3,7 @@
     python benchmarks/bench_real.py                                  # both sets, all training images
     python benchmarks/bench_real.py --sizes=100,250,500,1000,all     # a learning curve: labelled images -> accuracy
     python benchmarks/bench_real.py --sets=henan_digits --threads=1  # other --NAME=value go to every train.py
+    python benchmarks/bench_real.py --sizes=100,all --reuse=1        # keep points already measured (point.json)
 
 Each point runs exactly `python train.py --train_dir=<set>/train --test_dir=<set>/test` (plus --limit=N for a
 learning-curve point, and output paths under bench_real/<set>/), then test.py on the kept checkpoint, which
@@ -13,6 +14,7 @@ university login captchas, 4 digits, labels.tsv; test labels corrected by hand).
 Prints per point: validation and test sequence accuracy, test character accuracy, training time, epochs; and
 with several sizes a table and a plot (bench_real/learning_curve.png).
 """
+import json
 import os
 import re
 import shutil
@@ -45,10 +47,18 @@ def run(cmd, log):
     return text
 
 
-def bench(name, root, size, overrides):
-    """Train and test one point; returns its figures."""
+def bench(name, root, size, overrides, reuse=False):
+    """Train and test one point; returns its figures (with reuse, those of a finished earlier run of the same
+    command, kept in its point.json)."""
     folder = os.path.join(root, name)
     out = os.path.join(OUT, name, f"n{size}")
+    point = os.path.join(out, "point.json")
+    if reuse and os.path.exists(point):
+        with open(point) as f:
+            row = json.load(f)
+        if row.get("overrides", {}) == overrides:
+            print(f"{name} ({size} labelled): reusing {point}", flush=True)
+            return row
     shutil.rmtree(out, ignore_errors=True)  # a fresh run each time (never `<run>-2` beside an old one)
     os.makedirs(out)
     args = [f"--train_dir={folder}/train", f"--test_dir={folder}/test", f"--cache_dir={OUT}/cache",
@@ -63,8 +73,12 @@ def bench(name, root, size, overrides):
     test_args = [f"--test_dir={folder}/test", f"--cache_dir={OUT}/cache", "--show=10", f"--sheet={out}/wrong.png",
                  f"--wrong={out}/wrong.tsv"]
     tested = TESTED.search(run(["test.py", final[1], *test_args], f"{out}/test.log"))
-    return dict(set=name, size=size, seconds=seconds, epochs=epochs, kept=int(final[2]), val=float(final[3]),
-                seq=float(tested[1]), right=int(tested[2]), n=int(tested[3]), char=float(tested[4]), goal=SETS[name])
+    row = dict(set=name, size=size, seconds=seconds, epochs=epochs, kept=int(final[2]), val=float(final[3]),
+               seq=float(tested[1]), right=int(tested[2]), n=int(tested[3]), char=float(tested[4]), goal=SETS[name],
+               overrides=overrides)
+    with open(point, "w") as f:
+        json.dump(row, f, indent=1)
+    return row
 
 
 def plot(rows, path):
@@ -87,7 +101,7 @@ def plot(rows, path):
 
 
 def main():
-    _, opts = config.parse(sets=",".join(SETS), root=os.path.join("..", "shared", "datasets"), sizes="all")
+    _, opts = config.parse(sets=",".join(SETS), root=os.path.join("..", "shared", "datasets"), sizes="all", reuse=0)
     opts["root"] = os.path.abspath(opts["root"])  # train.py runs in the repository root
     names = [s for s in opts["sets"].split(",") if s]
     unknown = [s for s in names if s not in SETS]
@@ -100,7 +114,7 @@ def main():
     overrides = {}  # options given on the command line go to every train.py (e.g. --threads=1)
     for arg in sys.argv[1:]:
         key, _, value = arg[2:].partition("=")
-        if arg.startswith("--") and key.lower() not in ("sets", "root", "sizes"):
+        if arg.startswith("--") and key.lower() not in ("sets", "root", "sizes", "reuse"):
             overrides[key.lower()] = value
     rows = []
     for name in names:
@@ -108,7 +122,7 @@ def main():
         for size in sizes:
             if size != "all" and size >= available:
                 continue
-            row = bench(name, opts["root"], size, overrides)
+            row = bench(name, opts["root"], size, overrides, reuse=bool(opts["reuse"]))
             row["train_images"] = available if size == "all" else size
             rows.append(row)
             print(f"  -> test {row['seq']:.2%} ({row['right']}/{row['n']}), validation {row['val']:.2%}, "
