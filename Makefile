@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) captchaGenerator.py --split=train --count=$(TRAIN_COUNT) --seed=1
 	$(PY) captchaGenerator.py --split=test --count=$(TEST_COUNT) --seed=2
-	$(PY) train.py --epochs=$(DEMO_EPOCHS)
+	$(PY) train.py --epochs=$(DEMO_EPOCHS) --init=
 	$(PY) test.py --show=5
 	$(PY) predict.py $$(ls dataset/test/*.png | head -n 5)
 	$(PY) torch_util.py
@@ -30,7 +30,7 @@ default-model: $(VENV)/.installed
 	$(PY) captchaGenerator.py --split=big --count=100000 --seed=11
 	$(PY) captchaGenerator.py --split=test --count=$(TEST_COUNT) --seed=2
 	$(PY) train.py --model=cnn_ctc --sequence=none --train_dir=dataset/big --test_dir=dataset/test --epochs=8 \
-		--augment=0.5 --run=default_cnn_ctc $(TRAIN_ARGS)
+		--augment=0.5 --init= --run=default_cnn_ctc $(TRAIN_ARGS)
 	cp weights/default_cnn_ctc_best.pt weights/default.pt
 	$(PY) captchaGenerator.py --split=fresh10k --count=10000 --seed=99
 	$(PY) test.py weights/default.pt --test_dir=dataset/fresh10k --show=10

@@ -274,7 +274,7 @@ def plan_ablation(selected):
 def train_args(entry, epochs, seconds, overrides):
     """train.py's command line: the entry's model, run, seed and budget (every epoch: no early stop, unless the
     user's --patience says otherwise), the user's overrides, its options."""
-    return ([f"--model={entry.model}", f"--run={entry.name}", f"--seed={entry.seed}", f"--epochs={epochs}",
+    return ([f"--model={entry.model}", f"--run={entry.name}", f"--seed={entry.seed}", f"--epochs={epochs}", "--init=",
              f"--time_limit={seconds}", "--patience=-1", f"--results={entry.path('results.txt')}",
              f"--weights_dir={entry.folder}"] + overrides + [as_arg(k, v) for k, v in entry.options.items()])
 

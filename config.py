@@ -21,6 +21,15 @@ LIMIT = 0                 # use only a seeded sample of this many TRAIN_DIR imag
                           # (how many labelled images does this captcha need? train with 100, 250, 500, ...)
 SKIP_BAD = False          # True: drop unreadable / mislabelled files with a warning instead of stopping
 
+# --- unlabelled images (pseudo-labels: the model's own confident readings, refreshed as it improves) -------------
+UNLABELED_DIR = ""        # a folder of images without labels, also trained on with pseudo-labels; "" = none. The same
+                          # folder as TRAIN_DIR: its images labels.tsv does not list (or, with LIMIT, those not sampled)
+PSEUDO_THRESHOLD = 0.9    # an image gets a pseudo-label when the model reads it with at least this sequence confidence
+PSEUDO_FROM = 0.5         # pseudo-labels start once the kept model reads this fraction of validation right (0-1)
+PSEUDO_EVERY = 1.0        # refresh them when a better model is kept and the run has trained on at least this many
+                          # times the number of unlabelled images since the last refresh (reading them costs time)
+PSEUDO_RATIO = 2.0        # pseudo-labelled images per labelled image in each epoch, at most
+
 # --- generated captchas (captchaGenerator.py, and ONLINE training) -----------------------------------------
 GEN_CHARSET = string.digits + string.ascii_uppercase  # characters drawn from
 GEN_LENGTH = 4            # characters per captcha
@@ -61,7 +70,10 @@ PERSPECTIVE = 0.0         # strength of a random perspective warp (1.0 = corners
 BLUR = 0.0                # probability that a training image is Gaussian-blurred (sigma 0.3-1.2); 0 = off
 NOISE = 0.0               # standard deviation of added Gaussian pixel noise (on the [-1, 1] scale); 0 = off
 CONTRAST = 0.0            # strength of random contrast / brightness (and colour, for CHANNELS=3) changes; 0 = off
-INIT = ""                 # checkpoint to start from (fine-tuning); a different charset re-initialises only the head
+INIT = "auto"             # checkpoint to start from (fine-tuning); a different charset re-initialises only the head.
+                          # "auto" = the shipped weights/default.pt when MODEL is its model (cnn_ctc, default options)
+                          # and the run reads a folder: its features, learnt on generated captchas, carry over to
+                          # other captchas (a few hundred labelled images then suffice); "" = random weights
 WEIGHT_DECAY = 1e-4       # AdamW weight decay
 TIME_LIMIT = 0            # seconds of training after which the run stops (at the end of that epoch); 0 = none
 TARGET_ACCURACY = 0.0     # stop once validation sequence accuracy reaches this (0-1); 0 = never

@@ -143,12 +143,11 @@ def _scan(folder):
     if not os.path.isdir(folder):
         raise DataError(f"no such folder: {folder}" if not os.path.exists(folder) else
                         f"{folder} is not a folder ({file_kind(folder)})")
-    names = sorted(n for n in os.listdir(folder)
-                   if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS and not n.startswith("."))
+    names = image_names(folder)
     tsv = os.path.join(folder, LABELS_FILE)
     if os.path.lexists(tsv):
         items = _read_tsv(folder, tsv)
-        listed = {os.path.normpath(p) for p, _ in items}
+        listed = {os.path.normpath(p) for p, _ in items} | unreadable_marks(folder)
         unlisted = [os.path.join(folder, n) for n in names if os.path.normpath(os.path.join(folder, n)) not in listed]
         if not items:
             raise DataError(f"{tsv} lists no images: write one 'file<TAB>label' line per image")
@@ -170,6 +169,21 @@ def _scan(folder):
         raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
                         f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})")
     return [(os.path.join(folder, n), label) for n, label in items], []
+
+
+def image_names(folder):
+    """The image files of a folder (an extension in IMAGE_EXTENSIONS, not hidden), sorted."""
+    return sorted(n for n in os.listdir(folder)
+                  if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS and not n.startswith("."))
+
+
+def unreadable_marks(folder):
+    """Normalised paths of the images listed in the folder's UNREADABLE_FILE (none when it has none)."""
+    path = os.path.join(folder, UNREADABLE_FILE)
+    if not os.path.isfile(path):
+        return set()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return {os.path.normpath(os.path.join(folder, line.strip().lstrip("\ufeff"))) for line in f if line.strip()}
 
 
 def _read_tsv(folder, tsv):
@@ -477,12 +491,45 @@ class CaptchaSet:
         return images.to(device), torch.from_numpy(self.labels).to(device), lengths.to(device)
 
 
-def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad=False, quiet=False):
+def decode_images(paths, width, height, channels, cache_dir=None, quiet=False, labels=None):
+    """(images (N, H, W, C) uint8, ok (N,) bool, {path: why} for the unreadable ones): the files decoded by
+    load_image (on several processes for large sets), cached in `cache_dir` (keyed by paths, `labels`, sizes and
+    modification times) when every file decoded."""
+    items = list(zip(paths, labels if labels is not None else [""] * len(paths)))
+    cache = cache_dir and os.path.join(cache_dir, f"{_cache_key(items, width, height, channels)}.npz")
+    cached = read_cache(cache, len(items), width, height, channels, quiet) if cache else None
+    if cached:
+        return (*cached, {})
+    tasks = [(p, width, height, channels) for p in paths]
+    processes = min(os.cpu_count() or 1, max(1, len(tasks) // 2000))
+    if processes > 1:
+        with mp.get_context("fork").Pool(processes) as pool:
+            decoded = pool.map(_decode, tasks, chunksize=256)
+    else:
+        decoded = [_decode(t) for t in tasks]
+    ok = np.array([not isinstance(d, str) for d in decoded], dtype=bool)
+    images = np.zeros((len(items), height, width, channels), dtype=np.uint8)
+    failed = {}
+    for i, d in enumerate(decoded):
+        if ok[i]:
+            images[i] = d
+        else:
+            failed[paths[i]] = d
+    if cache and ok.all():
+        write_cache(cache, images, ok, quiet)
+    return images, ok, failed
+
+
+def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad=False, quiet=False,
+                unlabeled_ok=False):
     """Scan, check and decode a folder into a CaptchaSet (labels: read_labels). Problems (listed files missing,
     images labels.tsv does not list, labels that do not fit the codec, unreadable images) are collected and
     raised as one DataError naming the files; with skip_bad those files are left out with a warning instead.
+    unlabeled_ok: images labels.tsv does not list are no problem (they are the run's unlabelled images).
     The decoded array is cached in `cache_dir` (optional: read_cache / write_cache)."""
     items, unlisted = _scan(folder)
+    if unlabeled_ok:
+        unlisted = []
     items = [(p, codec.normalize(t)) for p, t in items]
     missing = [p for p, _ in items if not os.path.exists(p)]
     bad_labels = {}
@@ -491,32 +538,14 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
         if why:
             bad_labels.setdefault(why, []).append(os.path.basename(path) + (f" ({text!r})" if text else ""))
 
-    cache = cache_dir and os.path.join(cache_dir, f"{_cache_key(items, width, height, channels)}.npz")
-    cached = read_cache(cache, len(items), width, height, channels, quiet) if cache else None
-    unreadable = []
-    if cached:
-        images, ok = cached
-    else:
-        tasks = [(p, width, height, channels) for p, _ in items]
-        processes = min(os.cpu_count() or 1, max(1, len(tasks) // 2000))
-        if processes > 1:
-            with mp.get_context("fork").Pool(processes) as pool:
-                decoded = pool.map(_decode, tasks, chunksize=256)
-        else:
-            decoded = [_decode(t) for t in tasks]
-        ok = np.array([not isinstance(d, str) for d in decoded], dtype=bool)
-        images = np.zeros((len(items), height, width, channels), dtype=np.uint8)
-        for i, d in enumerate(decoded):
-            if ok[i]:
-                images[i] = d
-            elif os.path.exists(items[i][0]):
-                unreadable.append(f"{os.path.basename(items[i][0])} ({d})")
-        if cache and ok.all():
-            write_cache(cache, images, ok, quiet)
+    images, ok, failed = decode_images([p for p, _ in items], width, height, channels, cache_dir, quiet,
+                                       labels=[t for _, t in items])
+    unreadable = [f"{os.path.basename(p)} ({why})" for p, why in failed.items() if os.path.exists(p)]
 
     problems = [_problem("listed files are missing", [os.path.basename(p) for p in missing])] if missing else []
     if unlisted:
-        problems.append(_problem(f"images are not listed in {LABELS_FILE} (add a 'file<TAB>label' line for each)",
+        problems.append(_problem(f"images are not listed in {LABELS_FILE} (add a 'file<TAB>label' line for each, "
+                                 f"or train with --unlabeled_dir={folder} to use them without labels)",
                                  [os.path.basename(p) for p in unlisted]))
     problems += [_problem(f"labels with {why}", files) for why, files in bad_labels.items()]
     if unreadable:
@@ -532,6 +561,24 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
     paths = [p for (p, _), k in zip(items, keep) if k]
     texts = [t for (_, t), k in zip(items, keep) if k]
     return CaptchaSet(paths, texts, images[keep], codec)
+
+
+def unlabeled_images(folder, exclude=(), truth_from_names=False):
+    """[(path, truth or None)]: the images of `folder` a run uses without their labels, those not in `exclude`
+    (normalised paths: the run's labelled images) and not marked in UNREADABLE_FILE. `truth` is the label the
+    folder gives the image (its labels.tsv; with truth_from_names, its file name: a folder of labelled images
+    whose labels are hidden from training), used only to report how many pseudo-labels were right."""
+    if not os.path.isdir(folder):
+        raise DataError(f"no such folder: {folder}" if not os.path.exists(folder) else
+                        f"{folder} is not a folder ({file_kind(folder)})")
+    skip = {os.path.normpath(p) for p in exclude} | unreadable_marks(folder)
+    truth = {}
+    if os.path.isfile(os.path.join(folder, LABELS_FILE)):
+        truth = {os.path.normpath(p): t for p, t in _read_tsv(folder, os.path.join(folder, LABELS_FILE))}
+    elif truth_from_names:
+        truth = {os.path.normpath(os.path.join(folder, n)): label_from_name(n)[0] for n in image_names(folder)}
+    paths = [os.path.join(folder, n) for n in image_names(folder)]
+    return [(p, truth.get(os.path.normpath(p))) for p in paths if os.path.normpath(p) not in skip]
 
 
 class Augment:

@@ -343,19 +343,26 @@ def load_matching(model, ckpt, codec):
     Returns a report of what was kept and why each other tensor starts from random init."""
     same_labels = ckpt["charset"] == codec.charset and list(ckpt["length"]) == list(codec.length)
     source, state = ckpt["model"], model.state_dict()
-    kept, fresh = {}, {}
+    kept, fresh, adapted = {}, {}, []
     for name, tensor in state.items():
         if name.startswith("head.fc.") and not same_labels:
             fresh[name] = f"charset {ckpt['charset']!r} -> {codec.charset!r}" if ckpt["charset"] != codec.charset \
                 else f"label length {tuple(ckpt['length'])} -> {codec.length}"
         elif name not in source:
             fresh[name] = "not in the checkpoint (another model or options)"
+        elif (source[name].dim() == 4 and source[name].shape[1] == 1 and tensor.shape[1] > 1
+              and source[name].shape[:1] + source[name].shape[2:] == tensor.shape[:1] + tensor.shape[2:]):
+            # a grey model's first convolution for colour images: each channel gets a third of the grey weights, so
+            # a grey-looking colour image gives the grey model's answer
+            kept[name] = source[name].repeat(1, tensor.shape[1], 1, 1) / tensor.shape[1]
+            adapted.append(name)
         elif source[name].shape != tensor.shape:
             fresh[name] = f"shape {tuple(source[name].shape)} -> {tuple(tensor.shape)} (image size, channels or classes)"
         else:
             kept[name] = source[name]
     model.load_state_dict(kept, strict=False)
     lines = [f"initialised {len(kept)} of {len(state)} tensors from the checkpoint; {len(fresh)} start afresh"]
+    lines += [f"  {name}: grey -> {state[name].shape[1]} channels (the grey weights shared out)" for name in adapted]
     by_reason = {}
     for name, why in fresh.items():
         by_reason.setdefault(why, []).append(name)

@@ -18,6 +18,7 @@ the compute. Under torchrun each process takes its share of every epoch (BATCH_S
 only rank 0 prints, writes results.txt and checkpoints.
 """
 import contextlib
+import copy
 import hashlib
 import math
 import os
@@ -159,6 +160,96 @@ class Keeper:
                     best_loss=self.best_loss)
 
 
+class PseudoLabels:
+    """UNLABELED_DIR's images and their pseudo-labels: the kept model's readings of at least PSEUDO_THRESHOLD
+    sequence confidence, refreshed as better models are kept.
+
+    The first refresh comes once the kept model reads PSEUDO_FROM of validation right; later ones when a newer
+    model has been kept and the run has trained on PSEUDO_EVERY times as many images as there are unlabelled ones
+    since the last refresh. Each epoch then holds every labelled training image plus up to PSEUDO_RATIO times as
+    many pseudo-labelled ones (sampled afresh each epoch; labelled images fill the rest, so every epoch has the
+    same number of steps). Validation and test images never get pseudo-labels; labels the folder holds (`truth`)
+    are only used to report how many pseudo-labels were right."""
+
+    def __init__(self, folder, paths, truths, codec, n_train):
+        self.folder, self.paths, self.truths, self.codec = folder, paths, truths, codec
+        self.n_train, self.texts, self.chosen = n_train, [None] * len(paths), np.zeros(0, dtype=np.int64)
+        self.extra = round(config.PSEUDO_RATIO * n_train)  # pseudo-labelled images (or labelled fillers) per epoch
+        self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
+        self.kept_state, self.reader = None, None
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def epoch_images(self):
+        return self.n_train + self.extra
+
+    def keep(self, model):
+        """Remember a newly kept model's weights (pseudo-labels come from the kept model, not the last one)."""
+        self.kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def due(self, kept):
+        if self.kept_state is None or not kept or not kept["seq"] >= config.PSEUDO_FROM:
+            return False
+        if self.refreshed_epoch is None:
+            return True
+        return kept["epoch"] != self.refreshed_epoch and self.trained_since >= config.PSEUDO_EVERY * len(self)
+
+    @torch.no_grad()
+    def refresh(self, model, tensors, decode, device, kept_epoch, say):
+        """Read the unlabelled images (tensors[0][n_train:]) with the kept model; write the confident readings into
+        the label rows of `tensors`."""
+        if self.reader is None:
+            self.reader = copy.deepcopy(model)
+        self.reader.load_state_dict(self.kept_state)
+        self.reader.eval()
+        images, labels, lengths = tensors
+        texts, confidences = [], []
+        for i in range(self.n_train, len(images), 512):
+            batch = images[i:i + 512].to(device, non_blocking=True)
+            with torch_util.autocast(device):
+                logits = self.reader(data.to_float(batch))
+            t, c, _ = decode(logits, self.codec)
+            texts += t
+            confidences += c
+        lo, hi = self.codec.length
+        chosen = [i for i, (t, c) in enumerate(zip(texts, confidences))
+                  if c >= config.PSEUDO_THRESHOLD and lo <= len(t) <= hi and self.codec.check(t) is None]
+        self.texts, self.chosen = texts, np.array(chosen, dtype=np.int64)
+        if chosen:
+            rows = torch.tensor([self.codec.encode(texts[i]) for i in chosen], dtype=torch.int64)
+            at = torch.from_numpy(self.chosen + self.n_train).to(labels.device)
+            labels[at] = rows.to(labels.device)
+            lengths[at] = torch.tensor([len(texts[i]) for i in chosen], dtype=torch.int64, device=lengths.device)
+        self.refreshes += 1
+        self.refreshed_epoch, self.trained_since = kept_epoch, 0
+        self.last = (f"pseudo-labels from the model of epoch {kept_epoch}: {len(chosen)} of {len(self)} unlabelled "
+                     f"images read with confidence >= {config.PSEUDO_THRESHOLD}" + self.audit(texts, chosen))
+        say(self.last)
+
+    def audit(self, texts, chosen):
+        """', right: ...' for the images whose labels the folder knows (none: '')."""
+        known = [i for i, t in enumerate(self.truths) if t is not None]
+        if not known:
+            return ""
+        truth = lambda i: self.codec.normalize(self.truths[i])
+        picked = [i for i in chosen if self.truths[i] is not None]
+        right = sum(texts[i] == truth(i) for i in picked)
+        read = sum(texts[i] == truth(i) for i in known)
+        return (f"; right: {right} of {len(picked)} with known labels"
+                + (f" ({right / len(picked):.2%})" if picked else "")
+                + f" (all unlabelled images: {read / len(known):.2%} read right)")
+
+    def order(self, generator, batch_size, rank, world):
+        """This rank's indices into the combined tensors for one epoch (see the class's docstring)."""
+        take = min(len(self.chosen), self.extra)
+        picked = torch.from_numpy(self.chosen)[torch.randperm(len(self.chosen), generator=generator)[:take]]
+        fillers = torch.randint(0, self.n_train, (self.extra - take,), generator=generator)
+        population = torch.cat([torch.arange(self.n_train), picked + self.n_train, fillers])
+        return population[data.epoch_order(len(population), batch_size, generator, rank, world)]
+
+
 def describe_data(folder, codec, inferred, geometry, say):
     """The one block printed before training: what the data says, and which of it was inferred."""
     mark = lambda name: " (inferred)" if name in inferred else ""
@@ -227,13 +318,45 @@ def load_data(codec, quiet=False):
         texts = [codec.normalize(t) for t in texts]
         return None, data.CaptchaSet([f"{seed}-{i}" for i in range(len(texts))], texts,
                                      images.transpose(0, 2, 3, 1), codec), test
-    train_set = data.load_folder(config.TRAIN_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet)
+    train_set = data.load_folder(config.TRAIN_DIR, codec, *size, config.CACHE_DIR, config.SKIP_BAD, quiet,
+                                 unlabeled_ok=same_folder(config.UNLABELED_DIR, config.TRAIN_DIR))
     if 0 < config.LIMIT < len(train_set):  # a seeded sample, drawn apart from the validation split's seed
         keep = np.sort(torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.SEED + 1))
                        .numpy()[:config.LIMIT])
         train_set = data.CaptchaSet([train_set.paths[i] for i in keep], [train_set.texts[i] for i in keep],
                                     train_set.images[keep], codec)
     return (*split_validation(train_set, config.VALIDATION, config.SEED), test)
+
+
+def same_folder(a, b):
+    return bool(a and b) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def load_unlabeled(train_set, val_set, test_set, codec, quiet=False):
+    """(PseudoLabels without readings yet, their images (N, H, W, C) uint8), or (None, None) without UNLABELED_DIR.
+    Never the run's labelled, validation or test images (UNLABELED_DIR = the test folder is refused)."""
+    folder = config.UNLABELED_DIR
+    if not folder:
+        return None, None
+    if config.ONLINE:
+        raise config.ConfigError("UNLABELED_DIR is for training on a folder, not with ONLINE (fresh labelled captchas)")
+    if same_folder(folder, test_folder()):
+        raise config.ConfigError(f"UNLABELED_DIR={folder} is the test folder: test images must never be trained on, "
+                                 f"not even with pseudo-labels; name another folder")
+    if not config.VALIDATION:
+        raise config.ConfigError("UNLABELED_DIR needs a validation part (VALIDATION > 0): it decides when the model "
+                                 "is good enough to give pseudo-labels (PSEUDO_FROM)")
+    labelled = [p for s in (train_set, val_set, test_set) if s for p in s.paths]
+    items = data.unlabeled_images(folder, labelled, truth_from_names=same_folder(folder, config.TRAIN_DIR))
+    paths = [p for p, _ in items]
+    images, ok, failed = data.decode_images(paths, config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS,
+                                            config.CACHE_DIR, quiet)
+    if failed and not quiet:
+        names = ", ".join(os.path.basename(p) for p in list(failed)[:5]) + (", ..." if len(failed) > 5 else "")
+        print(f"warning: {folder}: {len(failed)} unreadable images left out: {names}")
+    keep = np.flatnonzero(ok)
+    pseudo = PseudoLabels(folder, [paths[i] for i in keep], [items[i][1] for i in keep], codec, len(train_set))
+    return pseudo, images[keep]
 
 
 def plan_epochs(n_train):
@@ -441,10 +564,33 @@ def check_resume(resume, path, codec, epochs):
                                  f"--init={path} (fine-tuning, a fresh schedule)")
 
 
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", torch_util.DEFAULT_CHECKPOINT)
+
+
+def resolve_init(resume, say):
+    """INIT, or for INIT = "auto" the shipped model when this run could start from it ("" otherwise): a run that
+    reads a folder (not ONLINE), is not resumed, and whose MODEL and options are the shipped model's."""
+    if config.INIT != "auto":
+        return config.INIT
+    if resume or config.ONLINE or not os.path.exists(SHIPPED):
+        return ""
+    shipped = torch_util.load_checkpoint(SHIPPED)
+    ours = models.model_options(config.MODEL, config.as_dict())
+    theirs = {k: shipped["build_args"].get(k) for k in ours}
+    if shipped["model_name"] != config.MODEL or ours != theirs:
+        say(f"INIT auto: random weights (the shipped {os.path.relpath(SHIPPED)} is {shipped['model_name']} "
+            f"{theirs}, this run {config.MODEL} {ours})")
+        return ""
+    say(f"INIT auto: starting from the shipped {os.path.relpath(SHIPPED)} (features learnt on generated captchas; "
+        f"--init= starts from random weights)")
+    return SHIPPED
+
+
 def train(opts, rank, world, device, closing):
     lead = rank == 0
     say = print if lead else (lambda *a, **k: None)
     check_paths()
+    config.INIT = resolve_init(opts["resume"], say)
     init = torch_util.load_checkpoint(config.INIT) if config.INIT else None
     if init:  # fine-tuning: the checkpoint's model and options; this run's data (size, charset)
         config.MODEL = init["model_name"]
@@ -470,10 +616,11 @@ def train(opts, rank, world, device, closing):
     if not lead:  # rank 0 decodes first and fills the cache; the others then read it
         barrier(device)
     train_set, val_set, test_set = load_data(codec, quiet=not lead)
+    pseudo, unlabeled = load_unlabeled(train_set, val_set, test_set, codec, quiet=not lead)
     if lead:
         barrier(device)
     n_train = len(train_set) if train_set else None
-    epochs = plan_epochs(n_train if n_train else config.ONLINE_COUNT)
+    epochs = plan_epochs(pseudo.epoch_images if pseudo else n_train if n_train else config.ONLINE_COUNT)
     if resume:
         check_resume(resume, last_path, codec, epochs)
     patience = plan_patience(epochs)
@@ -493,6 +640,16 @@ def train(opts, rank, world, device, closing):
         + (f" (VALIDATION={config.VALIDATION}, SEED={config.SEED})" if not config.ONLINE else "")
         + (f", test {test_folder()}: {len(test_set)} images (reported, never used to choose)" if test_set
            else ", no test folder (TEST_DIR)"))
+    if pseudo is not None:
+        say(f"  unlabeled {len(pseudo)} images from {config.UNLABELED_DIR} (UNLABELED_DIR): up to "
+            f"{pseudo.extra} pseudo-labelled images an epoch (PSEUDO_RATIO={config.PSEUDO_RATIO}), read with "
+            f"confidence >= {config.PSEUDO_THRESHOLD} by the kept model once it reads {config.PSEUDO_FROM:.0%} of "
+            f"validation (PSEUDO_THRESHOLD, PSEUDO_FROM)")
+        if len(pseudo):  # one set: the labelled images, then the unlabelled ones (label rows filled by refreshes)
+            train_set = data.CaptchaSet(train_set.paths + pseudo.paths, train_set.texts + [""] * len(pseudo),
+                                        np.concatenate([train_set.images, unlabeled]), codec)
+        else:
+            pseudo = None
     train, streamed = place(train_set, device, opts["stream"], say) if train_set else (None, False)
     held = lambda s: s.tensors(device if data.fits_on_device(s.images.nbytes, device) else torch.device("cpu"))
     val, test = (held(s) if s else None for s in (val_set, test_set))
@@ -502,7 +659,8 @@ def train(opts, rank, world, device, closing):
     kind = models.head(config.MODEL)
     decode, plain_loss = kind.decode, kind.loss
     optimizer = make_optimizer(model, device)
-    steps_per_epoch = producer.steps if producer else n_train // (batch_size * world)
+    steps_per_epoch = (producer.steps if producer else
+                       (pseudo.epoch_images if pseudo else n_train) // (batch_size * world))
     if steps_per_epoch == 0:
         what = f"ONLINE_COUNT={config.ONLINE_COUNT}" if producer else f"{config.TRAIN_DIR}: {n_train}"
         raise data.DataError(f"{what} training images, fewer than one batch (BATCH_SIZE={batch_size}"
@@ -517,6 +675,8 @@ def train(opts, rank, world, device, closing):
         if lead and resume.get("row"):
             restore_row(resume["row"])
         kept = keeper.kept
+        if pseudo and os.path.exists(best_path):
+            pseudo.kept_state = torch_util.load_checkpoint(best_path)["model"]
         say(f"resumed {last_path} after epoch {resume['epoch']}" + (
             f" (kept epoch {kept['epoch']}, validation sequence accuracy {kept['seq']:.4f})" if kept else ""))
     if rank:  # the same weights everywhere (DDP also broadcasts them), but each process its own augmentations
@@ -549,7 +709,8 @@ def train(opts, rank, world, device, closing):
             batches = online_batches(producer, batch_size, device, codec)
         else:
             shuffle = torch.Generator().manual_seed(config.SEED * 1000 + epoch)  # the same on every rank
-            order = data.epoch_order(n_train, batch_size, shuffle, rank, world)
+            order = (pseudo.order(shuffle, batch_size, rank, world) if pseudo
+                     else data.epoch_order(n_train, batch_size, shuffle, rank, world))
             batches = (data.stream_batches(train, order, batch_size, device) if streamed
                        else data.resident_batches(train, order, batch_size))
         loss, rate = train_one_epoch(net, optimizer, scheduler, loss_fn, batches, steps_per_epoch, device,
@@ -579,6 +740,12 @@ def train(opts, rank, world, device, closing):
             + (f"\n{generation}" if generation else ""))
         if val_set and config.SHOW:
             say(show_samples(val_set.texts, val_preds, config.SHOW, epoch))
+        if pseudo:
+            pseudo.trained_since += steps_per_epoch * batch_size * world
+            if improved:
+                pseudo.keep(model)
+            if pseudo.due(keeper.kept):
+                pseudo.refresh(model, train, decode, device, keeper.kept["epoch"], say)
         if lead:
             row = dict(run=run, epoch=epoch, train_loss=f"{loss:.5f}", val_loss=f"{val_loss:.5f}",
                        char_acc=f"{val_char:.5f}", seq_acc=f"{val_seq:.5f}", test_char_acc=f"{test_char:.5f}",
@@ -614,6 +781,10 @@ def train(opts, rank, world, device, closing):
             f.write(state_digest(model.state_dict()) + "\n")
     if lead:
         say(f"plot: {torch_util.plot_results(config.RESULTS, os.path.splitext(config.RESULTS)[0] + '.png')}")
+    if pseudo:
+        say(f"unlabeled: {pseudo.refreshes} refreshes; last {pseudo.last}" if pseudo.refreshes else
+            f"unlabeled: no pseudo-labels (the kept model never read {config.PSEUDO_FROM:.0%} of validation: "
+            f"PSEUDO_FROM)")
     kept = keeper.kept
     result = f"best: {best_path} (epoch {kept['epoch']})"
     if val_set:
