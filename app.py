@@ -1,53 +1,78 @@
-"""Serve a trained model: a page where a person tries it, and a JSON API for programs.
+"""Serve a trained model: a page where a person tries it, and a JSON API for programs. With --label_dir, also
+a page where a person labels a folder of captchas, the model's reading typed in already (docs/labelling.md).
 
     python app.py                              # the newest weights/*_best.pt, else weights/default.pt
     python app.py weights/cnn_best.pt --port=8080
     python app.py weights/cnn_best.onnx        # a model written by export.py, run by onnxruntime
     curl -F file=@captcha.png http://127.0.0.1:8000/api/predict
+    python app.py --label_dir=my_captchas      # then http://127.0.0.1:8000/label; model: the one named, else
+                                               # the newest weights/*_best.pt, else none (no suggestions)
 
 Endpoints: GET / (the page), POST /api/predict, POST /api/predict/batch, GET /api/model, GET /healthz,
-GET /docs and /openapi.json. Every error is JSON {"error": "..."}: a 4xx that says what was wrong with
-the request, or a 500 that gives no internals (the traceback goes to the server's log).
+GET /docs and /openapi.json. With --label_dir: GET /label (the labelling page), GET /api/label/next?count=N
+(the next unanswered images, least confident first, with the model's reading), GET /api/label/image?file=NAME,
+POST /api/label/answer ({"file": NAME, "label": TEXT} or {"file": NAME, "unreadable": true}: appended to
+FOLDER/labels.tsv or FOLDER/unreadable.txt), POST /api/label/skip ({"file": NAME}), GET /api/label/stats.
+Every error is JSON {"error": "..."}: a 4xx that says what was wrong with the request, or a 500 that gives no
+internals (the traceback goes to the server's log).
 
 Besides HOST, PORT and the MAX_* limits of config.py: --header_timeout=10 (seconds a connection has to send
-its request headers, else it is closed), --max_connections=128 (more at once are answered 503).
-The parts live in serve/: plumbing.py (HTTP), batcher.py (the model's thread), routes.py (the endpoints).
+its request headers, else it is closed), --max_connections=128 (more at once are answered 503),
+--label_dir=FOLDER (the labelling page for the images of FOLDER).
+The parts live in serve/: plumbing.py (HTTP), batcher.py (the model's thread), routes.py (the endpoints),
+labelling.py (the labelling page's answers, queue and endpoints).
 """
 import logging
+import os
 import sys
 
 import torch
 
 import config
+import data
 import torch_util
-from serve import create_app, server_config
+from serve import create_app, labelling, server_config
 from serve.plumbing import HEADER_TIMEOUT, MAX_CONNECTIONS
 
-USAGE = "usage: python app.py [MODEL.pt|MODEL.onnx] [--host=127.0.0.1] [--port=8000]"
+USAGE = "usage: python app.py [MODEL.pt|MODEL.onnx] [--host=127.0.0.1] [--port=8000] [--label_dir=FOLDER]"
 
 
 def main():
     import uvicorn
 
-    positional, opts = config.parse(header_timeout=HEADER_TIMEOUT, max_connections=MAX_CONNECTIONS)
+    positional, opts = config.parse(header_timeout=HEADER_TIMEOUT, max_connections=MAX_CONNECTIONS, label_dir="")
     if len(positional) > 1:
         sys.exit(USAGE)
     if not 1 <= config.PORT <= 65535:
         raise config.ConfigError(f"--port={config.PORT}: a TCP port is a number from 1 to 65535")
     if not opts["header_timeout"] > 0 or opts["max_connections"] < 1:
         raise config.ConfigError("--header_timeout must be above 0 seconds and --max_connections at least 1")
-    path = positional[0] if positional else torch_util.default_checkpoint()
+    label_dir = opts["label_dir"] or None
+    if label_dir is not None and not os.path.isdir(label_dir):
+        raise config.ConfigError(f"--label_dir={label_dir}: " + ("no such folder" if not os.path.exists(label_dir)
+                                 else f"not a folder ({data.file_kind(label_dir)})"))
+    if label_dir is None:
+        path = positional[0] if positional else torch_util.default_checkpoint()
+    else:  # suggestions come from a model trained on the user's captchas, never silently from the shipped one
+        path, why = labelling.choose_model(positional[0] if positional else None)
+        print(f"labelling model: {path or 'none'} ({why})", flush=True)
     # One inference thread with one torch (or onnxruntime) thread by default: the event loop needs the other
     # core, and batching (not intra-op threads) is what makes small images fast. --threads=N overrides.
     threads = config.THREADS or 1
     torch.set_num_threads(threads)
-    predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE), threads)
+    predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE), threads) if path else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(predictor, threads=threads)
-    info = predictor.ckpt
-    accuracy = f", accuracy {info['accuracy']:.4f} recorded in training" if info.get("accuracy") is not None else ""
-    print(f"serving {path} ({info['model_name']} on {predictor.runtime}, charset {info['charset']!r}{accuracy}) "
-          f"at http://{config.HOST}:{config.PORT}", flush=True)
+    app = create_app(predictor, threads=threads, label_dir=label_dir, say=lambda m: print(m, flush=True))
+    url = f"http://{config.HOST}:{config.PORT}"
+    if predictor is not None:
+        info = predictor.ckpt
+        accuracy = f", accuracy {info['accuracy']:.4f} recorded in training" if info.get("accuracy") is not None else ""
+        print(f"serving {path} ({info['model_name']} on {predictor.runtime}, charset {info['charset']!r}{accuracy}) "
+              f"at {url}", flush=True)
+    if label_dir is not None:
+        stats = app.state.labelling.stats()
+        print(f"labelling {stats['folder']}: {stats['total']} images, {stats['answered']} answered, "
+              f"{stats['remaining']} to go, at {url}/label", flush=True)
     uvicorn.Server(server_config(app, config.HOST, config.PORT, opts["header_timeout"],
                                  max_connections=opts["max_connections"])).run()
 
@@ -55,5 +80,5 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (config.ConfigError, torch_util.CheckpointError) as e:
+    except (config.ConfigError, torch_util.CheckpointError, data.DataError) as e:
         sys.exit(f"error: {e}")

@@ -1,6 +1,7 @@
 """The web app's routes: GET / (the page), POST /api/predict, POST /api/predict/batch, GET /api/model,
 GET /healthz, GET /docs and /openapi.json; and reading the images out of a request (multipart, JSON base64, or
-a raw image body). Every error is JSON {"error": "..."}."""
+a raw image body). With a labelling folder, the labelling page and its API too (labelling.py). Every error is
+JSON {"error": "..."}."""
 import asyncio
 import base64
 import binascii
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
@@ -20,6 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import config
+from serve import labelling
 from serve.batcher import Batcher, Model
 from serve.plumbing import ApiError, CatchErrors, RequestLimits, error_response, megabytes
 
@@ -28,6 +30,8 @@ DECODE_THREADS = 2         # threads that decode uploads (and parse JSON bodies)
 INLINE_PIXELS = 256 * 256  # a single image up to this size decodes on the event loop: well under a millisecond,
                            # less than the hand-over to a thread costs (a captcha is ~10 000 pixels)
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # what PIL may open; never EPS & co. (they run tools)
+NO_MODEL = ("no model is loaded: this server labels images only (--label_dir without a model); to read captchas "
+            "too, name a model: python app.py --label_dir=FOLDER weights/x_best.pt (or weights/x.onnx)")
 
 
 # --- images in ----------------------------------------------------------------------------------------------
@@ -208,21 +212,30 @@ ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in [
 
 
 def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch=None, threads=None,
-               upload_memory=None):
+               upload_memory=None, label_dir=None, say=print):
     """The FastAPI app serving `predictor` (a torch_util.Predictor). Limits default to config.py's; `upload_memory`
-    bounds the bytes of request bodies held at once (default: one full batch request and 16 largest images)."""
+    bounds the bytes of request bodies held at once (default: one full batch request and 16 largest images).
+
+    `label_dir`: a folder of images to label; adds the labelling page and its API (labelling.mount; the images are
+    scored by `predictor` now, its messages go to `say`). Then `predictor` may be None: the reader's endpoints
+    answer 503 saying no model is loaded."""
     max_image_bytes = max_image_bytes or config.MAX_IMAGE_BYTES
     max_image_pixels = max_image_pixels or config.MAX_IMAGE_PIXELS
     max_batch = max_batch or config.MAX_BATCH
-    model = Model(predictor)
+    model = Model(predictor) if predictor is not None else None
     batcher = decoder = None
+
+    def needs_model():
+        if model is None:
+            raise ApiError(503, NO_MODEL)
 
     async def lifespan(app):
         nonlocal batcher, decoder
-        batcher = Batcher(model, max_batch, threads)
+        batcher = Batcher(model, max_batch, threads) if model is not None else None
         decoder = ThreadPoolExecutor(DECODE_THREADS, "decode")
         yield
-        batcher.close()
+        if batcher is not None:
+            batcher.close()
         decoder.shutdown(wait=False, cancel_futures=True)
 
     async def off_loop(fn, *args):
@@ -255,22 +268,28 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
 
     @app.get("/", include_in_schema=False)
     async def page():
+        if model is None:  # nothing to read captchas with: the labelling page is what this server is for
+            return RedirectResponse("/label")
         return FileResponse(os.path.join(WEB_DIR, "index.html"))
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    if label_dir is not None:
+        app.state.labelling = labelling.mount(app, label_dir, predictor, WEB_DIR, say)
 
-    @app.get("/healthz", summary="Liveness: 200 once the model is loaded")
+    @app.get("/healthz", summary="Liveness: 200 once the model is loaded (model null: labelling only)")
     async def healthz():
-        return {"status": "ok", "model": predictor.ckpt["model_name"]}
+        return {"status": "ok", "model": predictor.ckpt["model_name"] if predictor is not None else None}
 
     @app.get("/api/model", summary="The served model: name, charset, image size, accuracy recorded in training, limits")
     async def model_info():
+        needs_model()
         return {**model.info(), "limits": {"max_image_bytes": max_image_bytes,
                                            "max_image_pixels": max_image_pixels, "max_batch": max_batch}}
 
     @app.post("/api/predict", summary="Read one captcha", response_model=None,
               responses={200: {"model": Prediction}, **ERRORS}, openapi_extra=_file_body("file", False))
     async def predict(request: Request):
+        needs_model()
         [(_, raw)] = (await read_files(request, "file", 1, off_loop))[:1]
         image = open_image(raw, max_image_bytes, max_image_pixels)
         if image.width * image.height <= INLINE_PIXELS:
@@ -283,6 +302,7 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
     @app.post("/api/predict/batch", summary="Read several captchas; a bad image fails alone", response_model=None,
               responses={200: {"model": BatchAnswer}, **ERRORS}, openapi_extra=_file_body("files", True))
     async def predict_batch(request: Request):
+        needs_model()
         files = await read_files(request, "files", max_batch, off_loop)
         items, arrays = await off_loop(read_batch, files, predictor, max_image_bytes, max_image_pixels)
         results = iter(await batcher.predict(arrays) if arrays else [])

@@ -3,7 +3,8 @@
 Uploads generated captchas by file picker, drag and drop and paste, reads the text the page shows and
 checks it against the API. The screenshot goes to docs/webapp.png when the page serves a real model
 (WEBAPP_CHECKPOINT=path, or the shipped weights/default.pt); with the untrained test model it stays in
-the test's temporary folder, so a plain test run leaves the README's picture alone.
+the test's temporary folder, so a plain test run leaves the README's picture alone. The labelling page
+(app.py --label_dir) is labelled with the keyboard alone, and its answers checked in labels.tsv and unreadable.txt.
 """
 import base64
 import json
@@ -107,3 +108,75 @@ def test_page_reads_captchas_like_the_api(tmp_path):
             assert not outside, f"the page fetched from outside: {outside}"
         finally:
             browser.close()
+
+
+def shown_file(page, name):
+    """Wait until the labelling page shows the image `name`."""
+    try:
+        page.wait_for_function("name => document.getElementById('file').textContent === name && "
+                               "document.activeElement === document.getElementById('answer')", arg=name, timeout=30_000)
+    except Exception:
+        raise AssertionError(f"expected {name}; the page shows {page.text_content('#file')!r}, message "
+                             f"{page.text_content('#message')!r}") from None
+
+
+def test_labelling_page_with_the_keyboard(tmp_path):
+    """Enter accepts the model's reading, typing replaces it, Ctrl+Enter marks unreadable, Escape skips (the image
+    comes back after the others); the answers land in labels.tsv and unreadable.txt."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    checkpoint = untrained_checkpoint(tmp_path / "label_best.pt")
+    folder = tmp_path / "unlabelled"
+    captchas(folder, 5, seed=21)
+
+    with serve(checkpoint, tmp_path / "server.log", f"--label_dir={folder}") as (url, _), \
+            sync_api.sync_playwright() as pw:
+        with urllib.request.urlopen(url + "/api/label/next?count=10") as r:
+            order = json.loads(r.read())["items"]  # least confident first
+        assert len(order) == 5
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 820})
+            outside, errors = [], []
+            page.on("request", lambda r: None if r.url.startswith(url) or r.url.startswith("data:")
+                    else outside.append(r.url))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url + "/label")
+
+            first = order[0]
+            shown_file(page, first["file"])
+            assert page.input_value("#answer") == first["text"]  # the model's reading, typed in
+            assert page.evaluate("() => document.getElementById('answer').selectionEnd") == len(first["text"])
+            assert page.locator("#chars .c").count() == len(first["text"])
+            assert "%" in page.text_content("#chars") and "sure" in page.text_content("#suggestion")
+            assert page.evaluate("() => getComputedStyle(document.getElementById('captcha')).imageRendering") == \
+                "pixelated"
+            assert page.evaluate("() => document.getElementById('captcha').getBoundingClientRect().width") >= 480
+            page.keyboard.press("Enter")  # accept the suggestion
+
+            shown_file(page, order[1]["file"])
+            page.keyboard.press("Escape")  # skip: nothing written
+
+            shown_file(page, order[2]["file"])
+            page.keyboard.type("Ab12")  # replaces the selected suggestion
+            page.keyboard.press("Enter")
+
+            shown_file(page, order[3]["file"])
+            page.keyboard.press("Control+Enter")  # unreadable
+
+            shown_file(page, order[4]["file"])
+            page.keyboard.press("Escape")
+            shown_file(page, order[1]["file"])  # the skipped image is back, after the others
+            page.wait_for_function("document.getElementById('counter').textContent.includes('3 / 5')")
+            assert "2 labelled, 1 unreadable" in page.text_content("#counter")
+            assert "2 remaining" in page.text_content("#counter")
+            assert "per minute" in page.text_content("#rate") and "3 answered" in page.text_content("#rate")
+            assert page.eval_on_selector_all("#recent li .what", "els => els.map(e => e.textContent)") == \
+                ["unreadable", "Ab12", first["text"]]
+            page.screenshot(path=os.environ.get("LABEL_SCREENSHOT") or str(tmp_path / "label.png"), full_page=True)
+            assert not errors, errors
+            assert not outside, f"the page fetched from outside: {outside}"
+        finally:
+            browser.close()
+    assert open(folder / "labels.tsv", encoding="utf-8").read() == \
+        f"file\tlabel\n{first['file']}\t{first['text']}\n{order[2]['file']}\tAb12\n"
+    assert open(folder / "unreadable.txt", encoding="utf-8").read() == f"{order[3]['file']}\n"
