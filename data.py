@@ -146,14 +146,17 @@ def _scan(folder):
     names = image_names(folder)
     tsv = os.path.join(folder, LABELS_FILE)
     if os.path.lexists(tsv):
-        items = _read_tsv(folder, tsv)
+        items = read_tsv(folder, tsv)
         listed = {os.path.normpath(p) for p, _ in items} | unreadable_marks(folder)
         unlisted = [os.path.join(folder, n) for n in names if os.path.normpath(os.path.join(folder, n)) not in listed]
         if not items:
             raise DataError(f"{tsv} lists no images: write one 'file<TAB>label' line per image")
         return items, unlisted
     items, unclear = [], []
+    marked = unreadable_marks(folder)
     for name in names:
+        if os.path.normpath(os.path.join(folder, name)) in marked:
+            continue
         label, odd = label_from_name(name)
         (unclear if odd else items).append((name, label))
     if unclear:
@@ -186,8 +189,8 @@ def unreadable_marks(folder):
         return {os.path.normpath(os.path.join(folder, line.strip().lstrip("\ufeff"))) for line in f if line.strip()}
 
 
-def _read_tsv(folder, tsv):
-    """[(path, label)] from a labels.tsv (rules in read_labels)."""
+def read_tsv(folder, tsv):
+    """[(path, label)] from a labels.tsv (rules in read_labels; the labelling page reads it the same way)."""
     if not os.path.isfile(tsv):
         raise DataError(f"{tsv} is not a regular file ({file_kind(tsv)})")
     with open(tsv, "rb") as f:
@@ -230,7 +233,7 @@ def _read_tsv(folder, tsv):
     if clashes:
         shown = "; ".join(f"{os.path.relpath(k, folder)} ({', '.join(v)})"
                           for k, v in list(clashes.items())[:SHOW_FILES])
-        raise DataError(f"{tsv} gives {len(clashes)} files two different labels: {shown}"
+        raise DataError(f"{tsv} gives {len(clashes)} file{'s' if len(clashes) > 1 else ''} two different labels: {shown}"
                         f"{'; ...' if len(clashes) > SHOW_FILES else ''}\nKeep one line per file.")
     return list(labels.items())
 
@@ -574,7 +577,7 @@ def unlabeled_images(folder, exclude=(), truth_from_names=False):
     skip = {os.path.normpath(p) for p in exclude} | unreadable_marks(folder)
     truth = {}
     if os.path.isfile(os.path.join(folder, LABELS_FILE)):
-        truth = {os.path.normpath(p): t for p, t in _read_tsv(folder, os.path.join(folder, LABELS_FILE))}
+        truth = {os.path.normpath(p): t for p, t in read_tsv(folder, os.path.join(folder, LABELS_FILE))}
     elif truth_from_names:
         truth = {os.path.normpath(os.path.join(folder, n)): label_from_name(n)[0] for n in image_names(folder)}
     paths = [os.path.join(folder, n) for n in image_names(folder)]

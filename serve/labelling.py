@@ -2,7 +2,7 @@
 
     python app.py --label_dir=FOLDER [MODEL.pt|MODEL.onnx]     # then open http://127.0.0.1:8000/label
 
-LabelStore reads and writes the answers: FOLDER/labels.tsv (`file<TAB>label`, read by data._read_tsv's rules)
+LabelStore reads and writes the answers: FOLDER/labels.tsv (`file<TAB>label`, read by data.read_tsv's rules)
 and FOLDER/unreadable.txt (data.UNREADABLE_FILE, one file name per line, read by data.unreadable_marks). An
 answer is one os.write of the whole line on an O_APPEND file descriptor, then fsync, under a threading lock and
 an flock on the folder, and only after the files are re-read if another process changed them: two servers or
@@ -39,7 +39,7 @@ import data
 import torch_util
 from serve.plumbing import ApiError
 
-HEADER = "file\tlabel\n"  # the first line of a labels.tsv this page creates (data._read_tsv skips it)
+HEADER = "file\tlabel\n"  # the first line of a labels.tsv this page creates (data.read_tsv skips it)
 MAX_LABEL = 100           # characters in a label; more is a mistake (a paste), not a captcha
 MAX_NEXT = 50             # images one /api/label/next answers at most
 RECENT = 10               # answers listed by /api/label/stats
@@ -200,7 +200,7 @@ class LabelStore:
         """Re-read the answer files that changed since they were read (another process, an editor)."""
         signature = _signature(self.tsv)
         if signature != self.seen.get(self.tsv, False):
-            items = data._read_tsv(self.folder, self.tsv) if signature else []
+            items = data.read_tsv(self.folder, self.tsv) if signature else []
             self.labels = {os.path.relpath(path, self.folder): label for path, label in items}
             self.seen[self.tsv] = signature
         signature = _signature(self.unreadable_txt)

@@ -77,7 +77,7 @@ def test_answers_are_appended_as_lines_and_kept_in_case(tmp_path):
     assert read(os.path.join(folder, "labels.tsv")) == HEADER + "a.png\tAb3x\nd.png\tÄÖ-ü 7\n"
     assert read(os.path.join(folder, "unreadable.txt")) == "c.jpg\n"
     # what training reads: the labelled images, the rest not listed
-    assert sorted(data._read_tsv(folder, os.path.join(folder, "labels.tsv"))) == \
+    assert sorted(data.read_tsv(folder, os.path.join(folder, "labels.tsv"))) == \
         [(os.path.join(folder, "a.png"), "Ab3x"), (os.path.join(folder, "d.png"), "ÄÖ-ü 7")]
 
 
@@ -270,7 +270,7 @@ def test_a_hand_written_labels_tsv_is_respected_and_appended_to(tmp_path):
         assert answer(c, "d.png", "Ef").status_code == 200
     with open(tsv, "rb") as f:
         assert f.read() == original + b"\nd.png\tEf\n"  # the unfinished last line ended first
-    assert sorted(data._read_tsv(folder, tsv)) == [(os.path.join(folder, n), t) for n, t in
+    assert sorted(data.read_tsv(folder, tsv)) == [(os.path.join(folder, n), t) for n, t in
                                                    [("a.png", "AB"), ("b.png", "cd"), ("d.png", "Ef"), ("x.png", "GONE")]]
 
 

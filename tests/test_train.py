@@ -41,7 +41,7 @@ def test_test_script_reports_accuracy_and_mistakes(trained):
     tested = torch_util.load_checkpoint(str(base / "weights" / "t_best.pt"))["test_accuracy"]
     assert f"sequence accuracy {tested:.4f}" in out  # what train.py reported for the kept checkpoint
     if tested < 1:
-        assert "wrong (" in out and "most confused" in out
+        assert "wrong (" in out and "least confident first" in out
 
 
 def test_predict_script(trained, tmp_path):

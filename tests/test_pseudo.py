@@ -1,0 +1,104 @@
+"""Unlabelled images (UNLABELED_DIR, pseudo-labels) and INIT=auto (starting from the shipped model)."""
+import os
+import re
+import string
+
+import pytest
+import torch
+
+import data
+import models
+import torch_util
+from conftest import run_script
+from test_owndata import own_set
+
+LOWER = string.ascii_lowercase  # a charset the shipped model never read: its head starts afresh
+SEQ = re.compile(r"test seq acc ([\d.]+)")
+
+
+def outputs(base):
+    """--NAME=value overrides that keep what train.py writes under `base` (the data folders are the test's)."""
+    return [f"--cache_dir={base}/cache", f"--weights_dir={base}/weights", f"--results={base}/results.txt"]
+
+
+@pytest.fixture(scope="module")
+def lower_sets(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pseudo")
+    train = own_set(str(base / "train"), 1000, 31, labels_tsv=False, size=(128, 48), charset=LOWER)
+    test = own_set(str(base / "test"), 300, 32, labels_tsv=False, size=(128, 48), charset=LOWER)
+    return base, train, test
+
+
+def test_pseudo_labels_beat_labels_only(lower_sets):
+    """150 labelled images of a charset the shipped model never read; the other 850 of the folder without their
+    labels: at PSEUDO_THRESHOLD 0.9 the run with them reads the test folder clearly better than labels alone."""
+    base, train, test = lower_sets
+    common = [f"--train_dir={train}", f"--test_dir={test}", "--limit=150", "--epochs=12", "--show=0",
+              "--pseudo_threshold=0.9"]
+    alone = run_script("train.py", *common, *outputs(base / "alone")).stdout
+    mixed = run_script("train.py", *common, f"--unlabeled_dir={train}", *outputs(base / "mixed")).stdout
+    assert "INIT auto: starting from the shipped" in alone
+    assert "unlabeled 850 images" in mixed
+    refresh = re.findall(r"pseudo-labels from the model of epoch \d+: (\d+) of 850 .*right: (\d+) of (\d+)", mixed)
+    assert refresh, mixed[-3000:]
+    used, right, known = map(int, refresh[-1])
+    assert used == known > 300 and right >= 0.97 * used  # the folder's names are the truth: reported, not trained on
+    before, after = (float(SEQ.findall(out.splitlines()[-1])[0]) for out in (alone, mixed))
+    assert after >= before + 0.03, (before, after)
+
+
+def test_partially_labelled_folder(tmp_path):
+    """labels.tsv lists some images: without UNLABELED_DIR the others stop the run with the fix; with
+    UNLABELED_DIR = the same folder they are the unlabelled images; unreadable.txt marks are in neither."""
+    folder = own_set(str(tmp_path / "site"), 60, 5, labels_tsv=True, charset="abc123")
+    tsv = os.path.join(folder, "labels.tsv")
+    lines = open(tsv).read().splitlines()
+    with open(tsv, "w") as f:
+        f.write("\n".join(["file\tlabel"] + lines[:40]) + "\n")
+    with open(os.path.join(folder, data.UNREADABLE_FILE), "w") as f:
+        f.write("00045.jpg\n00046.jpg\n")
+    refused = run_script("train.py", f"--train_dir={folder}", "--epochs=1", *outputs(tmp_path / "a"), check=False)
+    assert refused.returncode == 1
+    assert "18 of 58 files are unusable" in refused.stdout and f"--unlabeled_dir={folder}" in refused.stdout
+    items = data.unlabeled_images(folder, [p for p, _ in data.read_labels(folder)])
+    assert len(items) == 18 and all(t is None for _, t in items)
+    assert not {"00045.jpg", "00046.jpg"} & {os.path.basename(p) for p, _ in items}
+    out = run_script("train.py", f"--train_dir={folder}", f"--unlabeled_dir={folder}", "--epochs=2",
+                     "--batch_size=16", *outputs(tmp_path / "b")).stdout
+    assert "unlabeled 18 images" in out and "split     36 training images, 4 validation" in out
+
+
+def test_unlabeled_dir_refusals(tmp_path):
+    train = own_set(str(tmp_path / "train"), 30, 6, labels_tsv=False, charset="abc123")
+    test = own_set(str(tmp_path / "test"), 10, 7, labels_tsv=False, charset="abc123")
+    for extra, message in ((f"--unlabeled_dir={test}", "is the test folder"),
+                           ("--validation=0", "needs a validation part")):
+        args = [f"--train_dir={train}", f"--test_dir={test}", "--epochs=1", *outputs(tmp_path / "r")]
+        if extra.startswith("--validation"):
+            args.append(f"--unlabeled_dir={train}")
+        result = run_script("train.py", *args, extra, check=False)
+        assert result.returncode == 1 and message in result.stdout, result.stdout
+
+
+def test_init_auto_only_for_the_shipped_model(tmp_path):
+    folder = own_set(str(tmp_path / "d"), 40, 8, labels_tsv=False, charset="abc123")
+    other = run_script("train.py", f"--train_dir={folder}", "--model=cnn", "--epochs=1", "--batch_size=16",
+                       *outputs(tmp_path / "cnn")).stdout
+    assert "INIT auto: random weights" in other and "initialised" not in other
+    fresh = run_script("train.py", f"--train_dir={folder}", "--init=", "--epochs=1", "--batch_size=16",
+                       *outputs(tmp_path / "fresh")).stdout
+    assert "INIT" not in fresh and "initialised" not in fresh
+
+
+def test_grey_first_convolution_serves_colour_images():
+    """--init from a grey model onto colour images: the first convolution's weights are shared out over the
+    channels, so a grey-looking colour image gives the grey model's output."""
+    codec = data.Codec("0123456789", 4)
+    grey = models.build_model("cnn_ctc", in_channels=1, num_classes=11, positions=4, height=32, width=96).eval()
+    colour = models.build_model("cnn_ctc", in_channels=3, num_classes=11, positions=4, height=32, width=96).eval()
+    ckpt = {"model": grey.state_dict(), "charset": codec.charset, "length": [4, 4]}
+    report = torch_util.load_matching(colour, ckpt, codec)
+    assert "grey -> 3 channels" in report and "start afresh" in report
+    x = torch.rand(2, 1, 32, 96) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(grey(x), colour(x.repeat(1, 3, 1, 1)), atol=1e-5)
