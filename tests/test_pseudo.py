@@ -24,13 +24,13 @@ def outputs(base):
 @pytest.fixture(scope="module")
 def lower_sets(tmp_path_factory):
     base = tmp_path_factory.mktemp("pseudo")
-    train = own_set(str(base / "train"), 1000, 31, labels_tsv=False, size=(128, 48), charset=LOWER)
+    train = own_set(str(base / "train"), 800, 31, labels_tsv=False, size=(128, 48), charset=LOWER)
     test = own_set(str(base / "test"), 300, 32, labels_tsv=False, size=(128, 48), charset=LOWER)
     return base, train, test
 
 
 def test_pseudo_labels_beat_labels_only(lower_sets):
-    """150 labelled images of a charset the shipped model never read; the other 850 of the folder without their
+    """150 labelled images of a charset the shipped model never read; the other 650 of the folder without their
     labels: at PSEUDO_THRESHOLD 0.9 the run with them reads the test folder clearly better than labels alone."""
     base, train, test = lower_sets
     common = [f"--train_dir={train}", f"--test_dir={test}", "--limit=150", "--epochs=12", "--show=0",
@@ -38,13 +38,14 @@ def test_pseudo_labels_beat_labels_only(lower_sets):
     alone = run_script("train.py", *common, *outputs(base / "alone")).stdout
     mixed = run_script("train.py", *common, f"--unlabeled_dir={train}", *outputs(base / "mixed")).stdout
     assert "INIT auto: starting from the shipped" in alone
-    assert "unlabeled 850 images" in mixed
-    refresh = re.findall(r"pseudo-labels from the model of epoch \d+: (\d+) of 850 .*right: (\d+) of (\d+)", mixed)
+    assert "unlabeled 650 images" in mixed
+    refresh = re.findall(r"pseudo-labels from the model of epoch \d+: (\d+) of 650 .*right: (\d+) of (\d+)", mixed)
     assert refresh, mixed[-3000:]
     used, right, known = map(int, refresh[-1])
-    assert used == known > 300 and right >= 0.97 * used  # the folder's names are the truth: reported, not trained on
     before, after = (float(SEQ.findall(out.splitlines()[-1])[0]) for out in (alone, mixed))
-    assert after >= before + 0.03, (before, after)
+    print(f"labels only {before:.4f}, with pseudo-labels {after:.4f}; last refresh {used} used, {right} right")
+    assert used == known > 200 and right >= 0.97 * used  # the folder's names are the truth: reported, not trained on
+    assert after >= before + 0.1, (before, after)  # measured: 0.54 -> 0.81
 
 
 def test_partially_labelled_folder(tmp_path):
