@@ -6,8 +6,8 @@ LabelStore reads and writes the answers: FOLDER/labels.tsv (`file<TAB>label`, re
 and FOLDER/unreadable.txt (data.UNREADABLE_FILE, one file name per line, read by data.unreadable_marks). An
 answer is one os.write of the whole line on an O_APPEND file descriptor, then fsync, under a threading lock and
 an flock on the folder, and only after the files are re-read if another process changed them: two servers or
-tabs never interleave lines or answer one image twice. LabelQueue offers the unanswered images, least confident first when a model scored
-them at startup. mount() adds the page and its API to the app:
+tabs never interleave lines or answer one image twice. LabelQueue offers the unanswered images, least confident
+first when a model scored them at startup. mount() adds the page and its API to the app:
 
     GET  /label                      the page (web/label.html, label.js, label.css)
     GET  /api/label/next?count=N     the next N unanswered images: file, text (the model's reading),
