@@ -1,0 +1,52 @@
+"""How right are a model's confident readings? The share of a labelled folder read at or above each confidence,
+and how many of those are right: what PSEUDO_THRESHOLD would give as pseudo-labels.
+
+    python benchmarks/pseudo_threshold.py weights/mysite_best.pt --test_dir=labelled_folder
+    python benchmarks/pseudo_threshold.py bench_real/henan_digits/n100/cnn_ctc_best.pt \
+        --test_dir=../shared/datasets/henan_digits/train --thresholds=0.5,0.9,0.99
+
+Read a folder the model did not train on with known labels (for a run with --limit, its TRAIN_DIR: the images
+not sampled are most of it). Prints one line per threshold.
+"""
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
+
+import config  # noqa: E402
+import data  # noqa: E402
+import torch_util  # noqa: E402
+
+
+def main():
+    positional, opts = config.parse(thresholds="0.5,0.9,0.95,0.99,0.999")
+    if len(positional) != 1 or not config.TEST_DIR:
+        sys.exit(__doc__.split("\n\n")[1])
+    torch_util.set_threads(config.THREADS)
+    predictor = torch_util.Predictor(positional[0], torch_util.pick_device(config.DEVICE), config.THREADS)
+    items = data.read_labels(config.TEST_DIR)
+    images, ok, _ = data.decode_images([p for p, _ in items], predictor.width, predictor.height, predictor.channels,
+                                       config.CACHE_DIR, quiet=True)
+    texts, confs = [], []
+    for i in range(0, len(images), 512):
+        t, c, _ = predictor.predict_arrays(images[i:i + 512])
+        texts += t
+        confs += c
+    right = np.array([t == predictor.codec.normalize(label) for t, (_, label) in zip(texts, items)]) & ok
+    confs = np.where(ok, np.array(confs), -1.0)
+    print(f"{positional[0]} on {config.TEST_DIR}: {len(items)} images, {right.mean():.2%} read right")
+    for threshold in (float(t) for t in str(opts["thresholds"]).split(",")):
+        chosen = confs >= threshold
+        share = chosen.mean()
+        precision = f"{right[chosen].mean():.2%} right" if chosen.any() else "none"
+        print(f"  confidence >= {threshold}: {share:.2%} of the images, {precision}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (config.ConfigError, data.DataError, torch_util.CheckpointError) as e:
+        sys.exit(f"error: {e}")
