@@ -18,6 +18,7 @@ sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's 
 
 import config  # noqa: E402
 import data  # noqa: E402
+import test  # noqa: E402
 import torch_util  # noqa: E402
 
 
@@ -27,17 +28,10 @@ def main():
         sys.exit(__doc__.split("\n\n")[1])
     torch_util.set_threads(config.THREADS)
     predictor = torch_util.Predictor(positional[0], torch_util.pick_device(config.DEVICE), config.THREADS)
-    items = data.read_labels(config.TEST_DIR)
-    images, ok, _ = data.decode_images([p for p, _ in items], predictor.width, predictor.height, predictor.channels,
-                                       config.CACHE_DIR, quiet=True)
-    texts, confs = [], []
-    for i in range(0, len(images), 512):
-        t, c, _ = predictor.predict_arrays(images[i:i + 512])
-        texts += t
-        confs += c
-    right = np.array([t == predictor.codec.normalize(label) for t, (_, label) in zip(texts, items)]) & ok
-    confs = np.where(ok, np.array(confs), -1.0)
-    print(f"{positional[0]} on {config.TEST_DIR}: {len(items)} images, {right.mean():.2%} read right")
+    r = test.run_test(predictor, config.TEST_DIR, skip_bad=config.SKIP_BAD, quiet=True)  # test.py's reading
+    right = np.array([t == p for t, p in zip(r["truths"], r["preds"])])
+    confs = np.array(r["confs"])
+    print(f"{positional[0]} on {config.TEST_DIR}: {len(right)} images, {right.mean():.2%} read right")
     for threshold in (float(t) for t in str(opts["thresholds"]).split(",")):
         chosen = confs >= threshold
         share = chosen.mean()
