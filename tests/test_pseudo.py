@@ -103,3 +103,14 @@ def test_grey_first_convolution_serves_colour_images():
     x = torch.rand(2, 1, 32, 96) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(grey(x), colour(x.repeat(1, 3, 1, 1)), atol=1e-5)
+
+
+def test_pseudo_threshold_script(trained):
+    """benchmarks/pseudo_threshold.py: the share read at each confidence and how many of those are right."""
+    base, _ = trained
+    out = run_script("benchmarks/pseudo_threshold.py", f"{base}/weights/t_best.pt", f"--test_dir={base}/test",
+                     f"--cache_dir={base}/cache", "--thresholds=0,0.9,1.01").stdout
+    lines = out.splitlines()
+    assert "300 images" in lines[0] and "read right" in lines[0]
+    share = [float(re.search(r"([\d.]+)% of the images", line)[1]) for line in lines[1:]]
+    assert share[0] == 100.0 and 0 <= share[1] <= 100 and share[2] == 0.0 and lines[3].endswith("none")
