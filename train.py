@@ -575,7 +575,10 @@ def resolve_init(resume, say):
     if resume or config.ONLINE or not os.path.exists(SHIPPED):
         return ""
     shipped = torch_util.load_checkpoint(SHIPPED)
-    ours = models.model_options(config.MODEL, config.as_dict())
+    try:  # an unknown model or a trick it does not take: the same message make_model gives
+        ours = models.model_options(config.MODEL, config.as_dict())
+    except (KeyError, ValueError) as e:
+        raise config.ConfigError(e.args[0]) from None
     theirs = {k: shipped["build_args"].get(k) for k in ours}
     if shipped["model_name"] != config.MODEL or ours != theirs:
         say(f"INIT auto: random weights (the shipped {os.path.relpath(SHIPPED)} is {shipped['model_name']} "
