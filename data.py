@@ -137,12 +137,16 @@ def read_labels(folder):
     return _scan(folder)[0]
 
 
-def _scan(folder):
-    """(items, unlisted): read_labels' [(path, label)] and, with a labels.tsv, the paths of the images in the
-    folder that it does not list."""
+def _require_folder(folder):
     if not os.path.isdir(folder):
         raise DataError(f"no such folder: {folder}" if not os.path.exists(folder) else
                         f"{folder} is not a folder ({file_kind(folder)})")
+
+
+def _scan(folder):
+    """(items, unlisted): read_labels' [(path, label)] and, with a labels.tsv, the paths of the images in the
+    folder that it does not list."""
+    _require_folder(folder)
     names = image_names(folder)
     tsv = os.path.join(folder, LABELS_FILE)
     if os.path.lexists(tsv):
@@ -571,9 +575,7 @@ def unlabeled_images(folder, exclude=(), truth_from_names=False):
     (normalised paths: the run's labelled images) and not marked in UNREADABLE_FILE. `truth` is the label the
     folder gives the image (its labels.tsv; with truth_from_names, its file name: a folder of labelled images
     whose labels are hidden from training), used only to report how many pseudo-labels were right."""
-    if not os.path.isdir(folder):
-        raise DataError(f"no such folder: {folder}" if not os.path.exists(folder) else
-                        f"{folder} is not a folder ({file_kind(folder)})")
+    _require_folder(folder)
     skip = {os.path.normpath(p) for p in exclude} | unreadable_marks(folder)
     truth = {}
     if os.path.isfile(os.path.join(folder, LABELS_FILE)):

@@ -33,11 +33,7 @@ def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False):
     c = predictor.ckpt
     ds = data.load_folder(folder, predictor.codec, predictor.width, predictor.height, predictor.channels,
                           config.CACHE_DIR, skip_bad, quiet)
-    preds, confs = [], []
-    for i in range(0, len(ds), batch_size):
-        texts, conf, _ = predictor.predict_arrays(ds.images[i:i + batch_size])
-        preds += texts
-        confs += conf
+    preds, confs = predictor.read(ds.images, batch_size)
     char_acc, seq_acc = torch_util.accuracy(ds.texts, preds)
     return dict(seq_acc=seq_acc, char_acc=char_acc, paths=ds.paths, truths=ds.texts, preds=preds, confs=confs,
                 model=c["model_name"])

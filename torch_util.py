@@ -521,6 +521,15 @@ class Predictor:
         """arrays: uint8 (N, H, W, C) -> texts, confidences, per-character probabilities."""
         return self.decode(self.scores(arrays), self.codec)
 
+    def read(self, arrays, batch_size=512):
+        """predict_arrays' (texts, confidences) for any number of images, `batch_size` at a time."""
+        texts, confidences = [], []
+        for i in range(0, len(arrays), batch_size):
+            t, c, _ = self.predict_arrays(arrays[i:i + batch_size])
+            texts += t
+            confidences += c
+        return texts, confidences
+
     def predict_with_candidates(self, arrays, k):
         """predict_arrays, plus per image and per character read the k likeliest characters [(char, p), ...],
         best first, from the same forward pass."""

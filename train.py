@@ -171,9 +171,9 @@ class PseudoLabels:
     same number of steps). Validation and test images never get pseudo-labels; labels the folder holds (`truth`)
     are only used to report how many pseudo-labels were right."""
 
-    def __init__(self, folder, paths, truths, codec, n_train):
-        self.folder, self.paths, self.truths, self.codec = folder, paths, truths, codec
-        self.n_train, self.texts, self.chosen = n_train, [None] * len(paths), np.zeros(0, dtype=np.int64)
+    def __init__(self, paths, truths, codec, n_train):
+        self.paths, self.truths, self.codec = paths, truths, codec
+        self.n_train, self.chosen = n_train, np.zeros(0, dtype=np.int64)
         self.extra = round(config.PSEUDO_RATIO * n_train)  # pseudo-labelled images (or labelled fillers) per epoch
         self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
         self.kept_state, self.reader = None, None
@@ -216,7 +216,7 @@ class PseudoLabels:
         lo, hi = self.codec.length
         chosen = [i for i, (t, c) in enumerate(zip(texts, confidences))
                   if c >= config.PSEUDO_THRESHOLD and lo <= len(t) <= hi and self.codec.check(t) is None]
-        self.texts, self.chosen = texts, np.array(chosen, dtype=np.int64)
+        self.chosen = np.array(chosen, dtype=np.int64)
         if chosen:
             rows = torch.tensor([self.codec.encode(texts[i]) for i in chosen], dtype=torch.int64)
             at = torch.from_numpy(self.chosen + self.n_train).to(labels.device)
@@ -355,7 +355,7 @@ def load_unlabeled(train_set, val_set, test_set, codec, quiet=False):
         names = ", ".join(os.path.basename(p) for p in list(failed)[:5]) + (", ..." if len(failed) > 5 else "")
         print(f"warning: {folder}: {len(failed)} unreadable images left out: {names}")
     keep = np.flatnonzero(ok)
-    pseudo = PseudoLabels(folder, [paths[i] for i in keep], [items[i][1] for i in keep], codec, len(train_set))
+    pseudo = PseudoLabels([paths[i] for i in keep], [items[i][1] for i in keep], codec, len(train_set))
     return pseudo, images[keep]
 
 

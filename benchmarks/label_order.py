@@ -51,16 +51,6 @@ def train_round(labelled, folder, epochs, threads):
     return BEST.search(text)[1]
 
 
-def read(predictor, arrays, batch=512):
-    """(texts, sequence confidences) of uint8 (N, H, W, C) arrays."""
-    texts, confs = [], []
-    for i in range(0, len(arrays), batch):
-        t, c, _ = predictor.predict_arrays(arrays[i:i + batch])
-        texts += t
-        confs += c
-    return texts, confs
-
-
 def simulate(name, root, order, start, step, most, epochs, threads, seed):
     """[(labels given, test sequence accuracy)] for one set and one order."""
     items = data.read_labels(os.path.join(root, name, "train"))
@@ -79,7 +69,7 @@ def simulate(name, root, order, start, step, most, epochs, threads, seed):
             cached[size] = [data.decode_images([p for p, _ in s], *size, os.path.join(OUT, "cache"), quiet=True)[0]
                             for s in (items, tests)]
         train_images, test_images = cached[size]
-        texts, _ = read(predictor, test_images)
+        texts, _ = predictor.read(test_images)
         accuracy = float(np.mean([t == predictor.codec.normalize(truth) for t, (_, truth) in zip(texts, tests)]))
         curve.append((len(chosen), accuracy))
         print(f"  {name} {order}: {len(chosen)} labels -> test {accuracy:.2%}", flush=True)
@@ -88,7 +78,7 @@ def simulate(name, root, order, start, step, most, epochs, threads, seed):
         if order == "random":
             picked = pool[:step]
         else:
-            _, confs = read(predictor, train_images[pool])
+            _, confs = predictor.read(train_images[pool])
             picked = [pool[i] for i in np.argsort(confs, kind="stable")[:step]]
         chosen += picked
         taken = set(picked)
