@@ -174,6 +174,50 @@ def test_keeper_chooses_on_validation_errors_then_loss():
     assert last.offer(1, float("nan"), float("nan"), float("nan")) and last.offer(2, 0, 0, 9)
 
 
+def test_cooldown_takes_the_rate_to_zero_and_resumes(cfg):
+    import torch
+    import train
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.8)
+    cool = train.CoolDown(opt, 4, until=9)
+    rates = []
+    for _ in range(2):
+        cool.step()
+        rates.append(cool.get_last_lr()[0])
+    again = train.CoolDown(opt, 1, 1, cool.state_dict())        # resumed: from the saved start, step and end
+    for _ in range(3):
+        again.step()
+        rates.append(again.get_last_lr()[0])
+    assert [round(r, 6) for r in rates] == [0.6, 0.4, 0.2, 0.0, 0.0] and again.until == 9
+    cfg.COOLDOWN = 0.1
+    assert train.plan_cooldown(300, 100) == 30 and train.plan_cooldown(300, 290) == 10
+    assert train.plan_cooldown(10, 5) == 1                       # at least one epoch
+    cfg.COOLDOWN = 0.0
+    assert train.plan_cooldown(300, 100) == 0                    # off: PATIENCE stops at once
+    k = train.Keeper(100)
+    assert k.offer(1, 0.95, 0.98, 0.40) and not k.offer(2, 0.94, 0.98, 0.50)
+    k.cooling = True                                             # cooling down: within SLACK, the later epoch
+    assert k.offer(3, 0.94, 0.98, 0.50) and not k.offer(4, 0.92, 0.98, 0.10)
+    assert train.Keeper(100, k.state()).cooling
+
+
+def test_patience_stop_cools_down_first(digits_data, tmp_path):
+    # a rate too small to learn: validation stops improving within a few epochs, PATIENCE 1 then starts the cool-down
+    args = [f"--train_dir={digits_data}/test", f"--cache_dir={digits_data}/cache", f"--weights_dir={tmp_path}/w",
+            f"--results={tmp_path}/r.txt", "--epochs=8", "--patience=1", "--cooldown=0.25", "--lr=1e-7",
+            "--batch_size=32", "--run=c", "--show=0", "--test_dir="]
+    out = run_script("train.py", *args).stdout
+    assert "then the run stops" in out, out[-3000:]
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "then the run stops" in line)
+    start = int(lines[at - 1].split("/")[0].split()[-1])         # the epoch after which it began
+    rows = torch_util.read_results(tmp_path / "r.txt")
+    end = min(8, start + 2)                                      # 0.25 of 8 epochs
+    assert [int(r["epoch"]) for r in rows] == list(range(1, end + 1))
+    assert float(rows[-1]["lr"]) == 0 and 0 < float(rows[start]["lr"]) < float(rows[start - 1]["lr"])
+    if end < 8:
+        assert f"cool-down finished: stopping after epoch {end}" in out
+
+
 def test_validation_split_is_seeded_and_disjoint():
     import train
     codec = data.Codec(DIGITS, 4)
