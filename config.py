@@ -61,9 +61,9 @@ EPOCHS = 0                # passes over the training images; 0 = from their numb
 IMAGES_SEEN = 400_000     # with EPOCHS = 0: training images the run plans to see (a small set is seen more often)
 PATIENCE = 0              # stop after this many epochs without progress on validation (fewer errors, a better character
                           # accuracy or a lower loss); 0 = a quarter of the planned epochs (at least 3); negative = never
-COOLDOWN = 0.1            # when PATIENCE ends a run, the learning rate first falls linearly to 0 over this fraction of
-                          # the planned epochs (at least 1) and the run stops after that: an early stop otherwise
-                          # keeps weights trained at a high rate; 0 = stop at once
+COOLDOWN = 0.0            # > 0: when PATIENCE ends a run, the learning rate first falls linearly to 0 over this fraction
+                          # of the planned epochs (at least 1), and a cooled epoch within train.SLACK of the fewest
+                          # validation errors is kept whatever its loss; 0 = stop at once (measured: BENCHMARKS.md)
 BATCH_SIZE = 0            # images per step; 0 = 128, or for a set under 2048 training images a power of 2 near
                           # a sixteenth of it (at least 16), so that a small set still gets many steps an epoch
 LR = 3e-3                 # peak learning rate of the one-cycle schedule (AdamW)
