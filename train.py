@@ -132,25 +132,25 @@ class Keeper:
     and the smoother loss then says which model is better. `since` counts the epochs since the last progress,
     for PATIENCE: a kept epoch, or a best-ever validation character accuracy or loss (a CTC model can sit on a
     plateau of empty readings for many epochs while its characters improve, then read whole labels at once).
-    Without a validation part the last epoch is kept. During the cool-down (`cooling`) an epoch within SLACK of
-    the fewest errors is kept whatever its loss: its weights were trained at a lower learning rate than any
-    before, and validation cannot tell the two apart."""
+    Without a validation part the last epoch is kept. During the cool-down (`cool_until`: the epoch it ends
+    after, None = not cooling) an epoch within SLACK of the fewest errors is kept whatever its loss: its weights
+    were trained at a lower learning rate than any before, and validation cannot tell the two apart."""
 
     def __init__(self, n_val, state=None):
         self.n_val, self.slack = n_val, max(1, round(SLACK * n_val))
         self.fewest, self.kept, self.since = math.inf, None, 0
         self.best_char, self.best_loss = -math.inf, math.inf
-        self.cooling = False
+        self.cool_until = None
         if state:
             self.fewest, self.kept, self.since = state["fewest"], state["kept"], state["since"]
             self.best_char, self.best_loss = state.get("best_char", -math.inf), state.get("best_loss", math.inf)
-            self.cooling = state.get("cooling", False)
+            self.cool_until = state.get("cool_until")
 
     def offer(self, epoch, seq, char, loss, test=None):
         """Whether this epoch's checkpoint is kept; seq/char: validation accuracies, test: (seq, char) or None."""
         errors = round((1 - seq) * self.n_val) if self.n_val else 0
         keep = (not self.n_val or errors < self.fewest
-                or errors <= self.fewest + self.slack and (self.cooling or loss < self.kept["loss"]))
+                or errors <= self.fewest + self.slack and (self.cool_until is not None or loss < self.kept["loss"]))
         progress = keep or char > self.best_char or loss < self.best_loss
         self.fewest = min(self.fewest, errors)
         self.best_char, self.best_loss = max(self.best_char, char), min(self.best_loss, loss)
@@ -161,32 +161,7 @@ class Keeper:
 
     def state(self):
         return dict(fewest=self.fewest, kept=self.kept, since=self.since, best_char=self.best_char,
-                    best_loss=self.best_loss, cooling=self.cooling)
-
-
-class CoolDown:
-    """The learning-rate schedule once PATIENCE has run out: from each group's current rate linearly to zero over
-    `steps` optimizer steps, ending after epoch `until` (a stand-in for the one-cycle scheduler, resumable)."""
-
-    def __init__(self, optimizer, steps, until, state=None):
-        self.optimizer, self.steps, self.until, self.done = optimizer, steps, until, 0
-        self.start = [g["lr"] for g in optimizer.param_groups]
-        if state:
-            self.load_state_dict(state)
-
-    def step(self):
-        self.done += 1
-        for group, lr in zip(self.optimizer.param_groups, self.start):
-            group["lr"] = lr * max(0.0, 1 - self.done / self.steps)
-
-    def get_last_lr(self):
-        return [g["lr"] for g in self.optimizer.param_groups]
-
-    def state_dict(self):
-        return dict(cooldown=True, steps=self.steps, until=self.until, done=self.done, start=self.start)
-
-    def load_state_dict(self, state):
-        self.steps, self.until, self.done, self.start = state["steps"], state["until"], state["done"], state["start"]
+                    best_loss=self.best_loss, cool_until=self.cool_until)
 
 
 class PseudoLabels:
@@ -401,6 +376,12 @@ def plan_cooldown(epochs, epoch):
     if config.COOLDOWN <= 0:
         return 0
     return min(max(1, round(config.COOLDOWN * epochs)), epochs - epoch)
+
+
+def cooldown_schedule(optimizer, steps):
+    """The learning rate once PATIENCE has run out: from each group's current rate linearly to 0 over `steps`
+    optimizer steps (it takes over from the one-cycle scheduler)."""
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=steps)
 
 
 def plan_batch(n_train):
@@ -711,10 +692,9 @@ def train(opts, rank, world, device, closing):
     if resume:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
-        if resume["scheduler"].get("cooldown"):
-            scheduler = CoolDown(optimizer, 1, epochs, resume["scheduler"])
-        else:
-            scheduler.load_state_dict(resume["scheduler"])
+        if keeper.cool_until is not None:  # stopped during the cool-down: its schedule (steps) is in the state
+            scheduler = cooldown_schedule(optimizer, 1)
+        scheduler.load_state_dict(resume["scheduler"])
         if lead and resume.get("row"):
             restore_row(resume["row"])
         kept = keeper.kept
@@ -804,13 +784,14 @@ def train(opts, rank, world, device, closing):
                                        scheduler=scheduler.state_dict())
             torch_util.append_row(config.RESULTS, torch_util.RESULT_COLUMNS, row)
         stop, cool = "", 0
-        cooling = isinstance(scheduler, CoolDown)
+        cooling = keeper.cool_until is not None
         if config.TARGET_ACCURACY and val_seq >= config.TARGET_ACCURACY:
             stop = f"validation reached TARGET_ACCURACY {config.TARGET_ACCURACY}"
-        elif cooling and epoch >= scheduler.until and epoch < epochs:
+        elif cooling and epoch >= keeper.cool_until and epoch < epochs:
             stop = f"cool-down finished: stopping after epoch {epoch}"
         elif patience and val_set and keeper.since >= patience and epoch < epochs and not cooling:
-            why = f"no progress on validation (errors, character accuracy, loss) for {keeper.since} epoch{'s' * (keeper.since > 1)} (PATIENCE {patience})"
+            why = (f"no progress on validation (errors, character accuracy, loss) for {keeper.since} "
+                   f"epoch{'s' * (keeper.since > 1)} (PATIENCE {patience})")
             cool = plan_cooldown(epochs, epoch)
             stop = "" if cool else f"{why}: stopping after epoch {epoch}"
             if cool:
@@ -827,8 +808,8 @@ def train(opts, rank, world, device, closing):
             say(stop)
             break
         if cool:
-            scheduler = CoolDown(optimizer, cool * steps_per_epoch, epoch + cool)
-            keeper.cooling = True
+            scheduler = cooldown_schedule(optimizer, cool * steps_per_epoch)
+            keeper.cool_until = epoch + cool
 
     if opts["state_hash"]:
         with open(f"{opts['state_hash']}.rank{rank}", "w") as f:

@@ -178,16 +178,19 @@ def test_cooldown_takes_the_rate_to_zero_and_resumes(cfg):
     import torch
     import train
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.8)
-    cool = train.CoolDown(opt, 4, until=9)
+    cool = train.cooldown_schedule(opt, 4)
     rates = []
     for _ in range(2):
+        opt.step()
         cool.step()
         rates.append(cool.get_last_lr()[0])
-    again = train.CoolDown(opt, 1, 1, cool.state_dict())        # resumed: from the saved start, step and end
+    again = train.cooldown_schedule(opt, 1)                      # resumed: the saved state carries steps and step
+    again.load_state_dict(cool.state_dict())
     for _ in range(3):
+        opt.step()
         again.step()
         rates.append(again.get_last_lr()[0])
-    assert [round(r, 6) for r in rates] == [0.6, 0.4, 0.2, 0.0, 0.0] and again.until == 9
+    assert [round(r, 6) for r in rates] == [0.6, 0.4, 0.2, 0.0, 0.0]
     cfg.COOLDOWN = 0.1
     assert train.plan_cooldown(300, 100) == 30 and train.plan_cooldown(300, 290) == 10
     assert train.plan_cooldown(10, 5) == 1                       # at least one epoch
@@ -195,9 +198,9 @@ def test_cooldown_takes_the_rate_to_zero_and_resumes(cfg):
     assert train.plan_cooldown(300, 100) == 0                    # off: PATIENCE stops at once
     k = train.Keeper(100)
     assert k.offer(1, 0.95, 0.98, 0.40) and not k.offer(2, 0.94, 0.98, 0.50)
-    k.cooling = True                                             # cooling down: within SLACK, the later epoch
+    k.cool_until = 9                                             # cooling down: within SLACK, the later epoch
     assert k.offer(3, 0.94, 0.98, 0.50) and not k.offer(4, 0.92, 0.98, 0.10)
-    assert train.Keeper(100, k.state()).cooling
+    assert train.Keeper(100, k.state()).cool_until == 9          # resumes cooling, with its end
 
 
 def test_patience_stop_cools_down_first(digits_data, tmp_path):
