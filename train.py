@@ -63,9 +63,10 @@ def train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augm
 
 
 def train_one_epoch(model, optimizer, scheduler, loss_fn, batches, steps, device, desc, augment=None,
-                    channels_last=False, bar=True):
+                    channels_last=False, bar=True, average=None):
     """One pass over `batches` ((images, labels, lengths) on the device, `steps` of them); returns (mean loss,
-    images/s). Under torchrun: the mean over every process, and the images of every process."""
+    images/s). Under torchrun: the mean over every process, and the images of every process. `average`: a
+    WeightAverage updated after every step, or None."""
     model.train()
     total = torch.zeros((), device=device)
     done = seen = 0
@@ -74,6 +75,8 @@ def train_one_epoch(model, optimizer, scheduler, loss_fn, batches, steps, device
     for images, labels, lengths in progress:
         total += train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augment, channels_last)
         scheduler.step()
+        if average:
+            average.update()
         done += 1
         seen += len(images)
         if bar and done % 20 == 0:  # the only host sync: a logging point
@@ -122,6 +125,33 @@ def show_samples(truths, preds, n, seed):
     lines += [f"  {truths[i]:<{width}} | {preds[i]:<{width}} | {'yes' if truths[i] == preds[i] else 'NO'}"
               for i in order[:n]]
     return "\n".join(lines)
+
+
+class WeightAverage:
+    """EMA > 0: an exponential moving average of a model's weights and BatchNorm statistics, updated after every
+    optimizer step; `module` is what is evaluated, kept and saved. After n updates the decay is
+    min(EMA, (1 + n) / (10 + n)): a short run averages over about its last tenth of steps, a long one over about
+    1 / (1 - EMA) steps. The update is one fused in-place lerp on the device (no host sync, nothing copied from
+    the host per step); `updates` travels in the last checkpoint, so a resumed run goes on with the same decay."""
+
+    def __init__(self, model, cap, updates=0):
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.cap, self.updates = cap, updates
+        # state_dict tensors share storage with the modules' parameters and buffers: updating them updates both
+        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
+        self.mine = [a for a, b in pairs if a.is_floating_point()]
+        self.theirs = [b for a, b in pairs if a.is_floating_point()]
+        self.counts = [(a, b) for a, b in pairs if not a.is_floating_point()]  # BatchNorm's num_batches_tracked
+
+    @torch.no_grad()
+    def update(self):
+        self.updates += 1
+        decay = min(self.cap, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.mine, self.theirs, 1 - decay)
+        for a, b in self.counts:
+            a.copy_(b)
 
 
 class Keeper:
@@ -571,7 +601,7 @@ def check_resume(resume, path, codec, epochs):
     """Refuse a --resume=1 whose settings differ from the run it continues (another MODEL, data or EPOCHS)."""
     before = resume.get("config", {})
     now = dict(MODEL=config.MODEL, CHARSET=codec.charset, IMAGE_WIDTH=config.IMAGE_WIDTH,
-               IMAGE_HEIGHT=config.IMAGE_HEIGHT, CHANNELS=config.CHANNELS)
+               IMAGE_HEIGHT=config.IMAGE_HEIGHT, CHANNELS=config.CHANNELS, EMA=config.EMA)
     differ = [f"{k} {before[k]!r} -> {v!r}" for k, v in now.items() if k in before and before[k] != v]
     planned = resume.get("planned_epochs", before.get("EPOCHS"))
     if planned and epochs != planned:
@@ -689,8 +719,8 @@ def train(opts, rank, world, device, closing):
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.LR, total_steps=epochs * steps_per_epoch,
                                                     pct_start=0.15)
     keeper = Keeper(len(val_set) if val_set else 0, resume.get("keeper") if resume else None)
-    if resume:
-        model.load_state_dict(resume["model"])
+    if resume:  # with EMA the checkpoint's "model" is the average, "trained" the weights the optimizer steps
+        model.load_state_dict(resume.get("trained") or resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         if keeper.cool_until is not None:  # stopped during the cool-down: its schedule (steps) is in the state
             scheduler = cooldown_schedule(optimizer, 1)
@@ -700,6 +730,11 @@ def train(opts, rank, world, device, closing):
         kept = keeper.kept
         if pseudo and os.path.exists(best_path):
             pseudo.kept_state = torch_util.load_checkpoint(best_path)["model"]
+    average = WeightAverage(model, config.EMA, resume.get("average_updates", 0) if resume else 0) if config.EMA else None
+    if average and resume and "trained" in resume:
+        average.module.load_state_dict(resume["model"])
+    shown = average.module if average else model  # what is evaluated, kept and saved
+    if resume:
         say(f"resumed {last_path} after epoch {resume['epoch']}" + (
             f" (kept epoch {kept['epoch']}, validation sequence accuracy {kept['seq']:.4f})" if kept else ""))
     if rank:  # the same weights everywhere (DDP also broadcasts them), but each process its own augmentations
@@ -737,22 +772,22 @@ def train(opts, rank, world, device, closing):
             batches = (data.stream_batches(train, order, batch_size, device) if streamed
                        else data.resident_batches(train, order, batch_size))
         loss, rate = train_one_epoch(net, optimizer, scheduler, loss_fn, batches, steps_per_epoch, device,
-                                     f"epoch {epoch}/{epochs}", augment, channels_last, bar=bar)
+                                     f"epoch {epoch}/{epochs}", augment, channels_last, bar=bar, average=average)
         trained_seconds += time.time() - t0
         generation = producer.report(time.time() - t0, rate) if producer else ""
         if world > 1:  # BatchNorm statistics differ by process (DDP sends rank 0's before each forward): align them
-            for buffer in model.buffers():
+            for buffer in [*model.buffers(), *(average.module.buffers() if average else ())]:
                 dist.broadcast(buffer, 0)
         if not math.isfinite(loss):
             raise RuntimeError(f"loss became {loss} at epoch {epoch}; lower --lr")
         if val_set:
-            val_preds, val_loss = evaluate(model, val, codec, decode, device, 512, plain_loss)
+            val_preds, val_loss = evaluate(shown, val, codec, decode, device, 512, plain_loss)
             val_char, val_seq = torch_util.accuracy(val_set.texts, val_preds)
         else:  # VALIDATION = 0: the last epoch is kept
             val_preds, val_loss, val_char, val_seq = None, float("nan"), math.nan, math.nan
         test_char = test_seq = math.nan
         if test_set:
-            test_preds, _ = evaluate(model, test, codec, decode, device, 512)
+            test_preds, _ = evaluate(shown, test, codec, decode, device, 512)
             test_char, test_seq = torch_util.accuracy(test_set.texts, test_preds)
         seconds = time.time() - t0
         improved = keeper.offer(epoch, val_seq, val_char, val_loss, (test_seq, test_char) if test_set else None)
@@ -766,9 +801,9 @@ def train(opts, rank, world, device, closing):
         if pseudo:
             pseudo.trained_since += steps_per_epoch * batch_size * world
             if improved:
-                pseudo.keep(model)
+                pseudo.keep(shown)
             if pseudo.due(keeper.kept):
-                pseudo.refresh(model, train, decode, device, keeper.kept["epoch"], say)
+                pseudo.refresh(shown, train, decode, device, keeper.kept["epoch"], say)
         if lead:
             row = dict(run=run, epoch=epoch, train_loss=f"{loss:.5f}", val_loss=f"{val_loss:.5f}",
                        char_acc=f"{val_char:.5f}", seq_acc=f"{val_seq:.5f}", test_char_acc=f"{test_char:.5f}",
@@ -777,11 +812,13 @@ def train(opts, rank, world, device, closing):
             meta = dict(epoch=epoch, accuracy=val_seq, char_accuracy=val_char, test_accuracy=test_seq,
                         test_char_accuracy=test_char, config=config.as_dict())
             if improved:
-                torch_util.save_checkpoint(best_path, model, build_args, codec, **meta)
+                torch_util.save_checkpoint(best_path, shown, build_args, codec, **meta)
             # the last checkpoint carries its results row: a run killed before the row is written writes it on resume
-            torch_util.save_checkpoint(last_path, model, build_args, codec, **meta, keeper=keeper.state(),
+            trained = dict(trained={k: v.detach().cpu() for k, v in model.state_dict().items()},
+                           average_updates=average.updates) if average else {}
+            torch_util.save_checkpoint(last_path, shown, build_args, codec, **meta, keeper=keeper.state(),
                                        planned_epochs=epochs, row=row, optimizer=optimizer.state_dict(),
-                                       scheduler=scheduler.state_dict())
+                                       scheduler=scheduler.state_dict(), **trained)
             torch_util.append_row(config.RESULTS, torch_util.RESULT_COLUMNS, row)
         stop, cool = "", 0
         cooling = keeper.cool_until is not None
@@ -798,7 +835,7 @@ def train(opts, rank, world, device, closing):
                 say(f"{why}: the learning rate now falls to 0 over {cool} epoch{'s' * (cool > 1)} (COOLDOWN "
                     f"{config.COOLDOWN}), then the run stops")
         elif config.TIME_LIMIT and trained_seconds >= config.TIME_LIMIT and epoch < epochs:
-            stop = f"TIME_LIMIT {config.TIME_LIMIT}s reached after epoch {epoch}"
+            stop = f"TIME_LIMIT {config.TIME_LIMIT:g}s reached after epoch {epoch}"
         if world > 1:  # rank 0 decides for every process (its clock, its cool-down)
             flag = torch.tensor([float(bool(stop)), float(cool)], device=device)
             dist.broadcast(flag, 0)

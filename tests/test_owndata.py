@@ -221,6 +221,48 @@ def test_patience_stop_cools_down_first(digits_data, tmp_path):
         assert f"cool-down finished: stopping after epoch {end}" in out
 
 
+def test_weight_average_follows_the_weights_with_a_warm_up(cfg):
+    import train
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    average = train.WeightAverage(model, cap=0.2)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].running_mean.fill_(4.0)
+        model[1].num_batches_tracked.fill_(7)
+    average.update()                                             # decay min(0.2, 2/11): mostly the new weights
+    mine = average.module.state_dict()
+    d = 2 / 11
+    assert torch.allclose(mine["0.weight"], d * start["0.weight"] + (1 - d) * model[0].weight)
+    assert torch.allclose(mine["1.running_mean"], torch.full((2,), (1 - d) * 4.0))  # BatchNorm statistics too
+    assert mine["1.num_batches_tracked"].item() == 7 and not average.module[0].weight.requires_grad
+    before = mine["0.weight"].clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    average.update()                                             # 2nd update: min(0.2, 3/12), the cap
+    assert average.updates == 2
+    assert torch.allclose(average.module[0].weight, 0.2 * before + 0.8 * model[0].weight)
+    assert torch.allclose(model[0].weight, start["0.weight"] + 2)  # the trained weights are left alone
+
+
+def test_ema_run_saves_the_average_and_resumes_it(digits_data, tmp_path):
+    small = dict(train_dir=f"{digits_data}/test")                # 300 images: 270 train, 8 steps of 32 an epoch
+    first = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0.9", "--limit=300", "--patience=-1",
+                      "--time_limit=0.001", **small).stdout      # stops after epoch 1
+    assert "TIME_LIMIT" in first
+    last = torch_util.load_checkpoint(str(tmp_path / "weights" / "e_last.pt"))
+    assert last["average_updates"] == 8 and last["epoch"] == 1
+    assert any(not torch.equal(last["model"][k], last["trained"][k]) for k in last["model"])
+    best = torch_util.load_checkpoint(str(tmp_path / "weights" / "e_best.pt"))
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # the average is kept
+    other = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0", "--resume=1", check=False, **small)
+    assert other.returncode and "EMA 0.9 -> 0" in other.stdout
+    again = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0.9", "--limit=300", "--patience=-1",
+                      "--resume=1", **small).stdout
+    assert "resumed" in again and "after epoch 1" in again
+    assert torch_util.load_checkpoint(str(tmp_path / "weights" / "e_last.pt"))["average_updates"] == 24
+
+
 def test_validation_split_is_seeded_and_disjoint():
     import train
     codec = data.Codec(DIGITS, 4)
