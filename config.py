@@ -64,8 +64,8 @@ PATIENCE = 0              # stop after this many epochs without progress on vali
 COOLDOWN = 0.0            # > 0: when PATIENCE ends a run, the learning rate first falls linearly to 0 over this fraction
                           # of the planned epochs (at least 1), and a cooled epoch within train.SLACK of the fewest
                           # validation errors is kept whatever its loss; 0 = stop at once (measured: BENCHMARKS.md)
-EMA = 0.0                 # > 0: evaluate, keep and save an exponential moving average of the weights, decay
-                          # min(EMA, (1 + n) / (10 + n)) after n steps (e.g. 0.999); 0 = the trained weights themselves
+EMA = 0.999               # > 0: evaluate, keep and save an exponential moving average of the weights, decay
+                          # min(EMA, (1 + n) / (10 + n)) after n steps; 0 = the trained weights themselves
 BATCH_SIZE = 0            # images per step; 0 = 128, or for a set under 2048 training images a power of 2 near
                           # a sixteenth of it (at least 16), so that a small set still gets many steps an epoch
 LR = 3e-3                 # peak learning rate of the one-cycle schedule (AdamW)

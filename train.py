@@ -567,7 +567,8 @@ def state_digest(state_dict):
 
 def main():
     # resume: continue weights/<RUN>_last.pt; stream: "1" keeps the set in host memory even when it fits on the
-    # device; compile_backend: torch.compile's backend; state_hash: a path, each rank writes its weights' SHA-256
+    # device; compile_backend: torch.compile's backend; state_hash: a path, each rank writes the SHA-256 of the
+    # weights it would save (with EMA: the average)
     _, opts = config.parse(resume=False, stream="auto", compile_backend="inductor", state_hash="")
     rank, world, local_rank = distributed()
     device = torch_util.pick_device(config.DEVICE, local_rank)
@@ -850,7 +851,7 @@ def train(opts, rank, world, device, closing):
 
     if opts["state_hash"]:
         with open(f"{opts['state_hash']}.rank{rank}", "w") as f:
-            f.write(state_digest(model.state_dict()) + "\n")
+            f.write(state_digest(shown.state_dict()) + "\n")
     if lead:
         say(f"plot: {torch_util.plot_results(config.RESULTS, os.path.splitext(config.RESULTS)[0] + '.png')}")
     if pseudo:
