@@ -255,11 +255,16 @@ def unwrap(model):
     return getattr(model, "_orig_mod", model)
 
 
+def host_state(model):
+    """The model's parameters and buffers as host tensors (what a checkpoint stores), whatever wraps it."""
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
 def save_checkpoint(path, model, build_args, codec, **extra):
     """Write a self-describing checkpoint (a plain dict loadable with weights_only=True) with atomic_write: a
     killed or failing save (disk full) leaves the previous file whole. CheckpointError when it cannot be written."""
     ckpt = {
-        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "model": host_state(model),
         "model_name": build_args["name"],
         "build_args": {k: v for k, v in build_args.items() if k != "name"},
         "head": models.head_of(build_args["name"]),

@@ -731,13 +731,13 @@ def train(opts, rank, world, device, closing):
         kept = keeper.kept
         if pseudo and os.path.exists(best_path):
             pseudo.kept_state = torch_util.load_checkpoint(best_path)["model"]
+        say(f"resumed {last_path} after epoch {resume['epoch']}" + (
+            f" (kept epoch {kept['epoch']}, validation sequence accuracy {kept['seq']:.4f})" if kept else ""))
+    # made from the (resumed) trained weights, then given the saved average where the checkpoint holds one
     average = WeightAverage(model, config.EMA, resume.get("average_updates", 0) if resume else 0) if config.EMA else None
     if average and resume and "trained" in resume:
         average.module.load_state_dict(resume["model"])
     shown = average.module if average else model  # what is evaluated, kept and saved
-    if resume:
-        say(f"resumed {last_path} after epoch {resume['epoch']}" + (
-            f" (kept epoch {kept['epoch']}, validation sequence accuracy {kept['seq']:.4f})" if kept else ""))
     if rank:  # the same weights everywhere (DDP also broadcasts them), but each process its own augmentations
         torch.manual_seed(config.SEED + 7919 * rank)
     net = model  # what training calls; `model` (plain, uncompiled) evaluates and is saved
@@ -815,8 +815,7 @@ def train(opts, rank, world, device, closing):
             if improved:
                 torch_util.save_checkpoint(best_path, shown, build_args, codec, **meta)
             # the last checkpoint carries its results row: a run killed before the row is written writes it on resume
-            trained = dict(trained={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                           average_updates=average.updates) if average else {}
+            trained = dict(trained=torch_util.host_state(model), average_updates=average.updates) if average else {}
             torch_util.save_checkpoint(last_path, shown, build_args, codec, **meta, keeper=keeper.state(),
                                        planned_epochs=epochs, row=row, optimizer=optimizer.state_dict(),
                                        scheduler=scheduler.state_dict(), **trained)

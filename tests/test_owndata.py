@@ -247,16 +247,16 @@ def test_weight_average_follows_the_weights_with_a_warm_up(cfg):
 
 def test_ema_run_saves_the_average_and_resumes_it(digits_data, tmp_path):
     small = dict(train_dir=f"{digits_data}/test")                # 300 images: 270 train, 8 steps of 32 an epoch
-    first = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0.9", "--limit=300", "--patience=-1",
-                      "--time_limit=0.001", **small).stdout      # stops after epoch 1
+    first = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0.9", "--patience=-1", "--time_limit=0.001",
+                      **small).stdout                            # stops after epoch 1
     assert "TIME_LIMIT" in first
     last = torch_util.load_checkpoint(str(tmp_path / "weights" / "e_last.pt"))
     assert last["average_updates"] == 8 and last["epoch"] == 1
     assert any(not torch.equal(last["model"][k], last["trained"][k]) for k in last["model"])
     best = torch_util.load_checkpoint(str(tmp_path / "weights" / "e_best.pt"))
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # the average is kept
-    again = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0.9", "--limit=300", "--patience=-1",
-                      "--resume=1", **small).stdout
+    again = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0.9", "--patience=-1", "--resume=1",
+                      **small).stdout
     assert "resumed" in again and "after epoch 1" in again
     assert torch_util.load_checkpoint(str(tmp_path / "weights" / "e_last.pt"))["average_updates"] == 24
 
