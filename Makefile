@@ -57,7 +57,7 @@ gpu-run: $(CAPTCHA_WHEEL)
 	$(ANY_PY) benchmarks/gpu_run.py --out=$(GPU_OUT) $(GPU_ARGS)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q --durations=20 tests
+	$(PY) -m pytest -q -n auto --dist=loadfile --durations=20 tests
 
 clean:
 	rm -rf dataset/train dataset/test dataset/.cache results.txt results.png
