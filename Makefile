@@ -8,7 +8,7 @@ TEST_COUNT ?= 2000
 # 6 epochs fit the demo in 15 minutes on a 2-core CPU (EPOCHS=0, train.py's default, plans 15 for 27 000 images)
 DEMO_EPOCHS ?= 6
 
-.PHONY: install demo test default-model bench-real wheels gpu-run clean
+.PHONY: install demo test pretrained-model default-model bench-real wheels gpu-run clean
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -25,18 +25,18 @@ demo: $(VENV)/.installed
 	$(PY) predict.py $$(ls dataset/test/*.png | head -n 5)
 	$(PY) torch_util.py
 
-# weights/default.pt: the shipped model (BENCHMARKS.md "The shipped model"), then its accuracy on 10k unseen captchas.
-# The run goes to a folder of its own, so a rerun never copies an earlier run's checkpoint; --ema=0: the shipped
-# model was trained without the weight average
-DEFAULT_DIR := weights/default-model-$(shell date +%Y%m%d-%H%M%S)
-default-model: $(VENV)/.installed
+# weights/pretrained.pt: where own-data training starts (INIT auto; BENCHMARKS.md "The shipped models"), trained
+# on a CPU with affine augmentation, then its accuracy on 10k unseen captchas. The run goes to a folder of its own,
+# so a rerun never copies an earlier run's checkpoint; --ema=0: it was trained without the weight average
+PRETRAINED_DIR := weights/pretrained-model-$(shell date +%Y%m%d-%H%M%S)
+pretrained-model: $(VENV)/.installed
 	$(PY) captchaGenerator.py --split=big --count=100000 --seed=11
 	$(PY) captchaGenerator.py --split=test --count=$(TEST_COUNT) --seed=2
 	$(PY) train.py --model=cnn_ctc --sequence=none --train_dir=dataset/big --test_dir=dataset/test --epochs=8 \
-		--augment=0.5 --ema=0 --init= --run=default_cnn_ctc --weights_dir=$(DEFAULT_DIR) $(TRAIN_ARGS)
-	cp $(DEFAULT_DIR)/default_cnn_ctc_best.pt weights/default.pt
+		--augment=0.5 --ema=0 --init= --run=pretrained_cnn_ctc --weights_dir=$(PRETRAINED_DIR) $(TRAIN_ARGS)
+	cp $(PRETRAINED_DIR)/pretrained_cnn_ctc_best.pt weights/pretrained.pt
 	$(PY) captchaGenerator.py --split=fresh10k --count=10000 --seed=99
-	$(PY) test.py weights/default.pt --test_dir=dataset/fresh10k --show=10
+	$(PY) test.py weights/pretrained.pt --test_dir=dataset/fresh10k --show=10
 
 # the real-captcha benchmark on ../shared/datasets (README "Real captchas")
 bench-real: $(VENV)/.installed
@@ -55,6 +55,14 @@ $(CAPTCHA_WHEEL):
 GPU_OUT ?= gpu_run
 gpu-run: $(CAPTCHA_WHEEL)
 	$(ANY_PY) benchmarks/gpu_run.py --out=$(GPU_OUT) $(GPU_ARGS)
+
+# weights/default.pt: the shipped reader of generated captchas, trained on one GPU (BENCHMARKS.md "GPU figures",
+# run B): the GPU run with 28 epochs of 61 440 fresh captchas, its checkpoint copied. Needs CUDA
+DEFAULT_OUT := gpu_run-default-$(shell date +%Y%m%d-%H%M%S)
+default-model: $(CAPTCHA_WHEEL)
+	$(ANY_PY) benchmarks/gpu_run.py --out=$(DEFAULT_OUT) --budget=480 \
+		--train_args="--epochs=28 --online_count=61440 --time_limit=400"
+	cp $(DEFAULT_OUT)/gpu_cnn_ctc_best.pt weights/default.pt
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n auto --dist=loadfile --durations=20 tests

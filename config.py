@@ -76,7 +76,7 @@ BLUR = 0.0                # probability that a training image is Gaussian-blurre
 NOISE = 0.0               # standard deviation of added Gaussian pixel noise (on the [-1, 1] scale); 0 = off
 CONTRAST = 0.0            # strength of random contrast / brightness (and colour, for CHANNELS=3) changes; 0 = off
 INIT = "auto"             # checkpoint to start from (fine-tuning); a different charset re-initialises only the head.
-                          # "auto" = the shipped weights/default.pt when MODEL is its model (cnn_ctc, default options)
+                          # "auto" = the shipped weights/pretrained.pt when MODEL is its model (cnn_ctc, default options)
                           # and the run reads a folder: its features, learnt on generated captchas, carry over to
                           # other captchas (a few hundred labelled images then suffice); "" = random weights
 WEIGHT_DECAY = 1e-4       # AdamW weight decay

@@ -23,6 +23,7 @@ import models
 
 log = logging.getLogger("torch_util")
 DEFAULT_CHECKPOINT = "default.pt"  # the shipped model, in WEIGHTS_DIR
+PRETRAINED_CHECKPOINT = "pretrained.pt"  # the shipped starting point of own-data training (INIT auto)
 # results.txt: one row per epoch per run; char_acc / seq_acc are the validation accuracies (they choose the best
 # checkpoint), test_* those on TEST_DIR (nan without one)
 RESULT_COLUMNS = ["run", "epoch", "train_loss", "val_loss", "char_acc", "seq_acc", "test_char_acc", "test_seq_acc",

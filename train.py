@@ -613,7 +613,10 @@ def check_resume(resume, path, codec, epochs):
                                  f"--init={path} (fine-tuning, a fresh schedule)")
 
 
-SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", torch_util.DEFAULT_CHECKPOINT)
+# INIT auto's starting point: a model trained on rendered captchas with affine augmentation. Not default.pt, the
+# best reader of those captchas (trained on fresh ones without augmentation): as a starting point it read fewer
+# images of the small real sets (BENCHMARKS.md, "Where own-data training starts")
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", torch_util.PRETRAINED_CHECKPOINT)
 
 
 def resolve_init(resume, say):
@@ -634,7 +637,7 @@ def resolve_init(resume, say):
             f"{theirs}, this run {config.MODEL} {ours})")
         return ""
     say(f"INIT auto: starting from the shipped {os.path.relpath(SHIPPED)} (features learnt on generated captchas; "
-        f"--init= starts from random weights)")
+        f"--init= starts from random weights, --init=PATH from another checkpoint)")
     return SHIPPED
 
 

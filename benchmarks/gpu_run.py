@@ -12,7 +12,7 @@ they are known (a run cut short still reports what it measured):
 4. recipe: `train.py --online=1` trains cnn_ctc on fresh captchas rendered by every core but one while the GPU
    trains, for the time the budget leaves, from nothing: the time until validation reads >= 99 %, then the
    kept checkpoint's accuracy on 10 000 fresh captchas of seed 99 (no training renders it; it is the set
-   `make default-model` tests on), with weights/default.pt read on the same captchas beside it.
+   `make pretrained-model` writes as dataset/fresh10k), with weights/default.pt read on the same captchas beside it.
 
 OUT receives summary.txt (what is printed), summary.json (rewritten after each part), train.log, results.txt,
 results.png and the trained checkpoint (<run>_best.pt). Any other --NAME=value (config.py) applies to the bench

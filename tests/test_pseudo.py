@@ -37,7 +37,7 @@ def test_pseudo_labels_beat_labels_only(lower_sets):
               "--pseudo_threshold=0.9"]
     alone = run_script("train.py", *common, *outputs(base / "alone")).stdout
     mixed = run_script("train.py", *common, f"--unlabeled_dir={train}", *outputs(base / "mixed")).stdout
-    assert "INIT auto: starting from the shipped" in alone
+    assert "INIT auto: starting from the shipped weights/pretrained.pt" in alone  # not default.pt, the reader
     assert "unlabeled 650 images" in mixed
     refresh = re.findall(r"pseudo-labels from the model of epoch \d+: (\d+) of 650 .*right: (\d+) of (\d+)", mixed)
     assert refresh, mixed[-3000:]
