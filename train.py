@@ -624,7 +624,11 @@ def resolve_init(resume, say):
     reads a folder (not ONLINE), is not resumed, and whose MODEL and options are the shipped model's."""
     if config.INIT != "auto":
         return config.INIT
-    if resume or config.ONLINE or not os.path.exists(SHIPPED):
+    if resume or config.ONLINE:
+        return ""
+    if not os.path.exists(SHIPPED):
+        say(f"INIT auto: random weights ({os.path.relpath(SHIPPED)} is missing; `git checkout -- "
+            f"{os.path.relpath(SHIPPED)}` restores it, --init=PATH names another starting point)")
         return ""
     shipped = torch_util.load_checkpoint(SHIPPED)
     try:  # an unknown model or a trick it does not take: the same message make_model gives

@@ -92,6 +92,20 @@ def test_init_auto_only_for_the_shipped_model(tmp_path):
     assert "INIT" not in fresh and "initialised" not in fresh
 
 
+def test_init_auto_says_when_the_starting_point_is_missing(tmp_path, monkeypatch):
+    """INIT auto starts from weights/pretrained.pt; without that file it says so and how to get it back."""
+    import config
+    import train
+
+    assert os.path.basename(train.SHIPPED) == "pretrained.pt"
+    monkeypatch.setattr(config, "INIT", "auto")
+    monkeypatch.setattr(config, "ONLINE", False)
+    monkeypatch.setattr(train, "SHIPPED", str(tmp_path / "pretrained.pt"))
+    said = []
+    assert train.resolve_init(None, said.append) == ""
+    assert len(said) == 1 and "random weights" in said[0] and "is missing" in said[0] and "git checkout" in said[0]
+
+
 def test_grey_first_convolution_serves_colour_images():
     """--init from a grey model onto colour images: the first convolution's weights are shared out over the
     channels, so a grey-looking colour image gives the grey model's output."""
