@@ -14,7 +14,8 @@ captcha_images_v2 (832 train / 208 test, 5 lower-case letters and digits) and he
 university login captchas, 4 digits, labels.tsv; test labels corrected by hand).
 
 Prints per point: validation and test sequence accuracy, test character accuracy, training time, epochs; and
-with several sizes a table and a plot (bench_real/learning_curve.png).
+with several sizes a table of every point measured so far and a plot (bench_real/learning_curve.png) of the
+points of the options given (e.g. `--ema=0.999`: the `-ema0.999` points) beside those from random weights.
 """
 import json
 import os
@@ -173,8 +174,10 @@ def main():
         size = r["size"] if r["size"] != "all" else f"all ({r['train_images']})"
         print(f"| {r['set']} | {r['variant']} | {size} | {r['val']:.2%} | {r['seq']:.2%} ({r['right']}/{r['n']}) "
               f"| {r['char']:.2%} | {r['seconds'] / 60:.1f} min | {r['epochs']} ({r['kept']}) | {goal} |")
-    if len({r["train_images"] for r in rows}) > 1:
-        print(f"plot: {plot(rows, os.path.join(OUT, 'learning_curve.png'))}")
+    # the plot: this command's points (its options' variant) and, for reference, those from random weights
+    shown = [r for r in rows if r["variant"] in (variant(overrides, opts["unlabeled"])[1:] or "default", "scratch")]
+    if len({r["train_images"] for r in shown}) > 1:
+        print(f"plot: {plot(shown, os.path.join(OUT, 'learning_curve.png'))}")
 
 
 if __name__ == "__main__":
