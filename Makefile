@@ -11,7 +11,7 @@ DEMO_EPOCHS ?= 6
 .PHONY: install demo test pretrained-model default-model bench-real wheels gpu-run clean
 
 # pip byte-compiles on one core; compileall does the same on every core (about 45 s less on 2 cores). As with pip,
-# the few files of the installed packages that do not compile (templates, Python-2 examples) are skipped
+# the few files of the installed packages that do not compile (e.g. torch test code in newer Python syntax) are skipped
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-compile -r requirements.txt
