@@ -68,5 +68,5 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (config.ConfigError, torch_util.CheckpointError) as e:
+    except (config.ConfigError, torch_util.CheckpointError, data.DataError, data.ImageError) as e:
         sys.exit(f"error: {e}")
