@@ -1,4 +1,5 @@
 """bench.py: model-only and full-pipeline images/s, their ratio, generation by processes, peak memory."""
+import os
 import re
 
 import captchaGenerator
@@ -27,3 +28,23 @@ def test_bench_without_a_training_folder_generates_one(tmp_path):
                      "--batch_size=16", "--seconds=0.5", "--warmup=1", "--gen_images=20", "--processes=1").stdout
     assert "generating 256 captchas" in out and "(generated)" in out and "ratio" in out
     assert "scaling" not in out  # one process: nothing to compare
+
+
+def test_tta_prints_every_copy_and_vote(tmp_path):
+    """benchmarks/tta.py: one line per shifted copy and per vote, each with an accuracy in range; a folder without
+    images is one error line naming it."""
+    import torch_util
+
+    checkpoint = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
+                              torch_util.DEFAULT_CHECKPOINT)
+    folder = tmp_path / "t"
+    captchaGenerator.generate(str(folder), 12, 5, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 4, 160, 60, processes=1,
+                              quiet=True)
+    out = run_script("benchmarks/tta.py", checkpoint, f"--test_dir={folder}", "--threads=1").stdout
+    lines = re.findall(r"^(shifted|vote of \d+).* (\d\.\d{4}) \((\d+)/12\), O/0 swaps \d+", out, re.M)
+    assert [kind for kind, _, _ in lines].count("shifted") == 7 and len(lines) == 12, out
+    assert all(0 <= float(acc) <= 1 for _, acc, _ in lines)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = run_script("benchmarks/tta.py", checkpoint, f"--test_dir={empty}", check=False)
+    assert bad.returncode != 0 and "no images found" in bad.stdout and "Traceback" not in bad.stdout
