@@ -3,6 +3,7 @@ import os
 import re
 
 import captchaGenerator
+import torch_util
 from conftest import DIGITS, run_script
 
 
@@ -33,8 +34,6 @@ def test_bench_without_a_training_folder_generates_one(tmp_path):
 def test_tta_prints_every_copy_and_vote(tmp_path):
     """benchmarks/tta.py: one line per shifted copy and per vote, each with an accuracy in range; a folder without
     images is one error line naming it."""
-    import torch_util
-
     checkpoint = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
                               torch_util.DEFAULT_CHECKPOINT)
     folder = tmp_path / "t"
