@@ -510,8 +510,8 @@ def place(dataset, device, stream="auto", say=print):
 
 def make_model(codec, device, init=None, say=print, channels_last=None, name=None, settings=None):
     """(model on `device`, build_args, loss_fn, channels_last) for `name` (config.MODEL) with its options read
-    from `settings` (config.py's). channels_last (None: on CUDA) puts the weights in NHWC, the layout fast GPU
-    convolutions use; the CPU keeps the default."""
+    from `settings` (config.py's). channels_last (None: on) puts the weights in NHWC, the layout fast
+    convolutions use on GPUs and, with oneDNN, on CPUs (BENCHMARKS.md "Thread settings")."""
     name = name or config.MODEL
     try:  # an unknown model, a trick it does not take, or an unusable weight file: a configuration error
         kind = models.head(name)
@@ -524,7 +524,7 @@ def make_model(codec, device, init=None, say=print, channels_last=None, name=Non
             say(models.load_pretrained(model, config.PRETRAINED))
         if init:
             say(torch_util.load_matching(model, init, codec))
-        channels_last = device.type == "cuda" if channels_last is None else channels_last
+        channels_last = True if channels_last is None else channels_last
         model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
         loss_fn = models.losses.make_loss(kind.loss, model, classes, config.LABEL_SMOOTHING, config.CENTER_LOSS,
                                          config.CENTER_LR)
