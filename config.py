@@ -75,6 +75,7 @@ PERSPECTIVE = 0.0         # strength of a random perspective warp (1.0 = corners
 BLUR = 0.0                # probability that a training image is Gaussian-blurred (sigma 0.3-1.2); 0 = off
 NOISE = 0.0               # standard deviation of added Gaussian pixel noise (on the [-1, 1] scale); 0 = off
 CONTRAST = 0.0            # strength of random contrast / brightness (and colour, for CHANNELS=3) changes; 0 = off
+LINES = 0.0               # probability that a training image is crossed by a random interference curve; 0 = off
 INIT = "auto"             # checkpoint to start from (fine-tuning); a different charset re-initialises only the head.
                           # "auto" = the shipped weights/pretrained.pt when MODEL is its model (cnn_ctc, default options)
                           # and the run reads a folder: its features, learnt on generated captchas, carry over to

@@ -591,19 +591,21 @@ class Augment:
 
     affine: shift / scale / rotation / shear (1.0 = a few px and degrees); perspective: corners move by up to
     6 % x strength; blur: probability of a Gaussian blur (sigma 0.3-1.2); noise: std of Gaussian pixel noise;
-    contrast: contrast / brightness (and, for colour, per-channel gain) jitter. 0 switches a part off.
+    contrast: contrast / brightness (and, for colour, per-channel gain) jitter; lines: probability that an
+    image is crossed by a random interference curve drawn in its own ink colour. 0 switches a part off.
     Geometry is one homography and one grid_sample, so affine + perspective cost one resampling.
     """
 
-    def __init__(self, affine=0.0, perspective=0.0, blur=0.0, noise=0.0, contrast=0.0):
+    def __init__(self, affine=0.0, perspective=0.0, blur=0.0, noise=0.0, contrast=0.0, lines=0.0):
         self.affine, self.perspective, self.blur, self.noise, self.contrast = affine, perspective, blur, noise, contrast
+        self.lines = lines
 
     @classmethod
     def from_config(cls, cfg):
-        return cls(cfg.AUGMENT, cfg.PERSPECTIVE, cfg.BLUR, cfg.NOISE, cfg.CONTRAST)
+        return cls(cfg.AUGMENT, cfg.PERSPECTIVE, cfg.BLUR, cfg.NOISE, cfg.CONTRAST, cfg.LINES)
 
     def __bool__(self):
-        return any((self.affine, self.perspective, self.blur, self.noise, self.contrast))
+        return any((self.affine, self.perspective, self.blur, self.noise, self.contrast, self.lines))
 
     def __repr__(self):
         parts = [f"{k} {v:g}" for k, v in vars(self).items() if v]
@@ -612,6 +614,8 @@ class Augment:
     def __call__(self, x):
         if self.affine or self.perspective:
             x = self.warp(x)
+        if self.lines:
+            x = self.draw_lines(x)
         if self.contrast:
             x = self.jitter_contrast(x)
         if self.blur:
@@ -640,6 +644,31 @@ class Augment:
         src = pts @ m.transpose(1, 2)  # (B, HW, 3)
         grid = (src[..., :2] / src[..., 2:].clamp(min=1e-3)).reshape(b, h, w, 2)
         return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+    def draw_lines(self, x):
+        """Cross a `lines` share of the images with one quadratic Bezier curve, 1-2 px thick, from the left
+        third to the right third at random heights (the interference lines captchas draw through their text),
+        in each image's ink: its darkest colour, or its lightest where the background is dark."""
+        b, c, h, w = x.shape
+        dev = x.device
+        r = torch.rand(b, 7, device=dev)
+        t = torch.linspace(0, 1, 2 * w, device=dev)[None]  # (1, T): dense enough to leave no gaps
+        x0, x2 = r[:, :1] * w / 3, w - 1 - r[:, 1:2] * w / 3
+        y0, y1, y2 = r[:, 2:3] * (h - 1), (r[:, 3:4] * 1.5 - 0.25) * (h - 1), r[:, 4:5] * (h - 1)  # bends stay near
+        xs = (1 - t) ** 2 * x0 + 2 * (1 - t) * t * (x0 + x2) / 2 + t ** 2 * x2  # (B, T)
+        ys = (1 - t) ** 2 * y0 + 2 * (1 - t) * t * y1 + t ** 2 * y2
+        thick = 1 + (r[:, 5:6] < 0.5).long()  # 1 or 2 px
+        mask = torch.zeros(b, h * w + 1, dtype=torch.bool, device=dev)  # the last column takes off-image points
+        xi = xs.round().long().clamp(0, w - 1)
+        for dy in (0, 1):
+            yy = ys.round().long() + dy
+            keep = (yy >= 0) & (yy < h) & (dy < thick) & (r[:, 6:7] < self.lines)
+            mask.scatter_(1, torch.where(keep, yy.clamp(0, h - 1) * w + xi, h * w), True)
+        mask = mask[:, :-1]
+        flat_x = x.reshape(b, c, h * w)
+        lo, hi = flat_x.amin(2, keepdim=True), flat_x.amax(2, keepdim=True)
+        ink = torch.where(flat_x.mean(2, keepdim=True) > (lo + hi) / 2, lo, hi)  # (B, C, 1)
+        return torch.where(mask[:, None], ink, flat_x).reshape(b, c, h, w)
 
     def jitter_contrast(self, x):
         b, c = x.shape[:2]

@@ -68,7 +68,7 @@ def test_augment_parts(channels):
     torch.manual_seed(0)
     x = torch.rand(6, channels, 40, 100) * 2 - 1
     assert not data.Augment() and repr(data.Augment()) == "off"
-    for part in ("affine", "perspective", "blur", "noise", "contrast"):
+    for part in ("affine", "perspective", "blur", "noise", "contrast", "lines"):
         aug = data.Augment(**{part: 1.0})
         y = aug(x.clone())
         assert y.shape == x.shape and torch.isfinite(y).all()
@@ -77,6 +77,24 @@ def test_augment_parts(channels):
     # near-zero strength leaves the images (almost) as they are
     y = data.Augment(affine=1e-6, perspective=1e-6)(x)
     assert (y - x).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_augment_lines_draw_curves_in_the_ink(channels):
+    """lines: every image (probability 1) gets a curve of pixels set to its own darkest colour (lightest on a
+    dark background), a third of the width or more; probability ~0 leaves the batch as it is."""
+    torch.manual_seed(0)
+    light = torch.full((16, channels, 30, 90), 0.8)
+    light[:, :, 14:16, 40:50] = -0.6  # "text": the darkest value, which the curve must take
+    y = data.Augment(lines=1.0)(light.clone())
+    changed = (y != light).any(1)  # (B, H, W)
+    for b in range(16):
+        assert changed[b].any(0).sum() >= 30, "the curve crosses a third of the width or more"
+        assert torch.all(y[b][:, changed[b]] == -0.6)
+    dark = -light
+    y = data.Augment(lines=1.0)(dark.clone())
+    assert torch.all(y[(y != dark)] == 0.6)
+    assert torch.equal(data.Augment(lines=1e-9)(light.clone()), light)
 
 
 def test_own_data_end_to_end_with_validation(tmp_path):
