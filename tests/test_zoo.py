@@ -14,7 +14,7 @@ import models
 import torch_util
 from conftest import DIGITS, run_script, tmp_paths
 from models import adapt, tricks
-from models.decoding import ctc_decode
+from models.decoding import ctc_candidates, ctc_decode, greedy_path, length_paths
 from models.losses import CenterLoss, ctc_loss, ctc_targets, fixed_loss
 
 H, W = 32, 96  # small images keep 31 models fast; 96 / 8 = 12 CTC columns, enough for 4 characters
@@ -120,10 +120,47 @@ def path_logits(paths, k=11):
 
 
 def test_ctc_decode_keeps_genuine_doubles():
-    codec = data.Codec(DIGITS, (1, 6))
+    codec = data.Codec(DIGITS, (0, 6))
     texts, confs, chars = ctc_decode(path_logits(["11-122-2", "1112222-", "--------", "-3-4-5-6", "7-7-7-77"]), codec)
     assert texts == ["1122", "12", "", "3456", "7777"]
     assert [len(c) for c in chars] == [4, 2, 0, 4, 4] and all(0 < c <= 1 for c in confs)
+
+
+def test_length_paths_is_the_likeliest_path_of_an_allowed_length():
+    """Against every path of small random problems: the Viterbi path reads lo..hi characters and no path that
+    does is likelier; None where the frames cannot hold lo characters."""
+    import itertools
+    g = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        steps, classes = int(torch.randint(2, 6, (1,), generator=g)), int(torch.randint(2, 5, (1,), generator=g))
+        lo = int(torch.randint(0, 4, (1,), generator=g))
+        hi = lo + int(torch.randint(0, 2, (1,), generator=g))
+        lp = torch.randn(steps, classes, generator=g, dtype=torch.float64).log_softmax(-1)
+        score = lambda path: sum(float(lp[t, c]) for t, c in enumerate(path))  # noqa: E731
+        allowed = [p for p in itertools.product(range(classes), repeat=steps) if lo <= len(greedy_path(p)) <= hi]
+        got = length_paths(lp[None], lo, hi)[0]
+        if not allowed:
+            assert got is None
+            continue
+        assert lo <= len(greedy_path(got)) <= hi
+        assert abs(score(got) - max(map(score, allowed))) < 1e-9
+
+
+def test_ctc_decode_reads_the_labels_length():
+    """A greedy path one character too long or short is replaced by the likeliest path of the codec's length;
+    a path of an allowed length is read as it is, and the candidates follow the path read."""
+    codec = data.Codec(DIGITS, 4)
+    logits = path_logits(["1-2-3-4-", "1-2-3-45", "1-2-3---", "12--3-4-"])
+    logits[1, 7, 0] = 4.0  # the extra 5 is barely likelier than a blank
+    logits[2, 6, 9] = 4.0  # a 8 is nearly as likely as the blanks after the 3
+    texts, confs, chars = ctc_decode(logits, codec)
+    assert texts == ["1234", "1234", "1238", "1234"]
+    assert [len(c) for c in chars] == [4, 4, 4, 4] and all(0 < c <= 1 for c in confs)
+    assert [len(c) for c in ctc_candidates(logits, codec, 3)] == [4, 4, 4, 4]
+    assert ctc_candidates(logits, codec, 3)[2][3][0][0] == "8"
+    # a range of lengths: only readings outside it change
+    texts, _, _ = ctc_decode(logits, data.Codec(DIGITS, (3, 5)))
+    assert texts == ["1234", "12345", "123", "1234"]
 
 
 def test_ctc_loss_reads_padded_labels():
