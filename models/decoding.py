@@ -81,7 +81,8 @@ def length_paths(log_probs, lo, hi):
         take_stay = stay >= adv
         new[:, 1:, 1:] = torch.where(take_stay, stay, adv)[..., 1:]
         back_adv[t, :, 1:, 1:] = ~take_stay[..., 1:]
-        back_cls[t, :, 1:, 1:] = torch.where(take_stay, same, torch.where(clash, order2[:, :-1], order[:, :-1, :1]))[..., 1:].to(back_cls.dtype)
+        adv_from = torch.where(clash, order2[:, :-1], order[:, :-1, :1])
+        back_cls[t, :, 1:, 1:] = torch.where(take_stay, same, adv_from)[..., 1:].to(back_cls.dtype)
         score = new + log_probs[:, t, None, :]
     end = score[:, lo:hi + 1].reshape(rows, -1)
     best = end.argmax(1)
@@ -133,8 +134,8 @@ def ctc_candidates(logits, codec, k):
     rows = []
     for row_probs, ids in zip(probs, ctc_paths(probs, codec)):
         chars = []
-        for i, first, last in greedy_path(ids):
-            t = max(range(first, last + 1), key=lambda f: float(row_probs[f, i]))
+        for cls, first, last in greedy_path(ids):
+            t = max(range(first, last + 1), key=lambda f: float(row_probs[f, cls]))
             top_p, top_i = row_probs[t, 1:].topk(min(k, probs.shape[-1] - 1))
             chars.append([(codec.charset[i], p) for i, p in zip(top_i.tolist(), top_p.tolist())])
         rows.append(chars)
