@@ -804,10 +804,11 @@ def stream_batches(tensors, order, batch_size, device, chunk_batches=16):
 MIN_HEIGHT, MAX_HEIGHT = 32, 64  # heights the models read well: >= 2 rows after their /16, and cheap on a CPU
 
 
-def infer_geometry(paths, sample=200, seed=0):
+def infer_geometry(paths, sample=200, seed=0, height=0):
     """(width, height, channels) for images like those at `paths` (a seeded sample of them is opened): the median
-    height brought into MIN_HEIGHT..MAX_HEIGHT, the width that keeps the median aspect ratio, rounded to a multiple
-    of 8 (CTC heads read columns of 8 pixels); colour (3) when the sampled images carry colour, else grey (1)."""
+    height brought into MIN_HEIGHT..MAX_HEIGHT (or `height`, when set), the width that keeps the median aspect
+    ratio at that height, rounded to a multiple of 8 (CTC heads read columns of 8 pixels); colour (3) when the
+    sampled images carry colour, else grey (1)."""
     import random
 
     paths = [p for p in paths if os.path.isfile(p)]
@@ -826,6 +827,6 @@ def infer_geometry(paths, sample=200, seed=0):
     if not sizes:
         raise DataError(f"none of {len(chosen)} sampled images could be read, e.g. {chosen[0]}")
     h, w = (float(np.median([s[k] for s in sizes])) for k in (0, 1))
-    height = int(round(min(MAX_HEIGHT, max(MIN_HEIGHT, h))))
+    height = height or int(round(min(MAX_HEIGHT, max(MIN_HEIGHT, h))))
     width = max(16, int(round(w * height / h / 8)) * 8)
     return width, height, 3 if coloured > len(sizes) // 2 else 1

@@ -312,7 +312,7 @@ def resolve_data(say=print):
         inferred = {n for n, v in (("CHARSET", config.CHARSET == "infer"), ("LENGTH", not config.LENGTH)) if v}
         geometry = (config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS)
         if not all(geometry):
-            found = data.infer_geometry([p for p, _ in data.read_labels(folder)])
+            found = data.infer_geometry([p for p, _ in data.read_labels(folder)], height=config.IMAGE_HEIGHT)
             geometry = tuple(g or f for g, f in zip(geometry, found))
             inferred |= {"IMAGE"}
     config.CHARSET, config.LENGTH = codec.charset, codec.length if codec.variable else codec.length[0]

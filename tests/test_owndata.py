@@ -309,6 +309,8 @@ def test_inferred_geometry(tmp_path, size, mode, expect):
         paths.append(str(tmp_path / f"A{i}.png"))
         image.save(paths[-1])
     assert data.infer_geometry(paths) == expect
+    # IMAGE_HEIGHT set, IMAGE_WIDTH inferred: the width keeps the aspect ratio at the height asked for
+    assert data.infer_geometry(paths, height=64)[:2] == (max(16, round(size[0] * 64 / size[1] / 8) * 8), 64)
 
 
 def short_run(base, *extra, train_dir=None, check=True):
