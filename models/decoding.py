@@ -128,15 +128,18 @@ def ctc_decode(logits, codec):
 
 
 def ctc_candidates(logits, codec, k):
-    """The k likeliest characters (blank left out) at the frame where each character of ctc_decode's path
-    peaks, the frame whose probability ctc_decode reports."""
+    """k characters (blank left out) at the frame where each character of ctc_decode's path peaks, the frame
+    whose probability ctc_decode reports: the character read, then the likeliest others, best first. (On a
+    greedy path the character read is the likeliest there; on a path kept to the labels' length it may not be.)"""
     probs = logits.float().softmax(-1).cpu()  # (B, T, K)
+    k = min(k, probs.shape[-1] - 1)
     rows = []
     for row_probs, ids in zip(probs, ctc_paths(probs, codec)):
         chars = []
         for cls, first, last in greedy_path(ids):
             t = max(range(first, last + 1), key=lambda f: float(row_probs[f, cls]))
-            top_p, top_i = row_probs[t, 1:].topk(min(k, probs.shape[-1] - 1))
-            chars.append([(codec.charset[i], p) for i, p in zip(top_i.tolist(), top_p.tolist())])
+            top_p, top_i = row_probs[t, 1:].topk(k)
+            others = [(i + 1, p) for i, p in zip(top_i.tolist(), top_p.tolist()) if i + 1 != cls][:k - 1]
+            chars.append([(codec.charset[i - 1], p) for i, p in [(cls, float(row_probs[t, cls]))] + others])
         rows.append(chars)
     return rows
