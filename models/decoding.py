@@ -105,7 +105,8 @@ def ctc_paths(probs, codec):
     off = [row for row, ids in enumerate(paths) if not lo <= len(greedy_path(ids)) <= hi]
     if off:
         for row, better in zip(off, length_paths(probs[off].clamp_min(1e-30).log(), lo, hi)):
-            paths[row] = better if better is not None else paths[row]
+            if better is not None:  # else the frames cannot hold the length: the greedy path stays
+                paths[row] = better
     return paths
 
 
