@@ -266,7 +266,8 @@ def plan_ablation(selected):
     for name, label, options in variants:
         for seed in range(config.SEED, config.SEED + config.COMPARE_SEEDS):
             run = f"{prefix}-{name}-s{seed}"
-            entries.append(Entry(run, model, {**base, **options}, seed,
+            # a trick's effect against the plain model: label smoothing only where the variant adds it (not by size)
+            entries.append(Entry(run, model, {"LABEL_SMOOTHING": 0.0, **base, **options}, seed,
                                  os.path.join(config.COMPARE_DIR, "ablation", run), variant=name))
     return entries
 

@@ -52,7 +52,8 @@ SEQUENCE = "none"         # CTC head: "none" (each column read on its own), or a
 HIDDEN = 256              # CTC head: RNN units per direction
 CENTER_LOSS = 0.0         # weight of the center loss (fixed head with NECK > 0, or CTC head); 0 = off
 CENTER_LR = 0.5           # rate (0-1) at which the center-loss centres move toward each batch's features
-LABEL_SMOOTHING = 0.0     # 0-1; CTC heads: weight of a penalty on over-confident frames instead
+LABEL_SMOOTHING = -1.0    # 0-1; CTC heads: weight of a penalty on over-confident frames instead; -1 = by the set's
+                          # size: 0.1 under 20 000 training images (small sets need it, as with AUGMENT), else off
 PRETRAINED = ""           # local torchvision weight file (.pth) to start the backbone from; "" = random init
 
 # --- training -------------------------------------------------------------------------------------------
@@ -243,5 +244,5 @@ def run_name(settings=None):
     takes = models.MODELS[model].options if model in models.MODELS else models.OPTIONS
     parts = [models.describe(model, {o: settings[o.upper()] for o in models.OPTIONS if o in takes})]
     parts += [f"center{settings['CENTER_LOSS']:g}"] * bool(settings["CENTER_LOSS"])
-    parts += [f"ls{settings['LABEL_SMOOTHING']:g}"] * bool(settings["LABEL_SMOOTHING"])
+    parts += [f"ls{settings['LABEL_SMOOTHING']:g}"] * (settings["LABEL_SMOOTHING"] > 0)  # -1: by the set's size
     return "-".join(parts + ["pretrained"] * bool(settings["PRETRAINED"]))

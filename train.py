@@ -38,8 +38,9 @@ import models
 import online
 import torch_util
 
-AUTO_AUGMENT = 0.5          # AUGMENT = -1: the strength used for sets under AUTO_AUGMENT_BELOW training images
-AUTO_AUGMENT_BELOW = 20_000
+SMALL_SET = 20_000          # training images under which AUGMENT = -1 and LABEL_SMOOTHING = -1 switch on
+AUTO_AUGMENT = 0.5          # AUGMENT = -1: the strength used for a small set
+AUTO_SMOOTHING = 0.1        # LABEL_SMOOTHING = -1: the weight used for a small set
 MIN_EPOCHS, MAX_EPOCHS = 10, 300  # EPOCHS = 0: the range the data-sized budget is kept in
 SLACK = 0.002               # validation errors (a fraction of the part, at least 1 image) within which a later epoch
                             # with a lower validation loss is kept: a one-image difference is noise, not a better model
@@ -430,11 +431,15 @@ def plan_patience(epochs):
     return config.PATIENCE or max(3, epochs // 4)
 
 
-def auto_augment(n_train):
-    """AUGMENT, or (-1) AUTO_AUGMENT for sets under AUTO_AUGMENT_BELOW images (fresh ONLINE data: off)."""
-    if config.AUGMENT >= 0:
-        return config.AUGMENT
-    return AUTO_AUGMENT if n_train is not None and n_train < AUTO_AUGMENT_BELOW else 0.0
+def resolve_small_set(n_train):
+    """Set AUGMENT and LABEL_SMOOTHING where they are -1 (by the set's size): AUTO_AUGMENT and AUTO_SMOOTHING for a
+    set of `n_train` training images under SMALL_SET, else off (as for fresh ONLINE data, n_train None). A small
+    set is memorised long before a run ends; both regularise it (BENCHMARKS.md: what each was compared against)."""
+    small = n_train is not None and n_train < SMALL_SET
+    if config.AUGMENT < 0:
+        config.AUGMENT = AUTO_AUGMENT if small else 0.0
+    if config.LABEL_SMOOTHING < 0:
+        config.LABEL_SMOOTHING = AUTO_SMOOTHING if small else 0.0
 
 
 def run_paths(run):
@@ -684,7 +689,7 @@ def train(opts, rank, world, device, closing):
         check_resume(resume, last_path, codec, epochs)
     patience = plan_patience(epochs)
     batch_size = config.BATCH_SIZE = plan_batch(n_train)  # resolved values go into the checkpoint's config
-    config.AUGMENT = auto_augment(n_train)
+    resolve_small_set(n_train)  # AUGMENT, LABEL_SMOOTHING
     producer = None
     if config.ONLINE:  # the processes render (PIL, numpy) and never touch the device
         producer = closing.enter_context(online.Producer(
@@ -763,7 +768,8 @@ def train(opts, rank, world, device, closing):
         + (f" x {world} processes" if world > 1 else "") + f"\n  plan      {epochs} epochs{budget} of "
         f"{steps_per_epoch} steps, batch {batch_size}" + (f" x {world}" if world > 1 else "")
         + (f", stop after {patience} epochs without progress on validation" if patience else "")
-        + f"\n  augment   {augment}" + (", torch.compile" if config.COMPILE else "")
+        + f"\n  augment   {augment}" + (f", label smoothing {config.LABEL_SMOOTHING:g}" * (config.LABEL_SMOOTHING > 0))
+        + (", torch.compile" if config.COMPILE else "")
         + (", channels_last" if channels_last else ""))
     bar = lead and sys.stdout.isatty()  # a log file gets one line per epoch, not a flood of progress bars
     trained_seconds = 0.0

@@ -130,7 +130,7 @@ def measure(device, seconds=6.0, warmup=3, channels_last=None, compile_backend="
     codec, dataset, origin, batch_size = load_set(say)
     if len(dataset) < batch_size:
         raise data.DataError(f"{origin} has {len(dataset)} images, fewer than one batch ({batch_size})")
-    config.AUGMENT = train.auto_augment(None if config.ONLINE else len(dataset))
+    train.resolve_small_set(None if config.ONLINE else len(dataset))  # AUGMENT, LABEL_SMOOTHING
     tensors, streamed = train.place(dataset, device, "auto", say=lambda *a: None)
     fixed = tuple(t[:batch_size].to(device) for t in tensors)
 

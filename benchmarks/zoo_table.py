@@ -126,8 +126,9 @@ def main():
     if test_set is None:
         raise config.ConfigError("nothing to read the accuracy on: name a test folder (--test_dir) or keep "
                                  "VALIDATION above 0")
-    # AUGMENT = -1 and BATCH_SIZE = 0: by the set's size, as train.py decides
-    config.AUGMENT, batch_size = train.auto_augment(len(train_set)), train.plan_batch(len(train_set))
+    # AUGMENT, LABEL_SMOOTHING = -1 and BATCH_SIZE = 0: by the set's size, as train.py decides
+    train.resolve_small_set(len(train_set))
+    batch_size = train.plan_batch(len(train_set))
     train_tensors, test_tensors = train_set.tensors(device), test_set.tensors(device)
     print(f"{len(names)} models, {opts['seconds']:g} s of training each on {len(train_set)} images (batch "
           f"{batch_size}, augmentation {data.Augment.from_config(config)}), "

@@ -96,5 +96,7 @@ class CenterLoss(nn.Module):
 def make_loss(loss_fn, model, num_classes, label_smoothing=0.0, center_weight=0.0, center_lr=0.5):
     """The training loss (logits, labels, lengths) -> scalar: `loss_fn` (a head kind's loss) with label
     smoothing, plus the center loss when center_weight > 0. Call it after moving the model to its device."""
+    if not 0 <= label_smoothing < 1:  # -1 (by the set's size) is resolved by train.resolve_small_set first
+        raise ValueError(f"LABEL_SMOOTHING {label_smoothing}: expected 0-1 (or -1 before the training set is known)")
     loss_fn = functools.partial(loss_fn, label_smoothing=label_smoothing)
     return CenterLoss(model, num_classes, loss_fn, center_weight, center_lr) if center_weight else loss_fn

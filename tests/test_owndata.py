@@ -168,10 +168,13 @@ def test_budget_follows_the_data_size(cfg):
     assert train.plan_patience(300) == 75 and train.plan_patience(10) == 3
     cfg.EPOCHS, cfg.PATIENCE = 7, -1
     assert train.plan_epochs(800) == 7 and train.plan_patience(7) is None  # set explicitly: kept
-    cfg.AUGMENT = -1.0
-    assert train.auto_augment(800) == train.AUTO_AUGMENT and train.auto_augment(100_000) == 0
-    cfg.AUGMENT = 0.0
-    assert train.auto_augment(800) == 0.0
+    for n, small in ((800, True), (19_999, True), (20_000, False), (100_000, False), (None, False)):  # None: ONLINE
+        cfg.AUGMENT = cfg.LABEL_SMOOTHING = -1.0
+        train.resolve_small_set(n)
+        assert (cfg.AUGMENT, cfg.LABEL_SMOOTHING) == ((train.AUTO_AUGMENT, train.AUTO_SMOOTHING) if small else (0, 0))
+    cfg.AUGMENT, cfg.LABEL_SMOOTHING = 0.0, 0.3  # set explicitly: kept whatever the size
+    train.resolve_small_set(800)
+    assert (cfg.AUGMENT, cfg.LABEL_SMOOTHING) == (0.0, 0.3)
 
 
 def test_keeper_chooses_on_validation_errors_then_loss():
