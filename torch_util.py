@@ -5,6 +5,7 @@
 import contextlib
 import csv
 import errno
+import functools
 import json
 import logging
 import os
@@ -408,7 +409,7 @@ def default_checkpoint(say=print):
 ONNX_INPUT, ONNX_OUTPUT = "image", "log_probs"
 ONNX_TEXT_KEYS = ("model_name", "head", "charset")  # stored as is; every other key holds JSON
 ONNX_KEYS = ONNX_TEXT_KEYS + ("length", "case_sensitive", "image_height", "image_width", "channels", "build_args",
-                              "parameters", "epoch", "accuracy", "char_accuracy")
+                              "parameters", "epoch", "accuracy", "char_accuracy", "temperature")
 
 
 def onnx_metadata(ckpt, parameters):
@@ -503,7 +504,9 @@ class Predictor:
         if self.ckpt["head"] not in models.HEADS:
             raise CheckpointError(f"{path}: head {self.ckpt['head']!r} is not one of {', '.join(models.HEADS)}")
         self.head = models.head(self.ckpt["head"])
-        self.decode = self.head.decode
+        # confidences are read at the checkpoint's temperature (fitted on its validation part; older ones: 1)
+        self.temperature = float(self.ckpt.get("temperature") or 1.0)
+        self.decode = functools.partial(self.head.decode, temperature=self.temperature)
         self.fused = False
         if fuse and self.model is not None:
             folded = fold_batchnorm(self.model, self.channels, self.height, self.width, self.device)
@@ -540,7 +543,7 @@ class Predictor:
         """predict_arrays, plus per image and per character read the k likeliest characters [(char, p), ...],
         best first, from the same forward pass."""
         scores = self.scores(arrays)
-        return (*self.decode(scores, self.codec), self.head.candidates(scores, self.codec, k))
+        return (*self.decode(scores, self.codec), self.head.candidates(scores, self.codec, k, self.temperature))
 
 
 # --- results plot --------------------------------------------------------------------------------------

@@ -42,6 +42,10 @@ SMALL_SET = 20_000          # training images under which AUGMENT = -1 and LABEL
 AUTO_AUGMENT = 0.5          # AUGMENT = -1: the strength used for a small set
 AUTO_SMOOTHING = 0.1        # LABEL_SMOOTHING = -1: the weight used for a small set
 MIN_EPOCHS, MAX_EPOCHS = 10, 300  # EPOCHS = 0: the range the data-sized budget is kept in
+# the grid a checkpoint's temperature is fitted on, 0.5-2.8: a validation part read without a mistake would pull
+# it as low as the grid goes (sharper is always better there), so the grid stops where label smoothing's models
+# land (0.59 for LABEL_SMOOTHING 0.1 on both shared sets, fitted on images they did not train on; 1.41 without it)
+TEMPERATURES = 2.0 ** (torch.arange(-4, 7) / 4)
 SLACK = 0.002               # validation errors (a fraction of the part, at least 1 image) within which a later epoch
                             # with a lower validation loss is kept: a one-image difference is noise, not a better model
 
@@ -92,28 +96,36 @@ def train_one_epoch(model, optimizer, scheduler, loss_fn, batches, steps, device
 
 @torch.inference_mode()
 def evaluate(model, tensors, codec, decode, device, batch_size, loss_fn=None):
-    """(predicted texts, mean loss or nan) for (images, labels, lengths) on the device, or on the host (then
-    copied batch by batch). `loss_fn`: the head's plain loss (logits, labels, lengths), or None.
+    """(predicted texts, mean loss or nan, temperature) for (images, labels, lengths) on the device, or on the
+    host (then copied batch by batch). `loss_fn`: the head's plain loss (logits, labels, lengths), or None.
+
+    The temperature (1.0 without loss_fn) is the one of TEMPERATURES whose scaled scores (logits / temperature)
+    give these images' labels the lowest loss: dividing by it makes the reported confidences match how often
+    readings are right (temperature scaling, Guo et al. 2017). Label smoothing leaves a model under-confident
+    (a temperature below 1), a model that has learnt its training set by heart over-confident (above 1).
 
     Under torchrun each process reads its contiguous share and every process gets all the texts, in order."""
     images = tensors[0]
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     lo, hi = len(images) * rank // world, len(images) * (rank + 1) // world
     model.eval()
-    texts, total = [], torch.zeros((), device=device, dtype=torch.float64)
+    texts, total = [], torch.zeros(1 + len(TEMPERATURES), device=device, dtype=torch.float64)
     for i in range(lo, hi, batch_size):
         batch = [t[i:min(i + batch_size, hi)].to(device, non_blocking=True) for t in tensors]
         with torch_util.autocast(device):
             logits = model(data.to_float(batch[0]))
         if loss_fn is not None:
-            total += loss_fn(logits.float(), batch[1], batch[2]).double() * len(batch[0])
+            scaled = [logits.float()] + [logits.float() / t for t in TEMPERATURES.tolist()]
+            total += torch.stack([loss_fn(s, batch[1], batch[2]) for s in scaled]).double() * len(batch[0])
         texts += decode(logits, codec)[0]
     if world > 1:
         parts = [None] * world
         dist.all_gather_object(parts, texts)
         texts = [t for part in parts for t in part]
         dist.all_reduce(total)
-    return texts, (total.item() / max(1, len(images)) if loss_fn is not None else float("nan"))
+    if loss_fn is None:
+        return texts, float("nan"), 1.0
+    return texts, total[0].item() / max(1, len(images)), TEMPERATURES[int(total[1:].argmin())].item()
 
 
 def show_samples(truths, preds, n, seed):
@@ -211,7 +223,7 @@ class PseudoLabels:
         self.n_train, self.chosen = n_train, np.zeros(0, dtype=np.int64)
         self.extra = round(config.PSEUDO_RATIO * n_train)  # pseudo-labelled images (or labelled fillers) per epoch
         self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
-        self.kept_state, self.reader = None, None
+        self.kept_state, self.reader, self.temperature = None, None, 1.0
 
     def __len__(self):
         return len(self.paths)
@@ -220,9 +232,11 @@ class PseudoLabels:
     def epoch_images(self):
         return self.n_train + self.extra
 
-    def keep(self, model):
-        """Remember a newly kept model's weights (pseudo-labels come from the kept model, not the last one)."""
+    def keep(self, model, temperature=1.0):
+        """Remember a newly kept model's weights and temperature (pseudo-labels come from the kept model, not the
+        last one, and its confidences are read as its checkpoint's readers read them)."""
         self.kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.temperature = temperature
 
     def due(self, kept):
         if self.kept_state is None or not kept or not kept["seq"] >= config.PSEUDO_FROM:
@@ -245,7 +259,7 @@ class PseudoLabels:
             batch = images[i:i + 512].to(device, non_blocking=True)
             with torch_util.autocast(device):
                 logits = self.reader(data.to_float(batch))
-            t, c, _ = decode(logits, self.codec)
+            t, c, _ = decode(logits, self.codec, self.temperature)
             texts += t
             confidences += c
         lo, hi = self.codec.length
@@ -795,13 +809,13 @@ def train(opts, rank, world, device, closing):
         if not math.isfinite(loss):
             raise RuntimeError(f"loss became {loss} at epoch {epoch}; lower --lr")
         if val_set:
-            val_preds, val_loss = evaluate(shown, val, codec, decode, device, 512, plain_loss)
+            val_preds, val_loss, temperature = evaluate(shown, val, codec, decode, device, 512, plain_loss)
             val_char, val_seq = torch_util.accuracy(val_set.texts, val_preds)
         else:  # VALIDATION = 0: the last epoch is kept
-            val_preds, val_loss, val_char, val_seq = None, float("nan"), math.nan, math.nan
+            val_preds, val_loss, val_char, val_seq, temperature = None, float("nan"), math.nan, math.nan, 1.0
         test_char = test_seq = math.nan
         if test_set:
-            test_preds, _ = evaluate(shown, test, codec, decode, device, 512)
+            test_preds = evaluate(shown, test, codec, decode, device, 512)[0]
             test_char, test_seq = torch_util.accuracy(test_set.texts, test_preds)
         seconds = time.time() - t0
         improved = keeper.offer(epoch, val_seq, val_char, val_loss, (test_seq, test_char) if test_set else None)
@@ -815,7 +829,7 @@ def train(opts, rank, world, device, closing):
         if pseudo:
             pseudo.trained_since += steps_per_epoch * batch_size * world
             if improved:
-                pseudo.keep(shown)
+                pseudo.keep(shown, temperature)
             if pseudo.due(keeper.kept):
                 pseudo.refresh(shown, train, decode, device, keeper.kept["epoch"], say)
         if lead:
@@ -824,7 +838,7 @@ def train(opts, rank, world, device, closing):
                        test_seq_acc=f"{test_seq:.5f}", lr=f"{scheduler.get_last_lr()[0]:.3e}", seconds=f"{seconds:.1f}",
                        images_per_s=f"{rate:.0f}")
             meta = dict(epoch=epoch, accuracy=val_seq, char_accuracy=val_char, test_accuracy=test_seq,
-                        test_char_accuracy=test_char, config=config.as_dict())
+                        test_char_accuracy=test_char, temperature=temperature, config=config.as_dict())
             if improved:
                 torch_util.save_checkpoint(best_path, shown, build_args, codec, **meta)
             # the last checkpoint carries its results row: a run killed before the row is written writes it on resume

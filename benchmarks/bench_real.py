@@ -101,7 +101,9 @@ def bench(name, root, size, overrides, reuse=False, unlabeled=False):
     return row
 
 
-def plot(rows, path):
+def plot(rows, path, own="default"):
+    """Test accuracy against labelled images, a line per (set, variant); the command's own variant is named by its
+    set alone."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -109,7 +111,7 @@ def plot(rows, path):
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for line in dict.fromkeys((r["set"], r["variant"]) for r in rows):
         points = sorted((r["train_images"], r["seq"]) for r in rows if (r["set"], r["variant"]) == line)
-        ax.plot(*zip(*points), marker="o", label=" ".join(line) if line[1] != "default" else line[0])
+        ax.plot(*zip(*points), marker="o", label=" ".join(line) if line[1] != own else line[0])
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images (validation part included)")
     ax.set_ylabel("test sequence accuracy")
@@ -175,9 +177,10 @@ def main():
         print(f"| {r['set']} | {r['variant']} | {size} | {r['val']:.2%} | {r['seq']:.2%} ({r['right']}/{r['n']}) "
               f"| {r['char']:.2%} | {r['seconds'] / 60:.1f} min | {r['epochs']} ({r['kept']}) | {goal} |")
     # the plot: this command's points (its options' variant) and, for reference, those from random weights
-    shown = [r for r in rows if r["variant"] in (variant(overrides, opts["unlabeled"])[1:] or "default", "scratch")]
+    own = variant(overrides, opts["unlabeled"])[1:] or "default"
+    shown = [r for r in rows if r["variant"] in (own, "scratch")]
     if len({r["train_images"] for r in shown}) > 1:
-        print(f"plot: {plot(shown, os.path.join(OUT, 'learning_curve.png'))}")
+        print(f"plot: {plot(shown, os.path.join(OUT, 'learning_curve.png'), own)}")
 
 
 if __name__ == "__main__":

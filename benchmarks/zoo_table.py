@@ -84,7 +84,7 @@ def measure(name, codec, train_tensors, batch_size, test_set, test_tensors, devi
     model.to(device)
     generator = torch.Generator().manual_seed(config.SEED)
     seen = train_for(model, loss_fn, train_tensors, batch_size, device, seconds, generator)
-    preds, _ = train.evaluate(model, test_tensors, codec, head.decode, device, 256)
+    preds = train.evaluate(model, test_tensors, codec, head.decode, device, 256)[0]
     char_acc, seq_acc = torch_util.accuracy(test_set.texts, preds)
     return [name, head.kind, f"{params / 1e6:.2f}", f"{c}x{h}x{w}", f"{ms:.1f}", str(seen), f"{char_acc:.3f}",
             f"{seq_acc:.3f}"]

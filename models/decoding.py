@@ -7,13 +7,16 @@ first, taken from the same position or frame the decoder read that character fro
 A CTC path is the greedy one (the likeliest class of every frame) when it reads a length the codec allows
 (LENGTH: the labels' length, or their range); otherwise it is the likeliest path that does (length_paths):
 a captcha whose labels all have 5 characters is never read with 4 or 6.
+
+`temperature` (a checkpoint's, fitted on its validation part; 1 = none) divides the scores before the softmax
+that gives the reported probabilities; the texts are read from the scores as they are.
 """
 import torch
 
 
-def fixed_decode(logits, codec):
+def fixed_decode(logits, codec, temperature=1.0):
     """Fixed-length head: texts, sequence confidence (product of position maxima), per-character probabilities."""
-    probs = logits.float().softmax(-1)
+    probs = (logits.float() / temperature).softmax(-1)
     conf, ids = probs.max(-1)  # (B, T)
     texts, confs, chars = [], [], []
     for row_ids, row_conf in zip(ids.tolist(), conf.tolist()):
@@ -24,9 +27,9 @@ def fixed_decode(logits, codec):
     return texts, confs, chars
 
 
-def fixed_candidates(logits, codec, k):
+def fixed_candidates(logits, codec, k, temperature=1.0):
     """The k likeliest characters of each position fixed_decode keeps (padding positions are left out)."""
-    top_p, top_i = logits.float().softmax(-1).topk(min(k, logits.shape[-1]), -1)  # (B, T, k)
+    top_p, top_i = (logits.float() / temperature).softmax(-1).topk(min(k, logits.shape[-1]), -1)  # (B, T, k)
     rows = []
     for ids, probs in zip(top_i.tolist(), top_p.tolist()):
         rows.append([[(codec.charset[i], p) for i, p in zip(pos_ids, pos_probs) if i < len(codec.charset)]
@@ -110,14 +113,15 @@ def ctc_paths(probs, codec):
     return paths
 
 
-def ctc_decode(logits, codec):
+def ctc_decode(logits, codec, temperature=1.0):
     """CTC head: texts, sequence confidence, per-character probabilities from the path of ctc_paths.
 
     A character's probability is its highest frame probability within its run; the sequence confidence is
     their product (for an empty reading, the product over frames of the path).
     """
-    probs = logits.float().softmax(-1).cpu()
-    paths = ctc_paths(probs, codec)
+    logits = logits.float().cpu()
+    paths = ctc_paths(logits.softmax(-1), codec)
+    probs = (logits / temperature).softmax(-1)
     path_probs = probs.gather(2, torch.tensor(paths, dtype=torch.long)[..., None])[..., 0]  # (B, T)
     texts, confs, chars = [], [], []
     for ids, row_conf in zip(paths, path_probs.tolist()):
@@ -128,14 +132,15 @@ def ctc_decode(logits, codec):
     return texts, confs, chars
 
 
-def ctc_candidates(logits, codec, k):
+def ctc_candidates(logits, codec, k, temperature=1.0):
     """k characters (blank left out) at the frame where each character of ctc_decode's path peaks, the frame
     whose probability ctc_decode reports: the character read, then the likeliest others, best first. (On a
     greedy path the character read is the likeliest there; on a path kept to the labels' length it may not be.)"""
-    probs = logits.float().softmax(-1).cpu()  # (B, T, K)
+    logits = logits.float().cpu()
+    probs = (logits / temperature).softmax(-1)  # (B, T, K)
     k = min(k, probs.shape[-1] - 1)
     rows = []
-    for row_probs, ids in zip(probs, ctc_paths(probs, codec)):
+    for row_probs, ids in zip(probs, ctc_paths(logits.softmax(-1), codec)):
         chars = []
         for cls, first, last in greedy_path(ids):
             t = max(range(first, last + 1), key=lambda f: float(row_probs[f, cls]))

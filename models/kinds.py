@@ -3,8 +3,8 @@
     kind = models.head("cnn_ctc")             # by model name (or by kind: models.head("ctc"))
     kind.num_classes(codec)                    # K of the logits (B, T, K)
     kind.loss(logits, labels, lengths)         # training loss (label_smoothing=... optional)
-    kind.decode(logits, codec)                 # -> texts, confidences, per-character probabilities
-    kind.candidates(logits, codec, k)          # -> per image, per character, the k likeliest [(char, p), ...]
+    kind.decode(logits, codec[, temperature])  # -> texts, confidences, per-character probabilities
+    kind.candidates(logits, codec, k[, temperature])  # -> per image, per character, the k likeliest [(char, p), ...]
     kind.options                               # the build options the head takes
     kind.describe()                            # what its output (B, T, K) holds, in words
 
@@ -25,8 +25,8 @@ class HeadKind:
     options: tuple             # build options the head takes (models.OPTIONS holds their neutral values)
     classes: Callable          # codec -> number of classes K
     loss: Callable             # (logits, labels, lengths, label_smoothing=0.0) -> scalar
-    decode: Callable           # (logits, codec) -> texts, confidences, per-character probabilities
-    candidates: Callable       # (logits, codec, k) -> per image, per character, [(char, probability), ...]
+    decode: Callable           # (logits, codec, temperature=1.0) -> texts, confidences, per-character probabilities
+    candidates: Callable       # (logits, codec, k, temperature=1.0) -> per image, per character, [(char, p), ...]
     output: str                # what T and K are
 
     def num_classes(self, codec):

@@ -103,7 +103,7 @@ def test_metadata_describes_the_model(model):
     assert float(meta["accuracy"]) == ckpt["accuracy"] and int(meta["epoch"]) == ckpt["epoch"]
     described = torch_util.Predictor(model["onnx"]).ckpt
     for key in ("model_name", "head", "charset", "length", "case_sensitive", "image_size", "channels", "build_args",
-                "accuracy"):
+                "accuracy", "temperature"):  # the temperature: .onnx confidences are read as the .pt's
         assert described[key] == ckpt[key], key
 
 

@@ -44,10 +44,10 @@ def test_pseudo_labels_beat_labels_only(lower_sets):
     used, right, known = map(int, refresh[-1])
     before, after = (float(SEQ.findall(out.splitlines()[-1])[0]) for out in (alone, mixed))
     print(f"labels only {before:.4f}, with pseudo-labels {after:.4f}; last refresh {used} used, {right} right")
-    # the folder's names are the truth: reported, not trained on. Measured: 53 of 650 used, all right (the small
-    # set's label smoothing keeps confidences modest, so fewer pass 0.9 than the 178 read without it)
-    assert used == known >= 40 and right >= 0.97 * used
-    assert after >= before + 0.08, (before, after)  # measured: 0.76 -> 0.89 (0.52 -> 0.77 without smoothing)
+    # the folder's names are the truth: reported, not trained on. Measured: 441 of 650 used, 440 right (confidences
+    # read at the kept model's temperature; 53 at the raw scores of a model trained with label smoothing)
+    assert used == known > 100 and right >= 0.97 * used
+    assert after >= before + 0.1, (before, after)  # measured: 0.76 -> 0.94
 
 
 def test_partially_labelled_folder(tmp_path):

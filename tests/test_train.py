@@ -25,6 +25,8 @@ def test_short_training_learns(trained):
     assert (base / "results.png").stat().st_size > 10_000
     ckpt = torch_util.load_checkpoint(str(base / "weights" / "t_best.pt"))
     assert abs(ckpt["accuracy"] - best) < 1e-4 and ckpt["charset"] == DIGITS  # chosen on validation
+    assert 0.5 <= ckpt["temperature"] <= 2.83 and torch_util.Predictor(str(base / "weights" / "t_best.pt")).temperature \
+        == ckpt["temperature"]  # fitted on the validation part; what predict.py, test.py and app.py read with
     assert out.strip().splitlines()[-1].startswith(f"best: {base}/weights/t_best.pt (epoch ")
     assert "validation seq acc" in out.splitlines()[-1] and "test seq acc" in out.splitlines()[-1]
     assert "validation" in out and "reported, never used to choose" in out

@@ -14,7 +14,7 @@ import models
 import torch_util
 from conftest import DIGITS, run_script, tmp_paths
 from models import adapt, tricks
-from models.decoding import ctc_candidates, ctc_decode, greedy_path, length_paths
+from models.decoding import ctc_candidates, ctc_decode, fixed_decode, greedy_path, length_paths
 from models.losses import CenterLoss, ctc_loss, ctc_targets, fixed_loss
 
 H, W = 32, 96  # small images keep 31 models fast; 96 / 8 = 12 CTC columns, enough for 4 characters
@@ -161,6 +161,52 @@ def test_ctc_decode_reads_the_labels_length():
     # a range of lengths: only readings outside it change
     texts, _, _ = ctc_decode(logits, data.Codec(DIGITS, (3, 5)))
     assert texts == ["1234", "12345", "123", "1234"]
+
+
+def test_temperature_changes_confidences_not_readings():
+    """Decoding at a temperature reads the same texts (kept-length paths included) and candidates in the same
+    order; T < 1 raises the confidences of greedy readings, T > 1 lowers them (a reading kept to the length may
+    hold a character that is not its frame's likeliest, which sharper scores make less likely); T = 1 is the plain
+    softmax."""
+    codec = data.Codec(DIGITS, 4)
+    logits = path_logits(["1-2-3-4-", "1-2-3-45", "1-2-3---", "12--3-4-"])
+    logits[1, 7, 0] = 4.0
+    logits[2, 6, 9] = 4.0
+    plain = ctc_decode(logits, codec)
+    assert ctc_decode(logits, codec, 1.0) == plain
+    sharp, soft = ctc_decode(logits, codec, 0.5), ctc_decode(logits, codec, 2.0)
+    assert sharp[0] == soft[0] == plain[0]
+    assert all(sharp[1][i] > plain[1][i] > soft[1][i] for i in (0, 3))  # rows 1 and 2 are kept to 4 characters
+    order = lambda rows: [[[c for c, _ in char] for char in row] for row in rows]
+    assert order(ctc_candidates(logits, codec, 3, 0.5)) == order(ctc_candidates(logits, codec, 3))
+    fixed = torch.randn(3, 4, 11)
+    assert fixed_decode(fixed, codec, 0.5)[0] == fixed_decode(fixed, codec)[0]
+    assert all(s > p for s, p in zip(fixed_decode(fixed, codec, 0.5)[1], fixed_decode(fixed, codec)[1]))
+
+
+def test_evaluate_fits_the_temperature():
+    """Labels drawn from softmax(z) make z calibrated: the fitted temperature is ~1; the same scores doubled are
+    over-confident by 2, and the fit says so."""
+    import train
+
+    class Scores(torch.nn.Module):  # a "model" that returns given scores, whatever the images
+        def __init__(self, z):
+            super().__init__()
+            self.z = z
+
+        def forward(self, x):
+            return self.z
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, 1, 4, generator=g) * 2
+    labels = torch.multinomial(z[:, 0].softmax(-1), 1, generator=g)
+    images = torch.zeros(4000, 1, 2, 2, dtype=torch.uint8)
+    codec, device = data.Codec("abcd", 1), torch.device("cpu")
+    fits = [train.evaluate(Scores(s), (images, labels, torch.ones(4000, dtype=torch.long)), codec, fixed_decode,
+                           device, 4000, fixed_loss)[2] for s in (z, 2 * z)]
+    assert 0.84 <= fits[0] <= 1.19 and 1.68 <= fits[1] <= 2.38, fits
+    assert train.evaluate(Scores(z), (images, labels, torch.ones(4000, dtype=torch.long)), codec, fixed_decode,
+                          device, 4000)[2] == 1.0  # no loss: no fit
 
 
 def test_ctc_loss_reads_padded_labels():
