@@ -479,10 +479,11 @@ class Predictor:
     `path` is a checkpoint written by train.py (run by torch on `device`, BatchNorm folded into the convolutions
     unless fuse=False) or a model written by export.py (.onnx, run by onnxruntime on the CPU with `threads`
     intra-op threads; 0 = one per core). Either way `ckpt` describes the model, `head` is its head-kind record
-    (models/kinds.py) and the same decoder reads its output.
+    (models/kinds.py) and the same decoder reads its output, with confidences at `temperature` (None: the
+    checkpoint's).
     """
 
-    def __init__(self, path, device="cpu", threads=0, fuse=True):
+    def __init__(self, path, device="cpu", threads=0, fuse=True, temperature=None):
         self.path = path
         if str(path).endswith(".onnx"):
             if not os.path.exists(path):
@@ -504,8 +505,9 @@ class Predictor:
         if self.ckpt["head"] not in models.HEADS:
             raise CheckpointError(f"{path}: head {self.ckpt['head']!r} is not one of {', '.join(models.HEADS)}")
         self.head = models.head(self.ckpt["head"])
-        # confidences are read at the checkpoint's temperature (fitted on its validation part; older ones: 1)
-        self.temperature = float(self.ckpt.get("temperature") or 1.0)
+        # confidences are read at the checkpoint's temperature (fitted on its validation part; older ones: 1), or
+        # at the one given
+        self.temperature = float(temperature or self.ckpt.get("temperature") or 1.0)
         self.decode = functools.partial(self.head.decode, temperature=self.temperature)
         self.fused = False
         if fuse and self.model is not None:

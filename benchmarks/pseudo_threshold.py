@@ -4,6 +4,10 @@ and how many of those are right: what PSEUDO_THRESHOLD would give as pseudo-labe
     python benchmarks/pseudo_threshold.py weights/mysite_best.pt --test_dir=labelled_folder
     python benchmarks/pseudo_threshold.py bench_real/henan_digits/n100/cnn_ctc_best.pt \
         --test_dir=../shared/datasets/henan_digits/train --thresholds=0.5,0.9,0.99
+    python benchmarks/pseudo_threshold.py weights/mysite_best.pt --test_dir=labelled_folder --temperature=1
+
+Confidences are read at the checkpoint's temperature (the one train.py fitted; 1 for older checkpoints), as
+train.py's pseudo-labels read them, or at --temperature (1: the raw scores).
 
 Read a folder the model did not train on with known labels (for a run with --limit, its TRAIN_DIR: the images
 not sampled are most of it). Prints one line per threshold.
@@ -23,15 +27,17 @@ import torch_util  # noqa: E402
 
 
 def main():
-    positional, opts = config.parse(thresholds="0.5,0.9,0.95,0.99,0.999")
+    positional, opts = config.parse(thresholds="0.5,0.9,0.95,0.99,0.999", temperature=0.0)
     if len(positional) != 1 or not config.TEST_DIR:
         sys.exit(__doc__.split("\n\n")[1])
     torch_util.set_threads(config.THREADS)
-    predictor = torch_util.Predictor(positional[0], torch_util.pick_device(config.DEVICE), config.THREADS)
+    predictor = torch_util.Predictor(positional[0], torch_util.pick_device(config.DEVICE), config.THREADS,
+                                     temperature=float(opts["temperature"]) or None)
     r = test.run_test(predictor, config.TEST_DIR, skip_bad=config.SKIP_BAD, quiet=True)  # test.py's reading
     right = np.array([t == p for t, p in zip(r["truths"], r["preds"])])
     confs = np.array(r["confs"])
-    print(f"{positional[0]} on {config.TEST_DIR}: {len(right)} images, {right.mean():.2%} read right")
+    print(f"{positional[0]} on {config.TEST_DIR}: {len(right)} images, {right.mean():.2%} read right; "
+          f"confidences at temperature {predictor.temperature:.3g}")
     for threshold in (float(t) for t in str(opts["thresholds"]).split(",")):
         chosen = confs >= threshold
         share = chosen.mean()

@@ -130,3 +130,8 @@ def test_pseudo_threshold_script(trained):
     assert "300 images" in lines[0] and "read right" in lines[0]
     share = [float(re.search(r"([\d.]+)% of the images", line)[1]) for line in lines[1:]]
     assert share[0] == 100.0 and 0 <= share[1] <= 100 and share[2] == 0.0 and lines[3].endswith("none")
+    fitted = torch_util.load_checkpoint(f"{base}/weights/t_best.pt")["temperature"]
+    assert lines[0].endswith(f"confidences at temperature {fitted:.3g}")  # the checkpoint's, as pseudo-labels read
+    raw = run_script("benchmarks/pseudo_threshold.py", f"{base}/weights/t_best.pt", f"--test_dir={base}/test",
+                     f"--cache_dir={base}/cache", "--thresholds=0.9", "--temperature=1").stdout.splitlines()
+    assert raw[0].endswith("confidences at temperature 1")
