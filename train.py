@@ -43,8 +43,8 @@ AUTO_AUGMENT = 0.5          # AUGMENT = -1: the strength used for a small set
 AUTO_SMOOTHING = 0.1        # LABEL_SMOOTHING = -1: the weight used for a small set
 MIN_EPOCHS, MAX_EPOCHS = 10, 300  # EPOCHS = 0: the range the data-sized budget is kept in
 # the grid a checkpoint's temperature is fitted on, 0.5-2.8: a validation part read without a mistake would pull
-# it as low as the grid goes (sharper is always better there), so the grid stops where label smoothing's models
-# land (0.59 for LABEL_SMOOTHING 0.1 on both shared sets, fitted on images they did not train on; 1.41 without it)
+# it as low as the grid goes (sharper is always better there), so the grid stops a little below where models
+# trained with LABEL_SMOOTHING 0.1 land on images they did not train on (about 0.6)
 TEMPERATURES = 2.0 ** (torch.arange(-4, 7) / 4)
 SLACK = 0.002               # validation errors (a fraction of the part, at least 1 image) within which a later epoch
                             # with a lower validation loss is kept: a one-image difference is noise, not a better model
