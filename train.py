@@ -46,6 +46,7 @@ MIN_EPOCHS, MAX_EPOCHS = 10, 300  # EPOCHS = 0: the range the data-sized budget 
 # it as low as the grid goes (sharper is always better there), so the grid stops a little below where models
 # trained with LABEL_SMOOTHING 0.1 land on images they did not train on (about 0.6)
 TEMPERATURES = 2.0 ** (torch.arange(-4, 7) / 4)
+PLAIN = TEMPERATURES.tolist().index(1.0)  # the grid holds 1 exactly: its loss is the plain validation loss
 SLACK = 0.002               # validation errors (a fraction of the part, at least 1 image) within which a later epoch
                             # with a lower validation loss is kept: a one-image difference is noise, not a better model
 
@@ -109,14 +110,15 @@ def evaluate(model, tensors, codec, decode, device, batch_size, loss_fn=None):
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     lo, hi = len(images) * rank // world, len(images) * (rank + 1) // world
     model.eval()
-    texts, total = [], torch.zeros(1 + len(TEMPERATURES), device=device, dtype=torch.float64)
+    texts, total = [], torch.zeros(len(TEMPERATURES), device=device, dtype=torch.float64)
     for i in range(lo, hi, batch_size):
         batch = [t[i:min(i + batch_size, hi)].to(device, non_blocking=True) for t in tensors]
         with torch_util.autocast(device):
             logits = model(data.to_float(batch[0]))
         if loss_fn is not None:
-            scaled = [logits.float()] + [logits.float() / t for t in TEMPERATURES.tolist()]
-            total += torch.stack([loss_fn(s, batch[1], batch[2]) for s in scaled]).double() * len(batch[0])
+            scores = logits.float()
+            total += torch.stack([loss_fn(scores / t, batch[1], batch[2]) for t in TEMPERATURES.tolist()]).double() \
+                * len(batch[0])
         texts += decode(logits, codec)[0]
     if world > 1:
         parts = [None] * world
@@ -125,7 +127,7 @@ def evaluate(model, tensors, codec, decode, device, batch_size, loss_fn=None):
         dist.all_reduce(total)
     if loss_fn is None:
         return texts, float("nan"), 1.0
-    return texts, total[0].item() / max(1, len(images)), TEMPERATURES[int(total[1:].argmin())].item()
+    return texts, total[PLAIN].item() / max(1, len(images)), TEMPERATURES[int(total.argmin())].item()
 
 
 def show_samples(truths, preds, n, seed):
