@@ -135,3 +135,6 @@ def test_pseudo_threshold_script(trained):
     raw = run_script("benchmarks/pseudo_threshold.py", f"{base}/weights/t_best.pt", f"--test_dir={base}/test",
                      f"--cache_dir={base}/cache", "--thresholds=0.9", "--temperature=1").stdout.splitlines()
     assert raw[0].endswith("confidences at temperature 1")
+    wrong = run_script("benchmarks/pseudo_threshold.py", f"{base}/weights/t_best.pt", f"--test_dir={base}/test",
+                       "--temperature=-1", check=False)
+    assert wrong.returncode and "--temperature=-1: a temperature is above 0" in wrong.stdout
