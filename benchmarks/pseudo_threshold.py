@@ -30,12 +30,13 @@ def main():
     positional, opts = config.parse(thresholds="0.5,0.9,0.95,0.99,0.999", temperature=0.0)
     if len(positional) != 1 or not config.TEST_DIR:
         sys.exit(__doc__.split("\n\n")[1])
-    if float(opts["temperature"]) < 0:
-        raise config.ConfigError(f"--temperature={float(opts['temperature']):g}: a temperature is above 0 (1: the raw scores; "
-                                 f"leave it out for the checkpoint's own)")
+    temperature = float(opts["temperature"])
+    if temperature < 0:
+        raise config.ConfigError(f"--temperature={temperature:g}: a temperature is above 0 (1: the raw scores; leave "
+                                 f"it out for the checkpoint's own)")
     torch_util.set_threads(config.THREADS)
     predictor = torch_util.Predictor(positional[0], torch_util.pick_device(config.DEVICE), config.THREADS,
-                                     temperature=float(opts["temperature"]) or None)
+                                     temperature=temperature or None)
     r = test.run_test(predictor, config.TEST_DIR, skip_bad=config.SKIP_BAD, quiet=True)  # test.py's reading
     right = np.array([t == p for t, p in zip(r["truths"], r["preds"])])
     confs = np.array(r["confs"])
