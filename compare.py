@@ -32,9 +32,11 @@ import torch
 from tqdm import tqdm
 
 import config
-import data
+from core import data
 import models
-import torch_util
+from core.checkpoint import load_checkpoint, model_from_checkpoint
+from core.device import pick_device, set_threads, timed_runs
+from core.files import RESULT_COLUMNS, atomic_write, read_results
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -291,7 +293,7 @@ def read_json(path):
 
 
 def write_json(path, obj):
-    torch_util.atomic_write(path, json.dumps(obj, indent=1), "w")
+    atomic_write(path, json.dumps(obj, indent=1), "w")
 
 
 def finished(entry):
@@ -310,8 +312,8 @@ def epoch_rows(entry):
     path = entry.path("results.txt")
     if not os.path.exists(path):
         return []
-    by_epoch = {int(r["epoch"]): r for r in torch_util.read_results(path)  # a row being written is left out
-                if r.get("run") == entry.name and all(r.get(c) for c in torch_util.RESULT_COLUMNS)}
+    by_epoch = {int(r["epoch"]): r for r in read_results(path)  # a row being written is left out
+                if r.get("run") == entry.name and all(r.get(c) for c in RESULT_COLUMNS)}
     return [by_epoch[e] for e in sorted(by_epoch)]
 
 
@@ -326,8 +328,8 @@ def measure(checkpoint, device):
     """Parameters, CPU single-image latency (1 thread) and, on `device` (with THREADS on a CPU), single-image
     latency and throughput at the batch size it trained with, of the checkpoint's model in eval mode; and the
     epoch train.py kept it from."""
-    ckpt = torch_util.load_checkpoint(checkpoint)
-    model, _ = torch_util.model_from_checkpoint(ckpt, "cpu")
+    ckpt = load_checkpoint(checkpoint)
+    model, _ = model_from_checkpoint(ckpt, "cpu")
     (h, w), c = ckpt["image_size"], ckpt["channels"]
     result = dict(parameters=sum(p.numel() for p in model.parameters()), device=str(device), input=f"{w}x{h}x{c}",
                   batch=ckpt.get("config", {}).get("BATCH_SIZE") or MEASURE_BATCH, kept_epoch=ckpt.get("epoch"))
@@ -336,15 +338,15 @@ def measure(checkpoint, device):
     try:
         cpu = torch.device("cpu")
         one = torch.zeros(1, c, h, w)
-        times = torch_util.timed_runs(model, one, cpu, 5, LATENCY_RUNS, MEASURE_SECONDS)
+        times = timed_runs(model, one, cpu, 5, LATENCY_RUNS, MEASURE_SECONDS)
         result["cpu_latency_ms"] = 1000 * statistics.median(times)
-        torch_util.set_threads(config.THREADS)
+        set_threads(config.THREADS)
         model.to(device)
         one = torch.zeros(1, c, h, w, device=device)
-        times = torch_util.timed_runs(model, one, device, 5, LATENCY_RUNS, MEASURE_SECONDS)
+        times = timed_runs(model, one, device, 5, LATENCY_RUNS, MEASURE_SECONDS)
         result["device_latency_ms"] = 1000 * statistics.median(times)
         batch = torch.zeros(result["batch"], c, h, w, device=device)
-        times = torch_util.timed_runs(model, batch, device, 2, THROUGHPUT_RUNS, MEASURE_SECONDS)
+        times = timed_runs(model, batch, device, 2, THROUGHPUT_RUNS, MEASURE_SECONDS)
         result["device_images_per_s"] = result["batch"] * len(times) / sum(times)
     except RuntimeError as e:  # out of memory on the device: the training result still stands
         result["measure_error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
@@ -676,7 +678,7 @@ def main():
             print(f"{entry.name}: {shlex.join(['python', 'train.py', *entry.args])}")
         return 0
     check_data()
-    device = torch_util.pick_device(config.DEVICE)
+    device = pick_device(config.DEVICE)
     os.makedirs(config.COMPARE_DIR, exist_ok=True)
 
     stale = [e.name for e in entries if os.path.exists(e.path("done.json")) and not finished(e)]

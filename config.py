@@ -95,7 +95,7 @@ ONLINE_COUNT = 100_000    # ONLINE: captchas per epoch (all processes together u
 ONLINE_WORKERS = 0        # ONLINE: generator processes per training process; 0 = the cores training leaves free
                           # (GPU: every core but one per process; CPU: half the cores, training threads the rest)
 ONLINE_TEST = 2000        # ONLINE: captchas rendered (with their own seed) to validate on
-SHOW = 8                  # samples in the "truth | prediction | ok" table after each evaluation
+SHOW = 8                  # samples in the "truth | prediction | ok" table at the end of a run (test.py: of its mistakes)
 
 # --- paths ----------------------------------------------------------------------------------------------
 DATASET_DIR = "dataset"               # root of generated data
@@ -186,6 +186,14 @@ def suggest(key, candidates):
     return f" (did you mean --{close[0]}?)" if close else ""
 
 
+_given = set()  # the settings named on the command line (config.given())
+
+
+def given():
+    """The names of the settings this run's command line set (--NAME=value), e.g. {"MODEL", "EPOCHS"}."""
+    return set(_given)
+
+
 def parse(argv=None, **options):
     """Apply `--NAME=value` overrides from argv to this module.
 
@@ -216,17 +224,20 @@ def parse(argv=None, **options):
         elif key in valid:
             name = valid[key]
             setattr(module, name, coerce(name, raw, getattr(module, name)))
+            _given.add(name)
         else:
             raise ConfigError(f"unknown option --{key}{suggest(key, sorted(extra) + sorted(valid))}; "
                               f"`--help` lists every setting")
     return positional, result
 
 
-def test_dir():
-    """TEST_DIR, or (TEST_DIR = "") the folder "test" beside a TRAIN_DIR named "train", if it exists; "" = none."""
-    if TEST_DIR:
-        return TEST_DIR
-    parent, name = os.path.split(os.path.normpath(TRAIN_DIR))
+def test_dir(settings=None):
+    """TEST_DIR, or (TEST_DIR = "") the folder "test" beside a TRAIN_DIR named "train", if it exists; "" = none.
+    `settings`: config names -> values (default: this module's current values)."""
+    settings = as_dict() if settings is None else settings
+    if settings["TEST_DIR"]:
+        return settings["TEST_DIR"]
+    parent, name = os.path.split(os.path.normpath(settings["TRAIN_DIR"]))
     sibling = os.path.join(parent, "test")
     return sibling if name == "train" and os.path.isdir(sibling) else ""
 

@@ -12,8 +12,10 @@ import sys
 import numpy as np
 
 import config
-import data
-import torch_util
+from core import data
+from core.checkpoint import CheckpointError, default_checkpoint
+from core.device import pick_device, set_threads
+from core.inference import Predictor
 
 MODEL_EXTENSIONS = (".pt", ".onnx")  # a first argument ending so is the model, not an image
 
@@ -40,10 +42,10 @@ def main():
         opts["checkpoint"] = sources.pop(0)
     if not sources:
         sys.exit("usage: python predict.py [MODEL.pt|MODEL.onnx] IMAGE|FOLDER|GLOB ... [--json=1]")
-    torch_util.set_threads(config.THREADS)
+    set_threads(config.THREADS)
     say = lambda text: print(text, file=sys.stderr)  # stdout carries only the readings
-    predictor = torch_util.Predictor(opts["checkpoint"] or torch_util.default_checkpoint(say),
-                                     torch_util.pick_device(config.DEVICE), config.THREADS)
+    predictor = Predictor(opts["checkpoint"] or default_checkpoint(say),
+                                     pick_device(config.DEVICE), config.THREADS)
     paths, missing = expand(sources)
     for m in missing:
         print(f"warning: {m}: no such file, folder or matching image", file=sys.stderr)
@@ -75,5 +77,5 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (config.ConfigError, torch_util.CheckpointError) as e:
+    except (config.ConfigError, CheckpointError) as e:
         sys.exit(f"error: {e}")

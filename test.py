@@ -8,53 +8,17 @@
 The model is rebuilt from the checkpoint alone; the folder is read with the checkpoint's charset, label
 length and image size, whatever config.py says now.
 """
-import collections
 import os
-import sys
 
 import numpy as np
 
 import config
-import data
-import torch_util
-
-
-def confusions(truths, preds):
-    """Counter of (true char, predicted char) over same-length predictions."""
-    pairs = collections.Counter()
-    for t, p in zip(truths, preds):
-        if len(t) == len(p):
-            pairs.update((a, b) for a, b in zip(t, p) if a != b)
-    return pairs
-
-
-def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False):
-    """{seq_acc, char_acc, paths, truths, preds, confs} for a folder."""
-    c = predictor.ckpt
-    ds = data.load_folder(folder, predictor.codec, predictor.width, predictor.height, predictor.channels,
-                          config.CACHE_DIR, skip_bad, quiet)
-    preds, confs = predictor.read(ds.images, batch_size)
-    char_acc, seq_acc = torch_util.accuracy(ds.texts, preds)
-    return dict(seq_acc=seq_acc, char_acc=char_acc, paths=ds.paths, truths=ds.texts, preds=preds, confs=confs,
-                model=c["model_name"])
-
-
-def check_labels(codec, folder, path):
-    """One line, with the fix, when the folder's labels cannot be read by the model: another case or charset."""
-    texts = [t for _, t in data.read_labels(folder)]
-    outside = sorted({c for t in texts for c in codec.normalize(t) if c not in codec.index})
-    if not outside:
-        return
-    folded = sorted({c for c in outside if c.swapcase() in codec.index})
-    if folded and len(folded) == len(outside):
-        case = "lower" if all(c.islower() for c in folded) else "mixed"
-        raise data.DataError(f"{folder}: its labels are {case}-case, {path}'s charset {codec.charset!r} is not: "
-                             f"train a model on such labels (labels keep their case), or train with "
-                             f"--case_sensitive=0 to fold case")
-    bad = sum(any(c in outside for c in codec.normalize(t)) for t in texts)
-    raise data.DataError(f"{folder}: {bad} of {len(texts)} labels hold characters {''.join(outside)!r} that {path} "
-                         f"cannot read (its charset {codec.charset!r}): test on captchas of the kind it was trained on, "
-                         f"or train a model on this folder (python train.py --train_dir=...)")
+from core import cli
+from core import data
+from core.checkpoint import default_checkpoint
+from core.device import pick_device, set_threads
+from core.inference import Predictor, check_labels, run_test
+from core.metrics import confusions
 
 
 def shorten(text, chars):
@@ -82,9 +46,9 @@ def contact_sheet(r, wrong, path, columns=4, cell=(210, 90)):
 
 def main():
     positional, opts = config.parse(show=20, sheet="", wrong="")
-    path = positional[0] if positional else torch_util.default_checkpoint()
-    torch_util.set_threads(config.THREADS)
-    predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE), config.THREADS)
+    path = positional[0] if positional else default_checkpoint()
+    set_threads(config.THREADS)
+    predictor = Predictor(path, pick_device(config.DEVICE), config.THREADS)
     folder = config.test_dir()
     if not folder:
         raise config.ConfigError(f"no test folder: name one with --test_dir=FOLDER (TEST_DIR is \"\" and there is no "
@@ -119,7 +83,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (config.ConfigError, data.DataError, torch_util.CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -6,7 +6,7 @@ A 60x160 input ends as (128, 3, 10); with the CTC head the last pool keeps the w
 """
 import torch.nn as nn
 
-from models import register_backbone
+from models.registry import register_backbone
 from models.adapt import fit_strides
 
 WIDTHS = (32, 64, 128, 128)  # channels of the four conv stages

@@ -1,7 +1,7 @@
 """torchvision ConvNeXt-Tiny: the 4x4 patchify stem and four stages. The last downsampling layer (a 2x2
 conv) moves by 1 instead of 2, which also trims one row and column: a 60x160 input ends as (768, 2, 9),
 or with the CTC head, whose last two steps keep the width, (768, 2, 18)."""
-from models import register_backbone
+from models.registry import register_backbone
 from models.adapt import torchvision_features
 
 

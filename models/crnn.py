@@ -7,7 +7,7 @@ SEQUENCE is at its neutral "none", crnn keeps it (SEQUENCE="gru" swaps it for a 
 """
 import torch.nn as nn
 
-from models import CaptchaModel, register
+from models.registry import CaptchaModel, register
 from models.adapt import output_shape
 from models.heads import CTCHead
 

@@ -2,7 +2,7 @@
 input ends as (1024, 3, 10), or (1024, 3, 20) with the CTC head (its 2x2 pools round 15 rows down to 7, 3)."""
 import torch.nn as nn
 
-from models import register_backbone
+from models.registry import register_backbone
 from models.adapt import torchvision_features
 
 

@@ -1,6 +1,6 @@
 """torchvision EfficientNet-B0: its feature stages with the last stride-2 step turned into stride 1.
 A 60x160 input ends as (1280, 4, 10), or (1280, 4, 20) with the CTC head."""
-from models import register_backbone
+from models.registry import register_backbone
 from models.adapt import torchvision_features
 
 

@@ -13,7 +13,8 @@ Scripts look a model's head up here instead of testing names or kinds themselves
 from dataclasses import dataclass
 from typing import Callable
 
-from models import decoding, losses
+import models.decoding as decoding
+import models.losses as losses
 from models.heads import CTCHead, FixedHead
 
 

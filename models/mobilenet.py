@@ -3,7 +3,7 @@ turned into stride 1. A 60x160 input ends as (C, 4, 10), or (C, 4, 20) with the 
 C = 1280 (v2), 576 (v3 small), 960 (v3 large)."""
 import functools
 
-from models import register_backbone
+from models.registry import register_backbone
 from models.adapt import torchvision_features
 
 

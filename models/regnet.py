@@ -1,6 +1,6 @@
 """torchvision RegNetY-400MF: stem and trunk; the last stage keeps the size. A 60x160 input ends as
 (440, 4, 10), or (440, 4, 20) with the CTC head."""
-from models import register_backbone
+from models.registry import register_backbone
 from models.adapt import torchvision_features
 
 

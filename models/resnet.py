@@ -10,9 +10,9 @@ from collections import OrderedDict
 import torch.nn as nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from models import register_backbone
+from models.registry import register_backbone
 from models.adapt import fit_strides
-from models import tricks
+import models.tricks as tricks
 
 
 class AttentionBasicBlock(BasicBlock):

@@ -1,6 +1,6 @@
 """torchvision ShuffleNet V2 x1.0: stem, three stages and the 1x1 conv5; the last stage keeps the size.
 A 60x160 input ends as (1024, 4, 10), or (1024, 4, 20) with the CTC head."""
-from models import register_backbone
+from models.registry import register_backbone
 from models.adapt import torchvision_features
 
 

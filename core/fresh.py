@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-import captchaGenerator
-import data
+from core import data
+from core.generate import SeededSecrets, random_label
 
 CHUNK_IMAGES = 512  # about this many images per task: ~2 s of work for one process, ~5 MB to hand over
 
@@ -38,8 +38,8 @@ def render(seed, index, charset, length, width, height, channels):
     if _captcha is None or (_captcha._width, _captcha._height) != (width, height):
         _init(width, height, ())
     rng = random.Random(f"{seed}-{index}")
-    label = captchaGenerator.random_label(rng, charset, length)
-    captcha.image.secrets = captchaGenerator.SeededSecrets(rng)
+    label = random_label(rng, charset, length)
+    captcha.image.secrets = SeededSecrets(rng)
     return label, data.load_image(_captcha.generate_image(label), width, height, channels)
 
 

@@ -1,0 +1,217 @@
+"""Checkpoints that describe themselves: save (atomic), load (weights_only, clear errors, the record checked),
+the model and codec rebuilt from one, fine-tuning's tensor matching, which checkpoint a command uses, and the
+description an exported ONNX model carries as metadata."""
+import hashlib
+import json
+import os
+import pickle
+
+import torch
+
+import config
+import models
+from core import data
+from core.files import atomic_write, file_kind
+
+
+DEFAULT_CHECKPOINT = "default.pt"  # the shipped model, in WEIGHTS_DIR
+PRETRAINED_CHECKPOINT = "pretrained.pt"  # the shipped starting point of own-data training (INIT auto)
+
+
+class CheckpointError(Exception):
+    pass
+
+
+def unwrap(model):
+    """The plain model inside DDP / torch.compile wrappers, so state-dict keys carry no prefixes."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def host_state(model):
+    """The model's parameters and buffers as host tensors (what a checkpoint stores), whatever wraps it."""
+    return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
+def save_checkpoint(path, model, build_args, codec, **extra):
+    """Write a self-describing checkpoint (a plain dict loadable with weights_only=True) with atomic_write: a
+    killed or failing save (disk full) leaves the previous file whole. CheckpointError when it cannot be written."""
+    ckpt = {
+        "model": host_state(model),
+        "model_name": build_args["name"],
+        "build_args": {k: v for k, v in build_args.items() if k != "name"},
+        "head": models.head_of(build_args["name"]),
+        "charset": codec.charset,
+        "length": list(codec.length),
+        "case_sensitive": codec.case_sensitive,
+        "image_size": [build_args["height"], build_args["width"]],
+        "channels": build_args["in_channels"],
+        **extra,
+    }
+    try:
+        atomic_write(path, lambda f: torch.save(ckpt, f))
+    except OSError as e:
+        raise CheckpointError(f"could not save {path} ({e.strerror or e}); {path} is as it was before this save, "
+                              f"and no temporary file is left") from None
+
+
+def load_checkpoint(path):
+    """Load a checkpoint without executing code from it (weights_only); clear errors for bad files."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path} (train one with: python train.py)")
+    if not os.path.isfile(path):  # a FIFO would block torch.load forever
+        raise CheckpointError(f"{path} is not a regular file ({file_kind(path)}), not a checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        blocked = next((line for line in lines if "GLOBAL" in line), None)  # torch names the refused object
+        if blocked:
+            raise CheckpointError(f"{path} was refused: it holds objects other than tensors and plain data, "
+                                  f"which could run code when loaded ({blocked})") from None
+        detail = next((line for line in lines if not line.startswith(("Weights only", "Please file", "Check the",
+                                                                       "In PyTorch"))), type(e).__name__)
+        raise CheckpointError(f"{path} is not a readable checkpoint ({detail[:200]})") from None
+    except Exception as e:  # truncated zip, foreign file, ...: torch raises many kinds
+        first = str(e).splitlines()[0][:300] if str(e) else ""
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {first})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint written by train.py")
+    why = _checkpoint_problem(ckpt)
+    if why:
+        raise CheckpointError(f"{path} is not a usable checkpoint: {why}")
+    return ckpt
+
+
+def _checkpoint_problem(ckpt):
+    """Why a loaded dict cannot describe a model (a field missing or of the wrong kind), or None."""
+    def ints(v, n):
+        return isinstance(v, (list, tuple)) and len(v) == n and all(isinstance(x, int) and x >= 0 for x in v)
+
+    checks = [
+        ("model", lambda v: isinstance(v, dict) and all(isinstance(t, torch.Tensor) for t in v.values()),
+         "a dict of tensors"),
+        ("model_name", lambda v: isinstance(v, str) and v in models.MODELS, "a model name in models.MODELS"),
+        ("build_args", lambda v: isinstance(v, dict), "a dict"),
+        ("charset", lambda v: isinstance(v, str) and v and len(set(v)) == len(v), "a string of distinct characters"),
+        ("length", lambda v: ints(v, 2) and 0 < v[0] <= v[1], "[shortest, longest] label length"),
+        ("image_size", lambda v: ints(v, 2) and min(v) > 0, "[height, width]"),
+        ("channels", lambda v: v in (1, 3), "1 or 3"),
+    ]
+    for key, ok, want in checks:
+        if key not in ckpt:
+            return f"it has no {key!r}"
+        if not ok(ckpt[key]):
+            return f"{key} = {str(ckpt[key])[:80]!r} (expected {want})"
+    return None
+
+
+def model_from_checkpoint(ckpt, device="cpu"):
+    """(model in eval mode, codec) rebuilt from the checkpoint alone; config.py is not consulted."""
+    build_args = dict(ckpt["build_args"])
+    model = models.build_model(ckpt["model_name"], **build_args)
+    model.load_state_dict(ckpt["model"])
+    codec = data.Codec(ckpt["charset"], tuple(ckpt["length"]), ckpt.get("case_sensitive", True))
+    return model.to(device).eval(), codec
+
+
+def load_matching(model, ckpt, codec):
+    """Fine-tuning: copy the checkpoint's tensors into `model` where name and shape match. When the charset
+    (or length) differs from the checkpoint's, the classifier (head.fc) starts afresh whatever its shape.
+    Returns a report of what was kept and why each other tensor starts from random init."""
+    same_labels = ckpt["charset"] == codec.charset and list(ckpt["length"]) == list(codec.length)
+    source, state = ckpt["model"], model.state_dict()
+    kept, fresh, adapted = {}, {}, []
+    for name, tensor in state.items():
+        if name.startswith("head.fc.") and not same_labels:
+            fresh[name] = f"charset {ckpt['charset']!r} -> {codec.charset!r}" if ckpt["charset"] != codec.charset \
+                else f"label length {tuple(ckpt['length'])} -> {codec.length}"
+        elif name not in source:
+            fresh[name] = "not in the checkpoint (another model or options)"
+        elif (source[name].dim() == 4 and source[name].shape[1] == 1 and tensor.shape[1] > 1
+              and source[name].shape[:1] + source[name].shape[2:] == tensor.shape[:1] + tensor.shape[2:]):
+            # a grey model's first convolution for colour images: each channel gets a third of the grey weights, so
+            # a grey-looking colour image gives the grey model's answer
+            kept[name] = source[name].repeat(1, tensor.shape[1], 1, 1) / tensor.shape[1]
+            adapted.append(name)
+        elif source[name].shape != tensor.shape:
+            fresh[name] = f"shape {tuple(source[name].shape)} -> {tuple(tensor.shape)} (image size, channels or classes)"
+        else:
+            kept[name] = source[name]
+    model.load_state_dict(kept, strict=False)
+    lines = [f"initialised {len(kept)} of {len(state)} tensors from the checkpoint; {len(fresh)} start afresh"]
+    lines += [f"  {name}: grey -> {state[name].shape[1]} channels (the grey weights shared out)" for name in adapted]
+    by_reason = {}
+    for name, why in fresh.items():
+        by_reason.setdefault(why, []).append(name)
+    lines += [f"  {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}: {why}" for why, names in by_reason.items()]
+    return "\n".join(lines)
+
+
+def latest_checkpoint():
+    """The newest *_best.pt in WEIGHTS_DIR (the model trained last), or None."""
+    found = [os.path.join(config.WEIGHTS_DIR, f) for f in os.listdir(config.WEIGHTS_DIR)
+             if f.endswith("_best.pt")] if os.path.isdir(config.WEIGHTS_DIR) else []
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def default_checkpoint(say=print):
+    """The model test.py, predict.py and app.py use when none is named: the newest weights/*_best.pt (what you
+    trained last), else the shipped weights/default.pt. Says which (through `say`); CheckpointError saying what to
+    do when there is none."""
+    newest = latest_checkpoint()
+    shipped = os.path.join(config.WEIGHTS_DIR, DEFAULT_CHECKPOINT)
+    path = newest or (shipped if os.path.exists(shipped) else None)
+    if path is None:
+        raise CheckpointError(f"no model named and none in {config.WEIGHTS_DIR}/ (no {DEFAULT_CHECKPOINT}, no "
+                              f"*_best.pt): train one with `python train.py`, or name one (weights/x.pt or an "
+                              f"exported weights/x.onnx)")
+    if say:
+        why = "the newest trained model" if newest else "the shipped model"
+        say(f"model: {path} ({why}; name another as the first argument)")
+    return path
+
+
+def state_digest(state_dict):
+    """SHA-256 of a state dict's names and values: equal digests, equal weights and buffers."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        h.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# --- exported models (ONNX) ------------------------------------------------------------------------------
+
+
+# An exported model reads what Predictor.load returns, uint8 pixels (batch, height, width, channels), and
+# writes log-probabilities (batch, T, K): the decoders' softmax of them gives the probabilities back, so one
+# decoding path serves both backends. The checkpoint's description travels as ONNX metadata_props.
+ONNX_INPUT, ONNX_OUTPUT = "image", "log_probs"
+ONNX_TEXT_KEYS = ("model_name", "head", "charset")  # stored as is; every other key holds JSON
+ONNX_KEYS = ONNX_TEXT_KEYS + ("length", "case_sensitive", "image_height", "image_width", "channels", "build_args",
+                              "parameters", "epoch", "accuracy", "char_accuracy", "temperature")
+
+
+def onnx_metadata(ckpt, parameters):
+    """{key: text} describing a checkpoint, for an exported model's metadata_props."""
+    height, width = ckpt["image_size"]
+    values = dict(ckpt, length=list(ckpt["length"]), image_height=height, image_width=width, parameters=parameters)
+    return {k: values[k] if k in ONNX_TEXT_KEYS else json.dumps(values[k])
+            for k in ONNX_KEYS if values.get(k) is not None}
+
+
+def onnx_checkpoint(meta, path):
+    """The checkpoint-like description (no weights) read back from an exported model's metadata."""
+    missing = [k for k in ("model_name", "head", "charset", "length", "image_height", "image_width", "channels")
+               if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path} has no {', '.join(missing)} in its metadata: export it with "
+                              f"`python export.py CHECKPOINT.pt`")
+    try:
+        ckpt = {k: meta[k] if k in ONNX_TEXT_KEYS else json.loads(meta[k]) for k in ONNX_KEYS if k in meta}
+    except ValueError as e:
+        raise CheckpointError(f"{path}: unreadable metadata ({e})") from None
+    if ckpt["head"] not in models.HEADS:
+        raise CheckpointError(f"{path}: head {ckpt['head']!r} is not one of {', '.join(models.HEADS)}")
+    ckpt["image_size"] = [ckpt.pop("image_height"), ckpt.pop("image_width")]
+    return ckpt

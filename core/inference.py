@@ -1,0 +1,160 @@
+"""A model ready for inference (Predictor): a checkpoint run by torch, or an exported model run by onnxruntime,
+read by the same decoder."""
+import functools
+import logging
+import os
+
+import numpy as np
+import torch
+
+import config
+import models
+from core import data
+from core.batches import to_float
+from core.checkpoint import (ONNX_INPUT, ONNX_OUTPUT, CheckpointError, load_checkpoint, model_from_checkpoint,
+                             onnx_checkpoint)
+from core.device import autocast
+from core.metrics import accuracy
+
+log = logging.getLogger("inference")
+
+
+def onnx_session(path, threads=0):
+    """An onnxruntime CPU session (threads: intra-op threads, 0 = onnxruntime's choice, one per core)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise CheckpointError(f"{path}: running an .onnx model needs onnxruntime "
+                              f"(pip install -r requirements.txt)") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: no warnings about unused initializers and the like
+    try:
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+        why = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable ONNX model ({why})") from None
+
+
+def fold_batchnorm(model, channels, height, width, device="cpu"):
+    """`model` (eval mode) with each BatchNorm folded into the convolution before it (torch.fx): a third less CPU
+    per image, the same outputs within float tolerance (checked here on a random batch). The model itself when
+    it cannot be traced or the check fails."""
+    from torch.fx.experimental import optimization
+
+    try:
+        fused = optimization.fuse(model)
+        x = torch.rand(2, channels, height, width, device=device) * 2 - 1  # (B, C, H, W) in [-1, 1]
+        with torch.inference_mode():
+            if torch.allclose(model(x), fused(x), atol=1e-3, rtol=1e-3):
+                return fused
+        log.info("BatchNorm folding changed the outputs; running the model as it is")
+    except Exception as e:  # a model torch.fx cannot trace still runs, only unfolded
+        log.info("running the model without BatchNorm folding (%s: %s)", type(e).__name__, e)
+    return model
+
+
+class Predictor:
+    """A model ready for inference: images in, (texts, confidences, per-character probabilities) out.
+
+    `path` is a checkpoint written by train.py (run by torch on `device`, BatchNorm folded into the convolutions
+    unless fuse=False) or a model written by export.py (.onnx, run by onnxruntime on the CPU with `threads`
+    intra-op threads; 0 = one per core). Either way `ckpt` describes the model, `head` is its head-kind record
+    (models/kinds.py) and the same decoder reads its output, with confidences at `temperature` (None: the
+    checkpoint's).
+    """
+
+    def __init__(self, path, device="cpu", threads=0, fuse=True, temperature=None):
+        self.path = path
+        if str(path).endswith(".onnx"):
+            if not os.path.exists(path):
+                raise CheckpointError(f"no model at {path} (write one with: python export.py weights/x.pt)")
+            self.runtime, self.model, self.device = "onnxruntime", None, torch.device("cpu")
+            self.session = onnx_session(path, threads)
+            self.ckpt = onnx_checkpoint(self.session.get_modelmeta().custom_metadata_map, path)
+            self.codec = data.Codec(self.ckpt["charset"], tuple(self.ckpt["length"]),
+                                    self.ckpt.get("case_sensitive", True))
+            self.parameters = self.ckpt.get("parameters")
+        else:
+            self.runtime, self.session = "torch", None
+            self.ckpt = load_checkpoint(path)
+            self.device = torch.device(device)
+            self.model, self.codec = model_from_checkpoint(self.ckpt, self.device)
+            self.parameters = sum(p.numel() for p in self.model.parameters())
+        self.height, self.width = self.ckpt["image_size"]
+        self.channels = self.ckpt["channels"]
+        if self.ckpt["head"] not in models.HEADS:
+            raise CheckpointError(f"{path}: head {self.ckpt['head']!r} is not one of {', '.join(models.HEADS)}")
+        self.head = models.head(self.ckpt["head"])
+        # confidences are read at the checkpoint's temperature (fitted on its validation part; older ones: 1), or
+        # at the one given
+        self.temperature = float(temperature or self.ckpt.get("temperature") or 1.0)
+        self.decode = functools.partial(self.head.decode, temperature=self.temperature)
+        self.fused = False
+        if fuse and self.model is not None:
+            folded = fold_batchnorm(self.model, self.channels, self.height, self.width, self.device)
+            self.model, self.fused = folded, folded is not self.model
+
+    def load(self, source):
+        return data.load_image(source, self.width, self.height, self.channels)
+
+    @torch.inference_mode()
+    def scores(self, arrays):
+        """uint8 (N, H, W, C) -> what the decoder reads, (N, T, K) on the CPU: logits (torch) or
+        log-probabilities (onnxruntime); their softmax is the same."""
+        arrays = np.require(arrays, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])  # torch warns on read-only arrays
+        if self.session is not None:
+            return torch.from_numpy(self.session.run([ONNX_OUTPUT], {ONNX_INPUT: arrays})[0])
+        x = torch.from_numpy(arrays).permute(0, 3, 1, 2).to(self.device)
+        with autocast(self.device):
+            return self.model(to_float(x)).float().cpu()
+
+    def predict_arrays(self, arrays):
+        """arrays: uint8 (N, H, W, C) -> texts, confidences, per-character probabilities."""
+        return self.decode(self.scores(arrays), self.codec)
+
+    def read(self, arrays, batch_size=512):
+        """predict_arrays' (texts, confidences) for any number of images, `batch_size` at a time."""
+        texts, confidences = [], []
+        for i in range(0, len(arrays), batch_size):
+            t, c, _ = self.predict_arrays(arrays[i:i + batch_size])
+            texts += t
+            confidences += c
+        return texts, confidences
+
+    def predict_with_candidates(self, arrays, k):
+        """predict_arrays, plus per image and per character read the k likeliest characters [(char, p), ...],
+        best first, from the same forward pass."""
+        scores = self.scores(arrays)
+        return (*self.decode(scores, self.codec), self.head.candidates(scores, self.codec, k, self.temperature))
+
+
+def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False, cache_dir=None):
+    """{seq_acc, char_acc, paths, truths, preds, confs, model} for a folder (cache_dir: CACHE_DIR, None = config's)."""
+    cache_dir = config.CACHE_DIR if cache_dir is None else cache_dir
+    c = predictor.ckpt
+    ds = data.load_folder(folder, predictor.codec, predictor.width, predictor.height, predictor.channels,
+                          cache_dir, skip_bad, quiet)
+    preds, confs = predictor.read(ds.images, batch_size)
+    char_acc, seq_acc = accuracy(ds.texts, preds)
+    return dict(seq_acc=seq_acc, char_acc=char_acc, paths=ds.paths, truths=ds.texts, preds=preds, confs=confs,
+                model=c["model_name"])
+
+
+def check_labels(codec, folder, path):
+    """One line, with the fix, when the folder's labels cannot be read by the model: another case or charset."""
+    texts = [t for _, t in data.read_labels(folder)]
+    outside = sorted({c for t in texts for c in codec.normalize(t) if c not in codec.index})
+    if not outside:
+        return
+    folded = sorted({c for c in outside if c.swapcase() in codec.index})
+    if folded and len(folded) == len(outside):
+        case = "lower" if all(c.islower() for c in folded) else "mixed"
+        raise data.DataError(f"{folder}: its labels are {case}-case, {path}'s charset {codec.charset!r} is not: "
+                             f"train a model on such labels (labels keep their case), or train with "
+                             f"--case_sensitive=0 to fold case")
+    bad = sum(any(c in outside for c in codec.normalize(t)) for t in texts)
+    raise data.DataError(f"{folder}: {bad} of {len(texts)} labels hold characters {''.join(outside)!r} that {path} "
+                         f"cannot read (its charset {codec.charset!r}): test on captchas of the kind it was trained on, "
+                         f"or train a model on this folder (python train.py --train_dir=...)")

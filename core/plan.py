@@ -1,0 +1,189 @@
+"""A run's plan: config.py's settings as one read-only value (Settings), resolved once before training
+(charset, label length, image size, model and options, epochs, batch, augmentation, label smoothing, starting
+point), printed, passed down and stored in the checkpoint (its "config"); resume and --init read it back."""
+import math
+import os
+
+import config
+import models
+from core import data
+from core.checkpoint import PRETRAINED_CHECKPOINT, load_checkpoint
+
+SMALL_SET = 20_000          # training images under which AUGMENT = -1 and LABEL_SMOOTHING = -1 switch on
+AUTO_AUGMENT = 0.5          # AUGMENT = -1: the strength used for a small set
+AUTO_SMOOTHING = 0.1        # LABEL_SMOOTHING = -1: the weight used for a small set
+MIN_EPOCHS, MAX_EPOCHS = 10, 300  # EPOCHS = 0: the range the data-sized budget is kept in
+
+
+class Settings:
+    """config.py's settings (NAME -> value) as one read-only value: `s.EPOCHS`, `s.as_dict()`. A resolved value is
+    a new Settings (`s.replace(EPOCHS=40)`); config itself is never written while a run goes."""
+    __slots__ = ("_values",)
+
+    def __init__(self, values=None):
+        object.__setattr__(self, "_values", dict(config.as_dict() if values is None else values))
+
+    def __getattr__(self, name):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no setting {name}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"settings are read-only ({name}): make a new value with .replace({name}=...)")
+
+    def __eq__(self, other):
+        return isinstance(other, Settings) and self._values == other._values
+
+    def replace(self, **changes):
+        unknown = sorted(set(changes) - set(self._values))
+        if unknown:
+            raise KeyError(f"no setting {', '.join(unknown)}")
+        return Settings({**self._values, **changes})
+
+    def get(self, name, default=None):
+        return self._values.get(name, default)
+
+    def as_dict(self):
+        return dict(self._values)
+
+    def test_dir(self):
+        return config.test_dir(self._values)
+
+    def run_name(self):
+        return config.run_name(self._values)
+
+
+def describe_data(folder, codec, inferred, geometry, say):
+    """The one block printed before training: what the data says, and which of it was inferred."""
+    mark = lambda name: " (inferred)" if name in inferred else ""
+    length = codec.length[0] if not codec.variable else f"{codec.length[0]}-{codec.length[1]}"
+    width, height, channels = geometry
+    say(f"data {folder}:\n"
+        f"  charset   {codec.charset!r} ({len(codec.charset)} characters){mark('CHARSET')}"
+        + ("" if codec.case_sensitive else ", case folded (CASE_SENSITIVE=False)") + "\n"
+        f"  length    {length}{mark('LENGTH')}\n"
+        f"  image     {width}x{height}, {'grey' if channels == 1 else 'colour'}{mark('IMAGE')}")
+
+
+def resolve_data(s, say=print):
+    """(settings, codec): CHARSET / LENGTH / IMAGE_* / CHANNELS as set, or ("infer" / 0) read from TRAIN_DIR's labels
+    and images, resolved into the settings (so the checkpoint records them). ONLINE renders GEN_* captchas."""
+    if s.ONLINE:
+        charset = s.GEN_CHARSET if s.CHARSET == "infer" else s.CHARSET
+        codec = data.Codec(charset, s.LENGTH or s.GEN_LENGTH, s.CASE_SENSITIVE)
+        geometry = (s.IMAGE_WIDTH or s.GEN_WIDTH, s.IMAGE_HEIGHT or s.GEN_HEIGHT, s.CHANNELS or 1)
+        inferred, folder = (), "ONLINE (generated: GEN_CHARSET, GEN_LENGTH, GEN_WIDTH x GEN_HEIGHT)"
+    else:
+        folder = s.TRAIN_DIR
+        codec, _ = data.infer_codec(folder, s.CHARSET, s.LENGTH, s.CASE_SENSITIVE, s.SKIP_BAD)
+        inferred = {n for n, v in (("CHARSET", s.CHARSET == "infer"), ("LENGTH", not s.LENGTH)) if v}
+        geometry = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)
+        if not all(geometry):
+            found = data.infer_geometry([p for p, _ in data.read_labels(folder)], height=s.IMAGE_HEIGHT)
+            geometry = tuple(g or f for g, f in zip(geometry, found))
+            inferred |= {"IMAGE"}
+    describe_data(folder, codec, inferred, geometry, say)
+    width, height, channels = geometry
+    return s.replace(CHARSET=codec.charset, LENGTH=codec.length if codec.variable else codec.length[0],
+                     IMAGE_WIDTH=width, IMAGE_HEIGHT=height, CHANNELS=channels), codec
+
+
+def plan_epochs(s, n_train):
+    """EPOCHS, or (0) enough epochs to see about IMAGES_SEEN images, kept within MIN_EPOCHS..MAX_EPOCHS."""
+    if s.EPOCHS:
+        return s.EPOCHS
+    return max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(s.IMAGES_SEEN / max(1, n_train))))
+
+
+def plan_cooldown(s, epochs, epoch):
+    """Epochs of cool-down after a PATIENCE stop at `epoch`: COOLDOWN of the planned ones, at least 1, within the
+    plan; 0 = none."""
+    if s.COOLDOWN <= 0:
+        return 0
+    return min(max(1, round(s.COOLDOWN * epochs)), epochs - epoch)
+
+
+def plan_batch(s, n_train):
+    """BATCH_SIZE, or (0) 128, or for a small set the power of 2 nearest a sixteenth of it, 16 to 128."""
+    if s.BATCH_SIZE:
+        return s.BATCH_SIZE
+    if not n_train:
+        return 128
+    return max(16, min(128, 2 ** round(math.log2(max(1, n_train / 16)))))
+
+
+def plan_patience(s, epochs):
+    """PATIENCE, or (0) a quarter of the planned epochs, at least 3; None = never stop early."""
+    if s.PATIENCE < 0:
+        return None
+    return s.PATIENCE or max(3, epochs // 4)
+
+
+def resolve_small_set(s, n_train):
+    """The settings with AUGMENT and LABEL_SMOOTHING resolved where they are -1 (by the set's size): AUTO_AUGMENT
+    and AUTO_SMOOTHING for a set of `n_train` training images under SMALL_SET, else off (as for fresh ONLINE data,
+    n_train None). A small set is memorised long before a run ends; both regularise it (BENCHMARKS.md: what each
+    was compared against)."""
+    small = n_train is not None and n_train < SMALL_SET
+    return s.replace(AUGMENT=s.AUGMENT if s.AUGMENT >= 0 else AUTO_AUGMENT if small else 0.0,
+                     LABEL_SMOOTHING=s.LABEL_SMOOTHING if s.LABEL_SMOOTHING >= 0 else AUTO_SMOOTHING if small else 0.0)
+
+
+def resolve_batch(s, n_train, epochs):
+    """The settings with the run's EPOCHS and BATCH_SIZE (plan_epochs, plan_batch) and AUGMENT / LABEL_SMOOTHING
+    (resolve_small_set) resolved: what the checkpoint records."""
+    return resolve_small_set(s, n_train).replace(EPOCHS=epochs, BATCH_SIZE=plan_batch(s, n_train))
+
+
+def adopt_model(s, ckpt):
+    """The settings with a checkpoint's MODEL and model options (fine-tuning and resume build its model)."""
+    options = {o.upper(): v for o, v in ckpt["build_args"].items() if o in models.OPTIONS}
+    return s.replace(MODEL=ckpt["model_name"], **options)
+
+
+# INIT auto's starting point: a model trained on rendered captchas with affine augmentation. Not default.pt, the
+# best reader of those captchas (trained on fresh ones without augmentation): as a starting point it read fewer
+# images of the small real sets (BENCHMARKS.md, "Where own-data training starts")
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", PRETRAINED_CHECKPOINT)
+
+
+def resolve_init(s, resume, say):
+    """INIT, or for INIT = "auto" the shipped model when this run could start from it ("" otherwise): a run that
+    reads a folder (not ONLINE), is not resumed, and whose MODEL and options are the shipped model's."""
+    if s.INIT != "auto":
+        return s.INIT
+    if resume or s.ONLINE:
+        return ""
+    if not os.path.exists(SHIPPED):
+        say(f"INIT auto: random weights ({os.path.relpath(SHIPPED)} is missing; `git checkout -- "
+            f"{os.path.relpath(SHIPPED)}` restores it, --init=PATH names another starting point)")
+        return ""
+    shipped = load_checkpoint(SHIPPED)
+    try:  # an unknown model or a trick it does not take: the same message make_model gives
+        ours = models.model_options(s.MODEL, s.as_dict())
+    except (KeyError, ValueError) as e:
+        raise config.ConfigError(e.args[0]) from None
+    theirs = {k: shipped["build_args"].get(k) for k in ours}
+    if shipped["model_name"] != s.MODEL or ours != theirs:
+        say(f"INIT auto: random weights (the shipped {os.path.relpath(SHIPPED)} is {shipped['model_name']} "
+            f"{theirs}, this run {s.MODEL} {ours})")
+        return ""
+    say(f"INIT auto: starting from the shipped {os.path.relpath(SHIPPED)} (features learnt on generated captchas; "
+        f"--init= starts from random weights, --init=PATH from another checkpoint)")
+    return SHIPPED
+
+
+def check_resume(s, resume, path, codec, epochs):
+    """Refuse a --resume=1 whose settings differ from the run it continues (another MODEL, data or EPOCHS)."""
+    before = resume.get("config", {})
+    now = dict(MODEL=s.MODEL, CHARSET=codec.charset, IMAGE_WIDTH=s.IMAGE_WIDTH,
+               IMAGE_HEIGHT=s.IMAGE_HEIGHT, CHANNELS=s.CHANNELS, EMA=s.EMA)
+    differ = [f"{k} {before[k]!r} -> {v!r}" for k, v in now.items() if k in before and before[k] != v]
+    planned = resume.get("planned_epochs", before.get("EPOCHS"))
+    if planned and epochs != planned:
+        differ.append(f"EPOCHS {planned} -> {epochs}")
+    if differ:
+        raise config.ConfigError(f"--resume=1 continues {path}, trained with other settings ({'; '.join(differ)}). "
+                                 f"Resume with the run's own settings, or start a new run from it: "
+                                 f"--init={path} (fine-tuning, a fresh schedule)")

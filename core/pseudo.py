@@ -1,0 +1,133 @@
+"""Pseudo-labels: the unlabelled images (UNLABELED_DIR) the kept model reads confidently, trained on beside the
+labelled ones."""
+import copy
+import os
+
+import numpy as np
+import torch
+
+import config
+from core import data
+from core.batches import epoch_order, to_float
+from core.device import autocast
+from core.sets import same_folder, test_folder
+
+
+class PseudoLabels:
+    """UNLABELED_DIR's images and their pseudo-labels: the kept model's readings of at least PSEUDO_THRESHOLD
+    sequence confidence, refreshed as better models are kept.
+
+    The first refresh comes once the kept model reads PSEUDO_FROM of validation right; later ones when a newer
+    model has been kept and the run has trained on PSEUDO_EVERY times as many images as there are unlabelled ones
+    since the last refresh. Each epoch then holds every labelled training image plus up to PSEUDO_RATIO times as
+    many pseudo-labelled ones (sampled afresh each epoch; labelled images fill the rest, so every epoch has the
+    same number of steps). Validation and test images never get pseudo-labels; labels the folder holds (`truth`)
+    are only used to report how many pseudo-labels were right."""
+
+    def __init__(self, s, paths, truths, codec, n_train):
+        self.threshold, self.start, self.every = s.PSEUDO_THRESHOLD, s.PSEUDO_FROM, s.PSEUDO_EVERY
+        self.paths, self.truths, self.codec = paths, truths, codec
+        self.n_train, self.chosen = n_train, np.zeros(0, dtype=np.int64)
+        self.extra = round(s.PSEUDO_RATIO * n_train)  # pseudo-labelled images (or labelled fillers) per epoch
+        self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
+        self.kept_state, self.reader, self.temperature = None, None, 1.0
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def epoch_images(self):
+        return self.n_train + self.extra
+
+    def keep(self, model, temperature=1.0):
+        """Remember a newly kept model's weights and temperature (pseudo-labels come from the kept model, not the
+        last one, and its confidences are read as its checkpoint's readers read them)."""
+        self.kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.temperature = temperature
+
+    def due(self, kept):
+        if self.kept_state is None or not kept or not kept["seq"] >= self.start:
+            return False
+        if self.refreshed_epoch is None:
+            return True
+        return kept["epoch"] != self.refreshed_epoch and self.trained_since >= self.every * len(self)
+
+    @torch.no_grad()
+    def refresh(self, model, tensors, decode, device, kept_epoch, say):
+        """Read the unlabelled images (tensors[0][n_train:]) with the kept model; write the confident readings into
+        the label rows of `tensors`."""
+        if self.reader is None:
+            self.reader = copy.deepcopy(model)
+        self.reader.load_state_dict(self.kept_state)
+        self.reader.eval()
+        images, labels, lengths = tensors
+        texts, confidences = [], []
+        for i in range(self.n_train, len(images), 512):
+            batch = images[i:i + 512].to(device, non_blocking=True)
+            with autocast(device):
+                logits = self.reader(to_float(batch))
+            t, c, _ = decode(logits, self.codec, self.temperature)
+            texts += t
+            confidences += c
+        lo, hi = self.codec.length
+        chosen = [i for i, (t, c) in enumerate(zip(texts, confidences))
+                  if c >= self.threshold and lo <= len(t) <= hi and self.codec.check(t) is None]
+        self.chosen = np.array(chosen, dtype=np.int64)
+        if chosen:
+            rows = torch.tensor([self.codec.encode(texts[i]) for i in chosen], dtype=torch.int64)
+            at = torch.from_numpy(self.chosen + self.n_train).to(labels.device)
+            labels[at] = rows.to(labels.device)
+            lengths[at] = torch.tensor([len(texts[i]) for i in chosen], dtype=torch.int64, device=lengths.device)
+        self.refreshes += 1
+        self.refreshed_epoch, self.trained_since = kept_epoch, 0
+        self.last = (f"pseudo-labels from the model of epoch {kept_epoch}: {len(chosen)} of {len(self)} unlabelled "
+                     f"images read with confidence >= {self.threshold}" + self.audit(texts, chosen))
+        say(self.last)
+
+    def audit(self, texts, chosen):
+        """', right: ...' for the images whose labels the folder knows (none: '')."""
+        known = [i for i, t in enumerate(self.truths) if t is not None]
+        if not known:
+            return ""
+        truth = lambda i: self.codec.normalize(self.truths[i])
+        picked = [i for i in chosen if self.truths[i] is not None]
+        right = sum(texts[i] == truth(i) for i in picked)
+        read = sum(texts[i] == truth(i) for i in known)
+        return (f"; right: {right} of {len(picked)} with known labels"
+                + (f" ({right / len(picked):.2%})" if picked else "")
+                + f" (all unlabelled images: {read / len(known):.2%} read right)")
+
+    def order(self, generator, batch_size, rank, world):
+        """This rank's indices into the combined tensors for one epoch (see the class's docstring)."""
+        take = min(len(self.chosen), self.extra)
+        picked = torch.from_numpy(self.chosen)[torch.randperm(len(self.chosen), generator=generator)[:take]]
+        fillers = torch.randint(0, self.n_train, (self.extra - take,), generator=generator)
+        population = torch.cat([torch.arange(self.n_train), picked + self.n_train, fillers])
+        return population[epoch_order(len(population), batch_size, generator, rank, world)]
+
+
+def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
+    """(PseudoLabels without readings yet, their images (N, H, W, C) uint8), or (None, None) without UNLABELED_DIR.
+    Never the run's labelled, validation or test images (UNLABELED_DIR = the test folder is refused)."""
+    folder = s.UNLABELED_DIR
+    if not folder:
+        return None, None
+    if s.ONLINE:
+        raise config.ConfigError("UNLABELED_DIR is for training on a folder, not with ONLINE (fresh labelled captchas)")
+    if same_folder(folder, test_folder(s)):
+        raise config.ConfigError(f"UNLABELED_DIR={folder} is the test folder: test images must never be trained on, "
+                                 f"not even with pseudo-labels; name another folder")
+    if not s.VALIDATION:
+        raise config.ConfigError("UNLABELED_DIR needs a validation part (VALIDATION > 0): it decides when the model "
+                                 "is good enough to give pseudo-labels (PSEUDO_FROM)")
+    labelled = [p for part in (train_set, val_set, test_set) if part for p in part.paths]
+    items = data.unlabeled_images(folder, labelled, truth_from_names=same_folder(folder, s.TRAIN_DIR))
+    paths = [p for p, _ in items]
+    images, ok, failed = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS,
+                                            s.CACHE_DIR, quiet)
+    if failed and not quiet:
+        names = ", ".join(os.path.basename(p) for p in list(failed)[:5]) + (", ..." if len(failed) > 5 else "")
+        print(f"warning: {folder}: {len(failed)} unreadable images left out: {names}")
+    keep = np.flatnonzero(ok)
+    pseudo = PseudoLabels(s, [paths[i] for i in keep], [items[i][1] for i in keep], codec, len(train_set))
+    return pseudo, images[keep]

@@ -1,0 +1,388 @@
+"""One training run, from the settings to the kept checkpoint: resolve the plan, load the sets, build the model,
+train epoch by epoch (evaluating, keeping, saving and deciding when to stop), and report.
+
+train.py calls train(); rank 0 prints, writes results.txt and checkpoints. Everything an epoch needs travels in
+one Run value: the resolved settings (`s`, stored in every checkpoint as its "config"), the sets and their
+tensors, the model and its optimizer, the keeper and the plan's numbers.
+"""
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+import config
+import models
+from core import data, fresh
+from core.augment import Augment
+from core.batches import epoch_order, fits_on_device, resident_batches, stream_batches
+from core.checkpoint import host_state, load_checkpoint, save_checkpoint
+from core.device import barrier, seed_everything
+from core.engine import (Keeper, WeightAverage, cooldown_schedule, evaluate, make_model, make_optimizer,
+                         online_batches, online_workers, place, show_samples, train_one_epoch)
+from core.files import RESULT_COLUMNS, append_row
+from core.metrics import accuracy
+from core.plot import plot_results
+from core.plan import (adopt_model, check_resume, plan_cooldown, plan_epochs, plan_patience, resolve_batch,
+                       resolve_data, resolve_init)
+from core.pseudo import load_unlabeled
+from core.runs import check_paths, choose_run, restore_row, run_paths
+from core.sets import load_data, test_folder
+
+
+@dataclass
+class Run:
+    """What an epoch needs; `s` holds the resolved settings."""
+    s: Any
+    say: Callable
+    device: torch.device
+    rank: int
+    world: int
+    name: str
+    best_path: str
+    last_path: str
+    codec: Any
+    train_set: Any = None
+    val_set: Any = None
+    test_set: Any = None
+    pseudo: Any = None
+    producer: Any = None
+    tensors: Any = None          # the training images, labels, lengths (device or pinned host)
+    streamed: bool = False
+    val: Any = None
+    test: Any = None
+    epochs: int = 0
+    start_epoch: int = 1
+    patience: Any = None
+    steps: int = 0
+    model: Any = None            # plain, uncompiled: evaluated and saved (through `shown`)
+    net: Any = None              # what training calls (DDP / compiled wrappers of `model`)
+    shown: Any = None            # the weight average's module, or `model`
+    average: Any = None
+    build_args: Any = None
+    loss_fn: Any = None
+    channels_last: bool = True
+    optimizer: Any = None
+    scheduler: Any = None
+    keeper: Any = None
+    augment: Any = None
+    samples: Any = None          # (truths, readings) of the kept epoch's validation, for the table at the end
+    trained_seconds: float = 0.0
+
+
+def resolve_start(s, resume, say, lead):
+    """(settings, init checkpoint, resume checkpoint, run name): the starting point (INIT), the run's name and the
+    checkpoint a --resume=1 continues; the model and its options come from whichever checkpoint is continued."""
+    check_paths(s)
+    s = s.replace(INIT=resolve_init(s, resume, say))
+    init = load_checkpoint(s.INIT) if s.INIT else None
+    if init:  # fine-tuning: the checkpoint's model and options; this run's data (size, charset)
+        s = adopt_model(s, init)
+        say(f"INIT {s.INIT}: model {s.MODEL}, options {models.model_options(s.MODEL, s.as_dict())}")
+    base = s.run_name()
+    name = choose_run(s, base, resume)
+    if name != base and not resume and lead:
+        say(f"run {base!r} exists in {s.WEIGHTS_DIR}/: this run is {name!r} "
+            f"(--resume=1 continues the newest; --run=NAME names a run)")
+    last_path = run_paths(s, name)[1]
+    before = load_checkpoint(last_path) if resume else None
+    if before:
+        if "MODEL" in config.given() and before["model_name"] != s.MODEL:
+            raise config.ConfigError(f"--resume=1 continues {last_path}, a {before['model_name']} run: "
+                                     f"--model={s.MODEL} cannot continue it. Resume without --model, or start a "
+                                     f"new run from it: --init={last_path} --model={s.MODEL}")
+        s = adopt_model(s, before).replace(EPOCHS=s.EPOCHS or before.get("planned_epochs", 0))
+    return s, init, before, name
+
+
+def load_sets(r, opts, closing, lead):
+    """Load the sets, plan the epochs, batch and regularisation (into r.s), and put the tensors in place."""
+    s, say = r.s, r.say
+    if not lead:  # rank 0 decodes first and fills the cache; the others then read it
+        barrier(r.device)
+    r.train_set, r.val_set, r.test_set = load_data(s, r.codec, quiet=not lead)
+    r.pseudo, unlabeled = load_unlabeled(s, r.train_set, r.val_set, r.test_set, r.codec, quiet=not lead)
+    if lead:
+        barrier(r.device)
+    n_train = len(r.train_set) if r.train_set else None
+    budget = s.EPOCHS
+    r.epochs = plan_epochs(s, r.pseudo.epoch_images if r.pseudo else n_train if n_train else s.ONLINE_COUNT)
+    r.s = s = resolve_batch(s, n_train, r.epochs)  # EPOCHS, BATCH_SIZE, AUGMENT, LABEL_SMOOTHING: in the checkpoint
+    r.patience = plan_patience(s, r.epochs)
+    if s.ONLINE:  # the processes render (PIL, numpy) and never touch the device
+        r.producer = closing.enter_context(fresh.Producer(
+            s.SEED, s.ONLINE_COUNT, s.BATCH_SIZE, r.codec.charset, r.codec.length[1], s.IMAGE_WIDTH,
+            s.IMAGE_HEIGHT, s.CHANNELS, s.FONTS, online_workers(s, r.device), r.start_epoch, r.epochs,
+            r.rank, r.world))
+        source = (f"ONLINE {r.producer.steps * s.BATCH_SIZE * r.world} fresh captchas per epoch from "
+                  f"{r.producer.workers} generator process{'es' if r.producer.workers > 1 else ''}"
+                  + (" per training process" * (r.world > 1)))
+    else:
+        source = f"{n_train} training images" + (f" (a sample: LIMIT={s.LIMIT})" if s.LIMIT else "")
+    say(f"  split     {source}, {len(r.val_set) if r.val_set else 0} validation"
+        + (f" (VALIDATION={s.VALIDATION}, SEED={s.SEED})" if not s.ONLINE else "")
+        + (f", test {test_folder(s)}: {len(r.test_set)} images (reported, never used to choose)" if r.test_set
+           else ", no test folder (TEST_DIR)"))
+    if r.pseudo is not None:
+        say(f"  unlabeled {len(r.pseudo)} images from {s.UNLABELED_DIR} (UNLABELED_DIR): up to "
+            f"{r.pseudo.extra} pseudo-labelled images an epoch (PSEUDO_RATIO={s.PSEUDO_RATIO}), read with "
+            f"confidence >= {s.PSEUDO_THRESHOLD} by the kept model once it reads {s.PSEUDO_FROM:.0%} of "
+            f"validation (PSEUDO_THRESHOLD, PSEUDO_FROM)")
+        if len(r.pseudo):  # one set: the labelled images, then the unlabelled ones (label rows filled by refreshes)
+            r.train_set = data.CaptchaSet(r.train_set.paths + r.pseudo.paths,
+                                          r.train_set.texts + [""] * len(r.pseudo),
+                                          np.concatenate([r.train_set.images, unlabeled]), r.codec)
+        else:
+            r.pseudo = None
+    r.tensors, r.streamed = place(r.train_set, r.device, opts["stream"], say) if r.train_set else (None, False)
+    held = lambda part: part.tensors(r.device if fits_on_device(part.images.nbytes, r.device) else torch.device("cpu"))
+    r.val, r.test = (held(part) if part else None for part in (r.val_set, r.test_set))
+    r.steps = (r.producer.steps if r.producer else
+               (r.pseudo.epoch_images if r.pseudo else n_train) // (s.BATCH_SIZE * r.world))
+    if r.steps == 0:
+        what = f"ONLINE_COUNT={s.ONLINE_COUNT}" if r.producer else f"{s.TRAIN_DIR}: {n_train}"
+        raise data.DataError(f"{what} training images, fewer than one batch (BATCH_SIZE={s.BATCH_SIZE}"
+                             + (f" x {r.world} processes" if r.world > 1 else "") + "); lower --batch_size")
+    return budget
+
+
+def build(r, init, resume, opts):
+    """The model, optimizer, schedule, keeper and weight average; a resumed run's state restored into them."""
+    s, say = r.s, r.say
+    seed_everything(s.SEED)
+    r.model, r.build_args, r.loss_fn, r.channels_last = make_model(s, r.codec, r.device, init, say)
+    r.optimizer = make_optimizer(s, r.model, r.device)
+    r.scheduler = torch.optim.lr_scheduler.OneCycleLR(r.optimizer, s.LR, total_steps=r.epochs * r.steps,
+                                                      pct_start=0.15)
+    r.keeper = Keeper(len(r.val_set) if r.val_set else 0, resume.get("keeper") if resume else None)
+    if resume:  # with EMA the checkpoint's "model" is the average, "trained" the weights the optimizer steps
+        r.model.load_state_dict(resume.get("trained") or resume["model"])
+        r.optimizer.load_state_dict(resume["optimizer"])
+        if r.keeper.cool_until is not None:  # stopped during the cool-down: its schedule (steps) is in the state
+            r.scheduler = cooldown_schedule(r.optimizer, 1)
+        r.scheduler.load_state_dict(resume["scheduler"])
+        if r.rank == 0 and resume.get("row"):
+            restore_row(s, resume["row"])
+        kept = r.keeper.kept
+        if r.pseudo and os.path.exists(r.best_path):
+            r.pseudo.kept_state = load_checkpoint(r.best_path)["model"]
+        say(f"resumed {r.last_path} after epoch {resume['epoch']}" + (
+            f" (kept epoch {kept['epoch']}, validation sequence accuracy {kept['seq']:.4f})" if kept else ""))
+    # made from the (resumed) trained weights, then given the saved average where the checkpoint holds one
+    r.average = WeightAverage(r.model, s.EMA, resume.get("average_updates", 0) if resume else 0) if s.EMA else None
+    if r.average and resume and "trained" in resume:
+        r.average.module.load_state_dict(resume["model"])
+    r.shown = r.average.module if r.average else r.model
+    if r.rank:  # the same weights everywhere (DDP also broadcasts them), but each process its own augmentations
+        torch.manual_seed(s.SEED + 7919 * r.rank)
+    r.net = r.model
+    if r.world > 1:
+        # a 1-channel stem's weight (C, 1, 3, 3) gets its gradient with another stride on the size-1 axis: the
+        # same memory layout, but DDP warns about it
+        warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides")
+        ids = [r.device.index] if r.device.type == "cuda" else None
+        r.net = torch.nn.parallel.DistributedDataParallel(r.model, device_ids=ids)
+    if s.COMPILE:
+        r.net = torch.compile(r.net, backend=opts["compile_backend"])
+    r.augment = Augment.from_config(s)
+
+
+def describe_plan(r, budget):
+    s = r.s
+    params = sum(p.numel() for p in r.model.parameters())
+    times = f" x {r.world}" if r.world > 1 else ""
+    r.say(f"run {r.name}: model {s.MODEL}, {params / 1e6:.2f} M parameters, on {r.device}"
+          + (f" x {r.world} processes" if r.world > 1 else "")
+          + f"\n  plan      {r.epochs} epochs" + ("" if budget else f" (EPOCHS=0: about {s.IMAGES_SEEN} images)")
+          + f" of {r.steps} steps, batch {s.BATCH_SIZE}{times}"
+          + (f", stop after {r.patience} epochs without progress on validation" if r.patience else "")
+          + f"\n  augment   {r.augment}" + (f", label smoothing {s.LABEL_SMOOTHING:g}" * (s.LABEL_SMOOTHING > 0))
+          + (", torch.compile" if s.COMPILE else "") + (", channels_last" if r.channels_last else ""))
+
+
+def epoch_batches(r, epoch):
+    if r.producer:
+        r.producer.reset_stats()
+        return online_batches(r.producer, r.s.BATCH_SIZE, r.device, r.codec)
+    shuffle = torch.Generator().manual_seed(r.s.SEED * 1000 + epoch)  # the same on every rank
+    order = (r.pseudo.order(shuffle, r.s.BATCH_SIZE, r.rank, r.world) if r.pseudo
+             else epoch_order(len(r.train_set), r.s.BATCH_SIZE, shuffle, r.rank, r.world))
+    return (stream_batches(r.tensors, order, r.s.BATCH_SIZE, r.device) if r.streamed
+            else resident_batches(r.tensors, order, r.s.BATCH_SIZE))
+
+
+def run_epoch(r, epoch, bar):
+    """Train one epoch, evaluate, offer it to the keeper, print its line; returns its figures."""
+    t0 = time.time()
+    loss, rate = train_one_epoch(r.net, r.optimizer, r.scheduler, r.loss_fn, epoch_batches(r, epoch), r.steps,
+                                 r.device, f"epoch {epoch}/{r.epochs}", r.augment, r.channels_last, bar=bar,
+                                 average=r.average)
+    r.trained_seconds += time.time() - t0
+    generation = r.producer.report(time.time() - t0, rate) if r.producer else ""
+    if r.world > 1:  # BatchNorm statistics differ by process (DDP sends rank 0's before each forward): align them
+        for buffer in [*r.model.buffers(), *(r.average.module.buffers() if r.average else ())]:
+            dist.broadcast(buffer, 0)
+    if not math.isfinite(loss):
+        raise RuntimeError(f"loss became {loss} at epoch {epoch}; lower --lr")
+    kind = models.head(r.s.MODEL)
+    f = dict(loss=loss, rate=rate, val_loss=float("nan"), val_char=math.nan, val_seq=math.nan, temperature=1.0,
+             test_char=math.nan, test_seq=math.nan)
+    if r.val_set:
+        val_preds, f["val_loss"], f["temperature"] = evaluate(r.shown, r.val, r.codec, kind.decode, r.device, 512,
+                                                              kind.loss)
+        f["val_char"], f["val_seq"] = accuracy(r.val_set.texts, val_preds)
+    if r.test_set:
+        test_preds = evaluate(r.shown, r.test, r.codec, kind.decode, r.device, 512)[0]
+        f["test_char"], f["test_seq"] = accuracy(r.test_set.texts, test_preds)
+    f["seconds"] = time.time() - t0
+    f["improved"] = r.keeper.offer(epoch, f["val_seq"], f["val_char"], f["val_loss"],
+                                   (f["test_seq"], f["test_char"]) if r.test_set else None)
+    if f["improved"] and r.val_set:
+        r.samples = (r.val_set.texts, val_preds)
+    r.say(f"epoch {epoch}/{r.epochs}: loss {loss:.4f}"
+          + (f", validation seq acc {f['val_seq']:.4f} (char {f['val_char']:.4f}, loss {f['val_loss']:.4f})"
+             if r.val_set else "")
+          + (f", test seq acc {f['test_seq']:.4f}" if r.test_set else "")
+          + f", {rate:.0f} img/s, {f['seconds']:.0f}s" + (" *" if f["improved"] else "")
+          + (f"\n{generation}" if generation else ""))
+    if r.pseudo:
+        r.pseudo.trained_since += r.steps * r.s.BATCH_SIZE * r.world
+        if f["improved"]:
+            r.pseudo.keep(r.shown, f["temperature"])
+        if r.pseudo.due(r.keeper.kept):
+            r.pseudo.refresh(r.shown, r.tensors, kind.decode, r.device, r.keeper.kept["epoch"],
+                             lambda line: r.say("==> " + line))
+    return f
+
+
+def save_epoch(r, epoch, f):
+    """The kept and last checkpoints (atomic) and the results row of this epoch."""
+    row = dict(run=r.name, epoch=epoch, train_loss=f"{f['loss']:.5f}", val_loss=f"{f['val_loss']:.5f}",
+               char_acc=f"{f['val_char']:.5f}", seq_acc=f"{f['val_seq']:.5f}", test_char_acc=f"{f['test_char']:.5f}",
+               test_seq_acc=f"{f['test_seq']:.5f}", lr=f"{r.scheduler.get_last_lr()[0]:.3e}",
+               seconds=f"{f['seconds']:.1f}", images_per_s=f"{f['rate']:.0f}")
+    meta = dict(epoch=epoch, accuracy=f["val_seq"], char_accuracy=f["val_char"], test_accuracy=f["test_seq"],
+                test_char_accuracy=f["test_char"], temperature=f["temperature"], config=shareable(r.s))
+    if f["improved"]:
+        save_checkpoint(r.best_path, r.shown, r.build_args, r.codec, **meta)
+    # the last checkpoint carries its results row: a run killed before the row is written writes it on resume
+    trained = dict(trained=host_state(r.model), average_updates=r.average.updates) if r.average else {}
+    save_checkpoint(r.last_path, r.shown, r.build_args, r.codec, **meta, keeper=r.keeper.state(),
+                    planned_epochs=r.epochs, row=row, optimizer=r.optimizer.state_dict(),
+                    scheduler=r.scheduler.state_dict(), **trained)
+    append_row(r.s.RESULTS, RESULT_COLUMNS, row)
+
+
+# settings that name this machine's folders and files: a checkpoint someone shares carries the plan, not them
+LOCAL_PATHS = ("TRAIN_DIR", "TEST_DIR", "UNLABELED_DIR", "WEIGHTS_DIR", "RESULTS", "CACHE_DIR", "DATASET_DIR",
+               "INIT", "PRETRAINED", "FONTS")
+
+
+def shareable(s):
+    """The settings a checkpoint records: the resolved plan, with this machine's paths reduced to their last part."""
+    values = s.as_dict()
+    for name in LOCAL_PATHS:
+        value = values.get(name)
+        if isinstance(value, str) and value:
+            values[name] = os.path.basename(os.path.normpath(value))
+        elif isinstance(value, (tuple, list)):
+            values[name] = type(value)(os.path.basename(str(v)) for v in value)
+    return values
+
+
+def stop_reason(r, epoch, f):
+    """(why the run stops after this epoch or "", epochs of cool-down to start now)."""
+    s, keeper = r.s, r.keeper
+    cooling = keeper.cool_until is not None
+    if s.TARGET_ACCURACY and f["val_seq"] >= s.TARGET_ACCURACY:
+        return f"validation reached TARGET_ACCURACY {s.TARGET_ACCURACY}", 0
+    if cooling and epoch >= keeper.cool_until and epoch < r.epochs:
+        return f"cool-down finished: stopping after epoch {epoch}", 0
+    if r.patience and r.val_set and keeper.since >= r.patience and epoch < r.epochs and not cooling:
+        why = (f"no progress on validation (errors, character accuracy, loss) for {keeper.since} "
+               f"epoch{'s' * (keeper.since > 1)} (PATIENCE {r.patience})")
+        cool = plan_cooldown(s, r.epochs, epoch)
+        if not cool:
+            return f"{why}: stopping after epoch {epoch}", 0
+        r.say(f"{why}: the learning rate now falls to 0 over {cool} epoch{'s' * (cool > 1)} (COOLDOWN "
+              f"{s.COOLDOWN}), then the run stops")
+        return "", cool
+    if s.TIME_LIMIT and r.trained_seconds >= s.TIME_LIMIT and epoch < r.epochs:
+        return f"TIME_LIMIT {s.TIME_LIMIT:g}s reached after epoch {epoch}", 0
+    return "", 0
+
+
+def run_epochs(r, bar):
+    for epoch in range(r.start_epoch, r.epochs + 1):
+        f = run_epoch(r, epoch, bar)
+        if r.rank == 0:
+            save_epoch(r, epoch, f)
+        stop, cool = stop_reason(r, epoch, f)
+        if r.world > 1:  # rank 0 decides for every process (its clock, its cool-down)
+            flag = torch.tensor([float(bool(stop)), float(cool)], device=r.device)
+            dist.broadcast(flag, 0)
+            stop = stop or ("rank 0 stops" if flag[0].item() else "")
+            cool = int(flag[1].item())
+        if stop:
+            r.say(stop)
+            break
+        if cool:
+            r.scheduler = cooldown_schedule(r.optimizer, cool * r.steps)
+            r.keeper.cool_until = epoch + cool
+
+
+def report(r):
+    """The plot, the sample table, the pseudo-label outcome and the kept checkpoint: the lines a user looks for."""
+    s, say = r.s, r.say
+    if r.rank == 0:
+        say(f"plot: {plot_results(s.RESULTS, os.path.splitext(s.RESULTS)[0] + '.png')}")
+    if r.samples and s.SHOW:
+        say(show_samples(*r.samples, s.SHOW, 0))
+    if r.pseudo:
+        say(f"==> unlabeled: {r.pseudo.refreshes} refreshes; last {r.pseudo.last}" if r.pseudo.refreshes else
+            f"==> unlabeled: no pseudo-labels (the kept model never read {s.PSEUDO_FROM:.0%} of validation: "
+            f"PSEUDO_FROM)")
+    kept = r.keeper.kept
+    result = f"==> best: {r.best_path} (epoch {kept['epoch']})"
+    if r.val_set:
+        result += f", validation seq acc {kept['seq']:.4f} (char {kept['char']:.4f})"
+    if kept["test"]:
+        result += f", test seq acc {kept['test'][0]:.4f} (char {kept['test'][1]:.4f})"
+    say(result)
+
+
+def resume_args():
+    """This command's own arguments, without --resume: what a --resume=1 repeats."""
+    return " ".join(a for a in sys.argv[1:] if not a.lower().startswith("--resume")).strip()
+
+
+def train(s, opts, rank, world, device, closing):
+    """Train with the settings `s` (a core.plan.Settings); `opts`: train.py's own options. Returns the Run."""
+    lead = rank == 0
+    say = print if lead else (lambda *a, **k: None)
+    s, init, resume, name = resolve_start(s, opts["resume"], say, lead)
+    s, codec = resolve_data(s, say)
+    best_path, last_path = run_paths(s, name)
+    r = Run(s=s, say=say, device=device, rank=rank, world=world, name=name, best_path=best_path,
+            last_path=last_path, codec=codec, start_epoch=resume["epoch"] + 1 if resume else 1)
+    budget = load_sets(r, opts, closing, lead)
+    if resume:
+        check_resume(r.s, resume, last_path, codec, r.epochs)
+    build(r, init, resume, opts)
+    describe_plan(r, budget)
+    try:
+        run_epochs(r, bar=lead and sys.stdout.isatty())  # a log file gets one line per epoch, not progress bars
+    except KeyboardInterrupt:
+        kept = r.keeper.kept
+        raise KeyboardInterrupt(
+            (f"kept {best_path} (epoch {kept['epoch']}); " if kept else "nothing kept yet; ")
+            + (f"`python train.py --resume=1 {resume_args()}` continues after the last finished epoch"
+               if os.path.exists(last_path) else "no epoch finished, nothing to resume")) from None
+    report(r)
+    return r

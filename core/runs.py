@@ -1,0 +1,60 @@
+"""A run's files: its name and checkpoint paths (never another run's), the output paths checked before any
+training, and the results row a killed run did not write."""
+import os
+import re
+
+import config
+from core.checkpoint import CheckpointError
+from core.files import RESULT_COLUMNS, append_row, read_results
+
+
+def run_paths(s, run):
+    return (os.path.join(s.WEIGHTS_DIR, f"{run}_best.pt"), os.path.join(s.WEIGHTS_DIR, f"{run}_last.pt"))
+
+
+def taken(s, run):
+    return any(os.path.exists(p) for p in run_paths(s, run))
+
+
+def choose_run(s, base, resume):
+    """The run name: a new run takes `base`, or base-2, base-3, ... when that is taken (never replacing another run's
+    checkpoints); --resume=1 continues the newest existing one of them."""
+    if resume:
+        pattern = re.compile(re.escape(base) + r"(-\d+)?_last\.pt")
+        found = [f for f in os.listdir(s.WEIGHTS_DIR) if pattern.fullmatch(f)] if os.path.isdir(
+            s.WEIGHTS_DIR) else []
+        if not found:
+            raise CheckpointError(f"--resume=1: no {run_paths(s, base)[1]} to continue (RUN={base!r}); "
+                                  f"start a new run without --resume")
+        newest = max(found, key=lambda f: os.path.getmtime(os.path.join(s.WEIGHTS_DIR, f)))
+        return newest[:-len("_last.pt")]
+    return next(n for n in [base] + [f"{base}-{k}" for k in range(2, 100_000)] if not taken(s, n))
+
+
+def check_paths(s):
+    """Refuse unusable output paths before any training time is spent."""
+    if os.path.exists(s.WEIGHTS_DIR) and not os.path.isdir(s.WEIGHTS_DIR):
+        raise config.ConfigError(f"WEIGHTS_DIR={s.WEIGHTS_DIR} is a file, not a folder: name a folder "
+                                 f"(--weights_dir=weights)")
+    if os.path.isdir(s.RESULTS):
+        raise config.ConfigError(f"RESULTS={s.RESULTS} is a folder: name a file (--results=results.txt)")
+    try:
+        os.makedirs(s.WEIGHTS_DIR, exist_ok=True)
+    except OSError as e:
+        raise config.ConfigError(f"WEIGHTS_DIR={s.WEIGHTS_DIR} cannot be created ({e.strerror})") from None
+    for path in (s.WEIGHTS_DIR, os.path.dirname(os.path.abspath(s.RESULTS))):
+        if not os.access(path, os.W_OK):
+            raise config.ConfigError(f"{path} is not writable: choose another WEIGHTS_DIR / RESULTS")
+    if os.path.exists(s.RESULTS) and not os.access(s.RESULTS, os.W_OK):
+        raise config.ConfigError(f"RESULTS={s.RESULTS} is not writable (read-only file): make it writable "
+                                 f"(chmod u+w {s.RESULTS}) or name another file (--results=PATH)")
+
+
+def restore_row(s, row):
+    """Append the resumed checkpoint's results row if results.txt lacks it (the run was killed in between)."""
+    try:
+        rows = read_results(s.RESULTS) if os.path.exists(s.RESULTS) else []
+    except (OSError, ValueError):
+        rows = []
+    if not any(r.get("run") == row["run"] and r.get("epoch") == str(row["epoch"]) for r in rows):
+        append_row(s.RESULTS, RESULT_COLUMNS, row)

@@ -1,0 +1,56 @@
+"""A run's three sets: the training images, the seeded validation part held out from them, and the test folder
+(reported only); or, with ONLINE, fresh captchas and a rendered validation set."""
+import os
+
+import numpy as np
+import torch
+
+import config
+from core import data, fresh
+from core.device import cpu_count, local_world
+
+
+def split_validation(s, train_set, fraction, seed):
+    """(training part, validation part): a seeded `fraction` of the set held out; the same split on every rank."""
+    if not 0 <= fraction < 1:
+        raise config.ConfigError(f"VALIDATION={fraction}: a fraction of TRAIN_DIR, 0 <= VALIDATION < 1")
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed)).numpy()
+    cut = max(1, round(len(train_set) * fraction)) if fraction else 0
+    if cut and len(train_set) - cut < 1:
+        raise data.DataError(f"{s.TRAIN_DIR}: {len(train_set)} images are too few to hold out a validation part")
+    pick = lambda ix: data.CaptchaSet([train_set.paths[i] for i in ix], [train_set.texts[i] for i in ix],
+                                      train_set.images[ix], train_set.codec)
+    return pick(np.sort(order[cut:])), (pick(np.sort(order[:cut])) if cut else None)
+
+
+def test_folder(s):
+    """The folder reported as the test set ("" = none); ONLINE reads no TRAIN_DIR, so it has no sibling test folder."""
+    return s.TEST_DIR if s.ONLINE else s.test_dir()
+
+
+def load_data(s, codec, quiet=False):
+    """(train, validation, test) CaptchaSets. Validation: a seeded VALIDATION part of TRAIN_DIR (ONLINE:
+    ONLINE_TEST captchas rendered with their own seed); test: s.test_dir(), or None. ONLINE: train is None."""
+    size = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)
+    test_dir = test_folder(s)
+    test = data.load_folder(test_dir, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet) if test_dir else None
+    if s.ONLINE:
+        seed = f"online-test{s.SEED}"
+        images, texts = fresh.render_set(seed, s.ONLINE_TEST, codec.charset, codec.length[1], *size,
+                                         s.FONTS, processes=max(1, cpu_count() // local_world()))
+        texts = [codec.normalize(t) for t in texts]
+        return None, data.CaptchaSet([f"{seed}-{i}" for i in range(len(texts))], texts,
+                                     images.transpose(0, 2, 3, 1), codec), test
+    train_set = data.load_folder(s.TRAIN_DIR, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet,
+                                 unlabeled_ok=same_folder(s.UNLABELED_DIR, s.TRAIN_DIR))
+    if 0 < s.LIMIT < len(train_set):  # a seeded sample, drawn apart from the validation split's seed
+        keep = np.sort(torch.randperm(len(train_set), generator=torch.Generator().manual_seed(s.SEED + 1))
+                       .numpy()[:s.LIMIT])
+        train_set = data.CaptchaSet([train_set.paths[i] for i in keep], [train_set.texts[i] for i in keep],
+                                    train_set.images[keep], codec)
+    return (*split_validation(s, train_set, s.VALIDATION, s.SEED), test)
+
+
+def same_folder(a, b):
+    """Whether two settings name the same folder, however spelt (relative, absolute, through a link)."""
+    return bool(a and b) and os.path.realpath(a) == os.path.realpath(b)

@@ -1,0 +1,364 @@
+"""A pretrained general captcha reader (a "teacher") that labels unlabelled captchas with no labels given.
+
+    teacher = load_teacher("ddddocr", threads=1)         # TeacherError with the fix when it cannot load
+    sample = teacher.read(paths[:500])                   # zero-shot: any character the reader knows
+    ok, reason = usefulness(sample)                      # False: it reads nothing useful for this style
+    found = infer_charset_length(sample)                 # (charset, lengths, case, description)
+    readings = teacher.read(paths, charset=found.charset)  # restricted to those characters: reads more right
+    keep = filter_readings(readings, 0.9, found.lengths, found.charset)  # indices of the labels to trust
+
+`Teacher.read` takes image paths (str or os.PathLike), encoded image bytes, or PIL images, and returns one
+`Reading(text, confidence, chars, error)` per item, in order. It never raises for an image: an unreadable
+one (corrupt bytes, a missing file) reads as empty text with confidence 0 and its `error` says why.
+
+The ddddocr teacher (`pip install -r requirements-ddddocr.txt`; optional, never a base requirement) runs the
+model `ddddocr.DdddOcr(show_ad=False)` runs (common_old.onnx: a CTC reader of 8209 characters, 8000 of them
+CJK, plus the blank) in an onnxruntime session of its own, so the thread count is ours to set, and preprocesses
+as DdddOcr does (resize to height 64 keeping the aspect ratio, LANCZOS, then grey, /255), except that an image
+with transparency is first laid on white (DdddOcr's png_fix) instead of read with its hidden colours.
+What it does differently from `DdddOcr.classification`, and why:
+
+- confidence: the product over the characters read of each character's highest frame probability on the
+  greedy CTC path (the convention of models.decoding.ctc_decode). DdddOcr's own `probability=True`
+  confidence is the mean of the frame maxima, blanks included, which stays near 1 whatever it reads. On
+  captcha_images_v2 the product ranks right readings above wrong ones far better (benchmarks/bench_teacher.py).
+- charset: DdddOcr.set_ranges in 1.6.1 drops the characters outside the range from the greedy reading
+  ('22d5n' with the range '0123456789' reads '225'), and an int range takes the first classes of the model's
+  charset (CJK), not the documented presets. Here the path is chosen among the blank and the allowed
+  characters only, so a frame whose likeliest class is forbidden reads its likeliest allowed one (or blank).
+  The probabilities stay those of the full softmax (not renormalised over the allowed classes): a character
+  forced where the reader saw something else comes with a low confidence, so filtering still catches it.
+- case: the reader answers letters in lower case almost always, whatever case the captcha draws (measured on
+  generated upper-case captchas). Where `charset` holds only one case of a letter, the probabilities of
+  both cases of that letter are summed into it, so an upper-case charset reads upper case.
+"""
+import collections
+import dataclasses
+import io
+import os
+import unicodedata
+
+import numpy as np
+
+ARITHMETIC = set("+-*/=×÷xX?")  # operators, '=' and '?' of captchas that ask for a sum ('12+3=?')
+
+
+class TeacherError(Exception):
+    """A teacher cannot be loaded or used; the message is one line that names the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """One image read by a teacher.
+
+    text: the reading ('' when nothing was read or the image is unreadable).
+    confidence: sequence confidence in [0, 1]: the product of `chars` (for an empty text, the probability of
+        the all-blank path; 0 for an unreadable image).
+    chars: each character's probability, in text order (its highest frame probability on the path).
+    error: '' when the image was read; else why it could not be (e.g. 'UnidentifiedImageError: ...').
+    """
+    text: str
+    confidence: float
+    chars: tuple = ()
+    error: str = ""
+
+
+def _image_input(item):
+    """A PIL image opened from a path, bytes or a PIL image."""
+    from PIL import Image
+
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return Image.open(io.BytesIO(bytes(item)))
+    if isinstance(item, (str, os.PathLike)):
+        return Image.open(item)
+    raise TypeError(f"an image is a path, bytes or a PIL image, not {type(item).__name__}")
+
+
+def _greedy(ids, probs):
+    """[(class index, peak probability)] of a CTC frame path: runs of one class, blanks (0) dropped."""
+    runs, prev = [], 0
+    for i, p in zip(ids, probs):
+        if i != 0 and i == prev:
+            runs[-1][1] = max(runs[-1][1], p)
+        elif i != 0:
+            runs.append([i, p])
+        prev = i
+    return runs
+
+
+class DdddocrTeacher:
+    """ddddocr 1.6.1's bundled OCR model, read in this process with `threads` onnxruntime threads.
+
+    Attributes: name ('ddddocr'); characters (every single character the model can output, a str);
+    case_sensitive (False: the model reads letters in lower case whatever the captcha draws).
+    """
+    name = "ddddocr"
+    case_sensitive = False
+    HEIGHT = 64  # DdddOcr resizes every image to this height, the width following the aspect ratio
+
+    def __init__(self, threads=1):
+        try:
+            import ddddocr
+            import onnxruntime
+            from ddddocr.models.charset_manager import CharsetManager
+        except ImportError:
+            raise TeacherError("--teacher=ddddocr needs the ddddocr package: "
+                               "pip install -r requirements-ddddocr.txt") from None
+        manager = CharsetManager()
+        manager.load_default_charset()  # the charset of DdddOcr(show_ad=False): common_old.onnx's
+        self.classes = manager.get_charset()  # index 0 is the blank ''
+        model = os.path.join(os.path.dirname(ddddocr.__file__), "common_old.onnx")
+        if not os.path.isfile(model) or len(self.classes) < 2 or self.classes[0] != "":
+            raise TeacherError("--teacher=ddddocr needs ddddocr 1.6.1 (its model or charset was not found): "
+                               "pip install -r requirements-ddddocr.txt")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(0, int(threads))  # 0: onnxruntime's choice (every core)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # the model declares its output (1, T) but gives (T, 1, C): a warning per run
+        self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.index = {c: i for i, c in enumerate(self.classes) if i}
+        self.characters = "".join(c for c in self.classes[1:] if len(c) == 1)
+        self.threads = threads
+
+    def _columns(self, charset):
+        """(primary, secondary) class indices of [blank] + charset; secondary -1 or the other case's class."""
+        primary, secondary = [0], [-1]
+        for c in charset:
+            other = c.swapcase()
+            primary.append(self.index.get(c, -1))
+            secondary.append(self.index.get(other, -1) if other != c and other not in charset else -1)
+        return np.array(primary), np.array(secondary)
+
+    def _probabilities(self, image):
+        """(T, C) softmax of the model's scores for one PIL image, preprocessed as DdddOcr does."""
+        from PIL import Image
+
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, (255, 255, 255))
+            image.paste(rgba, (0, 0), mask=rgba)
+        width = int(image.size[0] * (self.HEIGHT / image.size[1]))
+        if width < 1:
+            raise ValueError(f"image of {image.size[0]}x{image.size[1]} pixels is too narrow")
+        grey = image.resize((width, self.HEIGHT), Image.LANCZOS).convert("L")
+        x = (np.asarray(grey, dtype=np.float32) / 255.0)[None, None]  # (1, 1, 64, W)
+        scores = self.session.run(None, {self.input_name: x})[0].reshape(-1, len(self.classes))  # (T, C)
+        scores = scores - scores.max(1, keepdims=True)
+        e = np.exp(scores)
+        return e / e.sum(1, keepdims=True)
+
+    def read(self, items, charset=None, progress=None):
+        """One Reading per item (path, bytes or PIL image), in order; never raises for an image.
+
+        charset: None reads any character the model knows (8209, most of them CJK); a string restricts the
+        reading to its characters (the blank always allowed; where it holds one case of a letter, both cases'
+        probabilities count for it; characters the model has no class for are never read).
+        progress: called as progress(done, total) after each image, for long folders.
+        """
+        if isinstance(items, (str, bytes, os.PathLike)):
+            raise TypeError("read() takes a list of images; wrap a single one in a list")
+        items = list(items)
+        columns = self._columns(charset) if charset else None
+        alphabet = [""] + list(charset) if charset else self.classes
+        readings = []
+        for n, item in enumerate(items, 1):
+            try:
+                probs = self._probabilities(_image_input(item))
+            except Exception as e:  # any undecodable or odd image: an empty reading, never an exception
+                readings.append(Reading("", 0.0, (), f"{type(e).__name__}: {e}".splitlines()[0]))
+            else:
+                if columns is not None:
+                    primary, secondary = columns
+                    probs = np.where(primary >= 0, probs[:, primary], 0.0) + np.where(
+                        secondary >= 0, probs[:, secondary], 0.0)  # (T, 1 + len(charset))
+                ids, peak = probs.argmax(1), probs.max(1)
+                runs = _greedy(ids.tolist(), peak.tolist())
+                chars = tuple(float(p) for _, p in runs)
+                confidence = float(np.prod(chars)) if runs else float(np.prod(peak, dtype=np.float64))
+                readings.append(Reading("".join(alphabet[i] for i, _ in runs), min(1.0, confidence), chars))
+            if progress:
+                progress(n, len(items))
+        return readings
+
+
+TEACHERS = {"ddddocr": DdddocrTeacher}  # name -> class(threads=...) with .name, .read(items, charset=None)
+
+
+def load_teacher(name="ddddocr", threads=1):
+    """The teacher registered under `name`, its session on `threads` CPU threads (0: onnxruntime's choice).
+
+    Raises TeacherError (one line naming the fix) for an unknown name or a missing package.
+    """
+    if name not in TEACHERS:
+        raise TeacherError(f"unknown teacher {name!r}: known teachers are {', '.join(sorted(TEACHERS))}")
+    return TEACHERS[name](threads=threads)
+
+
+def _script(c):
+    """'cjk', 'ascii' or 'other' for one character."""
+    if ord(c) < 128:
+        return "ascii"
+    name = unicodedata.name(c, "")
+    return "cjk" if name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL")) else "other"
+
+
+def _share(part, whole):
+    return f"{100 * part / whole:.0f} %" if whole else "0 %"
+
+
+@dataclasses.dataclass(frozen=True)
+class Inferred:
+    """What a set of readings says about the captcha: unpacks as (charset, lengths, case, description).
+
+    charset: the characters read often enough to be real, sorted (letters folded to `case` when single-case).
+    lengths: the dominant label length(s), sorted: (5,) or (4, 5, 6); () when nothing was read.
+    case: 'lower' or 'upper' (the letters read are of one case; a few of the other case are folded into it),
+        'mixed', or None (no letters).
+    description: one line for the user.
+    """
+    charset: str
+    lengths: tuple
+    case: object
+    description: str
+
+    def __iter__(self):
+        return iter((self.charset, self.lengths, self.case, self.description))
+
+
+def _basis(readings, min_confidence):
+    """The non-empty texts to infer from: those read with min_confidence or more when they are at least 20 and a
+    third of the non-empty ones (a teacher's doubtful readings hold most of its stray characters), else all."""
+    texts = [r.text for r in readings if r.text]
+    sure = [r.text for r in readings if r.text and r.confidence >= min_confidence]
+    return (sure, True) if len(sure) >= max(20, len(texts) / 3) else (texts, False)
+
+
+def _fold(texts):
+    """(texts, case): letters folded to one case when 90 % or more of the letters read are of that case."""
+    letters = [c for t in texts for c in t if c.isalpha() and c.lower() != c.upper()]
+    if not letters:
+        return texts, None
+    lower = sum(c.islower() for c in letters) / len(letters)
+    if lower >= 0.9:
+        return [t.lower() for t in texts], "lower"
+    if lower <= 0.1:
+        return [t.upper() for t in texts], "upper"
+    return texts, "mixed"
+
+
+def _lengths(texts, min_length_share):
+    """The dominant lengths: the commonest, and any other held by min_length_share of the texts."""
+    counts = collections.Counter(len(t) for t in texts)
+    if not counts:
+        return ()
+    top = counts.most_common(1)[0][0]
+    return tuple(sorted(n for n, k in counts.items() if n == top or k >= min_length_share * len(texts)))
+
+
+def _charset(texts, min_share):
+    """The characters that occur at least min_share of the count each would have in a uniform charset of the
+    characters kept (iterated until stable), and at least twice."""
+    counts = collections.Counter(c for t in texts for c in t)
+    kept = set(counts)
+    while kept:
+        total = sum(counts[c] for c in kept)
+        floor = max(2, min_share * total / len(kept))
+        now = {c for c in kept if counts[c] >= floor}
+        if now == kept:
+            break
+        kept = now
+    return "".join(sorted(kept))
+
+
+def infer_charset_length(readings, min_share=0.2, min_length_share=0.15, min_confidence=0.5):
+    """From the readings alone: the charset, the label length(s), the letter case, and a one-line description.
+
+    min_share: a character is real when it occurs at least this fraction of the count each character would
+        have if the charset were uniform (stray readings of noise occur far less often).
+    min_length_share: a length beside the commonest one counts when this fraction of the readings has it.
+    min_confidence: the readings used are those at least this confident when there are enough of them.
+    Returns an Inferred, which unpacks as (charset, lengths, case, description).
+    """
+    texts, sure = _basis(readings, min_confidence)
+    if not texts:
+        return Inferred("", (), None, f"nothing read in {len(readings)} images")
+    texts, case = _fold(texts)
+    lengths = _lengths(texts, min_length_share)
+    charset = _charset([t for t in texts if len(t) in lengths], min_share)
+    if case is not None and not any(c.isalpha() for c in charset):
+        case = None
+    of_length = sum(len(t) in lengths for t in texts)
+    length_text = (f"length {lengths[0]}" if len(lengths) == 1 else f"lengths {', '.join(map(str, lengths))}")
+    case_text = {None: "no letters", "lower": "letters in lower case", "upper": "letters in upper case",
+                 "mixed": "letters in both cases"}[case]
+    basis = f"the {len(texts)} readings with confidence >= {min_confidence}" if sure else f"{len(texts)} readings"
+    description = (f"charset {charset!r} ({len(charset)} characters), {length_text} "
+                   f"({_share(of_length, len(texts))} of them), {case_text}; from {basis} of {len(readings)} images")
+    return Inferred(charset, lengths, case, description)
+
+
+def _arithmetic(text):
+    return any(c.isdigit() for c in text) and any(c in ARITHMETIC for c in text) and not text.isalnum()
+
+
+def usefulness(readings, name="ddddocr", min_useful=0.5, min_confident=0.1, confident=0.9, labels=100):
+    """(ok, reason): whether the readings can teach this captcha style, and a one-line message for the user.
+
+    Not useful when most readings are empty or unreadable, when they look like arithmetic ('12+3=?') or
+    another script (CJK), when fewer than `min_useful` of the images read as text of the inferred length(s)
+    and charset, or when fewer than `min_confident` of the images read so with `confident` confidence.
+    `name` and `labels` (how many images to label instead) only shape the message.
+    """
+    n = len(readings)
+    advice = f"it cannot teach this style: label {labels} images instead"
+    if not n:
+        return False, f"{name} read no images: {advice}"
+    texts = [r.text for r in readings if r.text]
+    unreadable = sum(bool(r.error) for r in readings)
+    if len(texts) < n / 2:
+        extra = f" ({unreadable} unreadable)" if unreadable else ""
+        return False, f"{name} read {_share(len(texts), n)} of {n} images as any text{extra}; {advice}"
+    arithmetic = [t for t in texts if _arithmetic(t)]
+    if len(arithmetic) >= 0.3 * len(texts):
+        return False, (f"{name} read {_share(len(arithmetic), n)} of {n} images as arithmetic "
+                       f"(like {arithmetic[0]!r}); {advice}")
+    foreign = [t for t in texts if any(_script(c) != "ascii" for c in t)]
+    if len(foreign) >= 0.3 * len(texts):
+        script = "CJK" if any(_script(c) == "cjk" for t in foreign for c in t) else "another script"
+        return False, f"{name} read {_share(len(foreign), n)} of {n} images as {script} (like {foreign[0]!r}); {advice}"
+    charset, lengths, case, _ = infer_charset_length(readings)
+    fold = {"lower": str.lower, "upper": str.upper}.get(case, str)
+    useful = [r for r in readings if r.text and len(r.text) in lengths and set(fold(r.text)) <= set(charset)]
+    sure = sum(r.confidence >= confident for r in useful)
+    length_text = (f"{lengths[0]} characters" if len(lengths) == 1
+                   else f"{lengths[0]}-{lengths[-1]} characters")
+    what = f"as text of {length_text} from {charset!r}"
+    if len(useful) < min_useful * n:
+        spread = collections.Counter(len(t) for t in texts)
+        lengths_seen = f"; lengths seen: {', '.join(f'{k}: {v}' for k, v in sorted(spread.items())[:8])}"
+        return False, (f"{name} read {_share(len(useful), n)} of {n} images as text of one length "
+                       f"and charset{lengths_seen}; {advice}")
+    if sure < min_confident * n:
+        return False, (f"{name} read {_share(len(useful), n)} of {n} images {what}, but only {sure} with "
+                       f"confidence >= {confident}; {advice}")
+    return True, (f"{name} read {len(useful)} of {n} images ({_share(len(useful), n)}) {what}, "
+                  f"{sure} with confidence >= {confident}")
+
+
+def filter_readings(readings, min_confidence=0.9, lengths=None, charset=None):
+    """Indices of the readings to use as labels: confidence >= min_confidence, a length in `lengths` (None:
+    any non-empty text), and (with `charset`) only its characters. Readings of an unreadable image never pass."""
+    allowed = set(charset) if charset else None
+    keep = []
+    for i, r in enumerate(readings):
+        if r.error or not r.text or r.confidence < min_confidence:
+            continue
+        if lengths is not None and len(r.text) not in lengths:
+            continue
+        if allowed is not None and not set(r.text) <= allowed:
+            continue
+        keep.append(i)
+    return keep
