@@ -5,6 +5,7 @@ Values are read as Python literals where they look like one (`--lr=3e-3`, `--len
 match the type of the default below; an unknown name is refused with the list of valid names.
 """
 import ast
+import math
 import os
 import string
 import sys
@@ -97,6 +98,12 @@ ONLINE_WORKERS = 0        # ONLINE: generator processes per training process; 0 
 ONLINE_TEST = 2000        # ONLINE: captchas rendered (with their own seed) to validate on
 SHOW = 8                  # samples in the "truth | prediction | ok" table at the end of a run (test.py: of its mistakes)
 
+# --- reading (predict.py, test.py, app.py) ----------------------------------------------------------------
+ANSWER = "none"           # "arith": the captchas are sums like "12+3=?": predict.py, test.py and the API also give the
+                          # computed answer. train.py stores it in the checkpoint; set it here for an older model
+MIN_CONFIDENCE = 0.0      # predict.py and the API mark a reading below this sequence confidence "unsure" (its text is
+                          # kept); test.py's accuracy-against-coverage table helps choose it (0-1); 0 = never unsure
+
 # --- paths ----------------------------------------------------------------------------------------------
 DATASET_DIR = "dataset"               # root of generated data
 TRAIN_DIR = "dataset/train"           # training images (file-name labels or labels.tsv)
@@ -126,7 +133,7 @@ MAX_BATCH = 64            # images in one /api/predict/batch request
 
 def names():
     """The public configuration names, in file order."""
-    return [k for k, v in vars(sys.modules[__name__]).items() if k.isupper() and not callable(v)]
+    return [k for k, v in vars(sys.modules[__name__]).items() if k.isupper() and not k.startswith("_") and not callable(v)]
 
 
 def as_dict():
@@ -228,7 +235,89 @@ def parse(argv=None, **options):
         else:
             raise ConfigError(f"unknown option --{key}{suggest(key, sorted(extra) + sorted(valid))}; "
                               f"`--help` lists every setting")
+    check()  # every setting in range before any work starts
     return positional, result
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _length(v, low=1):
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v == 0 or v >= low
+    return (isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+            and low <= v[0] <= v[1])
+
+
+# NAME -> (whether a value is allowed, what is allowed: the message's second half)
+_RANGES = {
+    "EPOCHS": (lambda v: v >= 0, "0 (from the set's size) or a number of passes, e.g. 30"),
+    "IMAGES_SEEN": (lambda v: v > 0, "above 0, e.g. 400000"),
+    "LR": (lambda v: _number(v) and 0 < v <= 1, "above 0 and at most 1, e.g. 3e-3"),
+    "WEIGHT_DECAY": (lambda v: _number(v) and 0 <= v <= 1, "from 0 to 1, e.g. 1e-4"),
+    "BATCH_SIZE": (lambda v: v >= 0, "0 (planned from the set) or images per step, e.g. 64"),
+    "THREADS": (lambda v: v >= 0, "0 (every core) or a number of threads"),
+    "IMAGE_WIDTH": (lambda v: v == 0 or 16 <= v <= 2048, "0 (from the images) or 16-2048 pixels"),
+    "IMAGE_HEIGHT": (lambda v: v == 0 or 16 <= v <= 1024, "0 (from the images) or 16-1024 pixels"),
+    "CHANNELS": (lambda v: v in (0, 1, 3), "0 (from the images), 1 (grey) or 3 (colour)"),
+    "LENGTH": (_length, "0 (from the labels), a length, or (shortest, longest) with 1 <= shortest <= longest"),
+    "GEN_LENGTH": (lambda v: v != 0 and _length(v), "a length, or (shortest, longest) with 1 <= shortest <= longest"),
+    "GEN_WIDTH": (lambda v: 16 <= v <= 2048, "16-2048 pixels"),
+    "GEN_HEIGHT": (lambda v: 16 <= v <= 1024, "16-1024 pixels"),
+    "VALIDATION": (lambda v: 0 <= v < 1, "a fraction from 0 to below 1, e.g. 0.1"),
+    "LIMIT": (lambda v: v >= 0, "0 (every image) or a number of images"),
+    "TIME_LIMIT": (lambda v: _number(v) and v >= 0, "0 (none) or seconds"),
+    "TARGET_ACCURACY": (lambda v: 0 <= v <= 1, "0 (never) or a fraction up to 1"),
+    "EMA": (lambda v: 0 <= v < 1, "0 (off) or a decay below 1, e.g. 0.999"),
+    "COOLDOWN": (lambda v: 0 <= v <= 1, "0 (off) or a fraction of the planned epochs up to 1"),
+    "AUGMENT": (lambda v: v == -1 or 0 <= v <= 3, "-1 (by the set's size), 0 (off) or a strength up to 3"),
+    "PERSPECTIVE": (lambda v: 0 <= v <= 3, "0 (off) or a strength up to 3"),
+    "BLUR": (lambda v: 0 <= v <= 1, "0 (off) or a probability up to 1"),
+    "NOISE": (lambda v: 0 <= v <= 1, "0 (off) or a standard deviation up to 1"),
+    "CONTRAST": (lambda v: 0 <= v <= 1, "0 (off) or a strength up to 1"),
+    "LINES": (lambda v: 0 <= v <= 1, "0 (off) or a probability up to 1"),
+    "LABEL_SMOOTHING": (lambda v: v == -1 or 0 <= v < 1, "-1 (by the set's size), 0 (off) or a weight below 1"),
+    "DROPOUT": (lambda v: 0 <= v < 1, "from 0 to below 1"),
+    "HIDDEN": (lambda v: v >= 1, "at least 1"),
+    "NECK": (lambda v: v >= 0, "0 (none) or a feature size"),
+    "CENTER_LOSS": (lambda v: _number(v) and v >= 0, "0 (off) or a weight"),
+    "CENTER_LR": (lambda v: 0 <= v <= 1, "from 0 to 1"),
+    "PSEUDO_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.9"),
+    "PSEUDO_FROM": (lambda v: 0 <= v <= 1, "a fraction of validation from 0 to 1"),
+    "PSEUDO_EVERY": (lambda v: _number(v) and v >= 0, "0 or more"),
+    "PSEUDO_RATIO": (lambda v: _number(v) and v >= 0, "0 or more"),
+    "ONLINE_COUNT": (lambda v: v >= 1, "at least 1"),
+    "ONLINE_TEST": (lambda v: v >= 1, "at least 1"),
+    "ONLINE_WORKERS": (lambda v: v >= 0, "0 (from the cores) or a number of processes"),
+    "SHOW": (lambda v: v >= 0, "0 or more rows"),
+    "SEED": (lambda v: v >= 0, "0 or more"),
+    "MIN_CONFIDENCE": (lambda v: 0 <= v <= 1, "a confidence from 0 (never unsure) to 1"),
+    "ANSWER": (lambda v: v in ("none", "arith"), "\"none\" or \"arith\""),
+    "PORT": (lambda v: 1 <= v <= 65535, "a TCP port from 1 to 65535"),
+    "MAX_IMAGE_BYTES": (lambda v: v >= 1, "at least 1"),
+    "MAX_IMAGE_PIXELS": (lambda v: v >= 1, "at least 1"),
+    "MAX_BATCH": (lambda v: v >= 1, "at least 1"),
+}
+
+
+def check(s=None):
+    """Refuse a setting out of its range before any work starts: one line naming it, its value and what is allowed
+    (ConfigError). `s`: config names -> values, or a core.plan.Settings; None = this module's values."""
+    values = as_dict() if s is None else s if isinstance(s, dict) else s.as_dict()
+    for name, (ok, allowed) in _RANGES.items():
+        if name not in values:
+            continue
+        value = values[name]
+        try:
+            good = bool(ok(value))
+        except TypeError:  # a tuple where a number belongs, or the other way round
+            good = False
+        if isinstance(value, float) and not math.isfinite(value):
+            good = False
+        if not good:
+            raise ConfigError(f"{name}={value!r} is out of range: {allowed} (--{name.lower()}=...)")
+    return s
 
 
 def test_dir(settings=None):

@@ -1,8 +1,13 @@
 """Read captchas: files, folders or globs -> `file<TAB>text<TAB>confidence` per line (or JSON).
 
-    python predict.py dataset/test/*.png                   # this run's _best.pt, else weights/default.pt, else the newest
+    python predict.py dataset/test/*.png                   # the newest weights/*_best.pt, else weights/default.pt
     python predict.py weights/cnn_best.onnx some_folder    # a model first: a .pt checkpoint or an export.py .onnx
     python predict.py some_folder --checkpoint=weights/cnn_best.pt --json=1
+    python predict.py sums/ --answer=arith --min_confidence=0.9   # also the computed answer; unsure readings marked
+
+A line gets `<TAB>answer=VALUE` (or `<TAB>no answer: WHY`) with ANSWER "arith", and `<TAB>unsure` when its
+confidence is below MIN_CONFIDENCE. A tab, newline, carriage return or backslash in a file name is written
+as \\t, \\n, \\r, \\\\ so that every reading stays one line of three or more fields.
 """
 import glob
 import json
@@ -13,11 +18,30 @@ import numpy as np
 
 import config
 from core import data
-from core.checkpoint import CheckpointError, default_checkpoint
+from core import cli
+from core.checkpoint import default_checkpoint
+from core.coverage import check_min_confidence
 from core.device import pick_device, set_threads
-from core.inference import Predictor
+from core.inference import Predictor, reading
 
 MODEL_EXTENSIONS = (".pt", ".onnx")  # a first argument ending so is the model, not an image
+TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_field(text):
+    """`text` as one TSV field: backslash, tab, newline and carriage return escaped."""
+    return text.translate(TSV_ESCAPES)
+
+
+def tsv_line(path, r):
+    """One reading as a TSV line: file, text, confidence, then the answer and the unsure mark where asked for."""
+    fields = [tsv_field(path), tsv_field(r["text"]), f"{r['confidence']:.4f}"]
+    if "answer" in r:
+        fields.append(f"answer={r['answer']}" if r["answer"] is not None else f"no answer: {r['answer_error']}")
+    if r.get("unsure"):
+        fields.append("unsure")
+    return "\t".join(fields)
+
 
 def expand(sources):
     """Image paths from files, folders and glob patterns, in order; and the sources that matched nothing."""
@@ -42,10 +66,17 @@ def main():
         opts["checkpoint"] = sources.pop(0)
     if not sources:
         sys.exit("usage: python predict.py [MODEL.pt|MODEL.onnx] IMAGE|FOLDER|GLOB ... [--json=1]")
+    if opts["batch_size"] < 1:
+        raise config.ConfigError(f"--batch_size={opts['batch_size']}: images read at once, at least 1 (e.g. 256)")
+    try:
+        min_confidence = check_min_confidence(config.MIN_CONFIDENCE)
+    except ValueError as e:
+        raise config.ConfigError(str(e)) from None
     set_threads(config.THREADS)
     say = lambda text: print(text, file=sys.stderr)  # stdout carries only the readings
-    predictor = Predictor(opts["checkpoint"] or default_checkpoint(say),
-                                     pick_device(config.DEVICE), config.THREADS)
+    answer = config.ANSWER if "ANSWER" in config.given() else None  # else what the checkpoint was trained for
+    predictor = Predictor(opts["checkpoint"] or default_checkpoint(say), pick_device(config.DEVICE), config.THREADS,
+                          answer=answer)
     paths, missing = expand(sources)
     for m in missing:
         print(f"warning: {m}: no such file, folder or matching image", file=sys.stderr)
@@ -63,9 +94,10 @@ def main():
             continue
         texts, confs, chars = predictor.predict_arrays(np.stack(arrays))
         for p, t, c, pc in zip(chunk, texts, confs, chars):
-            results.append(dict(file=p, text=t, confidence=round(c, 4), chars=[round(x, 4) for x in pc]))
+            r = reading(t, c, predictor.answer, min_confidence)
+            results.append(dict(file=p, **r, chars=[round(x, 4) for x in pc]))
             if not opts["json"]:
-                print(f"{p}\t{t}\t{c:.4f}", flush=True)
+                print(tsv_line(p, r), flush=True)
     if opts["json"]:
         print(json.dumps(results, indent=1))
     if failed:
@@ -75,7 +107,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (config.ConfigError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -80,6 +80,10 @@ def load_checkpoint(path):
     why = _checkpoint_problem(ckpt)
     if why:
         raise CheckpointError(f"{path} is not a usable checkpoint: {why}")
+    why = record_problem(ckpt, data.Codec(ckpt["charset"], tuple(ckpt["length"]), ckpt.get("case_sensitive", True)))
+    if why:
+        raise CheckpointError(f"{path}: its record does not match its weights ({why}): it was not written by "
+                              f"train.py as it is, or was edited; use the checkpoint as training wrote it")
     return ckpt
 
 
@@ -106,12 +110,35 @@ def _checkpoint_problem(ckpt):
     return None
 
 
-def model_from_checkpoint(ckpt, device="cpu"):
-    """(model in eval mode, codec) rebuilt from the checkpoint alone; config.py is not consulted."""
-    build_args = dict(ckpt["build_args"])
-    model = models.build_model(ckpt["model_name"], **build_args)
-    model.load_state_dict(ckpt["model"])
+def record_problem(ckpt, codec):
+    """Why a checkpoint's record (head, charset, lengths, image size, channels) disagrees with its build arguments,
+    or None: a record edited or assembled from two checkpoints would load and read wrong texts."""
+    kind = models.head(ckpt["model_name"])
+    args = ckpt["build_args"]
+    if ckpt.get("head", kind.kind) != kind.kind:
+        return f"head {ckpt['head']!r}, but {ckpt['model_name']} has the {kind.kind} head"
+    expected = dict(num_classes=kind.num_classes(codec), positions=codec.max_len, height=ckpt["image_size"][0],
+                    width=ckpt["image_size"][1], in_channels=ckpt["channels"])
+    differ = [f"{k} {args.get(k)!r} (the record says {v!r})" for k, v in expected.items() if args.get(k) != v]
+    return f"build arguments {', '.join(differ)}" if differ else None
+
+
+def model_from_checkpoint(ckpt, device="cpu", path="the checkpoint"):
+    """(model in eval mode, codec) rebuilt from the checkpoint alone; config.py is not consulted. CheckpointError
+    when the record does not describe the weights (another model, charset, size or head than they were trained
+    with)."""
     codec = data.Codec(ckpt["charset"], tuple(ckpt["length"]), ckpt.get("case_sensitive", True))
+    why = record_problem(ckpt, codec)
+    try:
+        model = None if why else models.build_model(ckpt["model_name"], **dict(ckpt["build_args"]))
+        if model is not None:
+            model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        why = "; ".join(lines[:3])[:300] or type(e).__name__
+    if why:
+        raise CheckpointError(f"{path}: its record does not match its weights ({why}): it was not written by "
+                              f"train.py as it is, or was edited; use the checkpoint as training wrote it")
     return model.to(device).eval(), codec
 
 
@@ -189,13 +216,14 @@ def state_digest(state_dict):
 ONNX_INPUT, ONNX_OUTPUT = "image", "log_probs"
 ONNX_TEXT_KEYS = ("model_name", "head", "charset")  # stored as is; every other key holds JSON
 ONNX_KEYS = ONNX_TEXT_KEYS + ("length", "case_sensitive", "image_height", "image_width", "channels", "build_args",
-                              "parameters", "epoch", "accuracy", "char_accuracy", "temperature")
+                              "parameters", "epoch", "accuracy", "char_accuracy", "temperature", "answer")
 
 
 def onnx_metadata(ckpt, parameters):
     """{key: text} describing a checkpoint, for an exported model's metadata_props."""
     height, width = ckpt["image_size"]
-    values = dict(ckpt, length=list(ckpt["length"]), image_height=height, image_width=width, parameters=parameters)
+    values = dict(ckpt, length=list(ckpt["length"]), image_height=height, image_width=width, parameters=parameters,
+                  answer=ckpt.get("config", {}).get("ANSWER"))
     return {k: values[k] if k in ONNX_TEXT_KEYS else json.dumps(values[k])
             for k in ONNX_KEYS if values.get(k) is not None}
 

@@ -430,7 +430,8 @@ def _cache_key(items, width, height, channels):
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             size = mtime = None
-        h.update(f"{path}\0{label}\0{size}\0{mtime}\n".encode())
+        # surrogateescape: a file name that is not UTF-8 (bytes Linux allows) still has a key
+        h.update(f"{path}\0{label}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 
@@ -564,14 +565,16 @@ def unlabeled_images(folder, exclude=(), truth_from_names=False):
     folder gives the image (its labels.tsv; with truth_from_names, its file name: a folder of labelled images
     whose labels are hidden from training), used only to report how many pseudo-labels were right."""
     _require_folder(folder)
-    skip = {os.path.normpath(p) for p in exclude} | unreadable_marks(folder)
+    # resolved paths: the training folder named by another spelling (relative, absolute, through a link) must still
+    # keep its labelled (and validation) images out
+    skip = {os.path.realpath(p) for p in exclude} | {os.path.realpath(p) for p in unreadable_marks(folder)}
     truth = {}
     if os.path.isfile(os.path.join(folder, LABELS_FILE)):
-        truth = {os.path.normpath(p): t for p, t in read_tsv(folder, os.path.join(folder, LABELS_FILE))}
+        truth = {os.path.realpath(p): t for p, t in read_tsv(folder, os.path.join(folder, LABELS_FILE))}
     elif truth_from_names:
-        truth = {os.path.normpath(os.path.join(folder, n)): label_from_name(n)[0] for n in image_names(folder)}
+        truth = {os.path.realpath(os.path.join(folder, n)): label_from_name(n)[0] for n in image_names(folder)}
     paths = [os.path.join(folder, n) for n in image_names(folder)]
-    return [(p, truth.get(os.path.normpath(p))) for p in paths if os.path.normpath(p) not in skip]
+    return [(p, truth.get(os.path.realpath(p))) for p in paths if os.path.realpath(p) not in skip]
 
 
 # --- training batches: device-resident, or streamed from pinned host memory ------------------------------

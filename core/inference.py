@@ -14,6 +14,8 @@ from core.batches import to_float
 from core.checkpoint import (ONNX_INPUT, ONNX_OUTPUT, CheckpointError, load_checkpoint, model_from_checkpoint,
                              onnx_checkpoint)
 from core.device import autocast
+from core.answers import check_answer_kind, parse
+from core.coverage import is_unsure
 from core.metrics import accuracy
 
 log = logging.getLogger("inference")
@@ -65,7 +67,7 @@ class Predictor:
     checkpoint's).
     """
 
-    def __init__(self, path, device="cpu", threads=0, fuse=True, temperature=None):
+    def __init__(self, path, device="cpu", threads=0, fuse=True, temperature=None, answer=None):
         self.path = path
         if str(path).endswith(".onnx"):
             if not os.path.exists(path):
@@ -80,17 +82,27 @@ class Predictor:
             self.runtime, self.session = "torch", None
             self.ckpt = load_checkpoint(path)
             self.device = torch.device(device)
-            self.model, self.codec = model_from_checkpoint(self.ckpt, self.device)
+            self.model, self.codec = model_from_checkpoint(self.ckpt, self.device, path)
             self.parameters = sum(p.numel() for p in self.model.parameters())
         self.height, self.width = self.ckpt["image_size"]
         self.channels = self.ckpt["channels"]
         if self.ckpt["head"] not in models.HEADS:
             raise CheckpointError(f"{path}: head {self.ckpt['head']!r} is not one of {', '.join(models.HEADS)}")
         self.head = models.head(self.ckpt["head"])
+        if self.session is not None:  # the metadata must describe the graph: its classes are the charset's
+            classes = self.session.get_outputs()[0].shape[-1]
+            if isinstance(classes, int) and classes != self.head.num_classes(self.codec):
+                raise CheckpointError(f"{path}: its metadata (charset of {len(self.codec.charset)}, {self.ckpt['head']} "
+                                      f"head) does not match its graph ({classes} classes): export it again with "
+                                      f"`python export.py CHECKPOINT.pt`")
         # confidences are read at the checkpoint's temperature (fitted on its validation part; older ones: 1), or
         # at the one given
         self.temperature = float(temperature or self.ckpt.get("temperature") or 1.0)
         self.decode = functools.partial(self.head.decode, temperature=self.temperature)
+        # ANSWER: what the checkpoint was trained for ("arith": sums, whose computed answer goes with each reading),
+        # unless `answer` says otherwise (a model trained before the setting existed)
+        self.answer = check_answer_kind(answer or self.ckpt.get("answer") or self.ckpt.get("config", {}).get("ANSWER")
+                                        or "none")
         self.fused = False
         if fuse and self.model is not None:
             folded = fold_batchnorm(self.model, self.channels, self.height, self.width, self.device)
@@ -158,3 +170,18 @@ def check_labels(codec, folder, path):
     raise data.DataError(f"{folder}: {bad} of {len(texts)} labels hold characters {''.join(outside)!r} that {path} "
                          f"cannot read (its charset {codec.charset!r}): test on captchas of the kind it was trained on, "
                          f"or train a model on this folder (python train.py --train_dir=...)")
+
+
+def reading(text, confidence, answer="none", min_confidence=0.0):
+    """What predict.py and the API say of one reading: {"text", "confidence"}, with ANSWER "arith" also "answer"
+    (the computed value as text, or None and "answer_error": why the reading is not a sum), and with
+    MIN_CONFIDENCE > 0 "unsure": whether the confidence is below it (the text is given either way)."""
+    out = dict(text=text, confidence=round(float(confidence), 4))
+    if answer == "arith":
+        parsed = parse(text)
+        out["answer"] = parsed.text
+        if not parsed.ok:
+            out["answer_error"] = parsed.reason
+    if min_confidence:
+        out["unsure"] = is_unsure(confidence, min_confidence)
+    return out

@@ -187,3 +187,4 @@ def check_resume(s, resume, path, codec, epochs):
         raise config.ConfigError(f"--resume=1 continues {path}, trained with other settings ({'; '.join(differ)}). "
                                  f"Resume with the run's own settings, or start a new run from it: "
                                  f"--init={path} (fine-tuning, a fresh schedule)")
+

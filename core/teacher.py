@@ -77,13 +77,16 @@ def _image_input(item):
 
 
 def _greedy(ids, probs):
-    """[(class index, peak probability)] of a CTC frame path: runs of one class, blanks (0) dropped."""
+    """[(class index, peak probability, peak frame)] of a CTC frame path: runs of one class, blanks (0) dropped.
+
+    Repeats merge only within a run: a blank between two runs keeps a genuine double ('A A - A' reads 'AA')."""
     runs, prev = [], 0
-    for i, p in zip(ids, probs):
+    for t, (i, p) in enumerate(zip(ids, probs)):
         if i != 0 and i == prev:
-            runs[-1][1] = max(runs[-1][1], p)
+            if p > runs[-1][1]:
+                runs[-1][1:] = [p, t]
         elif i != 0:
-            runs.append([i, p])
+            runs.append([i, p, t])
         prev = i
     return runs
 
@@ -122,15 +125,40 @@ class DdddocrTeacher:
         self.index = {c: i for i, c in enumerate(self.classes) if i}
         self.characters = "".join(c for c in self.classes[1:] if len(c) == 1)
         self.threads = threads
+        pairs = [(i, self.index[c.upper()]) for i, c in enumerate(self.classes)
+                 if c.isascii() and c.islower() and c.upper() in self.index]
+        self._lower, self._upper = np.array([i for i, _ in pairs]), np.array([u for _, u in pairs])
+        self._upper_of = dict(pairs)  # lower-case letter's class -> its upper case's
 
     def _columns(self, charset):
-        """(primary, secondary) class indices of [blank] + charset; secondary -1 or the other case's class."""
-        primary, secondary = [0], [-1]
-        for c in charset:
-            other = c.swapcase()
-            primary.append(self.index.get(c, -1))
-            secondary.append(self.index.get(other, -1) if other != c and other not in charset else -1)
-        return np.array(primary), np.array(secondary)
+        """(alphabet, primary, secondary) for a charset: alphabet[0] is the blank, then the charset's characters;
+        class k's probability is the model's for class primary[k] (-1: none, 0) plus, where secondary[k] >= 0,
+        for class secondary[k]: the other case of a letter whose other case the charset lacks."""
+        alphabet = [""] + list(dict.fromkeys(charset))
+        primary = [self.index.get(c, -1) if c else 0 for c in alphabet]
+        secondary = [self.index.get(c.swapcase(), -1) if c and c.swapcase() != c and c.swapcase() not in alphabet
+                     else -1 for c in alphabet]
+        return alphabet, np.array(primary), np.array(secondary)
+
+    def _decode(self, probs, columns):
+        """(text, per-character probabilities) of the greedy path of probs (T, C) over columns (None: every
+        class, an ASCII letter's two cases summed and written in the case likelier at its peak frame)."""
+        if columns is None:
+            merged = probs.copy()
+            merged[:, self._lower] += probs[:, self._upper]
+            merged[:, self._upper] = -1.0
+            alphabet = self.classes
+        else:
+            alphabet, primary, secondary = columns
+            merged = np.where(primary >= 0, probs[:, primary], 0.0) + np.where(secondary >= 0, probs[:, secondary], 0.0)
+        peak = merged.max(1)
+        runs = _greedy(merged.argmax(1).tolist(), peak.tolist())
+        if columns is None:
+            text = "".join(self.classes[self._upper_of[i]] if i in self._upper_of and probs[t, self._upper_of[i]] > probs[t, i]
+                           else self.classes[i] for i, _, t in runs)
+        else:
+            text = "".join(alphabet[i] for i, _, _ in runs)
+        return text, tuple(float(p) for _, p, _ in runs), peak
 
     def _probabilities(self, image):
         """(T, C) softmax of the model's scores for one PIL image, preprocessed as DdddOcr does."""
@@ -161,24 +189,17 @@ class DdddocrTeacher:
         if isinstance(items, (str, bytes, os.PathLike)):
             raise TypeError("read() takes a list of images; wrap a single one in a list")
         items = list(items)
-        columns = self._columns(charset) if charset else None
-        alphabet = [""] + list(charset) if charset else self.classes
+        columns = None if charset is None else self._columns(charset)
         readings = []
         for n, item in enumerate(items, 1):
             try:
-                probs = self._probabilities(_image_input(item))
+                probs = self._probabilities(_image_input(item))  # (T, C)
             except Exception as e:  # any undecodable or odd image: an empty reading, never an exception
                 readings.append(Reading("", 0.0, (), f"{type(e).__name__}: {e}".splitlines()[0]))
             else:
-                if columns is not None:
-                    primary, secondary = columns
-                    probs = np.where(primary >= 0, probs[:, primary], 0.0) + np.where(
-                        secondary >= 0, probs[:, secondary], 0.0)  # (T, 1 + len(charset))
-                ids, peak = probs.argmax(1), probs.max(1)
-                runs = _greedy(ids.tolist(), peak.tolist())
-                chars = tuple(float(p) for _, p in runs)
-                confidence = float(np.prod(chars)) if runs else float(np.prod(peak, dtype=np.float64))
-                readings.append(Reading("".join(alphabet[i] for i, _ in runs), min(1.0, confidence), chars))
+                text, chars, peak = self._decode(probs, columns)
+                confidence = float(np.prod(chars)) if chars else float(np.prod(peak, dtype=np.float64))
+                readings.append(Reading(text, min(1.0, confidence), chars))
             if progress:
                 progress(n, len(items))
         return readings
