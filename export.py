@@ -2,12 +2,17 @@
 
     python export.py weights/cnn_best.pt                  # -> weights/cnn_best.onnx
     python export.py weights/cnn_best.pt --out=model.onnx --bench=1
+    python export.py weights/cnn_best.pt --format=ddddocr   # -> weights/cnn_best.ddddocr.onnx + .charsets.json
 
 The graph reads uint8 pixels (batch, height, width, channels), the array predict.py builds from an image
 file, normalises them inside, and writes log-probabilities (batch, T, K); the batch size is free. The
 checkpoint's description (model, head, charset, length, image size, channels, accuracy) is stored as
 ONNX metadata, so the file needs nothing beside it. After writing, onnxruntime's output is checked against
 torch's. --bench=1 then times one image on one CPU thread with both (docs/onnx.md).
+
+--format=ddddocr writes a custom model for ddddocr 1.6.1 instead: a graph that takes the tensor ddddocr
+feeds and writes scores its decoder reads as our texts, and the charsets JSON it loads beside it
+(core/ddddocr_format.py; docs/onnx.md, "Loading the model in ddddocr").
 """
 import os
 import statistics
@@ -20,9 +25,13 @@ import torch
 import torch.nn as nn
 
 import config
-import data
 import models
-import torch_util
+from core import checkpoint as checkpoints
+from core import ddddocr_format
+from core.batches import to_float
+from core.device import set_threads
+from core.files import atomic_write
+from core.inference import Predictor
 
 
 class ExportWrapper(nn.Module):
@@ -33,7 +42,7 @@ class ExportWrapper(nn.Module):
         self.model = model
 
     def forward(self, images):
-        x = data.to_float(images.permute(0, 3, 1, 2))  # (B, C, H, W) in [-1, 1], as in training
+        x = to_float(images.permute(0, 3, 1, 2))  # (B, C, H, W) in [-1, 1], as in training
         return self.model(x).float().log_softmax(-1)
 
 
@@ -42,28 +51,28 @@ def export_onnx(checkpoint, out, opset=None):
     try:
         import onnx
     except ImportError:
-        raise torch_util.CheckpointError("export needs onnx and onnxscript: pip install -r requirements.txt") \
+        raise checkpoints.CheckpointError("export needs onnx and onnxscript: pip install -r requirements.txt") \
             from None
     check_out(checkpoint, out)
-    ckpt = torch_util.load_checkpoint(checkpoint)
-    model, _ = torch_util.model_from_checkpoint(ckpt, "cpu")
+    ckpt = checkpoints.load_checkpoint(checkpoint)
+    model, _ = checkpoints.model_from_checkpoint(ckpt, "cpu")
     height, width = ckpt["image_size"]
     # Batch 2, not 1: torch.export would take a batch of 1 for a constant.
     example = torch.randint(0, 256, (2, height, width, ckpt["channels"]), dtype=torch.uint8)
     with warnings.catch_warnings():  # the exporter's FutureWarnings and RNN-weight notes say nothing to a user
         warnings.simplefilter("ignore")
         program = torch.onnx.export(ExportWrapper(model).eval(), (example,), dynamo=True, opset_version=opset,
-                                    input_names=[torch_util.ONNX_INPUT], output_names=[torch_util.ONNX_OUTPUT],
+                                    input_names=[checkpoints.ONNX_INPUT], output_names=[checkpoints.ONNX_OUTPUT],
                                     dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False,
                                     optimize=True, verbose=False)
     proto = program.model_proto
-    meta = torch_util.onnx_metadata(ckpt, sum(p.numel() for p in model.parameters()))
+    meta = checkpoints.onnx_metadata(ckpt, sum(p.numel() for p in model.parameters()))
     onnx.helper.set_model_props(proto, meta)
-    proto.doc_string = (f"captcha reader {ckpt['model_name']}: input '{torch_util.ONNX_INPUT}' uint8 "
-                        f"(batch, {height}, {width}, {ckpt['channels']}) pixels; output '{torch_util.ONNX_OUTPUT}' "
+    proto.doc_string = (f"captcha reader {ckpt['model_name']}: input '{checkpoints.ONNX_INPUT}' uint8 "
+                        f"(batch, {height}, {width}, {ckpt['channels']}) pixels; output '{checkpoints.ONNX_OUTPUT}' "
                         f"float (batch, T, K) log-probabilities, {models.head(ckpt['head']).describe()}")
     onnx.checker.check_model(proto)
-    torch_util.atomic_write(out, proto.SerializeToString())  # a temp file beside it, then a rename
+    atomic_write(out, proto.SerializeToString())  # a temp file beside it, then a rename
     return meta
 
 
@@ -83,7 +92,7 @@ def check_out(checkpoint, out):
 
 def compare(checkpoint, exported, images):
     """(same texts?, largest probability difference) of the two backends on uint8 images (N, H, W, C)."""
-    runs = [torch_util.Predictor(path, "cpu", threads=1) for path in (checkpoint, exported)]
+    runs = [Predictor(path, "cpu", threads=1) for path in (checkpoint, exported)]
     scores = [p.scores(images) for p in runs]
     texts = [p.decode(s, p.codec)[0] for p, s in zip(runs, scores)]
     return texts[0] == texts[1], float((scores[0].softmax(-1) - scores[1].softmax(-1)).abs().max())
@@ -108,27 +117,63 @@ def bench(checkpoint, exported, runs=500, warmup=50):
     torch.set_num_threads(1)
     results = {}
     for name, path in (("torch", checkpoint), ("onnxruntime", exported)):
-        predictor = torch_util.Predictor(path, "cpu", threads=1)
+        predictor = Predictor(path, "cpu", threads=1)
         image = np.random.default_rng(0).integers(0, 256, (1, predictor.height, predictor.width,
                                                             predictor.channels), dtype=np.uint8)
         results[name] = time_calls(lambda: predictor.scores(image), runs, warmup)
     return results
 
 
+def export_ddddocr(checkpoint, out, opset=None):
+    """--format=ddddocr: `checkpoint` as a ddddocr custom model (core/ddddocr_format.py), `out` and its
+    .charsets.json; checked with ddddocr's preprocessing and decoding against torch on 8 images."""
+    if str(checkpoint).endswith(".onnx"):
+        raise config.ConfigError(f"{checkpoint}: --format=ddddocr exports a checkpoint (.pt), not an exported .onnx")
+    onnx_path, charsets_path = ddddocr_format.output_paths(out)
+    check_out(checkpoint, onnx_path)
+    start = time.time()
+    ckpt = checkpoints.load_checkpoint(checkpoint)
+    ddddocr_format.check_supported(ckpt)
+    model, _ = checkpoints.model_from_checkpoint(ckpt, "cpu")
+    info = ddddocr_format.export(ckpt, model, onnx_path, charsets_path, opset)
+    height, width = ckpt["image_size"]
+    print(f"{checkpoint} ({ckpt['model_name']}, {ckpt['head']} head) -> {onnx_path} and {charsets_path}: a ddddocr "
+          f"custom model, {width}x{height} {'grey' if ckpt['channels'] == 1 else 'colour'}, "
+          f"{len(info['charset'])} classes, in {time.time() - start:.1f} s")
+    predictor = Predictor(checkpoint, "cpu", threads=1)
+    images = np.random.default_rng(0).integers(0, 256, (8, height, width, ckpt["channels"]), dtype=np.uint8)
+    same = predictor.read(images)[0] == ddddocr_format.read_exported(onnx_path, info, images)
+    print(f"check: ddddocr's input and decoding vs torch on 8 images: {'same' if same else 'DIFFERENT'} texts")
+    if not same:
+        sys.exit(f"error: {onnx_path} does not reproduce {checkpoint} in ddddocr; please report the model and options")
+    print("load it in ddddocr 1.6.1 (pip install -r requirements-ddddocr.txt):")
+    print("\n".join("    " + line for line in ddddocr_format.load_lines(onnx_path, charsets_path).splitlines()))
+
+
 def main():
-    positional, opts = config.parse(out="", bench=False, runs=500, opset=0)
+    positional, opts = config.parse(out="", bench=False, runs=500, opset=0, format="onnx")
     if len(positional) > 1:
-        sys.exit("usage: python export.py [CHECKPOINT.pt] [--out=MODEL.onnx] [--bench=1] [--runs=500]")
-    checkpoint = positional[0] if positional else torch_util.default_checkpoint()
+        sys.exit("usage: python export.py [CHECKPOINT.pt] [--out=MODEL.onnx] [--format=onnx|ddddocr] [--bench=1] "
+                 "[--runs=500]")
+    if opts["format"] not in ("onnx", "ddddocr"):
+        raise config.ConfigError(f"--format={opts['format']}: onnx (the default, for predict.py, test.py, app.py) "
+                                 f"or ddddocr (a custom model for ddddocr 1.6.1)")
+    checkpoint = positional[0] if positional else checkpoints.default_checkpoint()
+    if opts["format"] == "ddddocr":
+        if opts["bench"]:
+            raise config.ConfigError("--bench=1 times the default format; leave it out with --format=ddddocr")
+        set_threads(config.THREADS)
+        return export_ddddocr(checkpoint, opts["out"] or os.path.splitext(checkpoint)[0] + ".ddddocr.onnx",
+                              opts["opset"] or None)
     out = opts["out"] or os.path.splitext(checkpoint)[0] + ".onnx"
     check_out(checkpoint, out)
-    torch_util.set_threads(config.THREADS)
+    set_threads(config.THREADS)
     start = time.time()
     meta = export_onnx(checkpoint, out, opts["opset"] or None)
     accuracy = f", accuracy {float(meta['accuracy']):.4f}" if "accuracy" in meta else ""
     print(f"{checkpoint} ({meta['model_name']}, {meta['head']} head{accuracy}) -> {out}: "
           f"{os.path.getsize(out) / 1e6:.1f} MB in {time.time() - start:.1f} s")
-    predictor = torch_util.Predictor(out, threads=1)
+    predictor = Predictor(out, threads=1)
     images = np.random.default_rng(0).integers(0, 256, (8, predictor.height, predictor.width, predictor.channels),
                                                dtype=np.uint8)
     same, diff = compare(checkpoint, out, images)
@@ -146,5 +191,5 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (config.ConfigError, torch_util.CheckpointError) as e:
+    except (config.ConfigError, checkpoints.CheckpointError, ddddocr_format.UnsupportedModel) as e:
         sys.exit(f"error: {e}")

@@ -90,57 +90,101 @@ def _lead(scores, path):
     return torch.where(~is_want & (out >= top), top - 1e-5 * (1 + top.abs()), out)
 
 
-def _length_path(log_probs, lo, hi):
-    """models.decoding.length_paths as graph operations, for all rows: (paths (B, T), found (B,)). The same search
-    step for step (topk, >=, argmax: the same ties), unrolled over the T frames and traced back with gathers."""
-    steps, classes = log_probs.shape[1], log_probs.shape[2]
-    count = torch.arange(hi + 1, device=log_probs.device).view(1, hi + 1, 1)
-    same = torch.arange(classes, device=log_probs.device).view(1, 1, classes)
-    start = ((count == 0) & (same == 0)) | ((count == 1) & (same >= 1))
-    score = torch.where(start, log_probs[:, :1, :], torch.full_like(log_probs[:, :1, :], -torch.inf))
-    back_cls, back_adv = [], []
-    for t in range(1, steps):
-        top, order = score.topk(2, dim=2)  # (B, hi + 1, 2): best and second-best last class
-        top2, order2 = top[..., 1:2], order[..., 1:2]
-        clash = order[:, :-1, :1] == same  # (B, hi, K)
-        adv = torch.where(clash, top2[:, :-1], top[:, :-1, :1])
-        stay = score[:, 1:]
-        take_stay = stay >= adv
-        moved = torch.where(take_stay, stay, adv)[..., 1:]  # (B, hi, K - 1)
-        chars = torch.cat([torch.full_like(moved[:, :1], -torch.inf), moved], 1)  # no character read: count 0
-        new = torch.cat([top[:, :, :1], chars], 2)  # a blank keeps the count, after the best last class
-        adv_from = torch.where(clash, order2[:, :-1], order[:, :-1, :1])
-        cls = torch.where(take_stay, same, adv_from)[..., 1:]
-        back_cls.append(torch.cat([order[:, :, :1], torch.cat([torch.zeros_like(cls[:, :1]), cls], 1)], 2))
-        adv_flag = (~take_stay[..., 1:]).long()
-        back_adv.append(torch.cat([torch.zeros_like(order[:, :, :1]),
-                                   torch.cat([torch.zeros_like(adv_flag[:, :1]), adv_flag], 1)], 2))
-        score = new + log_probs[:, t:t + 1, :]
-    end = score[:, lo:hi + 1].flatten(1)
-    best = end.argmax(1)
-    found = torch.isfinite(end).any(1)
-    k, c = best // classes + lo, best % classes
-    path = [c]
-    for t in range(steps - 1, 0, -1):
-        at = (k * classes + c).unsqueeze(1)
-        k, c = (k - back_adv[t - 1].flatten(1).gather(1, at)[:, 0],
-                back_cls[t - 1].flatten(1).gather(1, at)[:, 0])
-        path.append(c)
-    return torch.stack(path[::-1], 1), found
+class _Nodes:
+    """ONNX nodes written by hand (names prefixed, constants as initializers): the CTC search below would be
+    thousands of nodes and minutes of work for torch's exporter, unrolled over the frames; written directly it is
+    about 30 nodes a frame and instant."""
+
+    def __init__(self, prefix="ddddocr_"):
+        self.prefix, self.nodes, self.initializers, self.count = prefix, [], [], 0
+
+    def _name(self):
+        self.count += 1
+        return f"{self.prefix}{self.count}"
+
+    def const(self, value, dtype):
+        import numpy as np
+        from onnx import numpy_helper
+
+        name = self._name()
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype), name))
+        return name
+
+    def __call__(self, op, *inputs, outputs=1, **attrs):
+        from onnx import helper
+
+        names = [self._name() for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op, list(inputs), names, **attrs))
+        return names[0] if outputs == 1 else names
+
+    def slice(self, x, axis, start, end):
+        return self("Slice", x, self.const([start], "int64"), self.const([end], "int64"), self.const([axis], "int64"))
 
 
-def ctc_path(logits, lo, hi):
-    """The frame path (B, T) the project's CTC decoder reads (models.decoding.ctc_paths): greedy, or where its
-    reading's length is outside lo..hi, the likeliest path whose reading has an allowed length."""
-    probs = logits.float().softmax(-1)
-    greedy = probs.argmax(-1)
-    if lo > logits.shape[1]:  # the frames cannot hold lo characters: the decoder keeps the greedy path
-        return greedy
-    before = torch.cat([torch.zeros_like(greedy[:, :1]), greedy[:, :-1]], 1)
-    n = ((greedy != 0) & (greedy != before)).sum(1)
-    path, found = _length_path(probs.clamp_min(1e-30).log(), lo, hi)
-    use = found & ((n < lo) | (n > hi))
-    return torch.where(use.unsqueeze(1), path, greedy)
+def ctc_nodes(g, logits, steps, classes, lo, hi):
+    """Nodes from `logits` (B, T, K) to scores whose per-frame argmax is the path models.decoding.ctc_paths reads:
+    the greedy path, or where its reading's length is outside lo..hi, length_paths' likeliest path with an allowed
+    length (the same search step for step: TopK, >=, ArgMax settle ties as torch does there). Returns the name of
+    the (B, T, K) output: the log-probabilities, led by the path (_lead)."""
+    import numpy as np
+
+    neg_inf = g.const(-np.inf, "float32")
+    same = g.const(np.arange(classes).reshape(1, 1, classes), "int64")
+    blank_col = g.const((np.arange(classes) == 0).reshape(1, 1, classes), "bool")
+    k_const = g.const(classes, "int64")
+    probs = g("Softmax", logits, axis=-1)
+    greedy = g("ArgMax", probs, axis=2, keepdims=0)  # (B, T)
+    log_probs = g("LogSoftmax", logits, axis=-1)
+    path = greedy
+    if lo <= steps:
+        lp = g("Log", g("Max", probs, g.const(1e-30, "float32")))
+        count = np.arange(hi + 1).reshape(1, hi + 1, 1)
+        cls = np.arange(classes).reshape(1, 1, classes)
+        start = g.const(((count == 0) & (cls == 0)) | ((count == 1) & (cls >= 1)), "bool")
+        score = g("Where", start, g.slice(lp, 1, 0, 1), neg_inf)  # (B, hi + 1, K)
+        pads = g.const([0, 1, 0, 0, 0, 0], "int64")  # one row before the count axis: count -1 does not exist
+        two = g.const([2], "int64")
+        backs = []
+        for t in range(1, steps):
+            top, order = g("TopK", score, two, axis=2, outputs=2)  # best and second-best last class
+            ptop = g("Pad", g.slice(top, 1, 0, hi), pads, neg_inf)  # row k: count k - 1's
+            pord = g("Pad", g.slice(order, 1, 0, hi), pads, g.const(-1, "int64"))
+            pord0, pord1 = g.slice(pord, 2, 0, 1), g.slice(pord, 2, 1, 2)
+            clash = g("Equal", pord0, same)
+            adv = g("Where", clash, g.slice(ptop, 2, 1, 2), g.slice(ptop, 2, 0, 1))
+            take = g("GreaterOrEqual", score, adv)  # the same class as the last frame: the count stays
+            new = g("Where", blank_col, g.slice(top, 2, 0, 1), g("Where", take, score, adv))
+            came = g("Where", take, same, g("Where", clash, pord1, pord0))
+            moved = g("Mul", g("Cast", g("Not", take), to=7), k_const)  # 7: int64
+            backs.append(g("Flatten", g("Where", blank_col, g.slice(order, 2, 0, 1), g("Add", came, moved)), axis=1))
+            score = g("Add", new, g.slice(lp, 1, t, t + 1))
+        end = g("Flatten", g.slice(score, 1, lo, hi + 1), axis=1)
+        best = g("ArgMax", end, axis=1, keepdims=1)  # (B, 1)
+        finite = g("Cast", g("Not", g("IsInf", end)), to=7)
+        found = g("Greater", g("ReduceSum", finite, g.const([1], "int64"), keepdims=1), g.const(0, "int64"))
+        k = g("Add", g("Div", best, k_const), g.const(lo, "int64"))
+        c = g("Mod", best, k_const)
+        trail = [c]
+        for t in range(steps - 1, 0, -1):  # back from the end state: (count, class) -> the frame before's
+            code = g("GatherElements", backs[t - 1], g("Add", g("Mul", k, k_const), c), axis=1)
+            k, c = g("Sub", k, g("Div", code, k_const)), g("Mod", code, k_const)
+            trail.append(c)
+        searched = g("Concat", *trail[::-1], axis=1)  # (B, T)
+        before = g("Pad", g.slice(greedy, 1, 0, steps - 1), g.const([0, 1, 0, 0], "int64"), g.const(0, "int64"))
+        zero = g.const(0, "int64")
+        starts = g("And", g("Not", g("Equal", greedy, zero)), g("Not", g("Equal", greedy, before)))
+        n = g("ReduceSum", g("Cast", starts, to=7), g.const([1], "int64"), keepdims=1)  # the greedy reading's length
+        off = g("Or", g("Less", n, g.const(lo, "int64")), g("Greater", n, g.const(hi, "int64")))
+        path = g("Where", g("And", found, off), searched, greedy)
+    # _lead: the path's class and the frame's likeliest swap scores; exact ties with the leader nudged below it
+    best = g("ArgMax", log_probs, axis=2, keepdims=1)
+    want = g("Unsqueeze", path, g.const([2], "int64"))
+    top, mine = g("GatherElements", log_probs, best, axis=2), g("GatherElements", log_probs, want, axis=2)
+    is_want, is_best = g("Equal", same, want), g("Equal", same, best)
+    out = g("Where", is_want, top, g("Where", is_best, mine, log_probs))
+    tie = g("And", g("Not", is_want), g("GreaterOrEqual", out, top))
+    below = g("Sub", top, g("Mul", g.const(1e-5, "float32"), g("Add", g.const(1, "float32"), g("Abs", top))))
+    return g("Where", tie, below, out)
 
 
 class DdddocrGraph(nn.Module):
@@ -158,15 +202,32 @@ class DdddocrGraph(nn.Module):
     def forward(self, x):
         pixels = (x * 255).round().clamp(0, 255)  # ddddocr's /255 undone: the uint8 values, exactly
         logits = self.model(to_float(pixels)).float()
+        if self.head == "ctc":  # the logits; ctc_nodes, added to the exported graph, make the scores
+            return logits
         log_probs = logits.log_softmax(-1)
-        if self.head == "ctc":  # blank 0 and characters 1..C, as ddddocr reads them
-            return _lead(log_probs, ctc_path(logits, self.lo, self.hi))
         ids = logits.softmax(-1).argmax(-1)  # what fixed_decode reads: a class per position
         path = torch.where(ids < self.chars, ids + 1, torch.zeros_like(ids))  # padding -> blank
         pad = log_probs[..., self.chars:] if self.variable else torch.full_like(log_probs[..., :1], NEVER)
         step = _lead(torch.cat([pad, log_probs[..., :self.chars]], -1), path)  # (B, L, 1 + C)
         blank = torch.cat([torch.zeros_like(step[..., :1]), torch.full_like(step[..., 1:], NEVER)], -1)
         return torch.stack([step, blank], 2).flatten(1, 2)  # (B, 2L, 1 + C): char, blank, char, blank, ...
+
+
+def add_ctc_decoder(proto, graph):
+    """Replace the exported CTC graph's output (the logits) by ctc_nodes' scores, under the same name."""
+    from onnx import TensorProto, helper
+
+    out = proto.graph.output[0]
+    steps, classes = (d.dim_value for d in out.type.tensor_type.shape.dim[1:])
+    out.name, logits = OUTPUT, "ddddocr_logits"
+    for node in proto.graph.node:
+        node.output[:] = [logits if name == OUTPUT else name for name in node.output]
+    g = _Nodes()
+    scores = ctc_nodes(g, logits, steps, classes, graph.lo, graph.hi)
+    g.nodes.append(helper.make_node("Identity", [scores], [OUTPUT]))
+    proto.graph.node.extend(g.nodes)
+    proto.graph.initializer.extend(g.initializers)
+    out.type.tensor_type.elem_type = TensorProto.FLOAT
 
 
 def output_paths(out):
@@ -190,8 +251,10 @@ def export(ckpt, model, onnx_path, charsets_path, opset=None):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(graph, (example,), dynamo=True, opset_version=opset, input_names=[INPUT],
                                     output_names=[OUTPUT], dynamic_shapes=({0: torch.export.Dim("batch")},),
-                                    external_data=False, optimize=True, verbose=False)
+                                    external_data=False, optimize=True, verbose=False)  # optimize: BatchNorm folded
     proto = program.model_proto
+    if ckpt["head"] == "ctc":  # blank 0 and characters 1..C, as ddddocr reads them
+        add_ctc_decoder(proto, DdddocrGraph(model, ckpt))
     onnx.helper.set_model_props(proto, {"format": "ddddocr", "charsets": json.dumps(info, ensure_ascii=False),
                                         "model_name": ckpt["model_name"], "head": ckpt["head"]})
     proto.doc_string = (f"captcha reader {ckpt['model_name']} for ddddocr: input '{INPUT}' float32 (batch, "
