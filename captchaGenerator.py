@@ -1,7 +1,8 @@
 """Write labelled ImageCaptcha PNGs: dataset/<split>/<LABEL>_<seed>-<index>.png
 
     python captchaGenerator.py --split=train --count=20000 --seed=1
-    python captchaGenerator.py --split=test --count=2000 --seed=2 --length=(4,6)
+    python captchaGenerator.py --split=test --count=2000 --seed=2 --gen_length=(4,6)
+    python captchaGenerator.py --split=sums --count=5000 --answer=arith   # sums like 12+7=?, labels in labels.tsv
 
 The same seed gives byte-identical files: each image draws from its own random.Random(seed, index), so the
 result does not depend on how many processes share the work. Files are written to a temporary name and
@@ -10,9 +11,9 @@ runs may share a folder at once (core/generate.py).
 """
 import os
 import random
-import sys
 
 import config
+from core import cli
 from core.generate import generate
 
 
@@ -20,14 +21,15 @@ def main():
     _, opts = config.parse(split="train", count=1000, seed=-1, processes=0)
     seed = opts["seed"] if opts["seed"] >= 0 else random.SystemRandom().randrange(2**31)
     out_dir = os.path.join(config.DATASET_DIR, opts["split"])
-    print(f"seed {seed}, {opts['count']} captchas of {config.GEN_LENGTH} chars from {config.GEN_CHARSET!r}, "
-          f"{config.GEN_WIDTH}x{config.GEN_HEIGHT}")
+    what = ("sums like '12+7=?' (ANSWER=arith; labels in labels.tsv)" if config.ANSWER == "arith"
+            else f"{config.GEN_LENGTH} chars from {config.GEN_CHARSET!r}")
+    print(f"seed {seed}, {opts['count']} captchas of {what}, {config.GEN_WIDTH}x{config.GEN_HEIGHT}")
+    if opts["count"] < 0 or opts["processes"] < 0:
+        raise config.ConfigError("--count and --processes are 0 or more")
     generate(out_dir, opts["count"], seed, config.GEN_CHARSET, config.GEN_LENGTH, config.GEN_WIDTH,
-             config.GEN_HEIGHT, config.FONTS, opts["processes"] or None)
+             config.GEN_HEIGHT, config.FONTS, opts["processes"] or None, answer=config.ANSWER)
+    return 0
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except config.ConfigError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

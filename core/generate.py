@@ -9,11 +9,13 @@ process gone), never those of a run still writing. No torch here: writing files 
 import multiprocessing as mp
 import os
 import random
+import signal
 import sys
 import time
 
 from tqdm import tqdm
 
+from core.answers import random_expression
 from core.files import atomic_write, remove_stale_temps
 
 
@@ -40,39 +42,68 @@ _captcha = None
 
 def _init_worker(width, height, fonts):
     global _captcha
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent answers it, the workers just end
     from captcha.image import ImageCaptcha
     _captcha = ImageCaptcha(width=width, height=height, fonts=list(fonts) or None)
 
 
 def make_one(task):
-    """Draw image `index` of `seed` and write it to `out_dir`; returns 1 if written, 0 if it existed."""
+    """Draw image `index` of `seed` and write it to `out_dir`: (1 if written, 0 if it existed; file name; label).
+    answer "arith": the label is a sum ("12+7=?", core.answers.random_expression) and the file is named
+    <seed>-<index>.png (a sum does not belong in a file name: labels.tsv holds it)."""
     import captcha.image
-    out_dir, seed, index, charset, length = task
+    out_dir, seed, index, charset, length, answer = task
     rng = random.Random(f"{seed}-{index}")
-    label = random_label(rng, charset, length)
-    path = os.path.join(out_dir, file_name(label, seed, index))
+    if answer == "arith":
+        label, name = random_expression(rng), f"{seed}-{index:07d}.png"
+    else:
+        label = random_label(rng, charset, length)
+        name = file_name(label, seed, index)
+    path = os.path.join(out_dir, name)
     if os.path.exists(path):
-        return 0
+        return 0, name, label
     captcha.image.secrets = SeededSecrets(rng)
     image = _captcha.generate_image(label)
     # no fsync (a lost file is made again by a rerun) and no folder scan per file: generate() sweeps once
     atomic_write(path, lambda f: image.save(f, format="PNG"), fsync=False, clean=False)
-    return 1
+    return 1, name, label
 
 
-def generate(out_dir, count, seed, charset, length, width, height, fonts=(), processes=None, quiet=False):
-    """Generate `count` captchas into out_dir; returns the number of files written."""
+def write_labels(out_dir, labels):
+    """Merge {file name: label} into out_dir/labels.tsv (written whole, atomically; earlier lines kept)."""
+    path = os.path.join(out_dir, "labels.tsv")
+    merged = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            merged = dict(line.rstrip("\n").split("\t", 1) for line in f if "\t" in line and line != "file\tlabel\n")
+    merged.update(labels)
+    atomic_write(path, "file\tlabel\n" + "".join(f"{n}\t{t}\n" for n, t in sorted(merged.items())), mode="w")
+
+
+def generate(out_dir, count, seed, charset, length, width, height, fonts=(), processes=None, quiet=False,
+             answer="none"):
+    """Generate `count` captchas into out_dir; returns the number of files written. answer "arith": sums
+    ("12+7=?") labelled in out_dir/labels.tsv instead of the characters of `charset`."""
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_temps(out_dir)  # killed runs' leftovers; a concurrent run's temps are left alone
     processes = processes or os.cpu_count()
-    tasks = [(out_dir, seed, i, charset, length) for i in range(count)]
-    written = 0
+    tasks = [(out_dir, seed, i, charset, length, answer) for i in range(count)]
+    written, labels = 0, {}
     start = time.time()
     with mp.get_context("fork").Pool(processes, _init_worker, (width, height, tuple(fonts))) as pool:
         bar = tqdm(pool.imap_unordered(make_one, tasks, chunksize=64), total=count, unit="img",
                    desc=f"generate {out_dir}", disable=quiet or not sys.stdout.isatty(), file=sys.stdout)
-        for n in bar:
-            written += n
+        try:
+            for n, name, label in bar:
+                written += n
+                labels[name] = label
+        except KeyboardInterrupt:
+            if answer == "arith":
+                write_labels(out_dir, labels)
+            raise KeyboardInterrupt(f"{written} captchas written to {out_dir}; the same command again completes "
+                                    f"the set (files already there are kept)") from None
+    if answer == "arith":
+        write_labels(out_dir, labels)
     rate = count / max(time.time() - start, 1e-9)
     if not quiet:
         print(f"{written} written, {count - written} already there, {rate:.0f} images/s "
