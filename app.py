@@ -29,8 +29,11 @@ import sys
 import torch
 
 import config
-import data
-import torch_util
+from core import cli
+from core.checkpoint import default_checkpoint
+from core.device import pick_device
+from core.files import file_kind
+from core.inference import Predictor
 from serve import create_app, labelling, server_config
 from serve.plumbing import HEADER_TIMEOUT, MAX_CONNECTIONS
 
@@ -50,9 +53,9 @@ def main():
     label_dir = opts["label_dir"] or None
     if label_dir is not None and not os.path.isdir(label_dir):
         raise config.ConfigError(f"--label_dir={label_dir}: " + ("no such folder" if not os.path.exists(label_dir)
-                                 else f"not a folder ({data.file_kind(label_dir)})"))
+                                 else f"not a folder ({file_kind(label_dir)})"))
     if label_dir is None:
-        path = positional[0] if positional else torch_util.default_checkpoint()
+        path = positional[0] if positional else default_checkpoint()
     else:  # suggestions come from a model trained on the user's captchas, never silently from the shipped one
         path, why = labelling.choose_model(positional[0] if positional else None)
         print(f"labelling model: {path or 'none'} ({why})", flush=True)
@@ -60,7 +63,7 @@ def main():
     # core, and batching (not intra-op threads) is what makes small images fast. --threads=N overrides.
     threads = config.THREADS or 1
     torch.set_num_threads(threads)
-    predictor = torch_util.Predictor(path, torch_util.pick_device(config.DEVICE), threads) if path else None
+    predictor = Predictor(path, pick_device(config.DEVICE), threads) if path else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(predictor, threads=threads, label_dir=label_dir, say=lambda m: print(m, flush=True))
     url = f"http://{config.HOST}:{config.PORT}"
@@ -78,7 +81,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (config.ConfigError, torch_util.CheckpointError, data.DataError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -4,6 +4,11 @@
     python test.py weights/cnn_best.pt --test_dir=../shared/datasets/captcha_images_v2/test
     python test.py weights/cnn_best.onnx             # a model written by export.py, run by onnxruntime
     python test.py --sheet=wrong.png --wrong=wrong.tsv  # also a picture and a list of every wrong prediction
+    python test.py --coverage=coverage.png           # accuracy against coverage (the default file; "" = no plot)
+
+It prints sequence and character accuracy, the confused characters, the wrong files, and a table of accuracy
+against coverage at a few MIN_CONFIDENCE thresholds (drawn in coverage.png), so a deployment can abstain on
+unsure readings. With ANSWER "arith" (stored by train.py) it also prints the accuracy of the computed answers.
 
 The model is rebuilt from the checkpoint alone; the folder is read with the checkpoint's charset, label
 length and image size, whatever config.py says now.
@@ -15,7 +20,9 @@ import numpy as np
 import config
 from core import cli
 from core import data
+from core.answers import parse
 from core.checkpoint import default_checkpoint
+from core.coverage import coverage_table, format_table, plot_coverage
 from core.device import pick_device, set_threads
 from core.inference import Predictor, check_labels, run_test
 from core.metrics import confusions
@@ -45,10 +52,11 @@ def contact_sheet(r, wrong, path, columns=4, cell=(210, 90)):
 
 
 def main():
-    positional, opts = config.parse(show=20, sheet="", wrong="")
+    positional, opts = config.parse(show=20, sheet="", wrong="", coverage="coverage.png")
     path = positional[0] if positional else default_checkpoint()
     set_threads(config.THREADS)
-    predictor = Predictor(path, pick_device(config.DEVICE), config.THREADS)
+    answer = config.ANSWER if "ANSWER" in config.given() else None  # else what the checkpoint was trained for
+    predictor = Predictor(path, pick_device(config.DEVICE), config.THREADS, answer=answer)
     folder = config.test_dir()
     if not folder:
         raise config.ConfigError(f"no test folder: name one with --test_dir=FOLDER (TEST_DIR is \"\" and there is no "
@@ -59,6 +67,10 @@ def main():
     wrong = [i for i in range(n) if r["truths"][i] != r["preds"][i]]
     print(f"{path} ({r['model']}, trained {predictor.ckpt.get('epoch', '?')} epochs) on {folder}: {n} images")
     print(f"sequence accuracy {r['seq_acc']:.4f} ({n - len(wrong)}/{n}), character accuracy {r['char_acc']:.4f}")
+    if predictor.answer == "arith":  # a wrong reading may still give the right answer (3x4 read 4x3)
+        right = sum(parse(p).ok and parse(p).value == parse(t).value for t, p in zip(r["truths"], r["preds"]))
+        print(f"answer accuracy {right / max(1, n):.4f} ({right}/{n}): the computed answer of the reading is the "
+              f"label's (ANSWER=arith)")
     pairs = confusions(r["truths"], r["preds"]).most_common(10)
     if pairs:
         print("most confused (truth -> predicted: count): " + ", ".join(f"{a}->{b}: {k}" for (a, b), k in pairs))
@@ -80,6 +92,11 @@ def main():
     ok = np.array([t == p for t, p in zip(r["truths"], r["preds"])])
     if len(conf) and (~ok).any():
         print(f"mean confidence: right {conf[ok].mean() if ok.any() else 0:.3f}, wrong {conf[~ok].mean():.3f}")
+    if n:
+        print("accuracy against coverage (answer only readings of at least MIN_CONFIDENCE; the rest marked unsure):")
+        print(format_table(coverage_table(r["confs"], ok.tolist())))
+        if opts["coverage"]:
+            print(f"accuracy against coverage -> {plot_coverage(r['confs'], ok.tolist(), opts['coverage'])}")
 
 
 if __name__ == "__main__":
