@@ -25,7 +25,7 @@ def file_kind(path):
     return next((kind for test, kind in kinds if test(mode)), "not a regular file")
 
 
-STALE_SECONDS = 300  # a temp file this old whose writer is gone is a killed run's leftover
+STALE_SECONDS = 30  # a temp file this old whose writer is gone is a killed run's leftover (removed by the next write)
 # our temp names: .<target name>.<pid>-<8 hex>.tmp; also <file>.{pt,png,npz}.<pid>.tmp(.npz) of earlier versions
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$"
                    r"|^(?P<old>.+\.(pt|png|npz))\.(?P<oldpid>\d+)\.tmp(\.npz)?$")
