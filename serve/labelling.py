@@ -9,20 +9,32 @@ an flock on the folder, and only after the files are re-read if another process 
 tabs never interleave lines or answer one image twice. LabelQueue offers the unanswered images, least confident
 first when a model scored them at startup. mount() adds the page and its API to the app:
 
-    GET  /label                      the page (web/label.html, label.js, label.css)
+    GET  /label                      the page (web/label.html with this server's token, label.js, label.css)
     GET  /api/label/next?count=N     the next N unanswered images: file, text (the model's reading),
                                      confidence (of the whole text), chars [{char, confidence}]
     GET  /api/label/image?file=NAME  an image's bytes
     POST /api/label/answer           {"file": NAME, "label": TEXT} or {"file": NAME, "unreadable": true}
     POST /api/label/skip             {"file": NAME}: to the end of the queue, nothing written
     GET  /api/label/stats            total, labelled, unreadable, remaining, the last answers, the model
+
+What it refuses: images that are symbolic links or resolve outside the folder (never listed; opened with
+O_NOFOLLOW and checked to be a regular file, so one swapped for a link later is refused too); answer files that
+are links or have other hard links (at start, and when appending: O_NOFOLLOW); requests whose Host header does
+not name the server, API requests from another origin (plumbing.SameOrigin); POSTs that are not
+Content-Type: application/json or lack the page's token (the X-Label-Token header; the page carries it in
+<meta name="label-token">); answers for images deleted since the start. It writes no temporary files: an
+answer is one append.
 """
 import collections
 import contextlib
 import errno
 import fcntl
+import hmac
 import json
+import mimetypes
 import os
+import re
+import secrets
 import stat
 import threading
 import time
@@ -31,7 +43,7 @@ import unicodedata
 import numpy as np
 import torch
 from fastapi import Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 import config
@@ -45,6 +57,13 @@ MAX_NEXT = 50             # images one /api/label/next answers at most
 RECENT = 10               # answers listed by /api/label/stats
 SCORE_BATCH = 64          # images per forward pass when scoring the folder at startup
 USAGE = 'send {"file": NAME, "label": TEXT}, or {"file": NAME, "unreadable": true}'
+PAGES = ("/label",)       # the page and the API, guarded by plumbing.SameOrigin (routes.create_app)
+API = ("/api/label/",)
+TOKEN_HEADER = "X-Label-Token"  # what the page sends with each POST: the token in its <meta name="label-token">
+TOKEN_META = re.compile(r'(<meta name="label-token" content=")[^"]*(">)')
+READ_CHUNK = 64 * 1024    # bytes an image is sent in
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 # --- the model -----------------------------------------------------------------------------------------------
@@ -137,22 +156,99 @@ def writable_name(name):
     return name == name.strip() and not any(_control(c) for c in name)
 
 
+def inside(folder, name):
+    """Whether `name` in `folder` is a regular file itself (not a link to one) whose resolved path is in the
+    resolved folder."""
+    real = os.path.realpath(folder)
+    path = os.path.join(real, name)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and os.path.dirname(os.path.realpath(path)) == real
+
+
 def folder_images(folder):
-    """(names, left_out): the image files of `folder` (data.IMAGE_EXTENSIONS, not hidden, regular files), sorted;
-    and those whose names labels.tsv cannot hold (writable_name)."""
-    names = sorted(n for n in os.listdir(folder) if os.path.splitext(n)[1].lower() in data.IMAGE_EXTENSIONS
-                   and not n.startswith(".") and os.path.isfile(os.path.join(folder, n)))
-    return [n for n in names if writable_name(n)], [n for n in names if not writable_name(n)]
+    """(names, left_out, links): the image files of `folder` (data.IMAGE_EXTENSIONS, not hidden, regular files
+    inside the folder: `inside`), sorted; those whose names labels.tsv cannot hold (writable_name); and the
+    symbolic links named like images, never listed (one may point anywhere: /etc/..., ~/.ssh/...)."""
+    names, links = [], []
+    for n in sorted(os.listdir(folder)):
+        if os.path.splitext(n)[1].lower() not in data.IMAGE_EXTENSIONS or n.startswith("."):
+            continue
+        if os.path.islink(os.path.join(folder, n)):
+            links.append(n)
+        elif inside(folder, n):
+            names.append(n)
+    return [n for n in names if writable_name(n)], [n for n in names if not writable_name(n)], links
+
+
+def open_image(folder, name):
+    """(a binary file, its os.stat_result) of the image `name` (checked by check_name) of `folder`: opened with
+    O_NOFOLLOW, so a file replaced by a symbolic link since it was listed is refused, and checked to be a regular
+    file on the descriptor itself. ApiError 404 otherwise."""
+    path = os.path.join(os.path.realpath(folder), name)
+    try:
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | os.O_NONBLOCK | CLOEXEC)
+    except FileNotFoundError:
+        raise ApiError(404, f"{name} is no longer in {folder} (deleted since the server started)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP or os.path.islink(path):
+            raise ApiError(404, f"{name} in {folder} is now a symbolic link: only the folder's own files are "
+                                f"served") from None
+        raise ApiError(404, f"{name} in {folder} cannot be opened: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ApiError(404, f"{name} in {folder} is no longer a regular file ({data.file_kind(path)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _chunks(f, size):
+    """The first `size` bytes of the file `f` (what its Content-Length said), in pieces; closes it."""
+    with f:
+        while size > 0:
+            chunk = f.read(min(READ_CHUNK, size))
+            if not chunk:
+                return
+            size -= len(chunk)
+            yield chunk
 
 
 # --- the answers on disk -----------------------------------------------------------------------------------
 
 def _signature(path):
     try:
-        st = os.stat(path)
+        st = os.lstat(path)  # a link's own: a file swapped for a link reads as changed
     except FileNotFoundError:
         return None
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def link_refusal(path, st=None):
+    """Why the answer file `path` must not be read or appended to (a symbolic link, or a file with other hard
+    links: either may reach a file outside the folder), or None. `st`: its os.stat_result if open already."""
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = f" to {os.readlink(path)}"
+        except OSError:
+            target = ""
+        return (f"{path} is a symbolic link{target}; answers are written only to a file of the folder itself: "
+                f"replace the link with a regular file")
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        return (f"{path} has {st.st_nlink} hard links (the same file under other names, maybe outside the folder); "
+                f"answers are written only to a file of the folder itself: replace it with a regular file of its "
+                f"own (cp {os.path.basename(path)} copy && mv copy {os.path.basename(path)})")
+    return None
 
 
 class AlreadyAnswered(ApiError):
@@ -174,12 +270,16 @@ class LabelStore:
         self.tsv = os.path.join(self.folder, data.LABELS_FILE)
         self.unreadable_txt = os.path.join(self.folder, data.UNREADABLE_FILE)
         for path in (self.tsv, self.unreadable_txt):
+            refusal = link_refusal(path)
+            if refusal:
+                raise data.DataError(refusal)
             if os.path.lexists(path) and not os.path.isfile(path):
                 raise data.DataError(f"{path} is not a regular file ({data.file_kind(path)})")
             if not os.access(path if os.path.exists(path) else self.folder, os.W_OK):
                 raise data.DataError(f"{path}: no permission to write it (the answers go there)")
         self.labels, self.unreadable = {}, {}  # name -> label; name -> None (a dict keeps the order)
         self.seen = {}  # path -> the signature (device, inode, size, mtime) of the version read
+        self.version = 0  # counts the re-reads that replaced the answers: LabelQueue offers unanswered ones again
         self.recent = collections.deque(maxlen=RECENT)
         self.lock = threading.Lock()
         with self._locked():
@@ -200,14 +300,24 @@ class LabelStore:
         """Re-read the answer files that changed since they were read (another process, an editor)."""
         signature = _signature(self.tsv)
         if signature != self.seen.get(self.tsv, False):
+            self._check(self.tsv)
             items = data.read_tsv(self.folder, self.tsv) if signature else []
             self.labels = {os.path.relpath(path, self.folder): label for path, label in items}
             self.seen[self.tsv] = signature
+            self.version += 1
         signature = _signature(self.unreadable_txt)
         if signature != self.seen.get(self.unreadable_txt, False):
+            self._check(self.unreadable_txt)
             marks = data.unreadable_marks(self.folder) if signature else set()
             self.unreadable = dict.fromkeys(sorted(os.path.relpath(path, self.folder) for path in marks))
             self.seen[self.unreadable_txt] = signature
+            self.version += 1
+
+    @staticmethod
+    def _check(path):
+        refusal = link_refusal(path)
+        if refusal:
+            raise data.DataError(refusal)
 
     def _catch_up(self):
         """_refresh while serving: a file edited into something unreadable is the request's answer, said plainly."""
@@ -260,11 +370,20 @@ class LabelStore:
         """One os.write of `line` (after `header` if the file is new or empty, after a newline if its last line
         has none) on an O_APPEND descriptor, then fsync; on a failure the file is cut back to what it was."""
         created = not os.path.lexists(path)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:  # O_NOFOLLOW: never through a link (a dangling one would otherwise be created where it points)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP or os.path.islink(path):
+                raise ApiError(500, f"{link_refusal(path) or f'{path} is a symbolic link'}; the answer was not "
+                                    f"saved") from None
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.EINVAL, f"not a regular file ({data.file_kind(path)})", path)
+            refusal = link_refusal(path, st)
+            if refusal:
+                raise ApiError(500, f"{refusal}; the answer was not saved")
             if st.st_size == 0:
                 prefix = header
             else:
@@ -291,13 +410,20 @@ class LabelStore:
 
 class LabelQueue:
     """The images of a folder still to answer, in the order they are offered: ascending confidence when a model
-    scored them (images it could not load first), else file-name order. A skipped image goes to the end."""
+    scored them (images it could not load first), else file-name order. A skipped image goes to the end; so does
+    one whose answer was taken out of labels.tsv or unreadable.txt by hand (seen at the next request). Images
+    deleted since the start are no longer offered, and answers for them are refused."""
 
     def __init__(self, folder, predictor=None, say=print):
         self.store = LabelStore(folder)
         self.folder = self.store.folder
         self.predictor = predictor
-        names, left_out = folder_images(self.folder)
+        names, left_out, links = folder_images(self.folder)
+        if links:
+            say(f"labelling: left out {len(links)} symbolic link(s) named like images: only the folder's own files "
+                f"are listed and served (a link may point anywhere); copy the images in instead: "
+                f"{', '.join(repr(n) for n in links[:data.SHOW_FILES])}"
+                f"{', ...' if len(links) > data.SHOW_FILES else ''}")
         if left_out:
             say(f"labelling: left out {len(left_out)} image(s) whose names {data.LABELS_FILE} cannot hold (a TAB, "
                 f"newline or other control character, leading or trailing spaces, or not UTF-8): rename them: "
@@ -315,6 +441,8 @@ class LabelQueue:
             low = {n: s["confidence"] for n, s in self.suggestions.items()}
             todo.sort(key=lambda n: (low[n] is not None, low[n] or 0.0, n))
         self.order = dict.fromkeys(todo)  # insertion order is the offer order: a skip moves a name to the end
+        self.rank = todo + [n for n in names if n not in self.order]  # the order an unanswered image comes back in
+        self.version = self.store.version
         self.lock = threading.Lock()
 
     def item(self, name):
@@ -329,15 +457,29 @@ class LabelQueue:
             raise ApiError(404, f"no image {name!r} in {self.folder} (names are those /api/label/next gives)")
         return name
 
+    def present(self, name):
+        """404 unless the image `name` is still a regular file of the folder (not deleted, not a link now)."""
+        if not inside(self.folder, name):
+            raise ApiError(404, f"{name} is no longer in {self.folder} (deleted, moved or replaced by a link since "
+                                f"the server started); nothing was written")
+        return name
+
     def next(self, count):
-        """The first `count` unanswered images, with their suggestions."""
+        """The first `count` unanswered images still in the folder, with their suggestions."""
         self.store.refresh()
         with self.lock:
+            if self.version != self.store.version:  # the answer files were re-read: one taken out comes back
+                self.version = self.store.version
+                for name in self.rank:
+                    if name not in self.order and not self.store.answered(name):
+                        self.order[name] = None
             found, gone = [], []
             for name in self.order:
                 if self.store.answered(name):
                     gone.append(name)  # answered by another process
                     continue
+                if not inside(self.folder, name):
+                    continue  # deleted since the start: not offered (it is again if it comes back)
                 found.append(name)
                 if len(found) == count:
                     break
@@ -346,13 +488,13 @@ class LabelQueue:
         return [self.item(n) for n in found]
 
     def answer(self, name, label=None):
-        answer = self.store.answer(self.known(name), label)
+        answer = self.store.answer(self.present(self.known(name)), label)
         with self.lock:
             self.order.pop(name, None)
         return answer
 
     def skip(self, name):
-        self.known(name)
+        self.present(self.known(name))
         existing = self.store.existing(name)
         if existing:
             where = data.LABELS_FILE if "label" in existing else data.UNREADABLE_FILE
@@ -375,12 +517,27 @@ class LabelQueue:
 
 def mount(app, folder, predictor, web_dir, say=print):
     """Add the labelling page and its API for `folder` to `app`; images are scored now when `predictor` is given.
-    Returns the LabelQueue."""
+    Returns the LabelQueue (its `token`: what the page sends with each POST)."""
     queue = LabelQueue(folder, predictor, say)
+    queue.token = token = secrets.token_urlsafe(32)  # new at each start: a page of an earlier start is reloaded
     model = None if predictor is None else {"name": predictor.ckpt["model_name"],
                                             "checkpoint": os.path.basename(predictor.path)}
 
     async def read_json(request):
+        """The JSON object of a POST from the page: Content-Type application/json (a form or text/plain post from
+        another site is a "simple" cross-site request a browser sends without asking; JSON it sends only after
+        a CORS preflight this server never answers) and the page's token in X-Label-Token."""
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind != "application/json":
+            raise ApiError(415, f"the body must be sent as Content-Type: application/json, not {kind or '(none)'!r}; "
+                                f"{USAGE}")
+        sent = request.headers.get(TOKEN_HEADER)
+        if not sent:
+            raise ApiError(403, f"no {TOKEN_HEADER} header: answers are taken only from the labelling page this server "
+                                f"serves (it sends the token of its <meta name=\"label-token\">)")
+        if not hmac.compare_digest(sent.encode("utf-8", "replace"), token.encode()):
+            raise ApiError(403, f"wrong {TOKEN_HEADER}: the page is from an earlier start of the server or another "
+                                f"server; reload /label")
         body = await request.body()
         try:
             payload = json.loads(body) if body else None
@@ -395,7 +552,9 @@ def mount(app, folder, predictor, web_dir, say=print):
 
     @app.get("/label", include_in_schema=False)
     async def label_page():
-        return FileResponse(os.path.join(web_dir, "label.html"))
+        with open(os.path.join(web_dir, "label.html"), encoding="utf-8") as f:
+            page = f.read()
+        return HTMLResponse(TOKEN_META.sub(lambda m: m.group(1) + token + m.group(2), page, count=1))
 
     @app.get("/api/label/next", summary="The next unanswered images, least confident first, with the model's reading")
     def label_next(count: int = 3):
@@ -404,14 +563,12 @@ def mount(app, folder, predictor, web_dir, say=print):
         items = queue.next(count)
         return {"items": items, "remaining": queue.stats()["remaining"]}
 
-    @app.get("/api/label/image", summary="An image of the labelling folder", response_class=FileResponse)
+    @app.get("/api/label/image", summary="An image of the labelling folder", response_class=StreamingResponse)
     async def label_image(file: str):
         name = queue.known(check_name(file))
-        path = os.path.join(queue.folder, name)
-        if not os.path.isfile(path):
-            raise ApiError(404, f"{name} is no longer in {queue.folder}")
-        return FileResponse(path, headers={
-            "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+        f, st = await run_in_threadpool(open_image, queue.folder, name)
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return StreamingResponse(_chunks(f, st.st_size), media_type=kind, headers={"Content-Length": str(st.st_size)})
 
     @app.post("/api/label/answer", summary="Answer an image: its label, or unreadable; written to labels.tsv or "
                                            "unreadable.txt at once", responses={409: {"description": "answered"}})

@@ -1,9 +1,13 @@
-"""HTTP plumbing around the routes: JSON errors, request body limits, a catch-all for the unexpected, and the
-uvicorn server with bounded request headers (size and time) and a bounded number of connections."""
+"""HTTP plumbing around the routes: JSON errors, request body limits, a catch-all for the unexpected, the
+same-origin guard and security headers of the labelling page, and the uvicorn server with bounded request
+headers (size and time) and a bounded number of connections."""
+import ipaddress
 import json
 import logging
+from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 INTERNAL_ERROR = "internal server error; the details are in the server's log"
@@ -111,6 +115,134 @@ class CatchErrors:
             await error_response(500, INTERNAL_ERROR)(scope, receive, send)
 
 
+# --- the labelling page's origin --------------------------------------------------------------------------
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # names a server started on any of them also answers to
+WILDCARD = ("0.0.0.0", "::", "")             # "every interface": then any IP address names it too
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _host_port(netloc, default_port):
+    """(host, port) of "host[:port]" (host lowercased, IPv6 brackets removed), or None if it is not one."""
+    if not netloc or "@" in netloc or any(c in netloc for c in " /\\?#"):
+        return None
+    try:
+        parts = urlsplit("//" + netloc)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), default_port if port is None else port
+
+
+class Origin:
+    """The host and port the server was started on (create_app: config.HOST and config.PORT; server_config: what
+    uvicorn is given), and whether a Host header, Origin or Referer names this server.
+
+    A server on 127.0.0.1, localhost or ::1 answers to the three; one on another name or address to it (and the
+    three: a request from this machine); one on every interface (0.0.0.0, ::) to any IP address besides. Never to
+    another DNS name: a site whose name is made to resolve to this address (DNS rebinding) sends its own name."""
+
+    def __init__(self, host, port):
+        self.set(host, port)
+
+    def set(self, host, port):
+        self.host, self.port = str(host).strip("[]").lower(), int(port)
+
+    def where(self):
+        """The names it answers to, for messages."""
+        names = [self.host] if self.host not in WILDCARD + LOOPBACK else []
+        names += ["127.0.0.1", "localhost", "[::1]"]
+        port = "" if self.port == 0 else f":{self.port}"
+        return ", ".join(f"{n}{port}" for n in names) + (" or any IP address" if self.host in WILDCARD else "")
+
+    def names(self, netloc, default_port=80):
+        """Whether "host[:port]" (a Host header, or an Origin's or Referer's) names this server."""
+        found = _host_port(netloc, default_port)
+        if found is None:
+            return False
+        host, port = found
+        if self.port and port != self.port:
+            return False
+        if host in LOOPBACK or host == self.host:
+            return True
+        if self.host in WILDCARD:
+            try:
+                ipaddress.ip_address(host)
+                return True
+            except ValueError:
+                return False
+        return False
+
+    def own_url(self, url):
+        """Whether a URL (an Origin or Referer header) is on this server: http or https, a name of this server."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        if parts.scheme not in ("http", "https"):
+            return False  # "null" (a sandboxed frame, a file: page), data:, ...
+        return self.names(parts.netloc, 443 if parts.scheme == "https" else 80)
+
+
+class SameOrigin:
+    """ASGI middleware for the paths `pages` (exact) and those under `api` (prefixes): a request whose Host header
+    does not name this server (`origin`) is answered 403, which stops DNS rebinding; an API request from another
+    site (an Origin or Referer header of another origin, Sec-Fetch-Site cross-site or same-site) is answered 403.
+    Every answer on those paths carries SECURITY_HEADERS (no framing, scripts, styles and images from this
+    server only, no sniffing, no referrer, never cached). Page loads by a link from elsewhere are fine: the page
+    itself holds nothing another site can read."""
+
+    def __init__(self, app, origin, pages=(), api=()):
+        self.app, self.origin, self.pages, self.api = app, origin, tuple(pages), tuple(api)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        is_api = path.startswith(self.api) if self.api else False
+        if not (is_api or path in self.pages):
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SECURITY_HEADERS.items():
+                    headers[key] = value
+            await send(message)
+
+        refused = self.refusal(Headers(scope=scope), is_api)
+        if refused:
+            log.warning("refused %s %s: %s", scope.get("method"), path, refused)
+            return await error_response(403, refused)(scope, receive, with_headers)
+        await self.app(scope, receive, with_headers)
+
+    def refusal(self, headers, is_api):
+        """Why the request is refused, or None."""
+        host = headers.get("host", "")
+        if not self.origin.names(host):
+            return (f"the Host header {host!r} is not a name of this server ({self.origin.where()}): the labelling "
+                    f"page answers only to the names it was started on, so that no other site can reach it through "
+                    f"its own name (DNS rebinding); open it at one of those, or start the server with --host=NAME")
+        if not is_api:
+            return None
+        for key in ("origin", "referer"):
+            value = headers.get(key)
+            if value is not None and not self.origin.own_url(value):
+                return (f"a request from {value!r} ({key.capitalize()} header): the labelling API takes requests only "
+                        f"from its own page")
+        site = headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return f"a {site} request (Sec-Fetch-Site): the labelling API takes requests only from its own page"
+        return None
+
+
 class BoundedHeaders(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline and a size bound for each request's line and headers.
 
@@ -184,8 +316,13 @@ class BoundedHeaders(HttpToolsProtocol):
 def server_config(app, host, port, header_timeout=HEADER_TIMEOUT, max_header_bytes=MAX_HEADER_BYTES,
                   max_connections=MAX_CONNECTIONS):
     """The uvicorn.Config that serves `app` with bounded request headers (BoundedHeaders); more than
-    `max_connections` connections or requests at once are answered 503."""
+    `max_connections` connections or requests at once are answered 503. An app with an Origin in app.state.origin
+    (create_app's) learns the host and port it is served on: the Host headers its labelling page answers to."""
     import uvicorn
+
+    origin = getattr(getattr(app, "state", None), "origin", None)
+    if isinstance(origin, Origin):
+        origin.set(host, port)
 
     protocol = type("BoundedHeaders", (BoundedHeaders,), {"header_timeout": header_timeout,
                                                            "max_header_bytes": max_header_bytes})

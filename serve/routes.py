@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import config
 from serve import labelling
 from serve.batcher import Batcher, Model
-from serve.plumbing import ApiError, CatchErrors, RequestLimits, error_response, megabytes
+from serve.plumbing import ApiError, CatchErrors, Origin, RequestLimits, SameOrigin, error_response, megabytes
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
 DECODE_THREADS = 2         # threads that decode uploads (and parse JSON bodies) off the event loop
@@ -212,13 +212,15 @@ ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in [
 
 
 def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch=None, threads=None,
-               upload_memory=None, label_dir=None, say=print):
+               upload_memory=None, label_dir=None, say=print, host=None, port=None):
     """The FastAPI app serving `predictor` (a torch_util.Predictor). Limits default to config.py's; `upload_memory`
     bounds the bytes of request bodies held at once (default: one full batch request and 16 largest images).
 
     `label_dir`: a folder of images to label; adds the labelling page and its API (labelling.mount; the images are
     scored by `predictor` now, its messages go to `say`). Then `predictor` may be None: the reader's endpoints
-    answer 503 saying no model is loaded."""
+    answer 503 saying no model is loaded. The labelling page and API answer only requests naming the server
+    (`host`, `port`: default config.HOST and config.PORT; server_config sets those it serves on) from its own
+    page (plumbing.SameOrigin), with its security headers."""
     max_image_bytes = max_image_bytes or config.MAX_IMAGE_BYTES
     max_image_pixels = max_image_pixels or config.MAX_IMAGE_PIXELS
     max_batch = max_batch or config.MAX_BATCH
@@ -250,6 +252,9 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
     app.add_middleware(CatchErrors)
     app.add_middleware(RequestLimits, max_bytes=per_image, max_batch_bytes=per_image * max_batch,
                        memory=upload_memory or per_image * (max_batch + 16))
+    app.state.origin = Origin(config.HOST if host is None else host, config.PORT if port is None else port)
+    if label_dir is not None:  # outermost: a request from elsewhere is refused before its body is read
+        app.add_middleware(SameOrigin, origin=app.state.origin, pages=labelling.PAGES, api=labelling.API)
 
     @app.exception_handler(ApiError)
     async def api_error(request, e):

@@ -5,6 +5,7 @@ import codecs
 import json
 import multiprocessing
 import os
+import re
 import sys
 import threading
 import urllib.error
@@ -18,8 +19,8 @@ from PIL import Image
 
 import app as webapp
 import config
-import data
-import torch_util
+from core import data
+from core.inference import Predictor
 from conftest import ROOT
 from serve import labelling
 from test_app import captchas, check_error, serve, untrained_checkpoint
@@ -40,9 +41,19 @@ def read(path):
         return f.read().decode("utf-8")
 
 
+def page_token(text):
+    """The token the labelling page sends with its answers (X-Label-Token), from the page's HTML."""
+    return re.search(r'<meta name="label-token" content="([^"]+)">', text).group(1)
+
+
 def client_for(folder, predictor=None, messages=None):
+    """A test client of an app labelling `folder` that sends what the page sends: the Host the server was started
+    on (127.0.0.1), the page's token; JSON bodies (json=) are Content-Type: application/json."""
     say = messages.append if messages is not None else (lambda m: None)
-    return TestClient(webapp.create_app(predictor, label_dir=str(folder), say=say))
+    app = webapp.create_app(predictor, label_dir=str(folder), say=say)
+    c = TestClient(app, base_url=f"http://127.0.0.1:{app.state.origin.port}")
+    c.headers["X-Label-Token"] = page_token(c.get("/label").text)
+    return c
 
 
 def answer(c, name, label=None):
@@ -315,11 +326,11 @@ def test_least_confident_first_with_the_models_reading(tmp_path, checkpoint):
     names = [os.path.basename(p) for p in paths]
     with open(os.path.join(folder, "broken.png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\nnot really")
-    predictor = torch_util.Predictor(checkpoint)
+    predictor = Predictor(checkpoint)
     texts, confidences, chars = predictor.predict_arrays(np.stack([predictor.load(p) for p in paths]))
     expected = {n: (t, c, p) for n, t, c, p in zip(names, texts, confidences, chars)}
     messages = []
-    with client_for(folder, torch_util.Predictor(checkpoint), messages) as c:
+    with client_for(folder, Predictor(checkpoint), messages) as c:
         items = c.get("/api/label/next?count=50").json()["items"]
         assert items[0]["file"] == "broken.png" and items[0]["confidence"] is None and items[0]["error"]
         items = items[1:]
@@ -403,8 +414,10 @@ def test_a_real_server_without_a_model_serves_the_labelling_page(tmp_path):
     with serve(f"--label_dir={folder}", log, f"--weights_dir={weights}") as (url, _):
         with urllib.request.urlopen(url + "/api/label/next?count=5") as r:
             assert [i["file"] for i in json.loads(r.read())["items"]] == ["a.png", "b.png"]
+        with urllib.request.urlopen(url + "/label") as r:
+            token = page_token(r.read().decode())
         request = urllib.request.Request(url + "/api/label/answer", json.dumps({"file": "a.png", "label": "Q"}).encode(),
-                                         {"Content-Type": "application/json"})
+                                         {"Content-Type": "application/json", "X-Label-Token": token})
         with urllib.request.urlopen(request) as r:
             assert json.loads(r.read())["stats"]["remaining"] == 1
         with pytest.raises(urllib.error.HTTPError) as e:

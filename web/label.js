@@ -7,6 +7,8 @@
 const $ = (id) => document.getElementById(id);
 const AHEAD = 3;        // images fetched and loaded beyond the one shown
 const SHOW_RECENT = 8;  // answers listed
+// The server's token, in the page it served: sent with each POST, which no other site's page can do.
+const TOKEN = document.querySelector('meta[name="label-token"]').content;
 
 let current = null;            // the image shown: {file, text, confidence, chars, error?}
 const ahead = [];              // fetched, not shown yet
@@ -32,7 +34,7 @@ function imageUrl(file) {
 
 async function api(method, url, body) {
   const init = body === undefined ? { method } :
-    { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+    { method, headers: { "Content-Type": "application/json", "X-Label-Token": TOKEN }, body: JSON.stringify(body) };
   const response = await fetch(url, init);
   const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
   if (!response.ok) {
