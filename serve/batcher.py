@@ -11,7 +11,7 @@ CANDIDATES = 3  # alternatives listed per character in answers
 
 
 class Model:
-    """The served model (.pt or .onnx, a torch_util.Predictor): JSON-ready answers with each character's candidates."""
+    """The served model (.pt or .onnx, a core.inference.Predictor): JSON-ready answers with each character's candidates."""
 
     def __init__(self, predictor, candidates=CANDIDATES):
         self.predictor, self.candidates = predictor, candidates

@@ -47,8 +47,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 import config
-import data
-import torch_util
+from core import data
+from core.checkpoint import DEFAULT_CHECKPOINT, latest_checkpoint
+from core.device import cpu_count
+from core.files import file_kind
 from serve.plumbing import ApiError
 
 HEADER = "file\tlabel\n"  # the first line of a labels.tsv this page creates (data.read_tsv skips it)
@@ -74,22 +76,22 @@ def choose_model(named):
     captchas, not a site's own, so it is used only when named."""
     if named:
         return named, "named on the command line"
-    newest = torch_util.latest_checkpoint()
+    newest = latest_checkpoint()
     if newest:
         return newest, f"the newest trained model in {config.WEIGHTS_DIR}/; name another as the first argument"
-    return None, (f"no {config.WEIGHTS_DIR}/*_best.pt; the shipped {torch_util.DEFAULT_CHECKPOINT} reads generated "
+    return None, (f"no {config.WEIGHTS_DIR}/*_best.pt; the shipped {DEFAULT_CHECKPOINT} reads generated "
                   f"captchas, so it is used only when named (python app.py --label_dir=FOLDER "
-                  f"{os.path.join(config.WEIGHTS_DIR, torch_util.DEFAULT_CHECKPOINT)}); images in file-name order, "
+                  f"{os.path.join(config.WEIGHTS_DIR, DEFAULT_CHECKPOINT)}); images in file-name order, "
                   f"no suggestions")
 
 
 def score(predictor, folder, names, batch=SCORE_BATCH):
-    """{name: suggestion} for the images `names` of `folder`, read by `predictor` (a torch_util.Predictor) in
+    """{name: suggestion} for the images `names` of `folder`, read by `predictor` (a core.inference.Predictor) in
     batches: text, confidence (of the whole text, unrounded: it orders the queue), chars [{char, confidence}];
     an image the model cannot load gets confidence None and its error."""
     found = {}
     before = torch.get_num_threads()
-    torch.set_num_threads(max(before, torch_util.cpu_count()))  # before the server starts: every core may help
+    torch.set_num_threads(max(before, cpu_count()))  # before the server starts: every core may help
     try:
         for start in range(0, len(names), batch):
             arrays, good = [], []
@@ -200,7 +202,7 @@ def open_image(folder, name):
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ApiError(404, f"{name} in {folder} is no longer a regular file ({data.file_kind(path)})")
+            raise ApiError(404, f"{name} in {folder} is no longer a regular file ({file_kind(path)})")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb"), st
     except BaseException:
@@ -274,7 +276,7 @@ class LabelStore:
             if refusal:
                 raise data.DataError(refusal)
             if os.path.lexists(path) and not os.path.isfile(path):
-                raise data.DataError(f"{path} is not a regular file ({data.file_kind(path)})")
+                raise data.DataError(f"{path} is not a regular file ({file_kind(path)})")
             if not os.access(path if os.path.exists(path) else self.folder, os.W_OK):
                 raise data.DataError(f"{path}: no permission to write it (the answers go there)")
         self.labels, self.unreadable = {}, {}  # name -> label; name -> None (a dict keeps the order)
@@ -380,7 +382,7 @@ class LabelStore:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise OSError(errno.EINVAL, f"not a regular file ({data.file_kind(path)})", path)
+                raise OSError(errno.EINVAL, f"not a regular file ({file_kind(path)})", path)
             refusal = link_refusal(path, st)
             if refusal:
                 raise ApiError(500, f"{refusal}; the answer was not saved")

@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import config
-from serve import labelling
+import serve.labelling as labelling
 from serve.batcher import Batcher, Model
 from serve.plumbing import ApiError, CatchErrors, Origin, RequestLimits, SameOrigin, error_response, megabytes
 
@@ -213,7 +213,7 @@ ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in [
 
 def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch=None, threads=None,
                upload_memory=None, label_dir=None, say=print, host=None, port=None):
-    """The FastAPI app serving `predictor` (a torch_util.Predictor). Limits default to config.py's; `upload_memory`
+    """The FastAPI app serving `predictor` (a core.inference.Predictor). Limits default to config.py's; `upload_memory`
     bounds the bytes of request bodies held at once (default: one full batch request and 16 largest images).
 
     `label_dir`: a folder of images to label; adds the labelling page and its API (labelling.mount; the images are
