@@ -30,6 +30,11 @@ PSEUDO_FROM = 0.5         # pseudo-labels start once the kept model reads this f
 PSEUDO_EVERY = 1.0        # refresh them when a better model is kept and the run has trained on at least this many
                           # times the number of unlabelled images since the last refresh (reading them costs time)
 PSEUDO_RATIO = 2.0        # pseudo-labelled images per labelled image in each epoch, at most
+TEACHER = ""              # "ddddocr": a pretrained general reader (pip install -r requirements-ddddocr.txt) reads the
+                          # unlabelled images before training: with no labels at all (UNLABELED_DIR = TRAIN_DIR, no
+                          # labels.tsv) its confident readings are the training labels, charset and length included;
+                          # with some labels they are the first pseudo-labels, from epoch 1. "" = none
+TEACHER_THRESHOLD = 0.5   # a teacher's reading is used when it reads it with at least this sequence confidence (0-1)
 
 # --- generated captchas (captchaGenerator.py, and ONLINE training) -----------------------------------------
 GEN_CHARSET = string.digits + string.ascii_uppercase  # characters drawn from
@@ -284,6 +289,8 @@ _RANGES = {
     "CENTER_LOSS": (lambda v: _number(v) and v >= 0, "0 (off) or a weight"),
     "CENTER_LR": (lambda v: 0 <= v <= 1, "from 0 to 1"),
     "PSEUDO_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.9"),
+    "TEACHER_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.5"),
+    "TEACHER": (lambda v: v in ("", "ddddocr"), "\"\" (none) or \"ddddocr\""),
     "PSEUDO_FROM": (lambda v: 0 <= v <= 1, "a fraction of validation from 0 to 1"),
     "PSEUDO_EVERY": (lambda v: _number(v) and v >= 0, "0 or more"),
     "PSEUDO_RATIO": (lambda v: _number(v) and v >= 0, "0 or more"),

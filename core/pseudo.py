@@ -31,6 +31,7 @@ class PseudoLabels:
         self.extra = round(s.PSEUDO_RATIO * n_train)  # pseudo-labelled images (or labelled fillers) per epoch
         self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
         self.kept_state, self.reader, self.temperature = None, None, 1.0
+        self.teacher = {}  # {index: text}: a teacher's first pseudo-labels (TEACHER)
 
     def __len__(self):
         return len(self.paths)
@@ -52,15 +53,33 @@ class PseudoLabels:
             return True
         return kept["epoch"] != self.refreshed_epoch and self.trained_since >= self.every * len(self)
 
+    def _write(self, tensors, chosen):
+        """Make {index into the unlabelled images: text} the pseudo-labels: their label rows in `tensors`."""
+        _, labels, lengths = tensors
+        self.chosen = np.array(sorted(chosen), dtype=np.int64)
+        if len(self.chosen):
+            rows = torch.tensor([self.codec.encode(chosen[i]) for i in self.chosen], dtype=torch.int64)
+            at = torch.from_numpy(self.chosen + self.n_train).to(labels.device)
+            labels[at] = rows.to(labels.device)
+            lengths[at] = torch.tensor([len(chosen[i]) for i in self.chosen], dtype=torch.int64, device=lengths.device)
+
+    def seed(self, chosen, tensors, say):
+        """A teacher's readings ({index: text}) as the first pseudo-labels, trained on from the first epoch; a
+        model refresh keeps them where the model is not confident."""
+        self.teacher = dict(chosen)
+        self._write(tensors, self.teacher)
+        say("pseudo-labels from the teacher: " + f"{len(chosen)} of {len(self)} unlabelled images"
+            + self.audit(None, chosen))
+
     @torch.no_grad()
     def refresh(self, model, tensors, decode, device, kept_epoch, say):
         """Read the unlabelled images (tensors[0][n_train:]) with the kept model; write the confident readings into
-        the label rows of `tensors`."""
+        the label rows of `tensors` (a teacher's reading stays where the model is not confident)."""
         if self.reader is None:
             self.reader = copy.deepcopy(model)
         self.reader.load_state_dict(self.kept_state)
         self.reader.eval()
-        images, labels, lengths = tensors
+        images = tensors[0]
         texts, confidences = [], []
         for i in range(self.n_train, len(images), 512):
             batch = images[i:i + 512].to(device, non_blocking=True)
@@ -70,32 +89,31 @@ class PseudoLabels:
             texts += t
             confidences += c
         lo, hi = self.codec.length
-        chosen = [i for i, (t, c) in enumerate(zip(texts, confidences))
-                  if c >= self.threshold and lo <= len(t) <= hi and self.codec.check(t) is None]
-        self.chosen = np.array(chosen, dtype=np.int64)
-        if chosen:
-            rows = torch.tensor([self.codec.encode(texts[i]) for i in chosen], dtype=torch.int64)
-            at = torch.from_numpy(self.chosen + self.n_train).to(labels.device)
-            labels[at] = rows.to(labels.device)
-            lengths[at] = torch.tensor([len(texts[i]) for i in chosen], dtype=torch.int64, device=lengths.device)
+        mine = {i: t for i, (t, c) in enumerate(zip(texts, confidences))
+                if c >= self.threshold and lo <= len(t) <= hi and self.codec.check(t) is None}
+        chosen = {**self.teacher, **mine}
+        self._write(tensors, chosen)
         self.refreshes += 1
         self.refreshed_epoch, self.trained_since = kept_epoch, 0
-        self.last = (f"pseudo-labels from the model of epoch {kept_epoch}: {len(chosen)} of {len(self)} unlabelled "
-                     f"images read with confidence >= {self.threshold}" + self.audit(texts, chosen))
+        self.last = (f"pseudo-labels from the model of epoch {kept_epoch}: {len(mine)} of {len(self)} unlabelled "
+                     f"images read with confidence >= {self.threshold}"
+                     + (f", {len(chosen) - len(mine)} more keep the teacher's reading" if self.teacher else "")
+                     + self.audit(texts, chosen))
         say(self.last)
 
-    def audit(self, texts, chosen):
-        """', right: ...' for the images whose labels the folder knows (none: '')."""
+    def audit(self, readings, chosen):
+        """', right: ...' for the images whose labels the folder knows (none: ''): how many pseudo-labels (`chosen`,
+        {index: text}) are right, and how many of all the unlabelled images `readings` (a list, or None) reads right."""
         known = [i for i, t in enumerate(self.truths) if t is not None]
         if not known:
             return ""
         truth = lambda i: self.codec.normalize(self.truths[i])
         picked = [i for i in chosen if self.truths[i] is not None]
-        right = sum(texts[i] == truth(i) for i in picked)
-        read = sum(texts[i] == truth(i) for i in known)
-        return (f"; right: {right} of {len(picked)} with known labels"
-                + (f" ({right / len(picked):.2%})" if picked else "")
-                + f" (all unlabelled images: {read / len(known):.2%} read right)")
+        right = sum(chosen[i] == truth(i) for i in picked)
+        line = f"; right: {right} of {len(picked)} with known labels" + (f" ({right / len(picked):.2%})" if picked else "")
+        if readings is not None:
+            line += f" (all unlabelled images: {sum(readings[i] == truth(i) for i in known) / len(known):.2%} read right)"
+        return line
 
     def order(self, generator, batch_size, rank, world):
         """This rank's indices into the combined tensors for one epoch (see the class's docstring)."""

@@ -29,9 +29,10 @@ from core.engine import (Keeper, WeightAverage, cooldown_schedule, evaluate, mak
 from core.files import RESULT_COLUMNS, append_row
 from core.metrics import accuracy
 from core.plot import plot_results
-from core.plan import (adopt_model, check_resume, plan_cooldown, plan_epochs, plan_patience, resolve_batch,
+from core.plan import (adopt_model, check_resume, describe_data, plan_cooldown, plan_epochs, plan_patience, resolve_batch,
                        resolve_data, resolve_init)
 from core.pseudo import load_unlabeled
+from core.teach import first_pseudo_labels, teach_unlabelled, zero_labels
 from core.runs import check_paths, choose_run, restore_row, run_paths
 from core.sets import load_data, test_folder
 
@@ -101,12 +102,12 @@ def resolve_start(s, resume, say, lead):
     return s, init, before, name
 
 
-def load_sets(r, opts, closing, lead):
+def load_sets(r, opts, closing, lead, taught=None):
     """Load the sets, plan the epochs, batch and regularisation (into r.s), and put the tensors in place."""
     s, say = r.s, r.say
     if not lead:  # rank 0 decodes first and fills the cache; the others then read it
         barrier(r.device)
-    r.train_set, r.val_set, r.test_set = load_data(s, r.codec, quiet=not lead)
+    r.train_set, r.val_set, r.test_set = load_data(s, r.codec, quiet=not lead, taught=taught)
     r.pseudo, unlabeled = load_unlabeled(s, r.train_set, r.val_set, r.test_set, r.codec, quiet=not lead)
     if lead:
         barrier(r.device)
@@ -141,6 +142,8 @@ def load_sets(r, opts, closing, lead):
         else:
             r.pseudo = None
     r.tensors, r.streamed = place(r.train_set, r.device, opts["stream"], say) if r.train_set else (None, False)
+    if r.pseudo and s.TEACHER and not taught:  # the teacher's readings: pseudo-labels from the first epoch
+        r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line))
     held = lambda part: part.tensors(r.device if fits_on_device(part.images.nbytes, r.device) else torch.device("cpu"))
     r.val, r.test = (held(part) if part else None for part in (r.val_set, r.test_set))
     r.steps = (r.producer.steps if r.producer else
@@ -367,11 +370,17 @@ def train(s, opts, rank, world, device, closing):
     lead = rank == 0
     say = print if lead else (lambda *a, **k: None)
     s, init, resume, name = resolve_start(s, opts["resume"], say, lead)
-    s, codec = resolve_data(s, say)
+    taught = None
+    if zero_labels(s):  # TEACHER, and no labels at all: its confident readings are the training labels
+        s, codec, *taught = teach_unlabelled(s, say)
+        describe_data(f"{s.TRAIN_DIR} (labels read by {s.TEACHER})", codec, {"CHARSET", "LENGTH", "IMAGE"},
+                      (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS), say)
+    else:
+        s, codec = resolve_data(s, say)
     best_path, last_path = run_paths(s, name)
     r = Run(s=s, say=say, device=device, rank=rank, world=world, name=name, best_path=best_path,
             last_path=last_path, codec=codec, start_epoch=resume["epoch"] + 1 if resume else 1)
-    budget = load_sets(r, opts, closing, lead)
+    budget = load_sets(r, opts, closing, lead, taught)
     if resume:
         check_resume(r.s, resume, last_path, codec, r.epochs)
     build(r, init, resume, opts)

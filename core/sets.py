@@ -28,9 +28,18 @@ def test_folder(s):
     return s.TEST_DIR if s.ONLINE else s.test_dir()
 
 
-def load_data(s, codec, quiet=False):
+def taught_set(s, codec, taught, quiet=False):
+    """The CaptchaSet of a teacher's readings (paths, texts): the training images of a run without labels."""
+    paths, texts = taught
+    images, ok, _ = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, s.CACHE_DIR, quiet)
+    keep = np.flatnonzero(ok)
+    return data.CaptchaSet([paths[i] for i in keep], [texts[i] for i in keep], images[keep], codec)
+
+
+def load_data(s, codec, quiet=False, taught=None):
     """(train, validation, test) CaptchaSets. Validation: a seeded VALIDATION part of TRAIN_DIR (ONLINE:
-    ONLINE_TEST captchas rendered with their own seed); test: s.test_dir(), or None. ONLINE: train is None."""
+    ONLINE_TEST captchas rendered with their own seed); test: s.test_dir(), or None. ONLINE: train is None.
+    taught: (paths, texts) a teacher read, the training images of a run without labels (core.teach)."""
     size = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)
     test_dir = test_folder(s)
     test = data.load_folder(test_dir, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet) if test_dir else None
@@ -41,8 +50,8 @@ def load_data(s, codec, quiet=False):
         texts = [codec.normalize(t) for t in texts]
         return None, data.CaptchaSet([f"{seed}-{i}" for i in range(len(texts))], texts,
                                      images.transpose(0, 2, 3, 1), codec), test
-    train_set = data.load_folder(s.TRAIN_DIR, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet,
-                                 unlabeled_ok=same_folder(s.UNLABELED_DIR, s.TRAIN_DIR))
+    train_set = taught_set(s, codec, taught, quiet) if taught else data.load_folder(
+        s.TRAIN_DIR, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet, unlabeled_ok=same_folder(s.UNLABELED_DIR, s.TRAIN_DIR))
     if 0 < s.LIMIT < len(train_set):  # a seeded sample, drawn apart from the validation split's seed
         keep = np.sort(torch.randperm(len(train_set), generator=torch.Generator().manual_seed(s.SEED + 1))
                        .numpy()[:s.LIMIT])

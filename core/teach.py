@@ -1,0 +1,131 @@
+"""A teacher in a training run (TEACHER): a pretrained general reader (core.teacher) reads the unlabelled images
+before the first epoch. With no labels at all its confident readings are the training set (charset, lengths
+and case inferred from them); with a few labels they are the unlabelled images' first pseudo-labels, trained on
+from the first epoch and replaced by the model's own readings where it becomes more confident.
+
+Readings are cached in CACHE_DIR (keyed by the files' paths, sizes and times, the teacher and the charset), so a
+second run on the same folder starts at once.
+"""
+import hashlib
+import json
+import os
+import sys
+
+from core import data
+from core.files import atomic_write
+from core.teacher import TeacherError, filter_readings, infer_charset_length, load_teacher, usefulness
+
+SAMPLE = 500  # images read first to infer the charset and lengths and to judge whether the teacher can help
+
+
+def zero_labels(s):
+    """Whether this run has no labels: TEACHER set, and the training folder is also the unlabelled one and lists
+    no labels (no labels.tsv, or an empty one)."""
+    if not s.TEACHER or s.ONLINE or not s.UNLABELED_DIR:
+        return False
+    if os.path.realpath(s.UNLABELED_DIR) != os.path.realpath(s.TRAIN_DIR):
+        return False
+    tsv = os.path.join(s.TRAIN_DIR, data.LABELS_FILE)
+    return not os.path.isfile(tsv) or not data.read_labels(s.TRAIN_DIR)
+
+
+def _key(paths, name, charset):
+    h = hashlib.sha1(f"teacher {name} {charset!r}".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            stamp = f"{st.st_size} {st.st_mtime_ns}"
+        except OSError:
+            stamp = "-"
+        h.update(f"{p}\0{stamp}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
+
+
+def read(s, paths, charset=None, say=print):
+    """[(text, confidence)] of the teacher for `paths` (charset: restrict the readings to it), cached."""
+    cache = os.path.join(s.CACHE_DIR, f"teacher-{_key(paths, s.TEACHER, charset)}.json") if s.CACHE_DIR else None
+    if cache and os.path.isfile(cache):
+        try:
+            with open(cache, encoding="utf-8") as f:
+                found = json.load(f)
+            if len(found) == len(paths):
+                return [(t, c) for t, c in found]
+        except (OSError, ValueError):
+            pass
+    teacher = load_teacher(s.TEACHER, threads=max(1, s.THREADS))
+    progress = None
+    if sys.stdout.isatty():
+        progress = lambda done, total: print(f"\r  teacher   {done}/{total}", end="" if done < total else "\n",
+                                             flush=True)
+    readings = [(r.text, r.confidence) for r in teacher.read(paths, charset=charset, progress=progress)]
+    if cache:
+        try:
+            atomic_write(cache, json.dumps(readings), mode="w")
+        except OSError:
+            pass  # the cache is optional
+    return readings
+
+
+def _readings(pairs):
+    from core.teacher import Reading
+    return [Reading(t, c) for t, c in pairs]
+
+
+def teach_unlabelled(s, say=print):
+    """Zero labels: (settings with CHARSET, LENGTH, CASE_SENSITIVE and the image size resolved, codec, paths,
+    texts) of the images the teacher reads confidently (TEACHER_THRESHOLD). TeacherError when it reads nothing
+    useful for this style."""
+    folder = s.UNLABELED_DIR
+    paths = [p for p, _ in data.unlabeled_images(folder)]
+    if not paths:
+        raise data.DataError(f"{folder}: no images to read (UNLABELED_DIR)")
+    sample = _readings(read(s, paths[:SAMPLE], None, say))
+    ok, why = usefulness(sample, s.TEACHER)
+    say(f"  teacher   {why}")
+    if not ok:
+        raise TeacherError(why)
+    inferred = infer_charset_length(sample)
+    charset, lengths, case = inferred.charset, inferred.lengths, inferred.case
+    if s.CHARSET != "infer":
+        charset = s.CHARSET
+    readings = _readings(read(s, paths, charset, say))
+    keep = filter_readings(readings, s.TEACHER_THRESHOLD, lengths, charset)
+    fold = {"upper": str.upper, "lower": str.lower}.get(case, str.upper)
+    texts = [fold(readings[i].text) for i in keep]
+    case_sensitive = case in ("upper", "lower")
+    codec = data.Codec("".join(sorted({c for t in texts for c in t})) if s.CHARSET == "infer" else fold(charset),
+                       (min(lengths), max(lengths)) if len(lengths) > 1 else lengths[0], case_sensitive)
+    kept = [paths[i] for i in keep]
+    if len(kept) < 20:
+        raise TeacherError(f"{s.TEACHER} read only {len(kept)} of {len(paths)} images with confidence >= "
+                           f"{s.TEACHER_THRESHOLD} (TEACHER_THRESHOLD): too few to train on; label 100 images instead")
+    say(f"  teacher   {len(kept)} of {len(paths)} images read with confidence >= {s.TEACHER_THRESHOLD} "
+        f"(TEACHER_THRESHOLD) are the training labels; {inferred.description}")
+    geometry = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)
+    if not all(geometry):
+        found = data.infer_geometry(kept, height=s.IMAGE_HEIGHT)
+        geometry = tuple(g or f for g, f in zip(geometry, found))
+    width, height, channels = geometry
+    s = s.replace(CHARSET=codec.charset, LENGTH=codec.length if codec.variable else codec.length[0],
+                  CASE_SENSITIVE=case_sensitive, IMAGE_WIDTH=width, IMAGE_HEIGHT=height, CHANNELS=channels)
+    return s, codec, kept, texts
+
+
+def first_pseudo_labels(s, paths, codec, say=print):
+    """A few labels: {index into paths: text} of the unlabelled images the teacher reads confidently within the
+    labels' charset and lengths (their first pseudo-labels)."""
+    readings = _readings(read(s, paths, codec.charset, say))
+    lo, hi = codec.length
+    chosen = {}
+    for i in filter_readings(readings, s.TEACHER_THRESHOLD, tuple(range(lo, hi + 1)), codec.charset):
+        text = codec.normalize(readings[i].text)
+        if codec.check(text) is not None:  # a letter in the other case than the labels': the labels' case
+            text = "".join(c if c in codec.index else c.swapcase() for c in text)
+        if codec.check(text) is None:
+            chosen[i] = text
+    say(f"  teacher   {len(chosen)} of {len(paths)} unlabelled images read by {s.TEACHER} with confidence >= "
+        f"{s.TEACHER_THRESHOLD} (TEACHER_THRESHOLD): their first pseudo-labels")
+    return chosen
+
+
+__all__ = ["TeacherError", "zero_labels", "read", "teach_unlabelled", "first_pseudo_labels"]
