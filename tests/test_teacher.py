@@ -1,0 +1,217 @@
+"""core/teacher.py: a pretrained reader (ddddocr) that labels captchas with no labels given.
+
+The inference helpers (infer_charset_length, usefulness, filter_readings) and the missing-package message
+always run; the readings themselves need the optional ddddocr package (requirements-ddddocr.txt) and read a
+few captcha_images_v2 test images in place and one seeded ImageCaptcha.
+"""
+import io
+import math
+import os
+import random
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from core.teacher import (Reading, TeacherError, filter_readings, infer_charset_length,  # noqa: E402
+                          load_teacher, usefulness)
+
+V2_TEST = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "captcha_images_v2", "test")
+
+
+def readings_of(texts, confidence=0.95):
+    return [Reading(t, confidence, tuple([confidence ** (1 / max(1, len(t)))] * len(t))) for t in texts]
+
+
+def captcha_like(count, charset="2345678bcdefgmnpwxy", length=5, seed=0):
+    rng = random.Random(seed)
+    return ["".join(rng.choice(charset) for _ in range(length)) for _ in range(count)]
+
+
+# ---- inference from readings (no ddddocr needed) ----
+
+def test_infer_charset_length_ignores_stray_characters_and_odd_lengths():
+    good = readings_of(captcha_like(200))
+    # what ddddocr does to a few: a stray character in front (CJK, punctuation, upper case), a dropped one
+    stray = readings_of(["飞3eny7", ",d3ycn", "Lc43b4", "wyp4", "7bw5ym"], confidence=0.2)
+    charset, lengths, case, description = infer_charset_length(good + stray)
+    assert charset == "2345678bcdefgmnpwxy"
+    assert lengths == (5,)
+    assert case == "lower"
+    assert "length 5" in description and "19 characters" in description and "\n" not in description
+
+
+def test_infer_uses_all_readings_when_few_are_confident():
+    low = readings_of(captcha_like(50, "0123456789", 4), confidence=0.3)
+    found = infer_charset_length(low)
+    assert (found.charset, found.lengths, found.case) == ("0123456789", (4,), None)
+    assert "50 readings of 50 images" in found.description
+
+
+def test_infer_several_lengths_and_case():
+    texts = [t for n in (4, 5, 6) for t in captcha_like(100, length=n, seed=n)]
+    found = infer_charset_length(readings_of(texts))
+    assert found.lengths == (4, 5, 6) and "lengths 4, 5, 6" in found.description
+    upper = infer_charset_length(readings_of([t.upper() for t in texts]))
+    assert upper.case == "upper" and upper.charset == "2345678BCDEFGMNPWXY"
+    # half the letters in each case (how ddddocr reads upper-case captchas): counted in lower case
+    rng = random.Random(4)
+    mixed = ["".join(c.upper() if rng.random() < 0.5 else c for c in t) for t in texts]
+    found = infer_charset_length(readings_of(mixed))
+    assert found.case == "mixed" and found.charset == "2345678bcdefgmnpwxy"
+    assert "counted in lower case" in found.description
+    kept = infer_charset_length(readings_of(mixed), case_sensitive=True)
+    assert kept.case == "mixed" and set(kept.charset) == set("2345678bcdefgmnpwxyBCDEFGMNPWXY")
+
+
+def test_infer_nothing_read():
+    found = infer_charset_length([Reading("", 0.0, (), "UnidentifiedImageError: x")] * 3)
+    assert (found.charset, found.lengths, found.case) == ("", (), None)
+    assert tuple(found)[:3] == ("", (), None)
+
+
+def test_usefulness_accepts_a_readable_style():
+    ok, reason = usefulness(readings_of(captcha_like(200)), name="ddddocr")
+    assert ok, reason
+    assert "5 characters from '2345678bcdefgmnpwxy'" in reason and "\n" not in reason
+
+
+@pytest.mark.parametrize("texts, confidence, words", [
+    (["12+3=?", "7x8=?", "15-6=?", "3+4=", "9÷3=?"] * 40, 0.95, "arithmetic"),
+    (["验证码", "上以久", "飞机"] * 60 + captcha_like(20), 0.95, "CJK"),
+    ([""] * 180 + captcha_like(20), 0.95, "no text in 90 %"),
+    ([t[:rng] for t, rng in zip(captcha_like(200, length=9), [1, 2, 3, 4, 5, 6, 7, 8, 9] * 30)], 0.95,
+     "text of one length"),
+    (captcha_like(200), 0.3, "with confidence >= 0.9"),
+])
+def test_usefulness_refuses_what_cannot_teach(texts, confidence, words):
+    ok, reason = usefulness(readings_of(texts, confidence), name="ddddocr", labels=100)
+    assert not ok
+    assert words in reason, reason
+    assert reason.startswith("ddddocr read") and reason.endswith("label 100 images instead") and "\n" not in reason
+
+
+def test_usefulness_of_nothing():
+    ok, reason = usefulness([])
+    assert not ok and "no images" in reason
+    ok, reason = usefulness([Reading("", 0.0, (), "OSError: x")] * 4)
+    assert not ok and "4 of them unreadable" in reason
+
+
+def test_filter_readings():
+    readings = [Reading("ab12", 0.95), Reading("ab1", 0.99), Reading("AB12", 0.97), Reading("ab12", 0.5),
+                Reading("", 1.0), Reading("", 0.0, (), "OSError: gone"), Reading("a-12", 0.99), Reading("xy99", 0.9)]
+    assert filter_readings(readings, 0.9) == [0, 1, 2, 6, 7]
+    assert filter_readings(readings, 0.9, lengths=(4,)) == [0, 2, 6, 7]
+    # a letter in either case passes a charset holding one case of it (as Teacher.read reads them)
+    assert filter_readings(readings, 0.9, (4,), "ab12") == [0, 2]
+    assert filter_readings(readings, 0.0, (3, 4), "abxy129") == [0, 1, 2, 3, 7]
+    assert filter_readings([], 0.9) == []
+
+
+def test_missing_package_names_the_fix(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ddddocr", None)  # import ddddocr now raises ImportError
+    with pytest.raises(TeacherError) as e:
+        load_teacher("ddddocr")
+    assert str(e.value) == ("--teacher=ddddocr needs the ddddocr package: pip install -r requirements-ddddocr.txt")
+
+
+def test_unknown_teacher_lists_the_known_ones():
+    with pytest.raises(TeacherError, match=r"unknown teacher 'paddle': known teachers are ddddocr"):
+        load_teacher("paddle")
+
+
+# ---- readings (need ddddocr) ----
+
+@pytest.fixture(scope="module")
+def teacher():
+    pytest.importorskip("ddddocr", reason="ddddocr is optional: pip install -r requirements-ddddocr.txt")
+    return load_teacher("ddddocr", threads=1)
+
+
+@pytest.fixture(scope="module")
+def v2_files():
+    if not os.path.isdir(V2_TEST):
+        pytest.skip(f"{V2_TEST} not found (the shared real sets)")
+    names = ["22d5n.png", "23mdg.png", "2cegf.png", "3eny7.png", "7wyp4.png", "nbwnn.png"]
+    return [os.path.join(V2_TEST, n) for n in names if os.path.exists(os.path.join(V2_TEST, n))]
+
+
+def test_reads_real_captchas_as_ddddocr_does(teacher, v2_files):
+    import ddddocr
+
+    readings = teacher.read(v2_files)
+    ocr = ddddocr.DdddOcr(show_ad=False)
+    assert [r.text for r in readings] == [ocr.classification(p) for p in v2_files]
+    labels = [os.path.basename(p)[:-4] for p in v2_files]
+    right = [r.text == label for r, label in zip(readings, labels)]
+    assert sum(right) >= len(labels) - 2, [r.text for r in readings]
+    for r in readings:
+        assert 0.0 <= r.confidence <= 1.0 and not r.error
+        assert len(r.chars) == len(r.text)
+        assert r.confidence == pytest.approx(math.prod(r.chars))
+    # right readings are the confident ones here: '3eny7' reads with a stray CJK character in front
+    worst_right = min(r.confidence for r, ok in zip(readings, right) if ok)
+    assert all(r.confidence < worst_right for r, ok in zip(readings, right) if not ok)
+
+
+def test_charset_restricts_the_reading(teacher, v2_files):
+    path = v2_files[0]  # 22d5n.png
+    free, = teacher.read([path])
+    assert free.text == "22d5n"
+    digits, = teacher.read([path], charset="0123456789")
+    assert set(digits.text) <= set("0123456789")
+    assert digits.confidence < free.confidence  # letters forced into digits are not believed
+    upper, = teacher.read([path], charset="23456789ABCDEFGHJKLMNPQRSTUVWXYZ")
+    assert upper.text == "22D5N" and upper.confidence >= free.confidence - 1e-6
+    # the inferred charset mends a stray character: '3eny7' reads with a CJK character in front without it
+    stray, = teacher.read([os.path.join(V2_TEST, "3eny7.png")])
+    mended, = teacher.read([os.path.join(V2_TEST, "3eny7.png")], charset="2345678bcdefgmnpwxy")
+    assert stray.text != "3eny7" and mended.text == "3eny7"
+
+
+def test_unreadable_images_read_empty(teacher, v2_files, tmp_path):
+    with open(v2_files[0], "rb") as f:
+        good = f.read()
+    truncated = good[: len(good) // 3]
+    items = [b"not an image", good, str(tmp_path / "missing.png"), truncated, b"", v2_files[0]]
+    readings = teacher.read(items)
+    assert len(readings) == len(items)
+    for i in (0, 2, 3, 4):
+        assert readings[i].text == "" and readings[i].confidence == 0.0 and readings[i].error
+    assert readings[1] == readings[5] and readings[1].text == "22d5n"  # bytes and path read the same
+    with pytest.raises(TypeError, match="list"):
+        teacher.read(v2_files[0])
+
+
+def test_generated_captcha_and_pil_input(teacher):
+    pytest.importorskip("captcha")
+    import captcha.image
+    from PIL import Image
+
+    class Seeded:  # captcha 0.7.1 draws from `secrets`: the same stand-in captchaGenerator.py uses
+        def __init__(self, rng):
+            self.randbelow, self.randbits, self.choice = (lambda n: rng.randrange(n)), rng.getrandbits, rng.choice
+
+    saved = captcha.image.secrets
+    captcha.image.secrets = Seeded(random.Random(7))
+    try:
+        image = captcha.image.ImageCaptcha(width=160, height=60).generate_image("4827")
+    finally:
+        captcha.image.secrets = saved
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    rgba = image.convert("RGBA")
+    readings = teacher.read([image, buffer.getvalue(), rgba], charset="0123456789")
+    assert readings[0] == readings[1] == readings[2]  # PIL image, PNG bytes, opaque RGBA: one reading
+    assert set(readings[0].text) <= set("0123456789") and 0.0 <= readings[0].confidence <= 1.0
+    # transparent PNGs often hide black under their clear background: it is laid on white before reading
+    # (DdddOcr's png_fix), so black ink on a clear background reads as black ink on white
+    ink = image.convert("L").point(lambda v: 255 if v < 160 else 0)
+    clear = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    clear.putalpha(ink)
+    on_white = Image.eval(ink, lambda v: 255 - v)
+    seen, expected = teacher.read([clear, on_white], charset="0123456789")
+    assert seen == expected and seen.text
