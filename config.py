@@ -26,7 +26,8 @@ SKIP_BAD = False          # True: drop unreadable / mislabelled files with a war
 UNLABELED_DIR = ""        # a folder of images without labels, also trained on with pseudo-labels; "" = none. The same
                           # folder as TRAIN_DIR: its images labels.tsv does not list (or, with LIMIT, those not sampled)
 PSEUDO_THRESHOLD = 0.9    # an image gets a pseudo-label when the model reads it with at least this sequence confidence
-PSEUDO_FROM = 0.5         # pseudo-labels start once the kept model reads this fraction of validation right (0-1)
+PSEUDO_FROM = 0.0         # pseudo-labels start once the kept model reads this fraction of validation right (0-1); 0 = after
+                          # the first epoch (only readings of PSEUDO_THRESHOLD confidence become pseudo-labels)
 PSEUDO_EVERY = 1.0        # refresh them when a better model is kept and the run has trained on at least this many
                           # times the number of unlabelled images since the last refresh (reading them costs time)
 PSEUDO_RATIO = 2.0        # pseudo-labelled images per labelled image in each epoch, at most

@@ -15,7 +15,6 @@ import models
 from core.batches import fits_on_device, host_tensors, to_float
 from core.checkpoint import load_matching
 from core.device import autocast, cpu_count, local_world
-from core.augment import Augment
 
 
 # the grid a checkpoint's temperature is fitted on, 0.5-2.8: a validation part read without a mistake would pull
@@ -157,8 +156,9 @@ class Keeper:
     after, None = not cooling) an epoch within SLACK of the fewest errors is kept whatever its loss: its weights
     were trained at a lower learning rate than any before, and validation cannot tell the two apart."""
 
-    def __init__(self, n_val, state=None):
-        self.n_val, self.slack = n_val, max(1, round(SLACK * n_val))
+    def __init__(self, n_val, state=None, chooses=True):
+        # chooses False (a validation part too small to choose on): every epoch is kept, so the last one is
+        self.n_val, self.slack, self.chooses = n_val, max(1, round(SLACK * n_val)), chooses
         self.fewest, self.kept, self.since = math.inf, None, 0
         self.best_char, self.best_loss = -math.inf, math.inf
         self.cool_until = None
@@ -170,7 +170,7 @@ class Keeper:
     def offer(self, epoch, seq, char, loss, test=None):
         """Whether this epoch's checkpoint is kept; seq/char: validation accuracies, test: (seq, char) or None."""
         errors = round((1 - seq) * self.n_val) if self.n_val else 0
-        keep = (not self.n_val or errors < self.fewest
+        keep = (not self.n_val or not self.chooses or errors < self.fewest
                 or errors <= self.fewest + self.slack and (self.cool_until is not None or loss < self.kept["loss"]))
         progress = keep or char > self.best_char or loss < self.best_loss
         self.fewest = min(self.fewest, errors)

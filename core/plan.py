@@ -13,6 +13,10 @@ SMALL_SET = 20_000          # training images under which AUGMENT = -1 and LABEL
 AUTO_AUGMENT = 0.5          # AUGMENT = -1: the strength used for a small set
 AUTO_SMOOTHING = 0.1        # LABEL_SMOOTHING = -1: the weight used for a small set
 MIN_EPOCHS, MAX_EPOCHS = 10, 300  # EPOCHS = 0: the range the data-sized budget is kept in
+SMALL_VALIDATION = 50       # a validation part of fewer images chooses nothing: one image is 2 % or more of it, and
+                            # the epoch it would choose is noise; the run follows its schedule and keeps the last epoch
+PERFECT_COOLDOWN = 0.1      # validation read without a mistake: the learning rate falls to 0 over this fraction of
+                            # the planned epochs (at least 1), then the run stops (a longer run cannot read it better)
 
 
 class Settings:
@@ -113,9 +117,10 @@ def plan_batch(s, n_train):
     return max(16, min(128, 2 ** round(math.log2(max(1, n_train / 16)))))
 
 
-def plan_patience(s, epochs):
-    """PATIENCE, or (0) a quarter of the planned epochs, at least 3; None = never stop early."""
-    if s.PATIENCE < 0:
+def plan_patience(s, epochs, n_val=None):
+    """PATIENCE, or (0) a quarter of the planned epochs, at least 3; None = never stop early (also, unless PATIENCE
+    is set, for a validation part under SMALL_VALIDATION images: too small to tell progress from noise)."""
+    if s.PATIENCE < 0 or not s.PATIENCE and n_val is not None and n_val < SMALL_VALIDATION:
         return None
     return s.PATIENCE or max(3, epochs // 4)
 

@@ -29,8 +29,8 @@ from core.engine import (Keeper, WeightAverage, cooldown_schedule, evaluate, mak
 from core.files import RESULT_COLUMNS, append_row
 from core.metrics import accuracy
 from core.plot import plot_results
-from core.plan import (adopt_model, check_resume, describe_data, plan_cooldown, plan_epochs, plan_patience, resolve_batch,
-                       resolve_data, resolve_init)
+from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
+                       plan_epochs, plan_patience, resolve_batch, resolve_data, resolve_init)
 from core.pseudo import load_unlabeled
 from core.teach import first_pseudo_labels, teach_unlabelled, zero_labels
 from core.runs import check_paths, choose_run, restore_row, run_paths
@@ -115,7 +115,11 @@ def load_sets(r, opts, closing, lead, taught=None):
     budget = s.EPOCHS
     r.epochs = plan_epochs(s, r.pseudo.epoch_images if r.pseudo else n_train if n_train else s.ONLINE_COUNT)
     r.s = s = resolve_batch(s, n_train, r.epochs)  # EPOCHS, BATCH_SIZE, AUGMENT, LABEL_SMOOTHING: in the checkpoint
-    r.patience = plan_patience(s, r.epochs)
+    n_val = len(r.val_set) if r.val_set else 0
+    r.patience = plan_patience(s, r.epochs, n_val if r.val_set else None)
+    if r.val_set and n_val < SMALL_VALIDATION:
+        say(f"  choose    the validation part holds {n_val} images, too few to choose an epoch on (under "
+            f"{SMALL_VALIDATION}): the run follows its schedule and keeps its last epoch")
     if s.ONLINE:  # the processes render (PIL, numpy) and never touch the device
         r.producer = closing.enter_context(fresh.Producer(
             s.SEED, s.ONLINE_COUNT, s.BATCH_SIZE, r.codec.charset, r.codec.length[1], s.IMAGE_WIDTH,
@@ -163,7 +167,8 @@ def build(r, init, resume, opts):
     r.optimizer = make_optimizer(s, r.model, r.device)
     r.scheduler = torch.optim.lr_scheduler.OneCycleLR(r.optimizer, s.LR, total_steps=r.epochs * r.steps,
                                                       pct_start=0.15)
-    r.keeper = Keeper(len(r.val_set) if r.val_set else 0, resume.get("keeper") if resume else None)
+    n_val = len(r.val_set) if r.val_set else 0
+    r.keeper = Keeper(n_val, resume.get("keeper") if resume else None, chooses=n_val >= SMALL_VALIDATION)
     if resume:  # with EMA the checkpoint's "model" is the average, "trained" the weights the optimizer steps
         r.model.load_state_dict(resume.get("trained") or resume["model"])
         r.optimizer.load_state_dict(resume["optimizer"])
@@ -315,6 +320,11 @@ def stop_reason(r, epoch, f):
             return f"{why}: stopping after epoch {epoch}", 0
         r.say(f"{why}: the learning rate now falls to 0 over {cool} epoch{'s' * (cool > 1)} (COOLDOWN "
               f"{s.COOLDOWN}), then the run stops")
+        return "", cool
+    if r.val_set and keeper.chooses and f["val_seq"] >= 1 and epoch < r.epochs and not cooling:
+        cool = min(max(1, round(PERFECT_COOLDOWN * r.epochs)), r.epochs - epoch)
+        r.say(f"validation read all {len(r.val_set)} images right: the learning rate now falls to 0 over {cool} "
+              f"epoch{'s' * (cool > 1)}, then the run stops")
         return "", cool
     if s.TIME_LIMIT and r.trained_seconds >= s.TIME_LIMIT and epoch < r.epochs:
         return f"TIME_LIMIT {s.TIME_LIMIT:g}s reached after epoch {epoch}", 0
