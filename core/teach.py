@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+import config
 from core import data
 from core.files import atomic_write
 from core.teacher import TeacherError, filter_readings, infer_charset_length, load_teacher, usefulness
@@ -90,9 +91,11 @@ def teach_unlabelled(s, say=print):
         charset = s.CHARSET
     readings = _readings(read(s, paths, charset, say))
     keep = filter_readings(readings, s.TEACHER_THRESHOLD, lengths, charset)
-    fold = {"upper": str.upper, "lower": str.lower}.get(case, str.upper)
+    # the teacher's letter case cannot be trusted (ddddocr reads capitals in either case): letters are read without
+    # case, in capitals, unless CASE_SENSITIVE was set on the command line (then in the case the readings show)
+    case_sensitive = "CASE_SENSITIVE" in config.given() and s.CASE_SENSITIVE and case in ("upper", "lower")
+    fold = str.lower if case_sensitive and case == "lower" else str.upper
     texts = [fold(readings[i].text) for i in keep]
-    case_sensitive = case in ("upper", "lower")
     codec = data.Codec("".join(sorted({c for t in texts for c in t})) if s.CHARSET == "infer" else fold(charset),
                        (min(lengths), max(lengths)) if len(lengths) > 1 else lengths[0], case_sensitive)
     kept = [paths[i] for i in keep]
