@@ -70,7 +70,7 @@ IMAGES_SEEN = 400_000     # with EPOCHS = 0: training images the run plans to se
 PATIENCE = 0              # stop after this many epochs without progress on validation (fewer errors, a better character
                           # accuracy or a lower loss); 0 = a quarter of the planned epochs (at least 3); negative = never
 COOLDOWN = 0.0            # > 0: when PATIENCE ends a run, the learning rate first falls linearly to 0 over this fraction
-                          # of the planned epochs (at least 1), and a cooled epoch within train.SLACK of the fewest
+                          # of the planned epochs (at least 1), and a cooled epoch within core.engine.SLACK of the fewest
                           # validation errors is kept whatever its loss; 0 = stop at once (measured: BENCHMARKS.md)
 EMA = 0.999               # > 0: evaluate, keep and save an exponential moving average of the weights, decay
                           # min(EMA, (1 + n) / (10 + n)) after n steps; 0 = the trained weights themselves

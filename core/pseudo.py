@@ -11,6 +11,7 @@ from core import data
 from core.batches import epoch_order, to_float
 from core.device import autocast
 from core.sets import same_folder, test_folder
+from core.teach import zero_labels
 
 
 class PseudoLabels:
@@ -139,7 +140,9 @@ def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
         raise config.ConfigError("UNLABELED_DIR needs a validation part (VALIDATION > 0): it decides when the model "
                                  "is good enough to give pseudo-labels (PSEUDO_FROM)")
     labelled = [p for part in (train_set, val_set, test_set) if part for p in part.paths]
-    items = data.unlabeled_images(folder, labelled, truth_from_names=same_folder(folder, s.TRAIN_DIR))
+    # file names are labels only in a folder of labelled images (not in one a teacher reads for want of labels)
+    names_are_labels = same_folder(folder, s.TRAIN_DIR) and not zero_labels(s)
+    items = data.unlabeled_images(folder, labelled, truth_from_names=names_are_labels)
     paths = [p for p, _ in items]
     images, ok, failed = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS,
                                             s.CACHE_DIR, quiet)

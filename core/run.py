@@ -137,8 +137,9 @@ def load_sets(r, opts, closing, lead, taught=None):
     if r.pseudo is not None:
         say(f"  unlabeled {len(r.pseudo)} images from {s.UNLABELED_DIR} (UNLABELED_DIR): up to "
             f"{r.pseudo.extra} pseudo-labelled images an epoch (PSEUDO_RATIO={s.PSEUDO_RATIO}), read with "
-            f"confidence >= {s.PSEUDO_THRESHOLD} by the kept model once it reads {s.PSEUDO_FROM:.0%} of "
-            f"validation (PSEUDO_THRESHOLD, PSEUDO_FROM)")
+            f"confidence >= {s.PSEUDO_THRESHOLD} by the kept model "
+            + (f"once it reads {s.PSEUDO_FROM:.0%} of validation" if s.PSEUDO_FROM else "from the first epoch on")
+            + " (PSEUDO_THRESHOLD, PSEUDO_FROM)")
         if len(r.pseudo):  # one set: the labelled images, then the unlabelled ones (label rows filled by refreshes)
             r.train_set = data.CaptchaSet(r.train_set.paths + r.pseudo.paths,
                                           r.train_set.texts + [""] * len(r.pseudo),
