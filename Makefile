@@ -1,6 +1,7 @@
 # make install: fresh clone -> .venv (the pinned requirements), nothing else
 # make demo:    fresh clone -> .venv -> generate -> train -> test -> predict -> plot
-# make test:    fresh clone -> .venv -> pytest
+# make test:    fresh clone -> .venv (with the optional ddddocr extra) -> the whole suite (what CI runs)
+# make test-fast: the tests that train nothing and start no server or browser (under 2 minutes on 2 cores)
 VENV := .venv
 PY := $(VENV)/bin/python
 TRAIN_COUNT ?= 30000
@@ -8,7 +9,7 @@ TEST_COUNT ?= 2000
 # 6 epochs fit the demo in 15 minutes on a 2-core CPU (EPOCHS=0, train.py's default, plans 15 for 27 000 images)
 DEMO_EPOCHS ?= 6
 
-.PHONY: install demo test pretrained-model default-model bench-real wheels gpu-run clean
+.PHONY: install demo test test-fast pretrained-model default-model bench-real wheels gpu-run clean
 
 # pip byte-compiles on one core; compileall does the same on every core (about 45 s less on 2 cores). As with pip,
 # the few files of the installed packages that do not compile (e.g. torch test code in newer Python syntax) are skipped
@@ -67,8 +68,17 @@ default-model: $(CAPTCHA_WHEEL)
 		--train_args="--epochs=28 --online_count=61440 --time_limit=400"
 	cp $(DEFAULT_OUT)/gpu_cnn_ctc_best.pt weights/default.pt
 
-test: $(VENV)/.installed
+# ddddocr (MIT), an optional extra: the zero-label teacher (TEACHER=ddddocr) and export.py --format=ddddocr; the
+# suite tests both with it
+$(VENV)/.ddddocr: requirements-ddddocr.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-ddddocr.txt
+	touch $@
+
+test: $(VENV)/.installed $(VENV)/.ddddocr
 	$(PY) -m pytest -q -n auto --dist=loadfile --durations=20 tests
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -n auto --dist=loadfile -m "not slow" tests
 
 clean:
 	rm -rf dataset/train dataset/test dataset/.cache results.txt results.png
