@@ -27,43 +27,43 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
-import data  # noqa: E402
-import online  # noqa: E402
-import torch_util  # noqa: E402
-import train  # noqa: E402
+from core import data  # noqa: E402
+from core import fresh  # noqa: E402
+from core.augment import Augment  # noqa: E402
+from core.batches import epoch_order, resident_batches, stream_batches  # noqa: E402
+from core.device import cpu_count, pick_device, seed_everything, set_threads, sync  # noqa: E402
+from core.engine import make_model, make_optimizer, online_batches, online_workers, place, train_one_epoch  # noqa: E402
+from core.plan import Settings, plan_batch, resolve_data, resolve_small_set  # noqa: E402
 
 GEN_TASK = 50  # images per generation task: small tasks share the work evenly between processes
 
 
-def load_set(say):
-    """(codec, CaptchaSet, where it came from, the batch size train.py takes for it), with train.py's charset, label
-    length and image size: TRAIN_DIR's images; without TRAIN_DIR, or with ONLINE, a small set rendered in memory
-    (4 batches, at least 256) of the captchas ONLINE training renders (GEN_* unless CHARSET / LENGTH / IMAGE_*
-    are set), standing for fresh data."""
+def load_set(s, say):
+    """(settings, codec, CaptchaSet, where it came from, the batch size train.py takes for it), with train.py's
+    charset, label length and image size resolved into the settings: TRAIN_DIR's images; without TRAIN_DIR, or
+    with ONLINE, a small set rendered in memory (4 batches, at least 256) of the captchas ONLINE training renders
+    (GEN_* unless CHARSET / LENGTH / IMAGE_* are set), standing for fresh data."""
     quiet = lambda *a, **k: None  # noqa: E731
-    if not config.ONLINE and os.path.isdir(config.TRAIN_DIR):
-        codec = train.resolve_data(say=quiet)
-        dataset = data.load_folder(config.TRAIN_DIR, codec, *geometry(), config.CACHE_DIR, config.SKIP_BAD, quiet=True)
-        return codec, dataset, config.TRAIN_DIR, train.plan_batch(len(dataset))
-    online_before, config.ONLINE = config.ONLINE, True
-    try:
-        codec = train.resolve_data(say=quiet)
-    finally:
-        config.ONLINE = online_before
-    batch_size = train.plan_batch(None)
+    if not s.ONLINE and os.path.isdir(s.TRAIN_DIR):
+        s, codec = resolve_data(s, say=quiet)
+        dataset = data.load_folder(s.TRAIN_DIR, codec, *geometry(s), s.CACHE_DIR, s.SKIP_BAD, quiet=True)
+        return s, codec, dataset, s.TRAIN_DIR, plan_batch(s, len(dataset))
+    resolved, codec = resolve_data(s.replace(ONLINE=True), say=quiet)
+    s = resolved.replace(ONLINE=s.ONLINE)
+    batch_size = plan_batch(s, None)
     count = max(256, 4 * batch_size)
-    say(f"no {config.TRAIN_DIR}: generating {count} captchas in memory" if not config.ONLINE else
+    say(f"no {s.TRAIN_DIR}: generating {count} captchas in memory" if not s.ONLINE else
         f"model-only batch: {count} captchas generated in memory")
-    images, texts = online.render_set("bench", count, codec.charset, codec.length[1], *geometry(), config.FONTS,
-                                      processes=torch_util.cpu_count())
+    images, texts = fresh.render_set("bench", count, codec.charset, codec.length[1], *geometry(s), s.FONTS,
+                                     processes=cpu_count())
     texts = [codec.normalize(t) for t in texts]
     dataset = data.CaptchaSet([f"bench-{i}" for i in range(count)], texts, images.transpose(0, 2, 3, 1), codec)
-    return codec, dataset, f"{count} captchas (generated)", batch_size
+    return s, codec, dataset, f"{count} captchas (generated)", batch_size
 
 
-def geometry():
-    """(IMAGE_WIDTH, IMAGE_HEIGHT, CHANNELS) as train.resolve_data set them."""
-    return config.IMAGE_WIDTH, config.IMAGE_HEIGHT, config.CHANNELS
+def geometry(s):
+    """(IMAGE_WIDTH, IMAGE_HEIGHT, CHANNELS) as resolve_data resolved them."""
+    return s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS
 
 
 def rate(x):
@@ -91,7 +91,7 @@ def interleaved(sources, steps, seconds, device):
     first = next(iter(sources))
     t0 = time.perf_counter()
     steps(sources[first], 1)
-    torch_util.sync(device)
+    sync(device)
     block = max(1, round(min(1.0, seconds / 4) / max(time.perf_counter() - t0, 1e-6)))
     spent, cpu = dict.fromkeys(sources, 0.0), dict.fromkeys(sources, 0.0)
     images = dict.fromkeys(sources, 0)
@@ -99,7 +99,7 @@ def interleaved(sources, steps, seconds, device):
         for name, source in sources.items():
             t0, c0 = time.perf_counter(), time.process_time()
             images[name] += steps(source, block)
-            torch_util.sync(device)
+            sync(device)
             spent[name] += time.perf_counter() - t0
             cpu[name] += time.process_time() - c0
     return {name: (images[name] / spent[name], images[name] / max(cpu[name], 1e-9)) for name in sources}
@@ -107,65 +107,65 @@ def interleaved(sources, steps, seconds, device):
 
 def generation_rates(process_counts, per_process, seed="bench"):
     """{processes: (images/s, images per CPU-second of one process)} for each number of processes, rendering the
-    captchas captchaGenerator.py writes (GEN_*) in memory (online.render_chunk), `per_process` images each."""
+    captchas captchaGenerator.py writes (GEN_*) in memory (fresh.render_chunk), `per_process` images each."""
     shape = (config.GEN_CHARSET, config.GEN_LENGTH, config.GEN_WIDTH, config.GEN_HEIGHT, config.CHANNELS or 1)
     rates = {}
     for p in process_counts:
         size = (config.GEN_WIDTH, config.GEN_HEIGHT, config.FONTS)
-        with mp.get_context("fork").Pool(p, online._init, size) as pool:
-            pool.map(online.render_chunk, [(seed, 10**6 + i, 1) + shape for i in range(p)], chunksize=1)  # load fonts
+        with mp.get_context("fork").Pool(p, fresh._init, size) as pool:
+            pool.map(fresh.render_chunk, [(seed, 10**6 + i, 1) + shape for i in range(p)], chunksize=1)  # load fonts
             count = max(GEN_TASK, per_process * p // GEN_TASK * GEN_TASK)
             tasks = [(seed, i, GEN_TASK) + shape for i in range(0, count, GEN_TASK)]
             t0 = time.perf_counter()
-            done = pool.map(online.render_chunk, tasks, chunksize=1)
+            done = pool.map(fresh.render_chunk, tasks, chunksize=1)
             rates[p] = count / (time.perf_counter() - t0), count / sum(d[3] for d in done)
     return rates
 
 
-def measure(device, seconds=6.0, warmup=3, channels_last=None, compile_backend="inductor", say=print):
-    """Model-only and full-pipeline training images/s of config.MODEL (with config.py's settings) on `device`,
+def measure(s, device, seconds=6.0, warmup=3, channels_last=None, compile_backend="inductor", say=print):
+    """Model-only and full-pipeline training images/s of s.MODEL (with the settings `s`) on `device`,
     measured as the module docstring says. Returns a dict: model / pipeline (images/s), model_cpu / pipeline_cpu
     (images per CPU-second of this process), ratio, peak_bytes and peak (what the peak counts), pipeline_origin,
     parameters, batch_size."""
-    codec, dataset, origin, batch_size = load_set(say)
+    s, codec, dataset, origin, batch_size = load_set(s, say)
     if len(dataset) < batch_size:
         raise data.DataError(f"{origin} has {len(dataset)} images, fewer than one batch ({batch_size})")
-    train.resolve_small_set(None if config.ONLINE else len(dataset))  # AUGMENT, LABEL_SMOOTHING
-    tensors, streamed = train.place(dataset, device, "auto", say=lambda *a: None)
+    s = resolve_small_set(s, None if s.ONLINE else len(dataset))  # AUGMENT, LABEL_SMOOTHING
+    tensors, streamed = place(dataset, device, "auto", say=lambda *a: None)
     fixed = tuple(t[:batch_size].to(device) for t in tensors)
 
-    torch_util.seed_everything(config.SEED)
-    model, _, loss_fn, channels_last = train.make_model(codec, device, channels_last=channels_last)
-    optimizer = train.make_optimizer(model, device)
+    seed_everything(s.SEED)
+    model, _, loss_fn, channels_last = make_model(s, codec, device, channels_last=channels_last)
+    optimizer = make_optimizer(s, model, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    net = torch.compile(model, backend=compile_backend) if config.COMPILE else model
-    augment = data.Augment.from_config(config)
+    net = torch.compile(model, backend=compile_backend) if s.COMPILE else model
+    augment = Augment.from_config(s)
     params = sum(p.numel() for p in model.parameters())
-    say(f"model {params / 1e6:.2f} M parameters, batch {batch_size}, {config.IMAGE_WIDTH}x{config.IMAGE_HEIGHT}x"
-        f"{config.CHANNELS}, bf16 autocast {'on' if device.type == 'cuda' else 'off'}, channels_last "
-        f"{'on' if channels_last else 'off'}, torch.compile {'on' if config.COMPILE else 'off'}, fused AdamW "
+    say(f"model {params / 1e6:.2f} M parameters, batch {batch_size}, {s.IMAGE_WIDTH}x{s.IMAGE_HEIGHT}x"
+        f"{s.CHANNELS}, bf16 autocast {'on' if device.type == 'cuda' else 'off'}, channels_last "
+        f"{'on' if channels_last else 'off'}, torch.compile {'on' if s.COMPILE else 'off'}, fused AdamW "
         f"{'on' if device.type == 'cuda' else 'off'}, augmentation {augment}")
 
     producer = None
-    if config.ONLINE:
-        workers = train.online_workers(device)
-        producer = online.Producer(config.SEED, config.ONLINE_COUNT, batch_size, codec.charset, codec.length[1],
-                                   *geometry(), config.FONTS, workers, 1, 10**6)
-        pipeline = endless(lambda epoch: train.online_batches(producer, batch_size, device, codec))
+    if s.ONLINE:
+        workers = online_workers(s, device)
+        producer = fresh.Producer(s.SEED, s.ONLINE_COUNT, batch_size, codec.charset, codec.length[1],
+                                  *geometry(s), s.FONTS, workers, 1, 10**6)
+        pipeline = endless(lambda epoch: online_batches(producer, batch_size, device, codec))
         origin = f"ONLINE: {workers} generator process{'es' if workers > 1 else ''}, chunks of {producer.chunk}"
     else:
         def epoch_batches(epoch):
-            order = data.epoch_order(len(dataset), batch_size, torch.Generator().manual_seed(epoch))
-            return (data.stream_batches(tensors, order, batch_size, device) if streamed
-                    else data.resident_batches(tensors, order, batch_size))
+            order = epoch_order(len(dataset), batch_size, torch.Generator().manual_seed(epoch))
+            return (stream_batches(tensors, order, batch_size, device) if streamed
+                    else resident_batches(tensors, order, batch_size))
         pipeline = endless(epoch_batches)
         kept = "streamed from pinned host memory" if streamed else f"resident on {device}"
         origin = f"{origin}: {len(dataset)} images, {dataset.images.nbytes / 2**30:.2f} GiB uint8, {kept}"
     sources = {"model": itertools.repeat(fixed), "pipeline": pipeline}
 
     def steps(source, n):
-        train.train_one_epoch(net, optimizer, scheduler, loss_fn, itertools.islice(source, n), n, device, "",
-                              augment, channels_last, bar=False)
+        train_one_epoch(net, optimizer, scheduler, loss_fn, itertools.islice(source, n), n, device, "",
+                        augment, channels_last, bar=False)
         return n * batch_size
 
     try:
@@ -173,7 +173,7 @@ def measure(device, seconds=6.0, warmup=3, channels_last=None, compile_backend="
             torch.cuda.reset_peak_memory_stats(device)
         for source in sources.values():  # first steps allocate, pick kernels, compile
             steps(source, warmup)
-        torch_util.sync(device)
+        sync(device)
         if producer:  # one after the other: the generators would fill their queue during the model's blocks
             rates = {name: interleaved({name: source}, steps, seconds, device)[name]
                      for name, source in sources.items()}
@@ -196,18 +196,19 @@ def measure(device, seconds=6.0, warmup=3, channels_last=None, compile_backend="
 def main():
     _, opts = config.parse(seconds=6.0, warmup=3, gen_images=300, processes=0, channels_last="auto",
                            compile_backend="inductor")
-    torch_util.set_threads(config.THREADS)
-    device = torch_util.pick_device(config.DEVICE)
+    s = Settings()
+    set_threads(s.THREADS)
+    device = pick_device(s.DEVICE)
     say = print
     load = os.getloadavg()
     if device.type == "cuda":
         where = torch.cuda.get_device_name(device)
     else:
         where = f"{cpu_name()}, {torch.get_num_threads()} thread" + "s" * (torch.get_num_threads() > 1)
-    say(f"bench: {config.MODEL} on {device} ({where}), torch {torch.__version__}, {torch_util.cpu_count()} cores, "
+    say(f"bench: {s.MODEL} on {device} ({where}), torch {torch.__version__}, {cpu_count()} cores, "
         f"load average {load[0]:.2f}")
     layout = {"auto": None, "1": True, "0": False}[opts["channels_last"]]
-    r = measure(device, opts["seconds"], opts["warmup"], layout, opts["compile_backend"], say)
+    r = measure(s, device, opts["seconds"], opts["warmup"], layout, opts["compile_backend"], say)
     say(f"model only:    {rate(r['model']):>8} img/s  (a fixed batch already on the device, full training step)")
     say(f"full pipeline: {rate(r['pipeline']):>8} img/s  ({r['pipeline_origin']})")
     say(f"ratio:         {r['ratio']:8.3f}")
@@ -217,7 +218,7 @@ def main():
             f"processes took)")
     say(f"peak memory:   {r['peak_bytes'] / 2**30:.2f} GiB ({r['peak']})")
 
-    processes = opts["processes"] or torch_util.cpu_count()
+    processes = opts["processes"] or cpu_count()
     gen = generation_rates(range(1, processes + 1), opts["gen_images"])
     say("generation:    " + ", ".join(f"{p}: {r:.0f}" for p, (r, _) in gen.items()) + " img/s by processes "
         f"({opts['gen_images']} images each, in memory)")

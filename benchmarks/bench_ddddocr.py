@@ -25,9 +25,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
-import captchaGenerator  # noqa: E402
+from core.checkpoint import CheckpointError, default_checkpoint  # noqa: E402
+from core.generate import generate  # noqa: E402
+from core.inference import Predictor  # noqa: E402
 import config  # noqa: E402
-import torch_util  # noqa: E402
 
 SEED = 777
 CHARSET = string.digits + string.ascii_uppercase
@@ -42,7 +43,7 @@ def bench_images(folder, count, processes=None):
         return sorted(f for f in names if f.endswith(".png") and int(f[:-4].rpartition("-")[2]) < count)
 
     if len(present()) < count:
-        captchaGenerator.generate(folder, count, SEED, CHARSET, LENGTH, WIDTH, HEIGHT, processes=processes)
+        generate(folder, count, SEED, CHARSET, LENGTH, WIDTH, HEIGHT, processes=processes)
     return [(name.split("_")[0], open(os.path.join(folder, name), "rb").read()) for name in present()]
 
 
@@ -84,7 +85,7 @@ def ddddocr_reader(beta=False):
 
 def our_reader(path):
     """bytes -> text with our model (.pt on torch, .onnx on onnxruntime), on one thread."""
-    predictor = torch_util.Predictor(path, "cpu", threads=1)
+    predictor = Predictor(path, "cpu", threads=1)
 
     def read(raw):
         return predictor.predict_arrays(predictor.load(io.BytesIO(raw))[None])[0][0]
@@ -109,7 +110,7 @@ def main():
     _, opts = config.parse(checkpoint="", count=2000, dir=os.path.join(config.DATASET_DIR, "ddddocr_bench"),
                            beta=False)
     torch.set_num_threads(1)
-    path = opts["checkpoint"] or torch_util.default_checkpoint()
+    path = opts["checkpoint"] or default_checkpoint()
     readers = [("ddddocr 1.6.1", ddddocr_reader())]
     if opts["beta"]:
         readers.append(("ddddocr 1.6.1 beta=True", ddddocr_reader(beta=True)))
@@ -129,5 +130,5 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (config.ConfigError, torch_util.CheckpointError) as e:
+    except (config.ConfigError, CheckpointError) as e:
         sys.exit(f"error: {e}")

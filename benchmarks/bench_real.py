@@ -29,14 +29,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
-import data  # noqa: E402
-import torch_util  # noqa: E402
+from core import data  # noqa: E402
+from core.files import read_results  # noqa: E402
 
 OUT = os.path.abspath("bench_real")  # in the folder it is run from
 SETS = {"captcha_images_v2": 0.995, "henan_digits": 0.999}  # set -> goal (test sequence accuracy)
 FINAL = re.compile(r"best: (\S+) \(epoch (\d+)\), validation seq acc ([\d.]+) \(char ([\d.]+)\)"
                    r"(?:, test seq acc ([\d.]+) \(char ([\d.]+)\))?")
-PSEUDO = re.compile(r"^unlabeled: .*$", re.M)
+PSEUDO = re.compile(r"^==> (unlabeled: .*)$", re.M)
 TESTED = re.compile(r"sequence accuracy ([\d.]+) \((\d+)/(\d+)\), character accuracy ([\d.]+)")
 
 
@@ -78,7 +78,7 @@ def bench(name, root, size, overrides, reuse=False, unlabeled=False):
     if finished:
         print(f"{name} ({size} labelled{tag}): training finished before; testing it", flush=True)
         text = open(log).read()
-        seconds = sum(float(r["seconds"]) for r in torch_util.read_results(f"{out}/results.txt"))
+        seconds = sum(float(r["seconds"]) for r in read_results(f"{out}/results.txt"))
     else:
         shutil.rmtree(out, ignore_errors=True)  # a fresh run each time (never `<run>-2` beside an old one)
         os.makedirs(out)
@@ -95,7 +95,7 @@ def bench(name, root, size, overrides, reuse=False, unlabeled=False):
     row = dict(set=name, size=size, variant=tag[1:] or "default", seconds=seconds, epochs=epochs,
                kept=int(final[2]), val=float(final[3]), seq=float(tested[1]), right=int(tested[2]),
                n=int(tested[3]), char=float(tested[4]), goal=SETS[name], overrides=overrides,
-               pseudo=pseudo[0] if pseudo else "")
+               pseudo=pseudo[1] if pseudo else "")
     with open(point, "w") as f:
         json.dump(row, f, indent=1)
     return row

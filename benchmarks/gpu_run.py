@@ -6,7 +6,7 @@ they are known (a run cut short still reports what it measured):
     python benchmarks/gpu_run.py --smoke=1 --out=/tmp/s  # the same script on the CPU at a tiny scale (a minute)
 
 1. environment: the GPU, torch / torchvision / Python / captcha versions, the CPU and its cores, the date;
-2. generation: captchas rendered per second in memory (online.render_chunk) by one process and by one per core;
+2. generation: captchas rendered per second in memory (fresh.render_chunk) by one process and by one per core;
 3. bench: benchmarks/bench.py's full-pipeline / model-only ratio (1.0: the data path costs nothing) for the
    default model (cnn_ctc, no sequence model) and for resnet18, with the peak GPU memory of each;
 4. recipe: `train.py --online=1` trains cnn_ctc on fresh captchas rendered by every core but one while the GPU
@@ -43,10 +43,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import config  # noqa: E402
-import online  # noqa: E402
-import test  # noqa: E402
-import torch_util  # noqa: E402
-import train  # noqa: E402
+from core import fresh  # noqa: E402
+from core.checkpoint import CheckpointError, DEFAULT_CHECKPOINT  # noqa: E402
+from core.device import cpu_count, pick_device, set_threads  # noqa: E402
+from core.files import atomic_write  # noqa: E402
+from core.inference import Predictor  # noqa: E402
+from core.metrics import accuracy, confusions  # noqa: E402
+from core.plan import Settings, plan_batch  # noqa: E402
 from benchmarks import bench  # noqa: E402
 
 WHEELS = os.path.join(ROOT, "wheels")
@@ -89,7 +92,7 @@ class Summary:
     def record(self, key, value):
         self.data[key] = value
         self.data["seconds"] = round(time.time() - self.start, 1)
-        torch_util.atomic_write(os.path.join(self.out, "summary.json"), json.dumps(self.data, indent=1) + "\n", "w")
+        atomic_write(os.path.join(self.out, "summary.json"), json.dumps(self.data, indent=1) + "\n", "w")
 
 
 # --- the captcha package on a machine without network ------------------------------------------------------
@@ -134,7 +137,7 @@ def environment(device, captcha_how):
 
     env = dict(torch=torch.__version__, torchvision=vision, python=platform.python_version(),
                captcha=importlib.metadata.version("captcha"), captcha_from=captcha_how, cpu=bench.cpu_name(),
-               cores=torch_util.cpu_count(), date=datetime.datetime.now(datetime.timezone.utc).strftime(
+               cores=cpu_count(), date=datetime.datetime.now(datetime.timezone.utc).strftime(
                    "%Y-%m-%d %H:%M UTC"), command=shlex.join(["python", *sys.argv]))
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -152,16 +155,28 @@ def generation(cores, per_process):
                 scaling=round(every / (cores * one), 3))
 
 
+def with_args(settings, args):
+    """`settings` with the `--NAME=value` settings of `args` applied (config.py's parsing; config is not written)."""
+    valid = {n.lower(): n for n in config.names()}
+    changes = {}
+    for arg in args:
+        key, sep, raw = arg[2:].partition("=")
+        name = valid.get(key.lower().replace("-", "_"))
+        if not arg.startswith("--") or not sep or not name:
+            raise config.ConfigError(f"{arg}: not a --NAME=value setting")
+        changes[name] = config.coerce(name, raw, getattr(settings, name))
+    return settings.replace(**changes)
+
+
 def bench_model(args, device, scale, settings):
-    """bench.measure for the model of `args`, on a set rendered in memory (as ONLINE renders it)."""
-    for name, value in settings.items():
-        setattr(config, name, value)
-    config.parse(args + [f"--batch_size={scale['bench_batch']}"])
-    config.TRAIN_DIR = ""  # no folder: bench renders its set in memory
+    """bench.measure for the model of `args` (over `settings`), on a set rendered in memory (as ONLINE renders
+    it)."""
+    # no folder: bench renders its set in memory
+    settings = with_args(settings, args + [f"--batch_size={scale['bench_batch']}"]).replace(TRAIN_DIR="")
     if device.type == "cuda":
         torch.cuda.empty_cache()
     try:
-        r = bench.measure(device, scale["bench_seconds"], scale["warmup"], say=lambda *a, **k: None)
+        r = bench.measure(settings, device, scale["bench_seconds"], scale["warmup"], say=lambda *a, **k: None)
     finally:
         gc.collect()
     return dict(model_images_per_s=round(r["model"]), pipeline_images_per_s=round(r["pipeline"]),
@@ -219,7 +234,7 @@ def train_run(cmd, log_path, hard_seconds, on_epoch):
 
 def fresh_captchas(count, seed, processes):
     """(uint8 (N, H, W, C) colour images at the task's size, labels): captchas `seed`-0 .. of the task."""
-    images, texts = online.render_set(seed, count, TASK["charset"], TASK["length"], TASK["width"], TASK["height"],
+    images, texts = fresh.render_set(seed, count, TASK["charset"], TASK["length"], TASK["width"], TASK["height"],
                                       3, processes=processes)
     return images.transpose(0, 2, 3, 1), texts
 
@@ -228,13 +243,13 @@ def read_fresh(path, images, texts, device):
     """{accuracy, char_accuracy, o0_errors, errors} of a checkpoint on the fresh captchas."""
     from PIL import Image
 
-    predictor = torch_util.Predictor(path, device)
+    predictor = Predictor(path, device)
     preds = []
     for i in range(0, len(images), 1000):
         batch = np.stack([predictor.load(Image.fromarray(im)) for im in images[i:i + 1000]])  # its size, channels
         preds += predictor.predict_arrays(batch)[0]
-    char_acc, seq_acc = torch_util.accuracy(texts, preds)
-    pairs = test.confusions(texts, preds)
+    char_acc, seq_acc = accuracy(texts, preds)
+    pairs = confusions(texts, preds)
     return dict(accuracy=seq_acc, char_accuracy=round(char_acc, 5), errors=sum(t != p for t, p in zip(texts, preds)),
                 o0_errors=pairs[("O", "0")] + pairs[("0", "O")])
 
@@ -284,16 +299,14 @@ def part_bench(s, device, scale, settings):
         s.say(f"{name}: ratio {r['ratio']:.3f} (pipeline {r['pipeline_images_per_s']} / model only "
               f"{r['model_images_per_s']} img/s, batch {r['batch']}, {r['parameters'] / 1e6:.2f} M parameters), "
               f"peak memory {r['peak_gib']:.2f} GiB ({r['peak']})")
-    for name, value in settings.items():
-        setattr(config, name, value)
     return benches
 
 
-def part_recipe(s, device, scale, cores, train_args, seconds, images_per_s):
+def part_recipe(s, device, scale, cores, train_args, seconds, images_per_s, settings):
     """Train, then read the kept checkpoint on fresh captchas; True when both went through."""
     s.part(4, "recipe: cnn_ctc on fresh captchas (train.py --online=1)")
     out = s.out
-    epochs, per_epoch = plan_recipe(seconds, images_per_s, train.plan_batch(None))
+    epochs, per_epoch = plan_recipe(seconds, images_per_s, plan_batch(settings, None))
     if scale is SCALES["smoke"]:
         planned = SMOKE_TRAIN
         s.say(f"plan: smoke scale ({' '.join(SMOKE_TRAIN)})")
@@ -340,13 +353,13 @@ def part_recipe(s, device, scale, cores, train_args, seconds, images_per_s):
     s.say(f"final: {final['accuracy']:.4f} on {len(texts)} fresh captchas (seed {FINAL_SEED}): {final['errors']} "
           f"wrong, {final['o0_errors']} of them O/0 swaps, character accuracy {final['char_accuracy']}; "
           f"{recipe['final_seconds']:.0f} s from nothing; {checkpoint}")
-    shipped = os.path.join(ROOT, "weights", torch_util.DEFAULT_CHECKPOINT)
+    shipped = os.path.join(ROOT, "weights", DEFAULT_CHECKPOINT)
     if os.path.exists(shipped):
         try:
             recipe["default_pt"] = ref = read_fresh(shipped, images, texts, device)
             s.say(f"       weights/default.pt on the same captchas: {ref['accuracy']:.4f}, {ref['o0_errors']} O/0 "
                   f"swaps")
-        except (torch_util.CheckpointError, KeyError, ValueError) as e:
+        except (CheckpointError, KeyError, ValueError) as e:
             s.say(f"       weights/default.pt: not comparable ({e})")
     s.record("recipe", recipe)
     return not code
@@ -359,28 +372,29 @@ def main():
     # config.py names given here apply to the bench (in this process) and to train.py
     passed = [a for a in sys.argv[1:] if a[2:].partition("=")[0].lower().replace("-", "_") not in script]
     scale = SCALES["smoke" if smoke else "gpu"]
+    settings = Settings()
     if smoke:
-        config.DEVICE = "cpu"
+        settings = settings.replace(DEVICE="cpu")
         passed.append("--device=cpu")
-    torch_util.set_threads(config.THREADS or (1 if smoke else 0))
-    device = torch_util.pick_device(config.DEVICE)
+    set_threads(settings.THREADS or (1 if smoke else 0))
+    device = pick_device(settings.DEVICE)
     if device.type != "cuda" and not smoke:
         raise config.ConfigError("no GPU here (torch.cuda.is_available() is False): --smoke=1 runs the CPU check")
     if os.path.isdir(out) and os.listdir(out):
         raise config.ConfigError(f"--out={out} holds files of an earlier run: name another folder")
     os.makedirs(out, exist_ok=True)
     s = Summary(out)
-    cores = torch_util.cpu_count()
+    cores = cpu_count()
 
     part_environment(s, device)
     gen = part_generation(s, cores, scale)
-    benches = part_bench(s, device, scale, config.as_dict())
+    benches = part_bench(s, device, scale, settings)
     # the training plan: the slower of the generators (every core but the trainer's) and the model alone
     rates = [gen["images_per_s"] * (cores - 1) / cores] if gen and cores > 1 else []
     rates += [r["model_images_per_s"] for name, r in benches.items() if BENCH_MODELS[name] == RECIPE_MODEL]
     seconds = max(10.0, opts["budget"] - (time.time() - s.start) - scale["reserve"])
     ok = part_recipe(s, device, scale, cores, passed + shlex.split(opts["train_args"]), seconds,
-                     min(rates) if rates else 1000.0)
+                     min(rates) if rates else 1000.0, settings)
     s.say(f"== done in {time.time() - s.start:.0f} s: {', '.join(sorted(os.listdir(out)))} in {out} ==")
     return 0 if ok else 1
 

@@ -26,8 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
-import data  # noqa: E402
-import torch_util  # noqa: E402
+from core import data  # noqa: E402
+from core.device import cpu_count  # noqa: E402
+from core.inference import Predictor  # noqa: E402
 
 OUT = os.path.abspath(os.path.join("bench_real", "label_order"))
 SETS = ("captcha_images_v2", "henan_digits")
@@ -63,7 +64,7 @@ def simulate(name, root, order, start, step, most, epochs, threads, seed):
     while True:
         folder = os.path.join(OUT, name, order, str(len(chosen)))
         ckpt = train_round([items[i] for i in chosen], folder, epochs, threads)
-        predictor = torch_util.Predictor(ckpt, "cpu", threads)
+        predictor = Predictor(ckpt, "cpu", threads)
         size = (predictor.width, predictor.height, predictor.channels)
         if size not in cached:  # the set's images at the model's size, decoded once
             cached[size] = [data.decode_images([p for p, _ in s], *size, os.path.join(OUT, "cache"), quiet=True)[0]
@@ -114,7 +115,7 @@ def main():
     missing = [s for s in names if not os.path.isdir(os.path.join(root, s, "train"))]
     if missing:
         raise config.ConfigError(f"{', '.join(missing)} not found under {root} (give --root=...)")
-    threads = config.THREADS or torch_util.cpu_count()
+    threads = config.THREADS or cpu_count()
     torch.set_num_threads(threads)
     curves = {}
     for name in names:

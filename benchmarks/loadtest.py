@@ -29,7 +29,7 @@ import config  # noqa: E402
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_IMAGES = 64
 MODES = ("multipart", "json", "raw")  # how the image travels: form upload, base64 in JSON, the bytes as the body
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # data.IMAGE_EXTENSIONS,
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # core.data.IMAGE_EXTENSIONS,
 # repeated so that the load generator does not import torch: it shares the two cores with the server
 
 

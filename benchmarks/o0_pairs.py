@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 import captcha.image  # noqa: E402
 
-from captchaGenerator import SeededSecrets  # noqa: E402
+from core.generate import SeededSecrets  # noqa: E402
 
 
 def draw(captcha_, text, seed, **kw):

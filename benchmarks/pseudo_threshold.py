@@ -21,9 +21,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
-import data  # noqa: E402
-import test  # noqa: E402
-import torch_util  # noqa: E402
+from core import data  # noqa: E402
+from core.checkpoint import CheckpointError  # noqa: E402
+from core.device import pick_device, set_threads  # noqa: E402
+from core.inference import Predictor, run_test  # noqa: E402
 
 
 def main():
@@ -34,10 +35,10 @@ def main():
     if temperature < 0:
         raise config.ConfigError(f"--temperature={temperature:g}: a temperature is above 0 (1: the raw scores; leave "
                                  f"it out for the checkpoint's own)")
-    torch_util.set_threads(config.THREADS)
-    predictor = torch_util.Predictor(positional[0], torch_util.pick_device(config.DEVICE), config.THREADS,
-                                     temperature=temperature or None)
-    r = test.run_test(predictor, config.TEST_DIR, skip_bad=config.SKIP_BAD, quiet=True)  # test.py's reading
+    set_threads(config.THREADS)
+    predictor = Predictor(positional[0], pick_device(config.DEVICE), config.THREADS,
+                          temperature=temperature or None)
+    r = run_test(predictor, config.TEST_DIR, skip_bad=config.SKIP_BAD, quiet=True)  # test.py's reading
     right = np.array([t == p for t, p in zip(r["truths"], r["preds"])])
     confs = np.array(r["confs"])
     print(f"{positional[0]} on {config.TEST_DIR}: {len(right)} images, {right.mean():.2%} read right; "
@@ -52,5 +53,5 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (config.ConfigError, data.DataError, torch_util.CheckpointError) as e:
+    except (config.ConfigError, data.DataError, CheckpointError) as e:
         sys.exit(f"error: {e}")

@@ -18,9 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
-import data  # noqa: E402
-import test  # noqa: E402
-import torch_util  # noqa: E402
+from core import data  # noqa: E402
+from core.checkpoint import CheckpointError  # noqa: E402
+from core.device import pick_device, set_threads  # noqa: E402
+from core.inference import Predictor  # noqa: E402
+from core.metrics import confusions  # noqa: E402
 
 SHIFTS = {"none": (0, 0), "up 2": (-2, 0), "down 2": (2, 0), "left 2": (0, -2), "right 2": (0, 2),
           "left 4": (0, -4), "right 4": (0, 4)}  # name -> (rows, columns)
@@ -41,7 +43,7 @@ def vote(readings, names):
 
 def report(label, truths, texts, seconds=None):
     right = sum(t == p for t, p in zip(truths, texts))
-    pairs = test.confusions(truths, texts)
+    pairs = confusions(truths, texts)
     took = f", {seconds:.0f} s" if seconds is not None else ""
     print(f"{label:<62} {right / len(truths):.4f} ({right}/{len(truths)}), O/0 swaps "
           f"{pairs[('O', '0')] + pairs[('0', 'O')]}{took}", flush=True)
@@ -51,8 +53,8 @@ def main():
     args, _ = config.parse()
     if len(args) != 1:
         raise config.ConfigError("name one checkpoint: python benchmarks/tta.py weights/default.pt --test_dir=FOLDER")
-    torch_util.set_threads(config.THREADS)
-    predictor = torch_util.Predictor(args[0], torch_util.pick_device(config.DEVICE))
+    set_threads(config.THREADS)
+    predictor = Predictor(args[0], pick_device(config.DEVICE))
     files, truths = zip(*data.read_labels(config.TEST_DIR))
     images = np.stack([predictor.load(path) for path in files])
     print(f"{args[0]} on {config.TEST_DIR}: {len(files)} images; each copy alone, then the votes:")
@@ -68,5 +70,5 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (config.ConfigError, torch_util.CheckpointError, data.DataError, data.ImageError) as e:
+    except (config.ConfigError, CheckpointError, data.DataError, data.ImageError) as e:
         sys.exit(f"error: {e}")

@@ -7,7 +7,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import captchaGenerator  # noqa: E402
+from core.generate import generate  # noqa: E402
 
 DIGITS = "0123456789"
 
@@ -30,8 +30,8 @@ def tmp_paths(base):
 
 def digit_sets(base, train, test, width=160, height=60):
     """`train` (seed 1) and `test` (seed 2) 4-digit captchas under base/train and base/test; returns base."""
-    captchaGenerator.generate(str(base / "train"), train, 1, DIGITS, 4, width, height, processes=1, quiet=True)
-    captchaGenerator.generate(str(base / "test"), test, 2, DIGITS, 4, width, height, processes=1, quiet=True)
+    generate(str(base / "train"), train, 1, DIGITS, 4, width, height, processes=1, quiet=True)
+    generate(str(base / "test"), test, 2, DIGITS, 4, width, height, processes=1, quiet=True)
     return base
 
 
@@ -39,8 +39,8 @@ def digit_sets(base, train, test, width=160, height=60):
 def digits_data(tmp_path_factory):
     """4-digit captchas: 2000 train (seed 1), 300 test (seed 2)."""
     base = tmp_path_factory.mktemp("digits")
-    captchaGenerator.generate(str(base / "train"), 2000, 1, DIGITS, 4, 160, 60, quiet=True)
-    captchaGenerator.generate(str(base / "test"), 300, 2, DIGITS, 4, 160, 60, quiet=True)
+    generate(str(base / "train"), 2000, 1, DIGITS, 4, 160, 60, quiet=True)
+    generate(str(base / "test"), 300, 2, DIGITS, 4, 160, 60, quiet=True)
     return base
 
 

@@ -23,15 +23,15 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-import app as webapp
-import captchaGenerator
+from core.checkpoint import CheckpointError, default_checkpoint, save_checkpoint
+from core.generate import generate
+from core.inference import Predictor
 import config
 from benchmarks import loadtest
-import data
+from core import data
 import models
-import torch_util
 from conftest import DIGITS, ROOT, run_script
-from serve import batcher as serve_batcher, plumbing as serve_plumbing, routes as serve_routes
+from serve import batcher as serve_batcher, create_app, plumbing as serve_plumbing, routes as serve_routes
 
 
 # --- helpers shared with test_browser.py ----------------------------------------------------------------
@@ -45,13 +45,13 @@ def untrained_checkpoint(path, name="cnn"):
     model = models.build_model(**build_args).eval()
     with torch.no_grad():  # spread the logits: near-uniform outputs would make every argmax a near tie
         [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(30)
-    torch_util.save_checkpoint(str(path), model, build_args, codec, epoch=3, accuracy=0.5, char_accuracy=0.75)
+    save_checkpoint(str(path), model, build_args, codec, epoch=3, accuracy=0.5, char_accuracy=0.75)
     return str(path)
 
 
 def captchas(folder, count, seed=5):
     """`count` generated 4-digit captcha files, sorted."""
-    captchaGenerator.generate(str(folder), count, seed, DIGITS, 4, 160, 60, processes=1, quiet=True)
+    generate(str(folder), count, seed, DIGITS, 4, 160, 60, processes=1, quiet=True)
     return sorted(str(folder / f) for f in os.listdir(folder) if f.endswith(".png"))
 
 
@@ -115,14 +115,14 @@ def images(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(checkpoint):
-    with TestClient(webapp.create_app(torch_util.Predictor(checkpoint))) as c:
+    with TestClient(create_app(Predictor(checkpoint))) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def small_client(checkpoint):
     """Tight limits, to reach them with small test images."""
-    app = webapp.create_app(torch_util.Predictor(checkpoint), max_image_bytes=3000, max_image_pixels=200 * 100,
+    app = create_app(Predictor(checkpoint), max_image_bytes=3000, max_image_pixels=200 * 100,
                             max_batch=3)
     with TestClient(app) as c:
         yield c
@@ -190,7 +190,7 @@ def test_model_describes_the_checkpoint(client):
 def test_predict_agrees_with_the_predictor(client, checkpoint, images):
     """The API's answer is predict.py's: same preprocessing and model (BatchNorm folded in for speed)."""
     paths, raws = images
-    predictor = torch_util.Predictor(checkpoint)
+    predictor = Predictor(checkpoint)
     texts, confidences, chars = predictor.predict_arrays(np.stack([predictor.load(p) for p in paths]))
     for raw, text, confidence, probs in zip(raws, texts, confidences, chars):
         answer = client.post("/api/predict", **multipart(raw)).json()
@@ -242,10 +242,10 @@ def test_openapi_docs_list_the_api(client):
 def test_ctc_model_is_served_with_candidates(tmp_path, images):
     if "cnn_ctc" not in models.MODELS:
         pytest.skip("no CTC model registered")
-    predictor = torch_util.Predictor(untrained_checkpoint(tmp_path / "ctc.pt", "cnn_ctc"))
-    texts, _, _ = torch_util.Predictor(str(tmp_path / "ctc.pt")).predict_arrays(
+    predictor = Predictor(untrained_checkpoint(tmp_path / "ctc.pt", "cnn_ctc"))
+    texts, _, _ = Predictor(str(tmp_path / "ctc.pt")).predict_arrays(
         np.stack([predictor.load(p) for p in images[0]]))
-    with TestClient(webapp.create_app(predictor)) as c:
+    with TestClient(create_app(predictor)) as c:
         assert c.get("/api/model").json()["head"] == "ctc"
         for raw, text in zip(images[1], texts):
             answer = c.post("/api/predict", **multipart(raw)).json()
@@ -397,7 +397,7 @@ def test_request_bodies_held_at_once_are_bounded(checkpoint, images):
     """Bodies of requests in progress count against upload_memory: beyond it a 503 to retry, not more memory;
     a finished request gives its share back."""
     raw = images[1][0]
-    app = webapp.create_app(torch_util.Predictor(checkpoint), upload_memory=len(raw) + 1000)
+    app = create_app(Predictor(checkpoint), upload_memory=len(raw) + 1000)
     with TestClient(app) as c:
         for _ in range(5):  # each returns its share: the next fits again
             assert c.post("/api/predict", content=raw, headers={"content-type": "image/png"}).status_code == 200
@@ -416,18 +416,20 @@ def test_request_bodies_held_at_once_are_bounded(checkpoint, images):
 def test_default_checkpoint_order(tmp_path, monkeypatch):
     """The newest *_best.pt (what was trained last), else the shipped default.pt."""
     monkeypatch.setattr(config, "WEIGHTS_DIR", str(tmp_path))
-    with pytest.raises(torch_util.CheckpointError, match="train one with `python train.py`, or name one"):
-        torch_util.default_checkpoint()
+    with pytest.raises(CheckpointError, match="train one with `python train.py`, or name one"):
+        default_checkpoint()
     untrained_checkpoint(tmp_path / "default.pt")
-    assert torch_util.default_checkpoint() == str(tmp_path / "default.pt")
+    assert default_checkpoint() == str(tmp_path / "default.pt")
     untrained_checkpoint(tmp_path / "other_best.pt")
-    assert torch_util.default_checkpoint() == str(tmp_path / "other_best.pt")
+    assert default_checkpoint() == str(tmp_path / "other_best.pt")
     untrained_checkpoint(tmp_path / "t_best.pt")
     os.utime(tmp_path / "other_best.pt", (time.time() - 60, time.time() - 60))
-    assert torch_util.default_checkpoint() == str(tmp_path / "t_best.pt")
+    assert default_checkpoint() == str(tmp_path / "t_best.pt")
 
 
+@pytest.mark.slow
 def test_port_outside_the_tcp_range_is_refused_in_one_line(monkeypatch):
+    import app as webapp  # its command-line main
     monkeypatch.setattr(config, "PORT", config.PORT)  # --port= sets it: restored after the test
     for port in ("0", "-1", "65536"):
         monkeypatch.setattr(sys, "argv", ["app.py", "weights/none.pt", f"--port={port}"])
@@ -438,18 +440,20 @@ def test_port_outside_the_tcp_range_is_refused_in_one_line(monkeypatch):
 
 
 def test_missing_models_give_clear_errors(tmp_path, monkeypatch):
+    import app as webapp  # its command-line main
     monkeypatch.setattr(sys, "argv", ["app.py", str(tmp_path / "none.pt")])
-    with pytest.raises(torch_util.CheckpointError, match="no checkpoint at"):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
         webapp.main()
     monkeypatch.setattr(sys, "argv", ["app.py", str(tmp_path / "none.onnx")])
-    with pytest.raises(torch_util.CheckpointError, match="no model at .*python export.py"):
+    with pytest.raises(CheckpointError, match="no model at .*python export.py"):
         webapp.main()
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     monkeypatch.setattr(sys, "argv", ["app.py", str(tmp_path / "junk.onnx")])
-    with pytest.raises(torch_util.CheckpointError, match="not a readable ONNX model"):
+    with pytest.raises(CheckpointError, match="not a readable ONNX model"):
         webapp.main()
 
 
+@pytest.mark.slow
 def test_real_server_concurrent_requests_and_loadtest(checkpoint, images, tmp_path):
     paths, raws = images
     with serve(checkpoint, tmp_path / "server.log") as (url, process):
@@ -479,6 +483,7 @@ def test_real_server_concurrent_requests_and_loadtest(checkpoint, images, tmp_pa
     assert "Traceback" not in log and "serving" in log and "Application shutdown complete" in log
 
 
+@pytest.mark.slow
 def test_loadtest_only_targets_this_machine():
     out = run_script("benchmarks/loadtest.py", "--url=http://192.0.2.1:8000", "--requests=1", check=False)
     assert out.returncode != 0 and "only targets this machine" in out.stdout
@@ -518,6 +523,7 @@ def read_all(sock):
         chunks.append(chunk)
 
 
+@pytest.mark.slow
 def test_oversized_headers_are_refused(strict_server):
     """Headers over 32 KiB: a 431 whether they come whole in one read (measured by the app) or trickle in (the
     server stops reading them past the limit), and the server goes on."""
@@ -540,6 +546,7 @@ def test_oversized_headers_are_refused(strict_server):
         assert r.status == 200
 
 
+@pytest.mark.slow
 def test_slow_headers_and_silent_clients_are_dropped(strict_server):
     """A client that trickles its headers (each byte well within the keep-alive time) or sends nothing at all is
     disconnected once the 2 s header deadline passes; meanwhile the server answers others at once."""
@@ -571,6 +578,7 @@ def test_slow_headers_and_silent_clients_are_dropped(strict_server):
     assert "no complete request headers within 2 s" in open(log_path).read()
 
 
+@pytest.mark.slow
 def test_a_keep_alive_client_sends_several_requests(strict_server):
     import http.client
 
@@ -585,6 +593,7 @@ def test_a_keep_alive_client_sends_several_requests(strict_server):
         conn.close()
 
 
+@pytest.mark.slow
 def test_connections_beyond_the_limit_get_503(strict_server):
     url, port, _ = strict_server
     idle = [raw_connection(port) for _ in range(6)]

@@ -2,9 +2,13 @@
 import os
 import re
 
-import captchaGenerator
-import torch_util
+import pytest
+
+from core.checkpoint import DEFAULT_CHECKPOINT
+from core.generate import generate
 from conftest import DIGITS, run_script
+
+pytestmark = pytest.mark.slow  # each test runs a benchmark script
 
 
 def numbers(out, label):
@@ -13,7 +17,7 @@ def numbers(out, label):
 
 
 def test_bench_reports_rates_ratio_generation_memory(tmp_path):
-    captchaGenerator.generate(str(tmp_path / "train"), 64, 1, DIGITS, 4, 160, 60, processes=1, quiet=True)
+    generate(str(tmp_path / "train"), 64, 1, DIGITS, 4, 160, 60, processes=1, quiet=True)
     out = run_script("benchmarks/bench.py", f"--train_dir={tmp_path}/train", f"--cache_dir={tmp_path}/cache",
                      f"--charset={DIGITS}", "--threads=1", "--batch_size=16", "--seconds=1", "--warmup=1",
                      "--gen_images=50", "--processes=2").stdout
@@ -35,9 +39,9 @@ def test_tta_prints_every_copy_and_vote(tmp_path):
     """benchmarks/tta.py: one line per shifted copy and per vote, each with an accuracy in range; a folder without
     images is one error line naming it."""
     checkpoint = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
-                              torch_util.DEFAULT_CHECKPOINT)
+                              DEFAULT_CHECKPOINT)
     folder = tmp_path / "t"
-    captchaGenerator.generate(str(folder), 12, 5, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 4, 160, 60, processes=1,
+    generate(str(folder), 12, 5, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 4, 160, 60, processes=1,
                               quiet=True)
     out = run_script("benchmarks/tta.py", checkpoint, f"--test_dir={folder}", "--threads=1").stdout
     lines = re.findall(r"^(shifted|vote of \d+).* (\d\.\d{4}) \((\d+)/12\), O/0 swaps \d+", out, re.M)

@@ -18,8 +18,9 @@ from test_app import captchas, post_file, serve, untrained_checkpoint
 
 CHROMIUM = "/usr/bin/chromium"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                 reason=f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")]
 
 
 def real_checkpoint():

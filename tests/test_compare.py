@@ -11,8 +11,8 @@ import torch
 
 import compare
 import config
-import data
-import torch_util
+from core import data
+from core.files import RESULT_COLUMNS, append_row
 from conftest import DIGITS, digit_sets, run_script
 
 FAILING = "cnn --batch_size=100000"  # train.py exits 1: fewer images than one batch
@@ -58,6 +58,7 @@ def swept(small):
     return small, models, run_script("compare.py", *options(small), models, check=False)
 
 
+@pytest.mark.slow
 def test_comparison_files_rows_and_failure(swept):
     base, _, first = swept
     out = base / "out"
@@ -92,6 +93,7 @@ def test_comparison_files_rows_and_failure(swept):
     assert (out / "comparison.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_entries(swept, cli):
     base, models, _ = swept
     out = base / "out"
@@ -135,7 +137,7 @@ def test_ablation_table_mean_and_spread(tmp_path, monkeypatch):
             compare.write_json(entry.path("done.json"), dict(args=entry.args, wall_seconds=9, parameters=2_000_000,
                                                              cpu_latency_ms=1.5, device="cpu"))
             for epoch, seq in ((1, acc / 2), (2, acc)):
-                torch_util.append_row(entry.path("results.txt"), torch_util.RESULT_COLUMNS, dict(
+                append_row(entry.path("results.txt"), RESULT_COLUMNS, dict(
                     run=entry.name, epoch=epoch, train_loss=1.0, val_loss=1.0, char_acc=seq + 0.1, seq_acc=seq,
                     test_char_acc="nan", test_seq_acc="nan", lr=1e-3, seconds=3.0, images_per_s=100))
             entries.append(entry)

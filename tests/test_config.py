@@ -55,6 +55,7 @@ def test_public_names_exist():
     assert (config.GEN_WIDTH, config.GEN_HEIGHT, config.GEN_LENGTH, len(config.GEN_CHARSET)) == (160, 60, 4, 36)
 
 
+@pytest.mark.slow
 def test_help_prints_settings_with_comments():
     from conftest import run_script
     out = run_script("train.py", "--help")

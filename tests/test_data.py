@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import data
+from core import data
 from conftest import ROOT, run_script
 
 SHARED = os.path.join(ROOT, "..", "shared", "datasets")
@@ -86,6 +86,7 @@ def test_empty_or_missing_folder(tmp_path):
         data.load_folder(str(tmp_path / "nope"), data.Codec("AB", 2), 160, 60, 1)
 
 
+@pytest.mark.slow
 def test_train_reports_bad_data_without_traceback(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "A_B.png").write_bytes(b"garbage")

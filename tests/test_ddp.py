@@ -6,9 +6,9 @@ import sys
 import pytest
 import torch
 
-import data
-import torch_util
-import train
+from core.batches import epoch_order
+from core.checkpoint import load_checkpoint, model_from_checkpoint, state_digest
+from core.files import read_results
 from conftest import DIGITS, ROOT, digit_sets
 
 
@@ -25,7 +25,7 @@ def args(base, out):
 
 def test_epoch_order_gives_disjoint_equal_shards():
     n, batch, world = 103, 8, 3
-    shards = [data.epoch_order(n, batch, torch.Generator().manual_seed(5), r, world) for r in range(world)]
+    shards = [epoch_order(n, batch, torch.Generator().manual_seed(5), r, world) for r in range(world)]
     assert {len(s) for s in shards} == {n // (batch * world) * batch}
     together = torch.cat(shards)
     assert len(set(together.tolist())) == len(together)  # disjoint
@@ -33,10 +33,11 @@ def test_epoch_order_gives_disjoint_equal_shards():
     whole = torch.randperm(n, generator=torch.Generator().manual_seed(5))
     assert torch.equal(torch.stack([s.view(-1, batch) for s in shards], 1).reshape(-1), whole[:len(together)])
     # one process: the permutation's whole batches, in order
-    single = data.epoch_order(n, batch, torch.Generator().manual_seed(5))
+    single = epoch_order(n, batch, torch.Generator().manual_seed(5))
     assert torch.equal(single, whole[:n // batch * batch])
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_one_model(tiny, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # --RUN, not --run: torchrun would take --run for an abbreviation of its own --run-path
@@ -48,16 +49,17 @@ def test_torchrun_two_processes_train_one_model(tiny, tmp_path):
     assert "x 2 processes" in out and out.count("epoch 1/2:") == 1 and out.count("epoch 2/2:") == 1, out[-3000:]
     hashes = [(tmp_path / f"state.rank{r}").read_text().strip() for r in (0, 1)]
     assert hashes[0] == hashes[1], "the two processes ended with different weights"
-    rows = torch_util.read_results(tmp_path / "results.txt")
+    rows = read_results(tmp_path / "results.txt")
     assert [r["epoch"] for r in rows] == ["1", "2"] and {r["run"] for r in rows} == {"ddp"}
     assert sorted(os.listdir(tmp_path / "weights")) == ["ddp_best.pt", "ddp_last.pt"]
-    last = torch_util.load_checkpoint(str(tmp_path / "weights" / "ddp_last.pt"))
+    last = load_checkpoint(str(tmp_path / "weights" / "ddp_last.pt"))
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in last["model"])
-    assert train.state_digest(last["model"]) == hashes[0]  # what rank 0 saved is what both hold
+    assert state_digest(last["model"]) == hashes[0]  # what rank 0 saved is what both hold
     # 2 processes x 16 = 32 images a step: (256 - 26 validation) // 32 = 7 steps, not 14
     assert "2 epochs of 7 steps, batch 16 x 2" in out
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_and_saves_plain_keys(tiny, tmp_path):
     # the "eager" backend traces with dynamo (what COMPILE wraps) without minutes of C++ code generation
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -65,6 +67,6 @@ def test_compiled_model_trains_and_saves_plain_keys(tiny, tmp_path):
            "--compile=1", "--compile_backend=eager"]
     p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert p.returncode == 0 and "torch.compile" in p.stdout, p.stdout[-3000:]
-    ckpt = torch_util.load_checkpoint(str(tmp_path / "weights" / "c_best.pt"))
-    torch_util.model_from_checkpoint(ckpt)  # strict load: keys without wrapper prefixes
+    ckpt = load_checkpoint(str(tmp_path / "weights" / "c_best.pt"))
+    model_from_checkpoint(ckpt)  # strict load: keys without wrapper prefixes
     assert not any("_orig_mod" in k for k in ckpt["model"])

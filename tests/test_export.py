@@ -1,4 +1,4 @@
-"""ONNX export (export.py) and onnxruntime inference (torch_util.Predictor on a .onnx): the same texts and
+"""ONNX export (export.py) and onnxruntime inference (Predictor on a .onnx): the same texts and
 probabilities as torch, any batch size, the metadata, the scripts and the web app on an .onnx; and the
 default model (weights/default.pt) loading whatever config.py says."""
 import os
@@ -10,15 +10,15 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-import app as webapp
-import captchaGenerator
+from core.checkpoint import CheckpointError, default_checkpoint, load_checkpoint, save_checkpoint
+from core.generate import generate
+from core.inference import Predictor
 import config
-import data
-import export
+from core import data
 import models
 import predict
-import torch_util
 from conftest import DIGITS, run_script, tmp_paths
+from serve import create_app
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -28,8 +28,8 @@ pytest.importorskip("onnxruntime")
 def model(tmp_path_factory):
     """A cnn trained briefly by train.py on 4-digit captchas, exported by export.py; and its 200 test images."""
     base = tmp_path_factory.mktemp("export")
-    captchaGenerator.generate(str(base / "train"), 600, 41, DIGITS, 4, 160, 60, processes=1, quiet=True)
-    captchaGenerator.generate(str(base / "test"), 200, 42, DIGITS, 4, 160, 60, processes=1, quiet=True)
+    generate(str(base / "train"), 600, 41, DIGITS, 4, 160, 60, processes=1, quiet=True)
+    generate(str(base / "test"), 200, 42, DIGITS, 4, 160, 60, processes=1, quiet=True)
     run_script("train.py", *tmp_paths(base), f"--charset={DIGITS}", "--epochs=4", "--run=t", "--batch_size=32",
                "--show=0", "--threads=1", "--model=cnn", "--channels=1", "--image_width=160", "--image_height=60",
                "--augment=0", "--label_smoothing=0")
@@ -60,7 +60,7 @@ def run_main(monkeypatch, capsys):
 
 
 def both(model):
-    return torch_util.Predictor(model["pt"], threads=1), torch_util.Predictor(model["onnx"], threads=1)
+    return Predictor(model["pt"], threads=1), Predictor(model["onnx"], threads=1)
 
 
 def assert_same(pt, ox, images, atol=1e-4):
@@ -71,11 +71,13 @@ def assert_same(pt, ox, images, atol=1e-4):
     torch.testing.assert_close(onnx_scores.softmax(-1), torch_scores.softmax(-1), atol=atol, rtol=0)
 
 
+@pytest.mark.slow
 def test_export_writes_one_checked_file(model):
     assert "check: onnxruntime vs torch on 8 images: same texts" in model["out"], model["out"]
     assert [f for f in os.listdir(os.path.dirname(model["onnx"])) if not f.endswith(".pt")] == ["t_best.onnx"]
 
 
+@pytest.mark.slow
 def test_onnxruntime_matches_torch_on_200_images(model):
     pt, ox = both(model)
     assert len(model["images"]) == 200
@@ -86,6 +88,7 @@ def test_onnxruntime_matches_torch_on_200_images(model):
     np.testing.assert_allclose(confs, pt.predict_arrays(model["images"])[1], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_any_batch_size(model):
     pt, ox = both(model)
     for batch in (1, 7):
@@ -95,36 +98,36 @@ def test_any_batch_size(model):
                                atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_metadata_describes_the_model(model):
-    ckpt = torch_util.load_checkpoint(model["pt"])
+    ckpt = load_checkpoint(model["pt"])
     meta = {p.key: p.value for p in onnx.load(model["onnx"]).metadata_props}
     assert meta["charset"] == DIGITS and meta["head"] == "fixed" and meta["model_name"] == "cnn"
     assert (meta["length"], meta["image_width"], meta["image_height"], meta["channels"]) == ("[4, 4]", "160", "60", "1")
     assert float(meta["accuracy"]) == ckpt["accuracy"] and int(meta["epoch"]) == ckpt["epoch"]
-    described = torch_util.Predictor(model["onnx"]).ckpt
+    described = Predictor(model["onnx"]).ckpt
     for key in ("model_name", "head", "charset", "length", "case_sensitive", "image_size", "channels", "build_args",
                 "accuracy", "temperature"):  # the temperature: .onnx confidences are read as the .pt's
         assert described[key] == ckpt[key], key
 
 
-def test_predict_and_test_scripts_read_onnx_like_pt(model, run_main, monkeypatch):
+@pytest.mark.slow
+def test_predict_and_test_scripts_read_onnx_like_pt(model, run_main):
     images = model["paths"][:5]
     with_onnx = run_script("predict.py", model["onnx"], *images, "--threads=1").stdout  # as a user runs it
     assert with_onnx == run_main(predict, model["pt"], *images) and with_onnx.count("\n") == 5
-    import test as test_script  # imports train.py: only here, so that this file collects whatever train.py is
-
-    monkeypatch.setattr(config, "TEST_DIR", str(model["base"] / "test"))
-    monkeypatch.setattr(config, "CACHE_DIR", str(model["base"] / "cache"))
-    reports = [run_main(test_script, path) for path in (model["pt"], model["onnx"])]
+    folders = [f"--test_dir={model['base'] / 'test'}", f"--cache_dir={model['base'] / 'cache'}", "--threads=1"]
+    reports = [run_script("test.py", path, *folders).stdout for path in (model["pt"], model["onnx"])]
     assert "sequence accuracy" in reports[1] and "t_best.onnx (cnn, trained 4 epochs)" in reports[1]
     assert reports[1].replace("t_best.onnx", "t_best.pt") == reports[0]
 
 
+@pytest.mark.slow
 def test_app_serves_onnx_like_pt(model):
     answers, infos = [], []
     raw = open(model["paths"][0], "rb").read()
     for path in (model["pt"], model["onnx"]):
-        with TestClient(webapp.create_app(torch_util.Predictor(path, threads=1))) as client:
+        with TestClient(create_app(Predictor(path, threads=1))) as client:
             answers.append(client.post("/api/predict", files={"file": ("a.png", raw, "image/png")}).json())
             infos.append(client.get("/api/model").json())
     assert answers[1]["text"] == answers[0]["text"]
@@ -137,9 +140,11 @@ def test_app_serves_onnx_like_pt(model):
     assert infos[1] == infos[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sequence", ["lstm"])  # "gru" and "none" export as well (docs/onnx.md); each costs seconds
 def test_ctc_model_exports_and_matches(model, tmp_path, sequence):
     """An untrained CTC model with spread logits (the parity of the graph is what counts here)."""
+    import export  # export_onnx and bench live in the command
     codec = data.Codec(DIGITS, 4)
     build_args = dict(name="cnn_ctc", in_channels=1, num_classes=codec.ctc_classes, positions=4, height=60,
                       width=160, sequence=sequence, hidden=32)
@@ -148,16 +153,17 @@ def test_ctc_model_exports_and_matches(model, tmp_path, sequence):
     with torch.no_grad():  # near-uniform outputs would read nothing but blanks and near ties
         net.head.fc.weight.mul_(30)
     pt, onnx_path = str(tmp_path / "ctc.pt"), str(tmp_path / "ctc.onnx")
-    torch_util.save_checkpoint(pt, net, build_args, codec)
+    save_checkpoint(pt, net, build_args, codec)
     meta = export.export_onnx(pt, onnx_path)
     assert meta["head"] == "ctc"
-    pt_predictor, onnx_predictor = torch_util.Predictor(pt), torch_util.Predictor(onnx_path, threads=1)
+    pt_predictor, onnx_predictor = Predictor(pt), Predictor(onnx_path, threads=1)
     images = model["images"][:20]
     assert any(pt_predictor.predict_arrays(images)[0])  # it reads something: the comparison is not of blanks
     assert_same(pt_predictor, onnx_predictor, images)
     assert_same(pt_predictor, onnx_predictor, images[:1])
 
 
+@pytest.mark.slow
 def test_default_model_loads_without_config(model, tmp_path, run_main, monkeypatch):
     images = model["paths"][:5]
     expected = run_main(predict, model["pt"], *images)
@@ -168,29 +174,33 @@ def test_default_model_loads_without_config(model, tmp_path, run_main, monkeypat
     for name, value in dict(WEIGHTS_DIR=str(weights), MODEL="resnet18_ctc", CHARSET="XYZ", LENGTH=(2, 6),
                             IMAGE_WIDTH=90, IMAGE_HEIGHT=30, CHANNELS=3, RUN="new").items():
         monkeypatch.setattr(config, name, value)
-    assert torch_util.default_checkpoint() == str(weights / "default.pt")
+    assert default_checkpoint() == str(weights / "default.pt")
     assert run_main(predict, *images) == expected
 
 
 def test_no_model_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setattr(sys, "argv", ["predict.py", "image.png"])
-    with pytest.raises(torch_util.CheckpointError, match="python train.py"):
+    with pytest.raises(CheckpointError, match="python train.py"):
         predict.main()
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x01")  # a valid protobuf, but no graph and no metadata
-    with pytest.raises(torch_util.CheckpointError, match="junk.onnx"):
-        torch_util.Predictor(str(tmp_path / "junk.onnx"))
+    with pytest.raises(CheckpointError, match="junk.onnx"):
+        Predictor(str(tmp_path / "junk.onnx"))
 
 
+@pytest.mark.slow
 def test_bench_times_both_backends(model):
+    import export  # export_onnx and bench live in the command
     results = export.bench(model["pt"], model["onnx"], runs=5, warmup=1)
     assert set(results) == {"torch", "onnxruntime"}
     assert all(0 < median <= p90 for median, p90 in results.values())
 
 
+@pytest.mark.slow
 def test_export_never_writes_over_its_input(model, tmp_path, run_main):
     """--out naming the checkpoint itself (by any path, link or hard link) or any non-.onnx file is refused
     before anything is written."""
+    import export  # its command-line main
     pt = tmp_path / "m.pt"
     shutil.copy(model["pt"], pt)
     before = pt.read_bytes()
@@ -208,8 +218,10 @@ def test_export_never_writes_over_its_input(model, tmp_path, run_main):
     assert pt.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_onnx_file_is_replaced_atomically(model, tmp_path, monkeypatch):
     """The exported file appears whole or not at all: a failed write leaves the previous file and no temp file."""
+    import export  # export_onnx and bench live in the command
     out = tmp_path / "m.onnx"
     out.write_bytes(b"previous model")
     real_replace = os.replace
@@ -223,4 +235,4 @@ def test_onnx_file_is_replaced_atomically(model, tmp_path, monkeypatch):
     assert out.read_bytes() == b"previous model" and os.listdir(tmp_path) == ["m.onnx"]
     monkeypatch.setattr(os, "replace", real_replace)
     export.export_onnx(model["pt"], str(out))
-    assert os.listdir(tmp_path) == ["m.onnx"] and torch_util.Predictor(str(out)).ckpt["model_name"] == "cnn"
+    assert os.listdir(tmp_path) == ["m.onnx"] and Predictor(str(out)).ckpt["model_name"] == "cnn"

@@ -4,9 +4,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import run_script
-import captchaGenerator as gen
-import data
+from core import generate as gen
+from core import data
 
 CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -37,6 +39,7 @@ def test_labels_in_file_names_are_the_drawn_labels(tmp_path):
     assert lengths <= {4, 5, 6} and len(lengths) > 1
 
 
+@pytest.mark.slow
 def test_rerun_never_overwrites_and_completes_an_interrupted_run(tmp_path):
     gen.generate(str(tmp_path), 20, 1, CHARSET, 4, 160, 60, quiet=True)
     victim = sorted(os.listdir(tmp_path))[0]
@@ -53,6 +56,7 @@ def test_rerun_never_overwrites_and_completes_an_interrupted_run(tmp_path):
     assert all(os.stat(tmp_path / f).st_mtime_ns == t for f, t in stamp.items())
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     out = run_script("captchaGenerator.py", "--split=x", "--count=10", "--seed=4", f"--dataset_dir={tmp_path}",
                      "--gen_charset=AB", "--gen_length=3")

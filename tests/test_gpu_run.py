@@ -15,6 +15,7 @@ PARTS = ["== 1 environment", "== 2 captcha generation", "== 3 bench: full pipeli
          "== 4 recipe: cnn_ctc on fresh captchas", "== done in"]
 
 
+@pytest.mark.slow
 def test_smoke_run_prints_every_part_in_order(tmp_path):
     out = tmp_path / "out"
     text = run_script("benchmarks/gpu_run.py", "--smoke=1", f"--out={out}", timeout=900).stdout

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-import captchaGenerator
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.generate import generate
+from core.inference import Predictor
 import config
-import data
+from core import data
 import models
-import torch_util
 
 
 def args(name):
@@ -49,10 +50,10 @@ def test_checkpoint_round_trip_without_config(tmp_path):
     build_args, codec = args("cnn")
     model = models.build_model(**build_args).eval()
     path = str(tmp_path / "m.pt")
-    torch_util.save_checkpoint(path, model, build_args, codec, epoch=3, accuracy=0.5, config=config.as_dict())
+    save_checkpoint(path, model, build_args, codec, epoch=3, accuracy=0.5, config=config.as_dict())
     config.MODEL, config.CHARSET, config.IMAGE_WIDTH = "resnet18", "XYZ", 99  # config changed since
     try:
-        p = torch_util.Predictor(path, fuse=False)  # the model as saved (fuse=True folds BatchNorm into it)
+        p = Predictor(path, fuse=False)  # the model as saved (fuse=True folds BatchNorm into it)
     finally:
         importlib.reload(config)
     assert p.codec.charset == "0123456789" and (p.height, p.width, p.channels) == (60, 160, 1)
@@ -73,18 +74,18 @@ class Evil:
 def test_crafted_pickle_is_refused_without_running(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({"model": Evil(), "model_name": "cnn"}, "evil.pt")
-    with pytest.raises(torch_util.CheckpointError, match="refused"):
-        torch_util.load_checkpoint("evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint("evil.pt")
     assert not (tmp_path / "EVIL_RAN").exists()
 
 
 def test_truncated_checkpoint_gives_clear_error(tmp_path):
     build_args, codec = args("cnn")
     path = tmp_path / "m.pt"
-    torch_util.save_checkpoint(str(path), models.build_model(**build_args), build_args, codec)
+    save_checkpoint(str(path), models.build_model(**build_args), build_args, codec)
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(torch_util.CheckpointError, match="not a readable checkpoint"):
-        torch_util.load_checkpoint(str(path))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(str(path))
 
 
 # --- head kinds, run names, neutral options ---------------------------------------------------------------------
@@ -148,8 +149,8 @@ def test_checkpoints_that_store_their_sequence_load_as_saved(tmp_path):
     build_args.update(sequence="lstm", hidden=32)
     model = models.build_model(**build_args).eval()
     path = str(tmp_path / "lstm.pt")
-    torch_util.save_checkpoint(path, model, build_args, codec)
-    p = torch_util.Predictor(path)
+    save_checkpoint(path, model, build_args, codec)
+    p = Predictor(path)
     assert p.ckpt["build_args"]["sequence"] == "lstm"
     x = torch.rand(2, 60, 160, 1).mul(255).to(torch.uint8).numpy()
     with torch.no_grad():
@@ -162,10 +163,10 @@ def test_default_model_loads_and_reads_generated_captchas(tmp_path):
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "default.pt")
     if not os.path.exists(path):
         pytest.skip("no weights/default.pt")
-    p = torch_util.Predictor(path)
+    p = Predictor(path)
     assert p.ckpt["model_name"] == "cnn_ctc" and p.ckpt["build_args"]["sequence"] == "none" and p.fused
     charset = p.ckpt["charset"]
-    captchaGenerator.generate(str(tmp_path), 20, 7, charset, 4, p.width, p.height, processes=1, quiet=True)
+    generate(str(tmp_path), 20, 7, charset, 4, p.width, p.height, processes=1, quiet=True)
     files = sorted(tmp_path.glob("*.png"))
     texts, _, _ = p.predict_arrays(np.stack([p.load(str(f)) for f in files]))
     right = sum(t == f.name[:4] for t, f in zip(texts, files))
@@ -189,8 +190,8 @@ def test_folded_batchnorm_reads_the_same(name, options, tmp_path):
             model(torch.rand(8, 1, 32, 96) * 2 - 1)
         [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(30)
     path = str(tmp_path / "m.pt")
-    torch_util.save_checkpoint(path, model.eval(), build_args, codec)
-    folded, plain = torch_util.Predictor(path), torch_util.Predictor(path, fuse=False)
+    save_checkpoint(path, model.eval(), build_args, codec)
+    folded, plain = Predictor(path), Predictor(path, fuse=False)
     assert folded.fused and not plain.fused
     count = lambda p: sum(isinstance(m, torch.nn.BatchNorm2d) for m in p.model.modules())  # noqa: E731
     assert count(folded) < count(plain)  # IBN's half-channel BatchNorm follows no convolution: it stays
@@ -209,7 +210,7 @@ def test_a_model_that_cannot_be_folded_runs_as_it_is(monkeypatch, tmp_path):
     monkeypatch.setattr(optimization, "fuse", untraceable)
     build_args, codec = args("cnn")
     path = str(tmp_path / "m.pt")
-    torch_util.save_checkpoint(path, models.build_model(**build_args).eval(), build_args, codec)
-    p = torch_util.Predictor(path)
+    save_checkpoint(path, models.build_model(**build_args).eval(), build_args, codec)
+    p = Predictor(path)
     assert not p.fused and isinstance(p.model, models.CaptchaModel)
     assert len(p.predict_arrays(np.zeros((2, 60, 160, 1), np.uint8))[0]) == 2

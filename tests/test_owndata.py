@@ -9,9 +9,14 @@ import pytest
 import torch
 from captcha.image import ImageCaptcha
 
-import captchaGenerator
-import data
-import torch_util
+from core.augment import Augment
+from core import engine, plan
+from core.checkpoint import load_checkpoint, state_digest
+from core.files import read_results
+from core.generate import SeededSecrets
+from core import data
+from core.plan import Settings
+from core.sets import split_validation
 from conftest import DIGITS, run_script, tmp_paths
 
 
@@ -23,7 +28,7 @@ def own_set(folder, n, seed, labels_tsv, lengths=(4, 4), size=(120, 40), charset
     rows = []
     for i in range(n):
         text = "".join(rng.choice(charset) for _ in range(rng.randint(*lengths)))
-        captcha.image.secrets = captchaGenerator.SeededSecrets(random.Random(f"{seed}-{i}"))
+        captcha.image.secrets = SeededSecrets(random.Random(f"{seed}-{i}"))
         image = drawer.generate_image(text)
         name = f"{i:05d}.jpg" if labels_tsv else f"{text}_{i:05d}.jpg"
         image.convert("RGB").resize(size).save(os.path.join(folder, name), quality=90)
@@ -67,15 +72,15 @@ def test_variable_length_fixed_head_pads():
 def test_augment_parts(channels):
     torch.manual_seed(0)
     x = torch.rand(6, channels, 40, 100) * 2 - 1
-    assert not data.Augment() and repr(data.Augment()) == "off"
+    assert not Augment() and repr(Augment()) == "off"
     for part in ("affine", "perspective", "blur", "noise", "contrast", "lines"):
-        aug = data.Augment(**{part: 1.0})
+        aug = Augment(**{part: 1.0})
         y = aug(x.clone())
         assert y.shape == x.shape and torch.isfinite(y).all()
         assert y.min() >= -1 and y.max() <= 1
         assert (y - x).abs().mean() > 1e-3, f"{part} changed nothing"
     # near-zero strength leaves the images (almost) as they are
-    y = data.Augment(affine=1e-6, perspective=1e-6)(x)
+    y = Augment(affine=1e-6, perspective=1e-6)(x)
     assert (y - x).abs().max() < 1e-3
 
 
@@ -86,17 +91,18 @@ def test_augment_lines_draw_curves_in_the_ink(channels):
     torch.manual_seed(0)
     light = torch.full((16, channels, 30, 90), 0.8)
     light[:, :, 14:16, 40:50] = -0.6  # "text": the darkest value, which the curve must take
-    y = data.Augment(lines=1.0)(light.clone())
+    y = Augment(lines=1.0)(light.clone())
     changed = (y != light).any(1)  # (B, H, W)
     for b in range(16):
         assert changed[b].any(0).sum() >= 30, "the curve crosses a third of the width or more"
         assert torch.all(y[b][:, changed[b]] == -0.6)
     dark = -light
-    y = data.Augment(lines=1.0)(dark.clone())
+    y = Augment(lines=1.0)(dark.clone())
     assert torch.all(y[(y != dark)] == 0.6)
-    assert torch.equal(data.Augment(lines=1e-9)(light.clone()), light)
+    assert torch.equal(Augment(lines=1e-9)(light.clone()), light)
 
 
+@pytest.mark.slow
 def test_own_data_end_to_end_with_validation(tmp_path):
     """labels.tsv, JPEG colour 120x40, mixed case, no test folder: infer, fold, validate, train, predict."""
     folder = own_set(tmp_path / "mine", 300, 3, labels_tsv=True, lengths=(3, 4))
@@ -107,7 +113,7 @@ def test_own_data_end_to_end_with_validation(tmp_path):
                      "--run=mine", "--show=2", "--augment=1", "--blur=0.3", "--noise=0.02").stdout
     assert "charset   '123ABCXY' (8 characters) (inferred), case folded" in out
     assert "270 training images, 30 validation (VALIDATION=0.1, SEED=1), no test folder" in out
-    ckpt = torch_util.load_checkpoint(str(base / "weights" / "mine_best.pt"))
+    ckpt = load_checkpoint(str(base / "weights" / "mine_best.pt"))
     assert ckpt["charset"] == "123ABCXY" and ckpt["length"] == [3, 4] and ckpt["case_sensitive"] is False
     pred = run_script("predict.py", str(folder / "00000.jpg"), f"--checkpoint={base}/weights/mine_best.pt").stdout
     assert "00000.jpg" in pred
@@ -119,18 +125,19 @@ def test_own_data_end_to_end_with_validation(tmp_path):
     assert (base / "wrong.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_init_fine_tunes(trained, tmp_path):
     """--init keeps every tensor on the same charset (and starts accurate); a new charset re-inits the head."""
     base, _ = trained
     init = f"{base}/weights/t_best.pt"
-    start_acc = torch_util.load_checkpoint(init)["accuracy"]
+    start_acc = load_checkpoint(init)["accuracy"]
     out = run_script("train.py", *tmp_paths(base), f"--weights_dir={tmp_path}", f"--results={tmp_path}/r.txt",
                      f"--charset={DIGITS}", f"--init={init}", "--epochs=1", "--lr=3e-4", "--run=ft",
                      "--batch_size=64", "--threads=1", "--model=resnet18").stdout
     assert "model cnn_ctc," in out  # the checkpoint's model, not --model
-    n = len(torch_util.load_checkpoint(init)["model"])
+    n = len(load_checkpoint(init)["model"])
     assert f"initialised {n} of {n} tensors" in out
-    acc = torch_util.load_checkpoint(f"{tmp_path}/ft_best.pt")["accuracy"]
+    acc = load_checkpoint(f"{tmp_path}/ft_best.pt")["accuracy"]
     assert acc >= start_acc - 0.1, (acc, start_acc)  # from scratch, one epoch reads next to nothing
 
     letters = own_set(tmp_path / "letters", 200, 4, labels_tsv=False, charset="ABCDEF")
@@ -138,9 +145,10 @@ def test_init_fine_tunes(trained, tmp_path):
                      f"--weights_dir={tmp_path}", f"--results={tmp_path}/r.txt", "--charset=infer",
                      f"--init={init}", "--epochs=1", "--run=ft2", "--batch_size=32", "--threads=1").stdout
     assert "head.fc.weight, head.fc.bias: charset '0123456789' -> 'ABCDEF'" in out
-    assert np.isfinite(torch_util.load_checkpoint(f"{tmp_path}/ft2_best.pt")["accuracy"])
+    assert np.isfinite(load_checkpoint(f"{tmp_path}/ft2_best.pt")["accuracy"])
 
 
+@pytest.mark.slow
 def test_bench_real_refuses_unknown_sets_and_missing_data(tmp_path):
     out = run_script("benchmarks/bench_real.py", "--sets=nope", check=False)
     assert out.returncode == 1 and "unknown set nope; known: captcha_images_v2, henan_digits" in out.stdout
@@ -150,36 +158,25 @@ def test_bench_real_refuses_unknown_sets_and_missing_data(tmp_path):
 
 # --- one command: budget, validation, run names, inferred geometry ---------------------------------------------
 
-@pytest.fixture
-def cfg():
-    import importlib
-
-    import config
-    yield config
-    importlib.reload(config)  # undo overrides
-
-
-def test_budget_follows_the_data_size(cfg):
-    import train
-    cfg.EPOCHS, cfg.IMAGES_SEEN, cfg.PATIENCE = 0, 400_000, 0
-    assert train.plan_epochs(800) == train.MAX_EPOCHS  # a small set is seen many times (capped)
-    assert train.plan_epochs(20_000) == 20
-    assert train.plan_epochs(1_000_000) == train.MIN_EPOCHS  # a big one at least MIN_EPOCHS times
-    assert train.plan_patience(300) == 75 and train.plan_patience(10) == 3
-    cfg.EPOCHS, cfg.PATIENCE = 7, -1
-    assert train.plan_epochs(800) == 7 and train.plan_patience(7) is None  # set explicitly: kept
+def test_budget_follows_the_data_size():
+    s = Settings().replace(EPOCHS=0, IMAGES_SEEN=400_000, PATIENCE=0)
+    assert plan.plan_epochs(s, 800) == plan.MAX_EPOCHS  # a small set is seen many times (capped)
+    assert plan.plan_epochs(s, 20_000) == 20
+    assert plan.plan_epochs(s, 1_000_000) == plan.MIN_EPOCHS  # a big one at least MIN_EPOCHS times
+    assert plan.plan_patience(s, 300) == 75 and plan.plan_patience(s, 10) == 3
+    s = s.replace(EPOCHS=7, PATIENCE=-1)
+    assert plan.plan_epochs(s, 800) == 7 and plan.plan_patience(s, 7) is None  # set explicitly: kept
     for n, small in ((800, True), (19_999, True), (20_000, False), (100_000, False), (None, False)):  # None: ONLINE
-        cfg.AUGMENT = cfg.LABEL_SMOOTHING = -1.0
-        train.resolve_small_set(n)
-        assert (cfg.AUGMENT, cfg.LABEL_SMOOTHING) == ((train.AUTO_AUGMENT, train.AUTO_SMOOTHING) if small else (0, 0))
-    cfg.AUGMENT, cfg.LABEL_SMOOTHING = 0.0, 0.3  # set explicitly: kept whatever the size
-    train.resolve_small_set(800)
-    assert (cfg.AUGMENT, cfg.LABEL_SMOOTHING) == (0.0, 0.3)
+        given = s.replace(AUGMENT=-1.0, LABEL_SMOOTHING=-1.0)
+        r = plan.resolve_small_set(given, n)
+        assert (r.AUGMENT, r.LABEL_SMOOTHING) == ((plan.AUTO_AUGMENT, plan.AUTO_SMOOTHING) if small else (0, 0))
+        assert (given.AUGMENT, given.LABEL_SMOOTHING) == (-1.0, -1.0)  # a new value: the given one is left alone
+    r = plan.resolve_small_set(s.replace(AUGMENT=0.0, LABEL_SMOOTHING=0.3), 800)  # set explicitly: kept whatever
+    assert (r.AUGMENT, r.LABEL_SMOOTHING) == (0.0, 0.3)                           # the size
 
 
 def test_keeper_chooses_on_validation_errors_then_loss():
-    import train
-    k = train.Keeper(100)  # slack: one image
+    k = engine.Keeper(100)  # slack: one image
     assert k.offer(1, 0.90, 0.97, 0.50)                          # first: kept
     assert k.offer(2, 0.95, 0.98, 0.60)                          # fewer errors: kept although the loss is higher
     assert k.offer(3, 0.94, 0.98, 0.40)                          # one image more, lower loss: kept
@@ -189,41 +186,40 @@ def test_keeper_chooses_on_validation_errors_then_loss():
     assert not k.offer(6, 0.00, 0.99, 0.50) and k.since == 0     # the best character accuracy yet: progress
     assert not k.offer(7, 0.90, 0.90, 0.90) and k.since == 1
     assert k.kept["epoch"] == 3
-    again = train.Keeper(100, k.state())                         # resumes where it was
+    again = engine.Keeper(100, k.state())                         # resumes where it was
     assert again.kept == k.kept and again.since == 1 and again.fewest == 5
-    last = train.Keeper(0)                                       # no validation part: the last epoch is kept
+    last = engine.Keeper(0)                                       # no validation part: the last epoch is kept
     assert last.offer(1, float("nan"), float("nan"), float("nan")) and last.offer(2, 0, 0, 9)
 
 
-def test_cooldown_takes_the_rate_to_zero_and_resumes(cfg):
-    import torch
-    import train
+def test_cooldown_takes_the_rate_to_zero_and_resumes():
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.8)
-    cool = train.cooldown_schedule(opt, 4)
+    cool = engine.cooldown_schedule(opt, 4)
     rates = []
     for _ in range(2):
         opt.step()
         cool.step()
         rates.append(cool.get_last_lr()[0])
-    again = train.cooldown_schedule(opt, 1)                      # resumed: the saved state carries steps and step
+    again = engine.cooldown_schedule(opt, 1)                      # resumed: the saved state carries steps and step
     again.load_state_dict(cool.state_dict())
     for _ in range(3):
         opt.step()
         again.step()
         rates.append(again.get_last_lr()[0])
     assert [round(r, 6) for r in rates] == [0.6, 0.4, 0.2, 0.0, 0.0]
-    cfg.COOLDOWN = 0.1
-    assert train.plan_cooldown(300, 100) == 30 and train.plan_cooldown(300, 290) == 10
-    assert train.plan_cooldown(10, 5) == 1                       # at least one epoch
-    cfg.COOLDOWN = 0.0
-    assert train.plan_cooldown(300, 100) == 0                    # off: PATIENCE stops at once
-    k = train.Keeper(100)
+    s = Settings().replace(COOLDOWN=0.1)
+    assert plan.plan_cooldown(s, 300, 100) == 30 and plan.plan_cooldown(s, 300, 290) == 10
+    assert plan.plan_cooldown(s, 10, 5) == 1                     # at least one epoch
+    s = s.replace(COOLDOWN=0.0)
+    assert plan.plan_cooldown(s, 300, 100) == 0                  # off: PATIENCE stops at once
+    k = engine.Keeper(100)
     assert k.offer(1, 0.95, 0.98, 0.40) and not k.offer(2, 0.94, 0.98, 0.50)
     k.cool_until = 9                                             # cooling down: within SLACK, the later epoch
     assert k.offer(3, 0.94, 0.98, 0.50) and not k.offer(4, 0.92, 0.98, 0.10)
-    assert train.Keeper(100, k.state()).cool_until == 9          # resumes cooling, with its end
+    assert engine.Keeper(100, k.state()).cool_until == 9          # resumes cooling, with its end
 
 
+@pytest.mark.slow
 def test_patience_stop_cools_down_first(digits_data, tmp_path):
     # a rate too small to learn: validation stops improving within a few epochs, PATIENCE 1 then starts the cool-down
     args = [f"--train_dir={digits_data}/test", f"--cache_dir={digits_data}/cache", f"--weights_dir={tmp_path}/w",
@@ -234,7 +230,7 @@ def test_patience_stop_cools_down_first(digits_data, tmp_path):
     lines = out.splitlines()
     at = next(i for i, line in enumerate(lines) if "then the run stops" in line)
     start = int(lines[at - 1].split("/")[0].split()[-1])         # the epoch after which it began
-    rows = torch_util.read_results(tmp_path / "r.txt")
+    rows = read_results(tmp_path / "r.txt")
     end = min(8, start + 2)                                      # 0.25 of 8 epochs
     assert [int(r["epoch"]) for r in rows] == list(range(1, end + 1))
     assert float(rows[-1]["lr"]) == 0 and 0 < float(rows[start]["lr"]) < float(rows[start - 1]["lr"])
@@ -242,11 +238,10 @@ def test_patience_stop_cools_down_first(digits_data, tmp_path):
         assert f"cool-down finished: stopping after epoch {end}" in out
 
 
-def test_weight_average_follows_the_weights_with_a_warm_up(cfg):
-    import train
+def test_weight_average_follows_the_weights_with_a_warm_up():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    average = train.WeightAverage(model, cap=0.2)
+    average = engine.WeightAverage(model, cap=0.2)
     with torch.no_grad():
         model[0].weight.add_(1.0)
         model[1].running_mean.fill_(4.0)
@@ -266,34 +261,35 @@ def test_weight_average_follows_the_weights_with_a_warm_up(cfg):
     assert torch.allclose(model[0].weight, start["0.weight"] + 2)  # the trained weights are left alone
 
 
+@pytest.mark.slow
 def test_ema_run_saves_the_average_and_resumes_it(digits_data, tmp_path):
     small = dict(train_dir=f"{digits_data}/test")                # 300 images: 270 train, 8 steps of 32 an epoch
     first = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0.9", "--patience=-1", "--time_limit=0.001",
                       **small).stdout                            # stops after epoch 1
     assert "TIME_LIMIT" in first
-    last = torch_util.load_checkpoint(str(tmp_path / "weights" / "e_last.pt"))
+    last = load_checkpoint(str(tmp_path / "weights" / "e_last.pt"))
     assert last["average_updates"] == 8 and last["epoch"] == 1
     assert any(not torch.equal(last["model"][k], last["trained"][k]) for k in last["model"])
-    best = torch_util.load_checkpoint(str(tmp_path / "weights" / "e_best.pt"))
+    best = load_checkpoint(str(tmp_path / "weights" / "e_best.pt"))
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in best["model"])  # the average is kept
     again = short_run(tmp_path, "--epochs=3", "--run=e", "--ema=0.9", "--patience=-1", "--resume=1",
                       **small).stdout
     assert "resumed" in again and "after epoch 1" in again
-    assert torch_util.load_checkpoint(str(tmp_path / "weights" / "e_last.pt"))["average_updates"] == 24
+    assert load_checkpoint(str(tmp_path / "weights" / "e_last.pt"))["average_updates"] == 24
 
 
 def test_validation_split_is_seeded_and_disjoint():
-    import train
+    s = Settings()
     codec = data.Codec(DIGITS, 4)
     texts = [f"{i:04d}" for i in range(200)]
     full = data.CaptchaSet([f"{t}.png" for t in texts], texts, np.zeros((200, 4, 8, 1), np.uint8), codec)
-    a_train, a_val = train.split_validation(full, 0.1, seed=1)
-    b_train, b_val = train.split_validation(full, 0.1, seed=1)
-    _, c_val = train.split_validation(full, 0.1, seed=2)
+    a_train, a_val = split_validation(s, full, 0.1, seed=1)
+    b_train, b_val = split_validation(s, full, 0.1, seed=1)
+    _, c_val = split_validation(s, full, 0.1, seed=2)
     assert a_val.paths == b_val.paths and a_train.paths == b_train.paths and len(a_val) == 20
     assert not set(a_val.paths) & set(a_train.paths) and len(a_val) + len(a_train) == 200
     assert set(c_val.paths) != set(a_val.paths)
-    assert train.split_validation(full, 0.0, seed=1)[1] is None
+    assert split_validation(s, full, 0.0, seed=1)[1] is None
 
 
 @pytest.mark.parametrize("size, mode, expect", [
@@ -323,6 +319,7 @@ def short_run(base, *extra, train_dir=None, check=True):
     return run_script("train.py", *paths, *extra, check=check)
 
 
+@pytest.mark.slow
 def test_runs_never_replace_each_other_and_resume_checks_settings(digits_data, tmp_path):
     small = dict(train_dir=f"{digits_data}/test")  # 300 images: fast epochs
     first = short_run(tmp_path, "--epochs=2", "--run=r", **small).stdout
@@ -330,7 +327,7 @@ def test_runs_never_replace_each_other_and_resume_checks_settings(digits_data, t
     second = short_run(tmp_path, "--epochs=1", "--run=r", **small).stdout
     assert "run 'r' exists" in second and "this run is 'r-2'" in second and "r-2_best.pt" in second
     assert (tmp_path / "weights" / "r_best.pt").read_bytes() == before  # untouched
-    rows = torch_util.read_results(tmp_path / "results.txt")
+    rows = read_results(tmp_path / "results.txt")
     assert [(r["run"], r["epoch"]) for r in rows] == [("r", "1"), ("r", "2"), ("r-2", "1")]
     assert "best: " in first
     refused = short_run(tmp_path, "--epochs=5", "--run=r", "--resume=1", "--ema=0.5", check=False, **small)
@@ -344,10 +341,10 @@ def test_runs_never_replace_each_other_and_resume_checks_settings(digits_data, t
     assert bad.returncode == 1 and "is a folder" in bad.stdout
 
 
+@pytest.mark.slow
 def test_test_folder_never_changes_the_kept_checkpoint(digits_data, tmp_path):
     """Two runs that differ only in TEST_DIR keep the same checkpoint (same epoch, same weights)."""
     import shutil
-    import train
     other = tmp_path / "other_test"  # another test folder: 40 images of the training folder
     other.mkdir()
     for name in sorted(os.listdir(f"{digits_data}/train"))[:40]:
@@ -357,6 +354,6 @@ def test_test_folder_never_changes_the_kept_checkpoint(digits_data, tmp_path):
         base = tmp_path / str(k)
         short_run(base, f"--test_dir={test_dir}", "--epochs=2", "--run=x", "--patience=-1",
                   train_dir=f"{digits_data}/test")
-        ckpt = torch_util.load_checkpoint(str(base / "weights" / "x_best.pt"))
-        kept.append((ckpt["epoch"], ckpt["accuracy"], train.state_digest(ckpt["model"])))
+        ckpt = load_checkpoint(str(base / "weights" / "x_best.pt"))
+        kept.append((ckpt["epoch"], ckpt["accuracy"], state_digest(ckpt["model"])))
     assert kept[0] == kept[1]

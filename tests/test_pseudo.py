@@ -6,9 +6,9 @@ import string
 import pytest
 import torch
 
-import data
+from core import data
 import models
-import torch_util
+from core.checkpoint import load_checkpoint, load_matching
 from conftest import run_script
 from test_owndata import own_set
 
@@ -29,6 +29,7 @@ def lower_sets(tmp_path_factory):
     return base, train, test
 
 
+@pytest.mark.slow
 def test_pseudo_labels_beat_labels_only(lower_sets):
     """150 labelled images of a charset the shipped model never read; the other 650 of the folder without their
     labels: at PSEUDO_THRESHOLD 0.9 the run with them reads the test folder clearly better than labels alone."""
@@ -50,6 +51,7 @@ def test_pseudo_labels_beat_labels_only(lower_sets):
     assert after >= before + 0.1, (before, after)  # measured: 0.76 -> 0.94
 
 
+@pytest.mark.slow
 def test_partially_labelled_folder(tmp_path):
     """labels.tsv lists some images: without UNLABELED_DIR the others stop the run with the fix; with
     UNLABELED_DIR = the same folder they are the unlabelled images; unreadable.txt marks are in neither."""
@@ -71,6 +73,7 @@ def test_partially_labelled_folder(tmp_path):
     assert "unlabeled 18 images" in out and "split     36 training images, 4 validation" in out
 
 
+@pytest.mark.slow
 def test_unlabeled_dir_refusals(tmp_path):
     train = own_set(str(tmp_path / "train"), 30, 6, labels_tsv=False, charset="abc123")
     test = own_set(str(tmp_path / "test"), 10, 7, labels_tsv=False, charset="abc123")
@@ -83,6 +86,7 @@ def test_unlabeled_dir_refusals(tmp_path):
         assert result.returncode == 1 and message in result.stdout, result.stdout
 
 
+@pytest.mark.slow
 def test_init_auto_only_for_the_shipped_model(tmp_path):
     folder = own_set(str(tmp_path / "d"), 40, 8, labels_tsv=False, charset="abc123")
     other = run_script("train.py", f"--train_dir={folder}", "--model=cnn", "--epochs=1", "--batch_size=16",
@@ -95,15 +99,13 @@ def test_init_auto_only_for_the_shipped_model(tmp_path):
 
 def test_init_auto_says_when_the_starting_point_is_missing(tmp_path, monkeypatch):
     """INIT auto starts from weights/pretrained.pt; without that file it says so and how to get it back."""
-    import config
-    import train
+    from core import plan
 
-    assert os.path.basename(train.SHIPPED) == "pretrained.pt"
-    monkeypatch.setattr(config, "INIT", "auto")
-    monkeypatch.setattr(config, "ONLINE", False)
-    monkeypatch.setattr(train, "SHIPPED", str(tmp_path / "pretrained.pt"))
+    assert os.path.basename(plan.SHIPPED) == "pretrained.pt"
+    monkeypatch.setattr(plan, "SHIPPED", str(tmp_path / "pretrained.pt"))
+    s = plan.Settings().replace(INIT="auto", ONLINE=False)
     said = []
-    assert train.resolve_init(None, said.append) == ""
+    assert plan.resolve_init(s, None, said.append) == ""
     assert len(said) == 1 and "random weights" in said[0] and "is missing" in said[0] and "git checkout" in said[0]
 
 
@@ -114,13 +116,14 @@ def test_grey_first_convolution_serves_colour_images():
     grey = models.build_model("cnn_ctc", in_channels=1, num_classes=11, positions=4, height=32, width=96).eval()
     colour = models.build_model("cnn_ctc", in_channels=3, num_classes=11, positions=4, height=32, width=96).eval()
     ckpt = {"model": grey.state_dict(), "charset": codec.charset, "length": [4, 4]}
-    report = torch_util.load_matching(colour, ckpt, codec)
+    report = load_matching(colour, ckpt, codec)
     assert "grey -> 3 channels" in report and "start afresh" in report
     x = torch.rand(2, 1, 32, 96) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(grey(x), colour(x.repeat(1, 3, 1, 1)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pseudo_threshold_script(trained):
     """benchmarks/pseudo_threshold.py: the share read at each confidence and how many of those are right."""
     base, _ = trained
@@ -130,7 +133,7 @@ def test_pseudo_threshold_script(trained):
     assert "300 images" in lines[0] and "read right" in lines[0]
     share = [float(re.search(r"([\d.]+)% of the images", line)[1]) for line in lines[1:]]
     assert share[0] == 100.0 and 0 <= share[1] <= 100 and share[2] == 0.0 and lines[3].endswith("none")
-    fitted = torch_util.load_checkpoint(f"{base}/weights/t_best.pt")["temperature"]
+    fitted = load_checkpoint(f"{base}/weights/t_best.pt")["temperature"]
     assert lines[0].endswith(f"confidences at temperature {fitted:.3g}")  # the checkpoint's, as pseudo-labels read
     raw = run_script("benchmarks/pseudo_threshold.py", f"{base}/weights/t_best.pt", f"--test_dir={base}/test",
                      f"--cache_dir={base}/cache", "--thresholds=0.9", "--temperature=1").stdout.splitlines()

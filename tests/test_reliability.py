@@ -17,11 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-import captchaGenerator
-import data
+import config
+from core import checkpoint, data
 import models
-import torch_util
 from conftest import run_script
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.files import append_row, atomic_write, read_results
+from core.generate import generate
 
 RNG = np.random.default_rng(0)
 GREY = RNG.integers(0, 256, (20, 32)).astype(np.uint8)
@@ -187,10 +189,11 @@ def tiny_checkpoint(path):
     build_args = dict(name="cnn", in_channels=1, num_classes=models.head("cnn").num_classes(codec), positions=4,
                       height=32, width=64)
     torch.manual_seed(0)
-    torch_util.save_checkpoint(str(path), models.build_model(**build_args).eval(), build_args, codec, epoch=1)
+    save_checkpoint(str(path), models.build_model(**build_args).eval(), build_args, codec, epoch=1)
     return path
 
 
+@pytest.mark.slow
 def test_predict_names_each_bad_file_skips_it_and_fails_at_the_end(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "m.pt")
     png(tmp_path / "good.png", GREY)
@@ -375,12 +378,12 @@ def test_disk_full_during_a_checkpoint_save_keeps_the_old_one_and_leaves_no_temp
     def full_disk(obj, f, *a, **kw):
         real_save(obj, f, *a, **kw)  # most of it written ...
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # ... then the disk is full
-    monkeypatch.setattr(torch_util.torch, "save", full_disk)
-    with pytest.raises(torch_util.CheckpointError, match="could not save .*run_best.pt .No space left on device"):
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match="could not save .*run_best.pt .No space left on device"):
         tiny_checkpoint(path)
     monkeypatch.undo()
     assert os.listdir(tmp_path / "w") == ["run_best.pt"] and path.read_bytes() == before
-    assert torch_util.load_checkpoint(str(path))["epoch"] == 1
+    assert load_checkpoint(str(path))["epoch"] == 1
 
 
 def test_atomic_write_cleans_up_on_any_exception(tmp_path):
@@ -391,16 +394,16 @@ def test_atomic_write_cleans_up_on_any_exception(tmp_path):
             f.write(b"partial")
             raise exc
         with pytest.raises(type(exc)):
-            torch_util.atomic_write(str(target), writer)
+            atomic_write(str(target), writer)
         assert os.listdir(tmp_path) == ["x.bin"] and target.read_bytes() == b"old"
-    torch_util.atomic_write(str(target), "text", mode="w")
+    atomic_write(str(target), "text", mode="w")
     assert target.read_text() == "text"
 
 
 def _hammer(args):
     path, k = args
     for i in range(30):
-        torch_util.atomic_write(path, f"{k}:{i}:".encode() * 2000, fsync=False)
+        atomic_write(path, f"{k}:{i}:".encode() * 2000, fsync=False)
     return k
 
 
@@ -421,6 +424,7 @@ def test_concurrent_atomic_writers_never_collide(tmp_path):
     assert os.listdir(tmp_path) == ["shared.pt"]
 
 
+@pytest.mark.slow
 def test_stale_temps_are_removed_but_live_writers_are_left_alone(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -437,7 +441,7 @@ def test_stale_temps_are_removed_but_live_writers_are_left_alone(tmp_path):
         for name, (mtime, _) in files.items():
             (tmp_path / name).write_bytes(b"x")
             os.utime(tmp_path / name, (mtime, mtime))
-        torch_util.atomic_write(str(tmp_path / "m_best.pt"), b"new")
+        atomic_write(str(tmp_path / "m_best.pt"), b"new")
         left = set(os.listdir(tmp_path))
         assert left == {n for n, (_, gone) in files.items() if not gone} | {"m_best.pt"}
     finally:
@@ -448,24 +452,24 @@ def test_stale_temps_are_removed_but_live_writers_are_left_alone(tmp_path):
 def test_results_rows_are_never_glued_and_the_header_is_written_once(tmp_path):
     path = str(tmp_path / "results.txt")
     cols = ["run", "epoch", "seq_acc"]
-    torch_util.append_row(path, cols, dict(run="a", epoch=1, seq_acc=0.5))
-    torch_util.append_row(path, cols, dict(run="a", epoch=2, seq_acc=0.6))
+    append_row(path, cols, dict(run="a", epoch=1, seq_acc=0.5))
+    append_row(path, cols, dict(run="a", epoch=2, seq_acc=0.6))
     with open(path, "a") as f:
         f.write("a\t3\t0.7")  # a killed writer's row without its newline
-    torch_util.append_row(path, cols, dict(run="a", epoch=4, seq_acc=0.8))
+    append_row(path, cols, dict(run="a", epoch=4, seq_acc=0.8))
     assert open(path).read() == "run\tepoch\tseq_acc\na\t1\t0.5\na\t2\t0.6\na\t3\t0.7\na\t4\t0.8\n"
     # an older results.txt with other columns: a new header starts a new section, and both read back
-    torch_util.append_row(path, cols + ["test_acc"], dict(run="b", epoch=1, seq_acc=0.9, test_acc=0.85))
-    rows = torch_util.read_results(path)
+    append_row(path, cols + ["test_acc"], dict(run="b", epoch=1, seq_acc=0.9, test_acc=0.85))
+    rows = read_results(path)
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "1"]
     assert rows[-1] == dict(run="b", epoch="1", seq_acc="0.9", test_acc="0.85") and "test_acc" not in rows[0]
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    torch_util.append_row(str(empty), cols, dict(run="c", epoch=1, seq_acc=1))
+    append_row(str(empty), cols, dict(run="c", epoch=1, seq_acc=1))
     assert empty.read_text() == "run\tepoch\tseq_acc\nc\t1\t1\n"
     os.mkfifo(tmp_path / "fifo.txt")
     with deadline(10), pytest.raises(OSError, match="FIFO"):
-        torch_util.append_row(str(tmp_path / "fifo.txt"), cols, dict(run="c", epoch=1, seq_acc=1))
+        append_row(str(tmp_path / "fifo.txt"), cols, dict(run="c", epoch=1, seq_acc=1))
 
 
 @pytest.mark.parametrize("what", ["garbage", "truncated", "fifo", "folder", "bad model name", "bad charset"])
@@ -484,20 +488,21 @@ def test_bad_checkpoints_give_one_message(tmp_path, what):
         ckpt = torch.load(good, weights_only=True)
         ckpt.update({"model_name": "no_such_model"} if what == "bad model name" else {"charset": "AA"})
         torch.save(ckpt, path)
-    with deadline(10), pytest.raises(torch_util.CheckpointError) as e:
-        torch_util.load_checkpoint(str(path))
+    with deadline(10), pytest.raises(CheckpointError) as e:
+        load_checkpoint(str(path))
     assert str(path) in str(e.value) and "refused" not in str(e.value)
 
 
 # --- concurrent generators ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_generators_on_one_folder_both_succeed(tmp_path):
     """Two runs at once on one folder (forked like two shell commands, without their start-up time): the second
     starts while the first is writing, and its sweep of old temp files must not touch the first's."""
     import multiprocessing as mp
     out = str(tmp_path / "x")
-    charset = captchaGenerator.config.GEN_CHARSET
-    runs = [mp.get_context("fork").Process(target=captchaGenerator.generate, args=(out, 150, 5, charset, 4, 160, 60),
+    charset = config.GEN_CHARSET
+    runs = [mp.get_context("fork").Process(target=generate, args=(out, 150, 5, charset, 4, 160, 60),
                                            kwargs=dict(processes=1, quiet=True)) for _ in range(2)]
     runs[0].start()
     with deadline(60):
@@ -528,8 +533,8 @@ def test_two_generators_on_one_folder_both_succeed(tmp_path):
 def _saver(path, results, epoch, model, args, codec, pad, conn):
     """What train.py does at the end of each epoch, forever: the checkpoint, then its results row."""
     while True:
-        torch_util.save_checkpoint(path, model, args, codec, epoch=epoch, pad=pad)
-        torch_util.append_row(results, ["run", "epoch"], dict(run="k", epoch=epoch))
+        save_checkpoint(path, model, args, codec, epoch=epoch, pad=pad)
+        append_row(results, ["run", "epoch"], dict(run="k", epoch=epoch))
         conn.send(epoch)
         epoch += 1
 
@@ -555,8 +560,8 @@ def test_sigkill_while_saving_never_loses_a_checkpoint_or_glues_rows(tmp_path):
         time.sleep(rng.uniform(0, 0.3))
         p.kill()
         p.join()
-        ckpt = torch_util.load_checkpoint(path)  # whole, whatever the moment of the kill
-        epochs = [int(r["epoch"]) for r in torch_util.read_results(results)]
+        ckpt = load_checkpoint(path)  # whole, whatever the moment of the kill
+        epochs = [int(r["epoch"]) for r in read_results(results)]
         assert epochs == sorted(set(epochs)) and ckpt["epoch"] in (epochs[-1], epochs[-1] + 1)
         assert all(line.count("\t") == 1 for line in open(results).read().splitlines())  # never glued
         temps = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
@@ -564,5 +569,5 @@ def test_sigkill_while_saving_never_loses_a_checkpoint_or_glues_rows(tmp_path):
         for f in temps:  # make it old: the next save sweeps it
             os.utime(tmp_path / f, (time.time() - 3600,) * 2)
         epoch = ckpt["epoch"] + 1
-    torch_util.save_checkpoint(path, model, args, codec, epoch=epoch)
+    save_checkpoint(path, model, args, codec, epoch=epoch)
     assert sorted(os.listdir(tmp_path)) == ["k_last.pt", "results.txt"]

@@ -7,11 +7,13 @@ import pytest
 import torch
 import torchvision
 
-import captchaGenerator
+from core.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from core.files import read_results
+from core.generate import generate
+from core.inference import Predictor
 import config
-import data
+from core import data
 import models
-import torch_util
 from conftest import DIGITS, run_script, tmp_paths
 from models import adapt, tricks
 from models.decoding import ctc_candidates, ctc_decode, fixed_decode, greedy_path, length_paths
@@ -63,8 +65,8 @@ def check_model(name, tmp_path, **options):
     with torch.no_grad():
         expected = model(x)
     path = str(tmp_path / "m.pt")
-    torch_util.save_checkpoint(path, model, build_args, codec)
-    rebuilt, _ = torch_util.model_from_checkpoint(torch_util.load_checkpoint(path))
+    save_checkpoint(path, model, build_args, codec)
+    rebuilt, _ = model_from_checkpoint(load_checkpoint(path))
     with torch.no_grad():
         assert torch.equal(rebuilt(x), expected)
     return rebuilt
@@ -73,7 +75,7 @@ def check_model(name, tmp_path, **options):
 @pytest.mark.parametrize("name", list(models.MODELS))
 def test_every_model(name, tmp_path):
     model = check_model(name, tmp_path)
-    _, h, w = models.output_shape(model.features, 1, 60, 160)  # the documented 60x160 feature map
+    _, h, w = adapt.output_shape(model.features, 1, 60, 160)  # the documented 60x160 feature map
     assert h <= 4 and w >= (9 if models.head_of(name) == "fixed" else 18)
 
 
@@ -187,7 +189,7 @@ def test_temperature_changes_confidences_not_readings():
 def test_evaluate_fits_the_temperature():
     """Labels drawn from softmax(z) make z calibrated: the fitted temperature is ~1; the same scores doubled are
     over-confident by 2, and the fit says so."""
-    import train
+    from core.engine import evaluate
 
     class Scores(torch.nn.Module):  # a "model" that returns given scores, whatever the images
         def __init__(self, z):
@@ -202,11 +204,11 @@ def test_evaluate_fits_the_temperature():
     labels = torch.multinomial(z[:, 0].softmax(-1), 1, generator=g)
     images = torch.zeros(4000, 1, 2, 2, dtype=torch.uint8)
     codec, device = data.Codec("abcd", 1), torch.device("cpu")
-    fits = [train.evaluate(Scores(s), (images, labels, torch.ones(4000, dtype=torch.long)), codec, fixed_decode,
-                           device, 4000, fixed_loss)[2] for s in (z, 2 * z)]
+    fits = [evaluate(Scores(s), (images, labels, torch.ones(4000, dtype=torch.long)), codec, fixed_decode,
+                     device, 4000, fixed_loss)[2] for s in (z, 2 * z)]
     assert 0.84 <= fits[0] <= 1.19 and 1.68 <= fits[1] <= 2.38, fits
-    assert train.evaluate(Scores(z), (images, labels, torch.ones(4000, dtype=torch.long)), codec, fixed_decode,
-                          device, 4000)[2] == 1.0  # no loss: no fit
+    assert evaluate(Scores(z), (images, labels, torch.ones(4000, dtype=torch.long)), codec, fixed_decode,
+                    device, 4000)[2] == 1.0  # no loss: no fit
 
 
 def test_ctc_loss_reads_padded_labels():
@@ -324,20 +326,21 @@ def test_local_torchvision_weights(tmp_path):
 def variable_digits(tmp_path_factory):
     """3-5 digit captchas at 128x48: 2000 train (seed 1), 200 test (seed 2)."""
     base = tmp_path_factory.mktemp("ctc")
-    captchaGenerator.generate(str(base / "train"), 2000, 1, DIGITS, (3, 5), 128, 48, quiet=True)
-    captchaGenerator.generate(str(base / "test"), 200, 2, DIGITS, (3, 5), 128, 48, quiet=True)
+    generate(str(base / "train"), 2000, 1, DIGITS, (3, 5), 128, 48, quiet=True)
+    generate(str(base / "test"), 200, 2, DIGITS, (3, 5), 128, 48, quiet=True)
     return base
 
 
+@pytest.mark.slow
 def test_ctc_head_learns_variable_length(variable_digits):
     base = variable_digits
     size = [f"--charset={DIGITS}", "--length=(3,5)", "--image_width=128", "--image_height=48", "--threads=1"]
     out = run_script("train.py", *tmp_paths(base), *size, "--model=cnn_ctc", "--sequence=none", "--epochs=3",
                      "--batch_size=32", "--augment=0", "--run=ctc", "--show=4").stdout
-    best = max(float(r["seq_acc"]) for r in torch_util.read_results(base / "results.txt"))  # validation
+    best = max(float(r["seq_acc"]) for r in read_results(base / "results.txt"))  # validation
     assert best >= CTC_MIN_SEQ_ACC, out[-2000:]
 
-    predictor = torch_util.Predictor(str(base / "weights" / "ctc_best.pt"))
+    predictor = Predictor(str(base / "weights" / "ctc_best.pt"))
     assert predictor.ckpt["head"] == "ctc" and predictor.ckpt["build_args"]["sequence"] == "none"
     test = data.load_folder(str(base / "test"), predictor.codec, predictor.width, predictor.height, predictor.channels)
     texts, _, _ = predictor.predict_arrays(test.images)
@@ -347,12 +350,14 @@ def test_ctc_head_learns_variable_length(variable_digits):
     assert any(re.search(r"(.)\1", t) for t in right)  # and genuine doubles survive decoding
 
 
+@pytest.mark.slow
 def test_train_refuses_a_trick_the_model_lacks(variable_digits):
     p = run_script("train.py", *tmp_paths(variable_digits), f"--charset={DIGITS}", "--length=(3,5)",
                    "--image_width=128", "--image_height=48", "--model=densenet121", "--ibn=1", check=False)
     assert p.returncode != 0 and "IBN=True does not apply to densenet121" in p.stdout and "Traceback" not in p.stdout
 
 
+@pytest.mark.slow
 def test_zoo_table_rows(variable_digits, tmp_path):
     """zoo_table.py (the README's first-look table): one row per model named, the figures in range; the CTC
     model without RNN learns in its budget (it reads 88 % of 0-9A-Z captchas after 60 s in the README)."""
@@ -371,6 +376,7 @@ def test_zoo_table_rows(variable_digits, tmp_path):
     assert float(rows["cnn_ctc"][7]) >= 0.2  # chance for 3-5 digits is below 1e-3
 
 
+@pytest.mark.slow
 def test_zoo_table_refuses_an_unknown_model_or_an_option_no_model_takes():
     p = run_script("benchmarks/zoo_table.py", "--models=cnn,resnet19", check=False)
     assert p.returncode != 0 and "resnet19" in p.stdout and "Traceback" not in p.stdout
