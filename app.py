@@ -7,9 +7,12 @@ a page where a person labels a folder of captchas, the model's reading typed in 
     curl -F file=@captcha.png http://127.0.0.1:8000/api/predict
     python app.py --label_dir=my_captchas      # then http://127.0.0.1:8000/label; model: the one named, else
                                                # the newest weights/*_best.pt, else none (no suggestions)
+    python app.py --models_dir=weights         # every *.pt and *.onnx of the folder by name, hot-reloaded
+    curl -F file=@captcha.png 'http://127.0.0.1:8000/api/predict?model=cnn_best'   # weights/cnn_best.pt
 
-Endpoints: GET / (the page), POST /api/predict, POST /api/predict/batch, GET /api/model, GET /healthz,
-GET /docs and /openapi.json. With --label_dir: GET /label (the labelling page), GET /api/label/next?count=N
+Endpoints: GET / (the page), POST /api/predict, POST /api/predict/batch (both take ?model=NAME and
+?min_confidence=P), GET /api/model, GET /api/models, GET /healthz, GET /docs and /openapi.json.
+With --label_dir: GET /label (the labelling page), GET /api/label/next?count=N
 (the next unanswered images, least confident first, with the model's reading), GET /api/label/image?file=NAME,
 POST /api/label/answer ({"file": NAME, "label": TEXT} or {"file": NAME, "unreadable": true}: appended to
 FOLDER/labels.tsv or FOLDER/unreadable.txt), POST /api/label/skip ({"file": NAME}), GET /api/label/stats.
@@ -18,10 +21,16 @@ internals (the traceback goes to the server's log).
 
 Besides HOST, PORT and the MAX_* limits of config.py: --header_timeout=10 (seconds a connection has to send
 its request headers, else it is closed), --max_connections=128 (more at once are answered 503),
---label_dir=FOLDER (the labelling page for the images of FOLDER).
-The parts live in serve/: plumbing.py (HTTP), batcher.py (the model's thread), routes.py (the endpoints),
-labelling.py (the labelling page's answers, queue and endpoints).
+--label_dir=FOLDER (the labelling page for the images of FOLDER), --models_dir=FOLDER (serve every model file
+of FOLDER by name; a file added, replaced or removed while serving is picked up within a second or two: see
+docs/serving.md), --default_model=NAME (with --models_dir: what a request naming no model reads with; default
+the only one). MIN_CONFIDENCE (--min_confidence=P) marks readings below P "unsure"; ANSWER (--answer=arith)
+overrides what a model records it was trained for.
+The parts live in serve/: plumbing.py (HTTP), batcher.py (the models' thread), routes.py (the endpoints),
+models_dir.py (the models by name, a folder's watcher), labelling.py (the labelling page's answers, queue and
+endpoints).
 """
+import functools
 import logging
 import os
 import sys
@@ -35,17 +44,22 @@ from core.device import pick_device
 from core.files import file_kind
 from core.inference import Predictor
 from serve import create_app, labelling, server_config
+from serve.models_dir import ModelsDir, load_predictor
 from serve.plumbing import HEADER_TIMEOUT, MAX_CONNECTIONS
 
-USAGE = "usage: python app.py [MODEL.pt|MODEL.onnx] [--host=127.0.0.1] [--port=8000] [--label_dir=FOLDER]"
+USAGE = ("usage: python app.py [MODEL.pt|MODEL.onnx] [--host=127.0.0.1] [--port=8000] [--label_dir=FOLDER]\n"
+         "       python app.py --models_dir=FOLDER [--default_model=NAME] [--host=...] [--port=...]")
 
 
 def main():
     import uvicorn
 
-    positional, opts = config.parse(header_timeout=HEADER_TIMEOUT, max_connections=MAX_CONNECTIONS, label_dir="")
+    positional, opts = config.parse(header_timeout=HEADER_TIMEOUT, max_connections=MAX_CONNECTIONS, label_dir="",
+                                    models_dir="", default_model="")
     if len(positional) > 1:
         sys.exit(USAGE)
+    if opts["models_dir"]:
+        return serve_folder(positional, opts)
     if not 1 <= config.PORT <= 65535:
         raise config.ConfigError(f"--port={config.PORT}: a TCP port is a number from 1 to 65535")
     if not opts["header_timeout"] > 0 or opts["max_connections"] < 1:
@@ -63,7 +77,7 @@ def main():
     # core, and batching (not intra-op threads) is what makes small images fast. --threads=N overrides.
     threads = config.THREADS or 1
     torch.set_num_threads(threads)
-    predictor = Predictor(path, pick_device(config.DEVICE), threads) if path else None
+    predictor = Predictor(path, pick_device(config.DEVICE), threads, answer=answer_setting()) if path else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(predictor, threads=threads, label_dir=label_dir, say=lambda m: print(m, flush=True))
     url = f"http://{config.HOST}:{config.PORT}"
@@ -76,6 +90,42 @@ def main():
         stats = app.state.labelling.stats()
         print(f"labelling {stats['folder']}: {stats['total']} images, {stats['answered']} answered, "
               f"{stats['remaining']} to go, at {url}/label", flush=True)
+    uvicorn.Server(server_config(app, config.HOST, config.PORT, opts["header_timeout"],
+                                 max_connections=opts["max_connections"])).run()
+
+
+def answer_setting():
+    """ANSWER when the command line sets it (a model trained before the setting existed), else None: each model
+    reads as its checkpoint records."""
+    return config.ANSWER if "ANSWER" in config.given() else None
+
+
+def serve_folder(positional, opts):
+    """python app.py --models_dir=FOLDER: every model file of FOLDER by name, kept in step with the folder."""
+    import uvicorn
+
+    folder = opts["models_dir"]
+    if positional or opts["label_dir"]:
+        raise config.ConfigError("--models_dir serves the models of its folder: name no model file and no "
+                                 "--label_dir with it (run a second server for labelling)")
+    if not os.path.isdir(folder):
+        raise config.ConfigError(f"--models_dir={folder}: " + ("no such folder" if not os.path.exists(folder)
+                                 else f"not a folder ({file_kind(folder)})"))
+    threads = config.THREADS or 1  # as for one model: one inference thread for all, one torch thread
+    torch.set_num_threads(threads)
+    device, answer = pick_device(config.DEVICE), answer_setting()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    models = ModelsDir(folder, functools.partial(load_predictor, device=device, threads=threads, answer=answer),
+                       default=opts["default_model"] or None)
+    models.sync()  # the files there now, loaded before the server answers; the watcher starts with the server
+    names = models.names()
+    if models.default is not None and models.default not in models.files():
+        raise config.ConfigError(f"--default_model={models.default}: {folder} has no {models.default}.pt or "
+                                 f"{models.default}.onnx (its models: {', '.join(names) or 'none'})")
+    app = create_app(None, threads=threads, models=models)
+    print(f"serving {len(names)} model(s) of {folder} at http://{config.HOST}:{config.PORT}: "
+          f"{', '.join(names) or 'none yet'}" + (f" (default {models.default})" if models.default else "")
+          + "; watching the folder for changes", flush=True)
     uvicorn.Server(server_config(app, config.HOST, config.PORT, opts["header_timeout"],
                                  max_connections=opts["max_connections"])).run()
 

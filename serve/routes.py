@@ -1,7 +1,8 @@
 """The web app's routes: GET / (the page), POST /api/predict, POST /api/predict/batch, GET /api/model,
-GET /healthz, GET /docs and /openapi.json; and reading the images out of a request (multipart, JSON base64, or
-a raw image body). With a labelling folder, the labelling page and its API too (labelling.py). Every error is
-JSON {"error": "..."}."""
+GET /api/models, GET /healthz, GET /docs and /openapi.json; and reading the images out of a request (multipart,
+JSON base64, or a raw image body). The models read with are a Models (models_dir.py): the one app.py was given,
+or a folder's by name. With a labelling folder, the labelling page and its API too (labelling.py). Every error
+is JSON {"error": "..."}."""
 import asyncio
 import base64
 import binascii
@@ -11,18 +12,20 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import config
 import serve.labelling as labelling
-from serve.batcher import Batcher, Model
+from core.coverage import check_min_confidence
+from serve.batcher import Batcher
+from serve.models_dir import Models, ModelsDir
 from serve.plumbing import ApiError, CatchErrors, Origin, RequestLimits, SameOrigin, error_response, megabytes
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
@@ -170,6 +173,10 @@ class CharPrediction(BaseModel):
 class Prediction(BaseModel):
     text: str
     confidence: float
+    answer: str | None = Field(None, description="the computed answer, for a model that reads sums (ANSWER arith); "
+                                                 "null when the reading is not a sum")
+    answer_error: str | None = Field(None, description="why the reading is not a sum (ANSWER arith)")
+    unsure: bool | None = Field(None, description="confidence below MIN_CONFIDENCE (given when it is above 0)")
     chars: list[CharPrediction]
 
 
@@ -177,6 +184,9 @@ class BatchItem(BaseModel):
     name: str
     text: str | None = None
     confidence: float | None = None
+    answer: str | None = None
+    answer_error: str | None = None
+    unsure: bool | None = None
     chars: list[CharPrediction] | None = None
     error: str | None = None
     status: int | None = None
@@ -205,16 +215,58 @@ def _file_body(field, many):
 
 
 ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in [
-    (400, "empty body, bad or too deeply nested JSON, bad base64"), (413, "over the byte, pixel or batch limit"),
-    (415, "not an image, or an unsupported Content-Type"), (422, "wrong field name, or a truncated image"),
+    (400, "empty body, bad or too deeply nested JSON, bad base64; several models and none named"),
+    (404, "no model of that name (the answer lists those served)"), (413, "over the byte, pixel or batch limit"),
+    (415, "not an image, or an unsupported Content-Type"),
+    (422, "wrong field name, a truncated image, min_confidence outside 0-1"),
     (431, "request headers over the limit"), (500, "unexpected error (logged; no internals in the answer)"),
-    (503, "too many uploads or connections at once; try again (Retry-After)")]}
+    (503, "too many uploads or connections at once (Retry-After); no model loaded")]}
+MODEL_QUERY = Query(None, description="the model to read with, by name (GET /api/models); default: the only one, "
+                                      "or the server's --default_model")
+CONFIDENCE_QUERY = Query(None, ge=0, le=1, description="mark readings below this confidence \"unsure\" (0-1; 0: "
+                                                       "never); default: the server's MIN_CONFIDENCE")
+
+
+class Reader:
+    """What the reading endpoints share: the models (serve.models_dir.Models), the inference thread and the
+    decoding threads (started by the app's lifespan), the limits and the default MIN_CONFIDENCE."""
+
+    def __init__(self, models, max_image_bytes, max_image_pixels, max_batch, threads, min_confidence):
+        self.models, self.threads, self.min_confidence = models, threads, min_confidence
+        self.max_image_bytes, self.max_image_pixels, self.max_batch = max_image_bytes, max_image_pixels, max_batch
+        self.batcher = self.decoder = None
+
+    def start(self):
+        self.batcher = Batcher(None, self.max_batch, self.threads)  # one for every model: see docs/serving.md
+        self.decoder = ThreadPoolExecutor(DECODE_THREADS, "decode")
+        self.models.start()
+
+    def stop(self):
+        self.models.stop()
+        self.batcher.close()
+        self.decoder.shutdown(wait=False, cancel_futures=True)
+
+    async def off_loop(self, fn, *args):
+        """fn(*args) on a decoding thread (a pool of its own: Starlette's run_in_threadpool costs more per call)."""
+        return await asyncio.get_running_loop().run_in_executor(self.decoder, functools.partial(fn, *args))
+
+    def threshold(self, min_confidence):
+        return self.min_confidence if min_confidence is None else min_confidence
+
+    def limits(self):
+        return {"max_image_bytes": self.max_image_bytes, "max_image_pixels": self.max_image_pixels,
+                "max_batch": self.max_batch}
 
 
 def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch=None, threads=None,
-               upload_memory=None, label_dir=None, say=print, host=None, port=None):
+               upload_memory=None, label_dir=None, say=print, host=None, port=None, models=None,
+               min_confidence=None):
     """The FastAPI app serving `predictor` (a core.inference.Predictor). Limits default to config.py's; `upload_memory`
     bounds the bytes of request bodies held at once (default: one full batch request and 16 largest images).
+
+    `models`: instead of `predictor`, the models to serve by name (serve.models_dir.ModelsDir: a folder's, kept
+    in step with it while the app runs). `min_confidence`: readings below it are marked "unsure" unless a request
+    says otherwise (default config.MIN_CONFIDENCE; 0: never).
 
     `label_dir`: a folder of images to label; adds the labelling page and its API (labelling.mount; the images are
     scored by `predictor` now, its messages go to `say`). Then `predictor` may be None: the reader's endpoints
@@ -224,25 +276,16 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
     max_image_bytes = max_image_bytes or config.MAX_IMAGE_BYTES
     max_image_pixels = max_image_pixels or config.MAX_IMAGE_PIXELS
     max_batch = max_batch or config.MAX_BATCH
-    model = Model(predictor) if predictor is not None else None
-    batcher = decoder = None
-
-    def needs_model():
-        if model is None:
-            raise ApiError(503, NO_MODEL)
+    if models is None:
+        models = Models.single(predictor)
+        models.empty = NO_MODEL
+    reader = Reader(models, max_image_bytes, max_image_pixels, max_batch, threads,
+                    check_min_confidence(config.MIN_CONFIDENCE if min_confidence is None else min_confidence))
 
     async def lifespan(app):
-        nonlocal batcher, decoder
-        batcher = Batcher(model, max_batch, threads) if model is not None else None
-        decoder = ThreadPoolExecutor(DECODE_THREADS, "decode")
+        reader.start()
         yield
-        if batcher is not None:
-            batcher.close()
-        decoder.shutdown(wait=False, cancel_futures=True)
-
-    async def off_loop(fn, *args):
-        """fn(*args) on a decoding thread (a pool of its own: Starlette's run_in_threadpool costs more per call)."""
-        return await asyncio.get_running_loop().run_in_executor(decoder, functools.partial(fn, *args))
+        reader.stop()
 
     app = FastAPI(title="Captcha reader", lifespan=lifespan,
                   description="Reads text captchas with a model trained by train.py. Errors are "
@@ -253,8 +296,20 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
     app.add_middleware(RequestLimits, max_bytes=per_image, max_batch_bytes=per_image * max_batch,
                        memory=upload_memory or per_image * (max_batch + 16))
     app.state.origin = Origin(config.HOST if host is None else host, config.PORT if port is None else port)
+    app.state.models = models
     if label_dir is not None:  # outermost: a request from elsewhere is refused before its body is read
         app.add_middleware(SameOrigin, origin=app.state.origin, pages=labelling.PAGES, api=labelling.API)
+    add_error_handlers(app)
+    add_pages(app, reader, label_only=predictor is None and not isinstance(models, ModelsDir))
+    if label_dir is not None:
+        app.state.labelling = labelling.mount(app, label_dir, predictor, WEB_DIR, say)
+    add_model_routes(app, reader)
+    add_predict_routes(app, reader)
+    return app
+
+
+def add_error_handlers(app):
+    """Every error as JSON {"error": "..."}: the request's (ApiError), an unknown path or method, bad parameters."""
 
     @app.exception_handler(ApiError)
     async def api_error(request, e):
@@ -271,48 +326,72 @@ def create_app(predictor, max_image_bytes=None, max_image_pixels=None, max_batch
         what = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
         return error_response(422, what)
 
+
+def add_pages(app, reader, label_only):
+    """GET / (the page; the labelling page when there is no model to read with), /static/*, GET /healthz."""
+
     @app.get("/", include_in_schema=False)
     async def page():
-        if model is None:  # nothing to read captchas with: the labelling page is what this server is for
+        if label_only:  # nothing to read captchas with: the labelling page is what this server is for
             return RedirectResponse("/label")
         return FileResponse(os.path.join(WEB_DIR, "index.html"))
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
-    if label_dir is not None:
-        app.state.labelling = labelling.mount(app, label_dir, predictor, WEB_DIR, say)
 
     @app.get("/healthz", summary="Liveness: 200 once the model is loaded (model null: labelling only)")
     async def healthz():
-        return {"status": "ok", "model": predictor.ckpt["model_name"] if predictor is not None else None}
+        models = reader.models
+        entries = models.entries
+        if not isinstance(models, ModelsDir):
+            served = next(iter(entries.values()), None)
+            return {"status": "ok", "model": served.describe()["model"] if served else None}
+        default = models.listing()["default"]
+        served = entries.get(default) if default else None
+        return {"status": "ok", "model": served.describe()["model"] if served else None, "models": sorted(entries)}
 
-    @app.get("/api/model", summary="The served model: name, charset, image size, accuracy recorded in training, limits")
-    async def model_info():
-        needs_model()
-        return {**model.info(), "limits": {"max_image_bytes": max_image_bytes,
-                                           "max_image_pixels": max_image_pixels, "max_batch": max_batch}}
+
+def add_model_routes(app, reader):
+    """GET /api/model (one model described) and GET /api/models (the models served)."""
+
+    @app.get("/api/model", summary="A served model (?model=NAME; default: the default one): name, charset, image "
+                                   "size, answer kind, accuracy recorded in training, limits")
+    async def model_info(model: str | None = MODEL_QUERY):
+        with reader.models.lease(model) as served:
+            info = served.model.info()
+        return {**info, "limits": reader.limits(), "min_confidence": reader.min_confidence}
+
+    @app.get("/api/models", summary="The models served: name, file, model, head, charset, answer kind, runtime, "
+                                    "when loaded; the default; files refused")
+    async def models_list():
+        return reader.models.listing()
+
+
+def add_predict_routes(app, reader):
+    """POST /api/predict and POST /api/predict/batch, each with ?model=NAME and ?min_confidence=P."""
 
     @app.post("/api/predict", summary="Read one captcha", response_model=None,
               responses={200: {"model": Prediction}, **ERRORS}, openapi_extra=_file_body("file", False))
-    async def predict(request: Request):
-        needs_model()
-        [(_, raw)] = (await read_files(request, "file", 1, off_loop))[:1]
-        image = open_image(raw, max_image_bytes, max_image_pixels)
-        if image.width * image.height <= INLINE_PIXELS:
-            array = decode_image(image, predictor)
-        else:  # a large image would hold every other request up (/healthz too) while it decodes
-            array = await off_loop(decode_image, image, predictor)
-        [result] = await batcher.predict([array])
+    async def predict(request: Request, model: str | None = MODEL_QUERY,
+                      min_confidence: float | None = CONFIDENCE_QUERY):
+        with reader.models.lease(model) as served:  # the model it started with, whatever the folder does meanwhile
+            predictor = served.model.predictor
+            [(_, raw)] = (await read_files(request, "file", 1, reader.off_loop))[:1]
+            image = open_image(raw, reader.max_image_bytes, reader.max_image_pixels)
+            if image.width * image.height <= INLINE_PIXELS:
+                array = decode_image(image, predictor)
+            else:  # a large image would hold every other request up (/healthz too) while it decodes
+                array = await reader.off_loop(decode_image, image, predictor)
+            [result] = await reader.batcher.predict([array], served.model, reader.threshold(min_confidence))
         return JSONResponse(result)
 
     @app.post("/api/predict/batch", summary="Read several captchas; a bad image fails alone", response_model=None,
               responses={200: {"model": BatchAnswer}, **ERRORS}, openapi_extra=_file_body("files", True))
-    async def predict_batch(request: Request):
-        needs_model()
-        files = await read_files(request, "files", max_batch, off_loop)
-        items, arrays = await off_loop(read_batch, files, predictor, max_image_bytes, max_image_pixels)
-        results = iter(await batcher.predict(arrays) if arrays else [])
+    async def predict_batch(request: Request, model: str | None = MODEL_QUERY,
+                            min_confidence: float | None = CONFIDENCE_QUERY):
+        with reader.models.lease(model) as served:
+            files = await read_files(request, "files", reader.max_batch, reader.off_loop)
+            items, arrays = await reader.off_loop(read_batch, files, served.model.predictor, reader.max_image_bytes,
+                                                  reader.max_image_pixels)
+            results = iter(await reader.batcher.predict(arrays, served.model, reader.threshold(min_confidence))
+                           if arrays else [])
         return JSONResponse({"results": [item if "error" in item else {**item, **next(results)} for item in items]})
-
-    return app
-
-
