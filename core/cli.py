@@ -20,6 +20,9 @@ def user_errors():
 def run(main, errors=()):
     """Run a command's `main()` and exit with its return value (None: 0). `errors`: more exception types whose
     message is for the user."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints escaped, never as a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         code = main()
     except KeyboardInterrupt as e:

@@ -264,9 +264,6 @@ def test_a_file_name_that_is_not_utf8_is_left_out_with_skip_bad(tmp_path):
     assert "==> best:" in out
 
 
-@pytest.mark.xfail(strict=True, reason="core/data.py load_folder prints the SKIP_BAD warning with the raw file name: "
-                                       "UnicodeEncodeError where stdout does not take surrogates (a UTF-8 locale "
-                                       "other than C.UTF-8, PYTHONIOENCODING=utf-8)")
 def test_a_file_name_that_is_not_utf8_is_left_out_where_stdout_is_strict_utf8(tmp_path):
     not_utf8_set(tmp_path)
     p = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *train_args(tmp_path, "--epochs=1"),
@@ -274,6 +271,18 @@ def test_a_file_name_that_is_not_utf8_is_left_out_where_stdout_is_strict_utf8(tm
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     out = p.stdout.decode("utf-8", "backslashreplace")
     assert p.returncode == 0 and "Traceback" not in out, out[-3000:]
+
+
+def test_predict_prints_a_file_name_that_is_not_utf8_where_stdout_is_strict_utf8(tmp_path):
+    folder = os.fsencode(str(tmp_path))
+    from PIL import Image
+    Image.new("L", (160, 60), 255).save(os.path.join(folder, b"12\xff34.png"))
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), os.path.join(ROOT, "weights", "default.pt"),
+                        str(tmp_path)], cwd=ROOT, env={**ENV, "PYTHONIOENCODING": "utf-8:strict"},
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+    out, err = p.stdout.decode("utf-8", "backslashreplace"), p.stderr.decode("utf-8", "backslashreplace")
+    assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
+    assert len(out.splitlines()) == 1 and "12\\udcff34.png" in out, out
 
 
 # --- 3. checkpoint records that do not match their weights ------------------------------------------------------
