@@ -81,11 +81,15 @@ def teach_unlabelled(s, say=print):
     if not paths:
         raise data.DataError(f"{folder}: no images to read (UNLABELED_DIR)")
     sample = _readings(read(s, paths[:SAMPLE], None, say))
-    ok, why = usefulness(sample, s.TEACHER)
+    # a quarter of the images read confidently is enough to start from: the model trained on them reads better than
+    # the teacher, and its own confident readings of the rest follow (a teacher at 53-64 % zero-shot still teaches)
+    ok, why = usefulness(sample, s.TEACHER, min_confident=0.25)
     say(f"  teacher   {why}")
     if not ok:
         raise TeacherError(why)
-    inferred = infer_charset_length(sample)
+    # a teacher drops characters more often than a site varies its length: a length beside the commonest one counts
+    # only when it is common itself (3 of 4 digits read in a fifth of a 4-digit set is the teacher's miss)
+    inferred = infer_charset_length(sample, min_length_share=0.3)
     charset, lengths, case = inferred.charset, inferred.lengths, inferred.case
     if s.CHARSET != "infer":
         charset = s.CHARSET
