@@ -136,3 +136,21 @@ def first_pseudo_labels(s, paths, codec, say=print):
 
 
 __all__ = ["TeacherError", "zero_labels", "read", "teach_unlabelled", "first_pseudo_labels"]
+
+
+def suggestions(name, folder, names, threads=1):
+    """{file name: {text, confidence, chars}} for the labelling page before any model is trained: a teacher's
+    readings of the images `names` of `folder`, restricted to the charset it reads in the first SAMPLE of them
+    (letters in capitals unless it reads them in lower case; its case cannot be trusted). An image it cannot read
+    gets confidence None and its error. TeacherError when the teacher cannot be loaded."""
+    teacher = load_teacher(name, threads=threads)
+    paths = [os.path.join(folder, n) for n in names]
+    charset, _, case, _ = infer_charset_length(teacher.read(paths[:SAMPLE]), min_length_share=0.3)
+    fold = str.lower if case == "lower" else str.upper
+    found = {}
+    for n, r in zip(names, teacher.read(paths, charset=charset or None)):
+        text = fold(r.text)
+        found[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
+                    "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
+                    **({"error": r.error} if r.error else {})}
+    return found

@@ -49,6 +49,7 @@ from starlette.concurrency import run_in_threadpool
 import config
 from core import data
 from core.checkpoint import DEFAULT_CHECKPOINT, latest_checkpoint
+from core import teach
 from core.device import cpu_count
 from core.files import file_kind
 from serve.plumbing import ApiError
@@ -434,11 +435,14 @@ class LabelQueue:
         self.image_set = frozenset(names)
         todo = [n for n in names if not self.store.answered(n)]
         self.suggestions, self.seconds = {}, None
-        if predictor is not None and todo:
+        teacher = config.TEACHER if predictor is None else ""  # before any model: the teacher's readings, if set
+        if (predictor is not None or teacher) and todo:
             start = time.perf_counter()
-            self.suggestions = score(predictor, self.folder, todo)
+            self.suggestions = (score(predictor, self.folder, todo) if predictor is not None
+                                else teach.suggestions(teacher, self.folder, todo, threads=cpu_count()))
             self.seconds = time.perf_counter() - start
-            say(f"labelling: scored {len(todo)} images in {self.seconds:.1f} s "
+            by = f"read by {teacher}, " if teacher else ""
+            say(f"labelling: {by}scored {len(todo)} images in {self.seconds:.1f} s "
                 f"({len(todo) / max(self.seconds, 1e-9):.0f} per second); least confident first")
             low = {n: s["confidence"] for n, s in self.suggestions.items()}
             todo.sort(key=lambda n: (low[n] is not None, low[n] or 0.0, n))
