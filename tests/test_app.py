@@ -433,10 +433,10 @@ def test_port_outside_the_tcp_range_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(config, "PORT", config.PORT)  # --port= sets it: restored after the test
     for port in ("0", "-1", "65536"):
         monkeypatch.setattr(sys, "argv", ["app.py", "weights/none.pt", f"--port={port}"])
-        with pytest.raises(config.ConfigError, match=f"--port={port}: a TCP port is a number from 1 to 65535"):
+        with pytest.raises(config.ConfigError, match=rf"PORT={port} is out of range: a TCP port from 1 to 65535"):
             webapp.main()
     out = run_script("app.py", "--port=70000", check=False)
-    assert out.returncode == 1 and out.stdout == "error: --port=70000: a TCP port is a number from 1 to 65535\n"
+    assert out.returncode == 1 and out.stdout == "error: PORT=70000 is out of range: a TCP port from 1 to 65535 (--port=...)\n"
 
 
 def test_missing_models_give_clear_errors(tmp_path, monkeypatch):

@@ -112,6 +112,7 @@ def test_rerun_skips_finished_entries(swept, cli):
     assert code == "error" and "finished with other settings: cnn, cnn_ctc-max" in text
 
 
+@pytest.mark.slow
 def test_ablation_entry(small, cli):
     code, text = cli(*options(small), "--ablation=1", "--compare_models=cnn", "--variants=dual", "--compare_seeds=1")
     assert code == 0 and "left out of the ablation (options cnn does not take): ibn, cbam, se" in text

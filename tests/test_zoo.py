@@ -72,7 +72,11 @@ def check_model(name, tmp_path, **options):
     return rebuilt
 
 
-@pytest.mark.parametrize("name", list(models.MODELS))
+HEAVY = ("resnet50", "resnet101", "resnet152", "resnext50_32x4d")  # 23-58 M parameters: seconds each on a CPU
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.removesuffix("_ctc") in HEAVY else n
+                                  for n in models.MODELS])
 def test_every_model(name, tmp_path):
     model = check_model(name, tmp_path)
     _, h, w = adapt.output_shape(model.features, 1, 60, 160)  # the documented 60x160 feature map
