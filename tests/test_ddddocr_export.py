@@ -29,6 +29,8 @@ ddddocr = pytest.importorskip("ddddocr", reason="ddddocr is an optional extra: p
 CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 DEFAULT = os.path.join(ROOT, "weights", "default.pt")
 
+pytestmark = pytest.mark.slow  # exports and reads through ddddocr: tens of seconds
+
 
 @pytest.fixture(scope="module")
 def captchas(tmp_path_factory):

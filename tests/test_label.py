@@ -243,6 +243,7 @@ def race(folder, count, tag, barrier, results):
         results.put(repr(e))
 
 
+@pytest.mark.slow
 def test_two_processes_answering_the_same_images_write_each_once(tmp_path):
     """Two processes race through the same 60 images: every image is written once, by one of them."""
     count = 60
@@ -404,6 +405,7 @@ def test_which_model_labels(tmp_path, monkeypatch):
         webapp.main()
 
 
+@pytest.mark.slow
 def test_a_real_server_without_a_model_serves_the_labelling_page(tmp_path):
     folder = pngs(tmp_path / "f", ["a.png", "b.png"])
     weights = tmp_path / "weights"

@@ -188,6 +188,7 @@ def test_requests_from_other_origins_are_refused(tmp_path):
     assert read(os.path.join(folder, "labels.tsv")) == HEADER + "a.png\tAB\n"
 
 
+@pytest.mark.slow
 def test_a_real_server_refuses_other_hosts_and_takes_the_pages_answers(tmp_path):
     folder = pngs(tmp_path / "f", ["a.png", "b.png"])
     weights = tmp_path / "weights"
@@ -378,6 +379,7 @@ def answer_forever(folder, ready):
             time.sleep(1)
 
 
+@pytest.mark.slow
 def test_a_killed_labelling_server_leaves_no_temporary_files(tmp_path):
     """Answers are appended in place (one write each): a process killed at any point leaves whole lines and no
     *.tmp; the next server reads them and goes on."""
