@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 import config
+from core import cli
 import models
 from core import checkpoint as checkpoints
 from core import ddddocr_format
@@ -189,7 +190,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (config.ConfigError, checkpoints.CheckpointError, ddddocr_format.UnsupportedModel) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main, errors=(ddddocr_format.UnsupportedModel,))

@@ -25,10 +25,11 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
-from core.checkpoint import CheckpointError, default_checkpoint  # noqa: E402
+from core.checkpoint import default_checkpoint  # noqa: E402
 from core.generate import generate  # noqa: E402
 from core.inference import Predictor  # noqa: E402
 import config  # noqa: E402
+from core import cli  # noqa: E402
 
 SEED = 777
 CHARSET = string.digits + string.ascii_uppercase
@@ -128,7 +129,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (config.ConfigError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

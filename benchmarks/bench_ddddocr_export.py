@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
+from core import cli  # noqa: E402
 from core import ddddocr_format  # noqa: E402
 from core.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from core.device import set_threads  # noqa: E402
@@ -77,7 +78,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except config.ConfigError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

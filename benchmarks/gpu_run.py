@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import config  # noqa: E402
+from core import cli  # noqa: E402
 from core import fresh  # noqa: E402
 from core.checkpoint import CheckpointError, DEFAULT_CHECKPOINT  # noqa: E402
 from core.device import cpu_count, pick_device, set_threads  # noqa: E402
@@ -400,7 +401,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except config.ConfigError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
+from core import cli  # noqa: E402
 from core import data  # noqa: E402
 from core.device import cpu_count  # noqa: E402
 from core.inference import Predictor  # noqa: E402
@@ -133,7 +134,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except config.ConfigError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

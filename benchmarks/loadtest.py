@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
+from core import cli  # noqa: E402
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_IMAGES = 64
@@ -272,7 +273,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except config.ConfigError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

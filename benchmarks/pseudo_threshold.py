@@ -21,8 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
-from core import data  # noqa: E402
-from core.checkpoint import CheckpointError  # noqa: E402
+from core import cli  # noqa: E402
 from core.device import pick_device, set_threads  # noqa: E402
 from core.inference import Predictor, run_test  # noqa: E402
 
@@ -51,7 +50,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (config.ConfigError, data.DataError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -29,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
+from core import cli  # noqa: E402
 from benchmarks import loadtest  # noqa: E402
 
 DEFAULT_MODELS = ("weights/default.pt", "weights/pretrained.pt")
@@ -184,7 +185,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except config.ConfigError as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)

@@ -18,8 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 import config  # noqa: E402
+from core import cli  # noqa: E402
 from core import data  # noqa: E402
-from core.checkpoint import CheckpointError  # noqa: E402
 from core.device import pick_device, set_threads  # noqa: E402
 from core.inference import Predictor  # noqa: E402
 from core.metrics import confusions  # noqa: E402
@@ -68,7 +68,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (config.ConfigError, CheckpointError, data.DataError, data.ImageError) as e:
-        sys.exit(f"error: {e}")
+    cli.run(main)
