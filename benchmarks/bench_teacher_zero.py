@@ -13,7 +13,6 @@ The sets: benchmarks/real_sets.py (build them first; --list shows the suite) and
 is optional: `pip install ddddocr==1.6.1`.
 """
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -21,25 +20,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import real_sets  # noqa: E402  (the suite's records and its label reader; no project module)
+from bench_ddddocr import onnxruntime_threads  # noqa: E402
 
-
-@contextlib.contextmanager
-def onnxruntime_threads(threads):
-    """Make the onnxruntime sessions opened inside the block use `threads` threads (ddddocr takes every core)."""
-    import onnxruntime
-
-    original = onnxruntime.InferenceSession
-
-    def session(path, sess_options=None, providers=None, **kwargs):
-        options = sess_options or onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        return original(path, options, providers=providers, **kwargs)
-
-    onnxruntime.InferenceSession = session
-    try:
-        yield
-    finally:
-        onnxruntime.InferenceSession = original
 
 
 def test_items(folder, limit=0):

@@ -63,11 +63,12 @@ def free_port():
 
 @contextlib.contextmanager
 def serve(checkpoint, log_path, *options):
-    """app.py (with `options`) in a real uvicorn process on a free 127.0.0.1 port; yields (its base URL, the
-    process), stops it after."""
+    """app.py (with `options`; checkpoint None: none named, e.g. with --models_dir) in a real uvicorn process on a
+    free 127.0.0.1 port; yields (its base URL, the process), stops it after."""
     port = free_port()
+    named = [checkpoint] if checkpoint else []
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), checkpoint, "--host=127.0.0.1",
+        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), *named, "--host=127.0.0.1",
                                     f"--port={port}", *options], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

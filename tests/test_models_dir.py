@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -19,12 +18,11 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from benchmarks import loadtest
 from conftest import DIGITS, ROOT
 from core.inference import Predictor, reading
 from serve import create_app
 from serve.models_dir import ModelsDir
-from test_app import captchas, free_port, multipart, post_file, untrained_checkpoint
+from test_app import captchas, multipart, post_file, serve, untrained_checkpoint
 
 SHIPPED = os.path.join(ROOT, "weights", "default.pt")
 READING = ("text", "confidence", "answer", "answer_error", "unsure")
@@ -307,25 +305,8 @@ def test_models_dir_lists_the_answer_kind(tmp_path, arith, images):
 @contextlib.contextmanager
 def serve_folder(folder, log_path, *options):
     """app.py --models_dir=folder on a free 127.0.0.1 port; yields its base URL."""
-    port = free_port()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, os.path.join(ROOT, "app.py"), f"--models_dir={folder}",
-                                    "--host=127.0.0.1", f"--port={port}", *options], cwd=ROOT, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            assert process.poll() is None, f"app.py exited:\n{open(log_path).read()[-3000:]}"
-            assert time.time() < deadline, f"app.py did not answer /healthz:\n{open(log_path).read()[-3000:]}"
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
+    with serve(None, log_path, f"--models_dir={folder}", *options) as (url, _):
         yield url
-    finally:
-        loadtest.stop_server(process)
 
 
 def get_json(url):
