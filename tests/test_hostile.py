@@ -107,8 +107,10 @@ def run_commands(commands, timeout=600):
 def interrupt(command, ready, timeout=180):
     """Start `command` in a session of its own; once `ready(output so far)`, send SIGINT to its process group
     (as Ctrl-C in a terminal does). Returns (exit status, stdout, stderr)."""
+    # a terminal delivers SIGINT; a runner started in the background ignores it and its children inherit that:
+    # the command starts with SIGINT at its default, as from a terminal
     p = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     watchdog = threading.Timer(timeout, p.kill)
     watchdog.start()
     try:
