@@ -142,17 +142,52 @@ def model_from_checkpoint(ckpt, device="cpu", path="the checkpoint"):
     return model.to(device).eval(), codec
 
 
+def class_rows(old_charset, new_charset):
+    """For a CTC classifier (row 0 the blank, row i+1 character i): the checkpoint row each new row starts from,
+    or None. A character the checkpoint knows keeps its row; one it knows only in the other case starts from
+    that one (`a` from `A`: the same letter, often nearly the same glyph); others start afresh."""
+    old = {c: i + 1 for i, c in enumerate(old_charset)}
+    rows = [0]
+    for c in new_charset:
+        rows.append(old.get(c, old.get(c.swapcase())))
+    return rows
+
+
+def _ctc_head_rows(model, ckpt, codec, source, state):
+    """head.fc's tensors for a CTC model whose charset differs from the checkpoint's, built row by row from the
+    checkpoint's (class_rows); {} when the head is not a CTC classifier of the expected shapes."""
+    w, b = "head.fc.weight", "head.fc.bias"
+    if ckpt.get("head") != "ctc" or w not in source or w not in state or b not in source or b not in state:
+        return {}, 0
+    if (source[w].shape[0] != len(ckpt["charset"]) + 1 or state[w].shape[0] != len(codec.charset) + 1
+            or source[w].shape[1:] != state[w].shape[1:]):
+        return {}, 0
+    rows = class_rows(ckpt["charset"], codec.charset)
+    weight, bias = state[w].clone(), state[b].clone()
+    for new, old in enumerate(rows):
+        if old is not None:
+            weight[new], bias[new] = source[w][old], source[b][old]
+    return {w: weight, b: bias}, sum(r is not None for r in rows[1:])
+
+
 def load_matching(model, ckpt, codec):
     """Fine-tuning: copy the checkpoint's tensors into `model` where name and shape match. When the charset
-    (or length) differs from the checkpoint's, the classifier (head.fc) starts afresh whatever its shape.
+    differs from the checkpoint's, a CTC classifier (head.fc) keeps the rows of the characters both know (a
+    lower-case letter starts from its capital's row, see class_rows) and the others start afresh; a fixed-length
+    head whose charset or length differs starts afresh whatever its shape.
     Returns a report of what was kept and why each other tensor starts from random init."""
     same_labels = ckpt["charset"] == codec.charset and list(ckpt["length"]) == list(codec.length)
     source, state = ckpt["model"], model.state_dict()
     kept, fresh, adapted = {}, {}, []
+    rows, known = ({}, 0) if ckpt["charset"] == codec.charset else _ctc_head_rows(model, ckpt, codec, source, state)
     for name, tensor in state.items():
-        if name.startswith("head.fc.") and not same_labels:
+        if name in rows:
+            kept[name] = rows[name]
+        elif name.startswith("head.fc.") and not same_labels and ckpt.get("head") != "ctc":
             fresh[name] = f"charset {ckpt['charset']!r} -> {codec.charset!r}" if ckpt["charset"] != codec.charset \
                 else f"label length {tuple(ckpt['length'])} -> {codec.length}"
+        elif name.startswith("head.fc.") and ckpt["charset"] != codec.charset:
+            fresh[name] = f"charset {ckpt['charset']!r} -> {codec.charset!r}"
         elif name not in source:
             fresh[name] = "not in the checkpoint (another model or options)"
         elif (source[name].dim() == 4 and source[name].shape[1] == 1 and tensor.shape[1] > 1
@@ -167,6 +202,10 @@ def load_matching(model, ckpt, codec):
             kept[name] = source[name]
     model.load_state_dict(kept, strict=False)
     lines = [f"initialised {len(kept)} of {len(state)} tensors from the checkpoint; {len(fresh)} start afresh"]
+    if rows:
+        lines.append(f"  head.fc: {known} of {len(codec.charset)} characters' rows from the checkpoint's (the same "
+                     f"character, or the same letter in the other case)"
+                     + (", the others afresh" if known < len(codec.charset) else ""))
     lines += [f"  {name}: grey -> {state[name].shape[1]} channels (the grey weights shared out)" for name in adapted]
     by_reason = {}
     for name, why in fresh.items():

@@ -8,7 +8,7 @@ import torch
 
 from core import data
 import models
-from core.checkpoint import load_checkpoint, load_matching
+from core.checkpoint import class_rows, load_checkpoint, load_matching
 from conftest import run_script
 from test_owndata import own_set
 
@@ -107,6 +107,27 @@ def test_init_auto_says_when_the_starting_point_is_missing(tmp_path, monkeypatch
     said = []
     assert plan.resolve_init(s, None, said.append) == ""
     assert len(said) == 1 and "random weights" in said[0] and "is missing" in said[0] and "git checkout" in said[0]
+
+
+def test_ctc_head_keeps_the_rows_of_known_characters():
+    """--init onto another charset: a CTC head keeps the blank's row and each known character's, a lower-case
+    letter starts from its capital's, an unknown character's row starts afresh; a fixed-length head starts afresh."""
+    assert class_rows("0123ABC", "ab3z") == [0, 5, 6, 4, None]
+    old = data.Codec("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 4)
+    new = data.Codec("2345abcdexy", 5)
+    net = models.build_model("cnn_ctc", in_channels=1, num_classes=37, positions=4, height=32, width=96)
+    ckpt = {"model": net.state_dict(), "charset": old.charset, "length": [4, 4], "head": "ctc"}
+    fresh = models.build_model("cnn_ctc", in_channels=1, num_classes=12, positions=5, height=32, width=96)
+    report = load_matching(fresh, ckpt, new)
+    assert "head.fc: 11 of 11 characters' rows" in report and "start afresh" in report
+    w, got = net.state_dict()["head.fc.weight"], fresh.state_dict()["head.fc.weight"]
+    assert torch.equal(got[0], w[0]) and torch.equal(got[1], w[1 + old.charset.index("2")])
+    assert torch.equal(got[5], w[1 + old.charset.index("A")])  # 'a' from 'A'
+    fixed = models.build_model("cnn", in_channels=1, num_classes=11, positions=5, height=32, width=96)
+    source = models.build_model("cnn", in_channels=1, num_classes=37, positions=4, height=32, width=96)
+    report = load_matching(fixed, {"model": source.state_dict(), "charset": old.charset, "length": [4, 4],
+                                   "head": "fixed"}, new)
+    assert "head.fc.weight, head.fc.bias: charset" in report
 
 
 def test_grey_first_convolution_serves_colour_images():
