@@ -85,7 +85,7 @@ NOISE = 0.0               # standard deviation of added Gaussian pixel noise (on
 CONTRAST = 0.0            # strength of random contrast / brightness (and colour, for CHANNELS=3) changes; 0 = off
 LINES = 0.0               # probability that a training image is crossed by a random interference curve; 0 = off
 INIT = "auto"             # checkpoint to start from (fine-tuning); a different charset re-initialises only the head
-                          # (a CTC head keeps the rows of the characters both know, `a` starting from `A`).
+                          # (a CTC head keeps the rows of the blank and of the characters both know).
                           # "auto" = the shipped weights/pretrained.pt when MODEL is its model (cnn_ctc, default options)
                           # and the run reads a folder: its features, learnt on generated captchas, carry over to
                           # other captchas (a few hundred labelled images then suffice); "" = random weights
