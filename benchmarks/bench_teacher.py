@@ -27,26 +27,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
+from core import data  # noqa: E402
 from core.teacher import TeacherError, filter_readings, infer_charset_length, load_teacher, usefulness  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "datasets")
 DEFAULT_SETS = [os.path.join(SHARED, "captcha_images_v2", "test"), os.path.join(SHARED, "henan_digits", "test")]
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-def folder_labels(folder):
-    """[(path, label)] of a folder, sorted by file name: labels.tsv when there is one, else the file names."""
-    tsv = os.path.join(folder, "labels.tsv")
-    if os.path.isfile(tsv):
-        pairs = []
-        with open(tsv, encoding="utf-8-sig") as f:
-            for line in f:
-                name, sep, label = line.rstrip("\r\n").partition("\t")
-                if sep and (name, label) != ("file", "label"):
-                    pairs.append((os.path.join(folder, name), label))
-        return sorted(pairs)
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."))
-    return [(os.path.join(folder, n), os.path.splitext(n)[0].split("_")[0]) for n in names]
 
 
 def single_case(labels):
@@ -82,7 +67,7 @@ def trials(readings, true_charset, true_lengths, fold, count, size, seed=0):
 
 
 def bench(teacher, folder, opts):
-    pairs = folder_labels(folder)
+    pairs = sorted(data.read_labels(folder))
     if not pairs:
         sys.exit(f"error: no labelled images in {folder}")
     paths, labels = [p for p, _ in pairs], [label for _, label in pairs]
@@ -167,7 +152,10 @@ def main():
     print(f"teacher {teacher.name}, {opts.threads} thread(s), {os.cpu_count()} CPUs (load average {load} at the "
           f"start); every image read one at a time from its file")
     for folder in folders:
-        bench(teacher, os.path.abspath(folder), opts)
+        try:
+            bench(teacher, os.path.abspath(folder), opts)
+        except data.DataError as e:
+            sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":
