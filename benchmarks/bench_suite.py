@@ -5,6 +5,7 @@ training images given as unlabelled ones, and one table of test accuracy (with i
     python benchmarks/bench_suite.py --sets=amazon,dotted_digits --labels=100,300 --threads=1
     python benchmarks/bench_suite.py --labels=0 --teacher=ddddocr      # zero labels: the teacher's readings
     python benchmarks/bench_suite.py --labels=100 --teacher=ddddocr --epochs=60   # other --NAME=value: to train.py
+    python benchmarks/bench_suite.py --real_sets=other/ --out=runs/      # sets built elsewhere; points kept in runs/
 
 A point with N labels runs `python train.py --train_dir=<set>/train --limit=N --unlabeled_dir=<set>/train` (the N
 sampled images labelled, the others unlabelled; `all`: every label, no unlabelled images), then `python test.py`
@@ -27,7 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "datasets")
-OUT = os.path.abspath("bench_suite")
+OUT = os.path.abspath("bench_suite")  # --out: every point's folder, under the folder it is run from by default
 FINAL = re.compile(r"best: (\S+) \(epoch (\d+)\)")
 TESTED = re.compile(r"sequence accuracy ([\d.]+) \((\d+)/(\d+)\), character accuracy ([\d.]+)")
 DEFAULT_LABELS = "0,50,100,300,all"
@@ -139,7 +140,8 @@ def table(points, labels):
 
 
 def main():
-    opts = dict(sets="", labels=DEFAULT_LABELS, real_sets=os.path.join(ROOT, "real_sets"))
+    global OUT
+    opts = dict(sets="", labels=DEFAULT_LABELS, real_sets=os.path.join(ROOT, "real_sets"), out=OUT)
     extra = []
     for arg in sys.argv[1:]:
         key, _, value = arg.lstrip("-").partition("=")
@@ -148,7 +150,8 @@ def main():
         elif arg.startswith("--"):
             extra.append(arg)  # for train.py
         else:
-            sys.exit(f"error: {arg}: options are --sets=, --labels=, --real_sets= and train.py's --NAME=value")
+            sys.exit(f"error: {arg}: options are --sets=, --labels=, --real_sets=, --out= and train.py's --NAME=value")
+    OUT = os.path.abspath(opts["out"])
     sets = suite(opts["real_sets"])
     if opts["sets"]:
         unknown = [s for s in opts["sets"].split(",") if s not in sets]
@@ -157,6 +160,10 @@ def main():
                      f"(python benchmarks/real_sets.py builds real_sets/)")
         sets = {s: sets[s] for s in opts["sets"].split(",")}
     labels = opts["labels"].split(",")
+    bad = [n for n in labels if n != "all" and not n.isdigit()]
+    if bad:
+        sys.exit(f"error: --labels={opts['labels']}: each entry is a number of labelled images (0 = none, with "
+                 f"--teacher) or all")
     points = []
     for name, folder in sets.items():
         for n in labels:

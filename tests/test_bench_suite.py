@@ -1,0 +1,50 @@
+"""benchmarks/bench_suite.py: the few-labels benchmark's points, its table and its refusals, on a tiny set."""
+import json
+import os
+
+import pytest
+
+from conftest import run_script
+from test_owndata import own_set
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory):
+    """A suite folder holding one set, `tiny`, laid out as real_sets.py writes them (train/ and test/)."""
+    base = tmp_path_factory.mktemp("suite")
+    own_set(str(base / "sets" / "tiny" / "train"), 60, 41, labels_tsv=True, charset="ab12")
+    own_set(str(base / "sets" / "tiny" / "test"), 20, 42, labels_tsv=True, charset="ab12")
+    return base
+
+
+@pytest.mark.slow
+def test_points_are_tested_once_on_the_kept_checkpoint(tiny_suite):
+    out = tiny_suite / "runs"
+    p = run_script("benchmarks/bench_suite.py", f"--real_sets={tiny_suite / 'sets'}", f"--out={out}", "--sets=tiny",
+                   "--labels=30,all", "--epochs=1", "--threads=1", "--batch_size=16")
+    lines = p.stdout.splitlines()
+    assert any(line.startswith("tiny") and "30 labels: test" in line for line in lines), p.stdout
+    assert "| tiny |" in p.stdout and "| **worst** |" in p.stdout and "| **median** |" in p.stdout
+    few = json.loads((out / "tiny" / "n30-epochs1-batch_size16" / "point.json").read_text())
+    assert few["labels"] == "30" and few["test_images"] == "20 images" and 0 <= few["test_right"] <= 20
+    assert "--limit=30" in few["command"] and "--unlabeled_dir=" in few["command"]
+    assert abs(few["test_seq"] - few["test_right"] / 20) < 1e-3
+    log = (out / "tiny" / "n30-epochs1-batch_size16" / "train.log").read_text()
+    assert "no test folder (TEST_DIR)" in log and "test seq acc" not in log  # trained without the per-epoch test
+    assert "20 images" in (out / "tiny" / "n30-epochs1-batch_size16" / "test.log").read_text()
+    log_file = out / "tiny" / "n30-epochs1-batch_size16" / "train.log"
+    written = os.path.getmtime(log_file)
+    again = run_script("benchmarks/bench_suite.py", f"--real_sets={tiny_suite / 'sets'}", f"--out={out}",
+                       "--sets=tiny", "--labels=30", "--epochs=1", "--threads=1", "--batch_size=16")
+    assert f"{few['test_seq']:.2%}" in again.stdout  # a measured point is read back, not run again
+    assert os.path.getmtime(log_file) == written
+
+
+@pytest.mark.slow
+def test_refusals(tiny_suite):
+    for args, message in ((["--sets=nope"], "unknown set nope"),
+                          (["--labels=ten"], "--labels=ten: each entry is a number of labelled images"),
+                          (["bogus"], "bogus: options are --sets=")):
+        p = run_script("benchmarks/bench_suite.py", f"--real_sets={tiny_suite / 'sets'}",
+                       f"--out={tiny_suite / 'x'}", *args, check=False)
+        assert p.returncode == 1 and message in p.stdout and "Traceback" not in p.stdout, p.stdout
