@@ -21,8 +21,9 @@ SAMPLE = 500  # images read first to infer the charset and lengths and to judge 
 
 def zero_labels(s):
     """Whether this run has no labels: TEACHER set, and the training folder is also the unlabelled one and lists
-    no labels (no labels.tsv, or an empty one)."""
-    if not s.TEACHER or s.ONLINE or not s.UNLABELED_DIR:
+    no labels (no labels.tsv, or an empty one). LIMIT asks for a sample of labelled images, so a folder without
+    labels.tsv then has its labels in its file names: a few labels (the sample), the rest unlabelled."""
+    if not s.TEACHER or s.ONLINE or not s.UNLABELED_DIR or s.LIMIT:
         return False
     if os.path.realpath(s.UNLABELED_DIR) != os.path.realpath(s.TRAIN_DIR):
         return False

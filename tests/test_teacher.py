@@ -215,3 +215,20 @@ def test_generated_captcha_and_pil_input(teacher):
     on_white = Image.eval(ink, lambda v: 255 - v)
     seen, expected = teacher.read([clear, on_white], charset="0123456789")
     assert seen == expected and seen.text
+
+
+def test_zero_labels_only_without_labels(tmp_path):
+    """No labels: TEACHER, the training folder is the unlabelled one and has no labels.tsv. With LIMIT the run
+    asks for a sample of labelled images, so the file names are the labels (a few labels, the rest unlabelled)."""
+    from core import plan
+    from core.teach import zero_labels
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "ab12.png").write_bytes(b"")
+    s = plan.Settings().replace(TEACHER="ddddocr", TRAIN_DIR=str(folder), UNLABELED_DIR=str(folder), ONLINE=False)
+    assert zero_labels(s)
+    assert not zero_labels(s.replace(LIMIT=100))
+    assert not zero_labels(s.replace(TEACHER=""))
+    assert not zero_labels(s.replace(UNLABELED_DIR=str(tmp_path)))
+    (folder / "labels.tsv").write_text("ab12.png\tab12\n")
+    assert not zero_labels(s)
