@@ -73,8 +73,8 @@ SETS = [
          paths=["datasets/generic/lower", "datasets/generic/upper"], name_pattern=r"^([0-9A-Za-z]+)-\d+\.png$",
          case="upper",
          about="'generic text captcha': 4-8 letters and digits, each in its own colour and font, crossed by "
-               "thin lines, on a transparent background of varying width; labels folded to capitals (the "
-               "lower/ folder draws some of its lower-case labels in capitals)"),
+               "thin lines, on a white RGBA page of varying width, some in very pale colours; labels folded to "
+               "capitals (the lower/ folder draws some of its lower-case labels in capitals)"),
     dict(name="wp_simple", repo="WorqHat/Break-a-Captcha-System",
          commit="8cdc84040898b05de1d2a21787812dc01456fb8d", license="MIT",
          paths=["generated_captcha_images"], name_pattern=r"^([0-9A-Z]{4})\.png$", case=None,
