@@ -30,7 +30,8 @@ def real_checkpoint():
 
 def wait_done(page, count):
     """Wait until `count` result cards have an answer (or an error)."""
-    page.wait_for_function(f"document.querySelectorAll('.result:not([data-state=pending])').length >= {count}",
+    # a function, not an expression: an expression is evaluated with eval, which the page's CSP refuses
+    page.wait_for_function(f"() => document.querySelectorAll('.result:not([data-state=pending])').length >= {count}",
                            timeout=30_000)
 
 
@@ -59,7 +60,7 @@ def test_page_reads_captchas_like_the_api(tmp_path):
                     or r.url.startswith("blob:") else outside.append(r.url))
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url + "/")
-            page.wait_for_function("document.getElementById('model-name').textContent.includes('head')")
+            page.wait_for_function("() => document.getElementById('model-name').textContent.includes('head')")
             with urllib.request.urlopen(url + "/api/model") as r:
                 model = json.loads(r.read())
             assert page.text_content("#model-charset") == model["charset"]
@@ -167,7 +168,7 @@ def test_labelling_page_with_the_keyboard(tmp_path):
             shown_file(page, order[4]["file"])
             page.keyboard.press("Escape")
             shown_file(page, order[1]["file"])  # the skipped image is back, after the others
-            page.wait_for_function("document.getElementById('counter').textContent.includes('3 / 5')")
+            page.wait_for_function("() => document.getElementById('counter').textContent.includes('3 / 5')")
             assert "2 labelled, 1 unreadable" in page.text_content("#counter")
             assert "2 remaining" in page.text_content("#counter")
             assert "per minute" in page.text_content("#rate") and "3 answered" in page.text_content("#rate")
