@@ -69,12 +69,12 @@ def labelled_folder(name, folder):
 
 
 def point_args(name, folder, labels, extra):
-    train = labelled_folder(name, folder)
     if labels == "0":
         if "--teacher" not in " ".join(extra):
             return None  # nothing to learn from
         u = unlabelled_folder(name, folder)
         return [f"--train_dir={u}", f"--unlabeled_dir={u}"]
+    train = labelled_folder(name, folder)
     args = [f"--train_dir={train}"]
     if labels != "all":
         args += [f"--limit={labels}", f"--unlabeled_dir={train}"]

@@ -151,7 +151,7 @@ def class_rows(old_charset, new_charset):
     return [0] + [old.get(c) for c in new_charset]
 
 
-def _ctc_head_rows(model, ckpt, codec, source, state):
+def _ctc_head_rows(ckpt, codec, source, state):
     """head.fc's tensors for a CTC model whose charset differs from the checkpoint's, built row by row from the
     checkpoint's (class_rows); {} when the head is not a CTC classifier of the expected shapes."""
     w, b = "head.fc.weight", "head.fc.bias"
@@ -174,18 +174,17 @@ def load_matching(model, ckpt, codec):
     both know (class_rows) and the others start afresh; a fixed-length head whose charset or length differs starts
     afresh whatever its shape.
     Returns a report of what was kept and why each other tensor starts from random init."""
-    same_labels = ckpt["charset"] == codec.charset and list(ckpt["length"]) == list(codec.length)
+    same_charset = ckpt["charset"] == codec.charset
     source, state = ckpt["model"], model.state_dict()
     kept, fresh, adapted = {}, {}, []
-    rows, known = ({}, 0) if ckpt["charset"] == codec.charset else _ctc_head_rows(model, ckpt, codec, source, state)
+    rows, known = ({}, 0) if same_charset else _ctc_head_rows(ckpt, codec, source, state)
     for name, tensor in state.items():
         if name in rows:
             kept[name] = rows[name]
-        elif name.startswith("head.fc.") and not same_labels and ckpt.get("head") != "ctc":
-            fresh[name] = f"charset {ckpt['charset']!r} -> {codec.charset!r}" if ckpt["charset"] != codec.charset \
-                else f"label length {tuple(ckpt['length'])} -> {codec.length}"
-        elif name.startswith("head.fc.") and ckpt["charset"] != codec.charset:
+        elif name.startswith("head.fc.") and not same_charset:
             fresh[name] = f"charset {ckpt['charset']!r} -> {codec.charset!r}"
+        elif name.startswith("head.fc.") and ckpt.get("head") != "ctc" and list(ckpt["length"]) != list(codec.length):
+            fresh[name] = f"label length {tuple(ckpt['length'])} -> {codec.length}"  # a fixed head's classes per place
         elif name not in source:
             fresh[name] = "not in the checkpoint (another model or options)"
         elif (source[name].dim() == 4 and source[name].shape[1] == 1 and tensor.shape[1] > 1

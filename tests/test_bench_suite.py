@@ -25,19 +25,19 @@ def test_points_are_tested_once_on_the_kept_checkpoint(tiny_suite):
     lines = p.stdout.splitlines()
     assert any(line.startswith("tiny") and "30 labels: test" in line for line in lines), p.stdout
     assert "| tiny |" in p.stdout and "| **worst** |" in p.stdout and "| **median** |" in p.stdout
-    few = json.loads((out / "tiny" / "n30-epochs1-batch_size16" / "point.json").read_text())
+    point = out / "tiny" / "n30-epochs1-batch_size16"
+    few = json.loads((point / "point.json").read_text())
     assert few["labels"] == "30" and few["test_images"] == "20 images" and 0 <= few["test_right"] <= 20
     assert "--limit=30" in few["command"] and "--unlabeled_dir=" in few["command"]
     assert abs(few["test_seq"] - few["test_right"] / 20) < 1e-3
-    log = (out / "tiny" / "n30-epochs1-batch_size16" / "train.log").read_text()
+    log = (point / "train.log").read_text()
     assert "no test folder (TEST_DIR)" in log and "test seq acc" not in log  # trained without the per-epoch test
-    assert "20 images" in (out / "tiny" / "n30-epochs1-batch_size16" / "test.log").read_text()
-    log_file = out / "tiny" / "n30-epochs1-batch_size16" / "train.log"
-    written = os.path.getmtime(log_file)
+    assert "20 images" in (point / "test.log").read_text()
+    written = os.path.getmtime(point / "train.log")
     again = run_script("benchmarks/bench_suite.py", f"--real_sets={tiny_suite / 'sets'}", f"--out={out}",
                        "--sets=tiny", "--labels=30", "--epochs=1", "--threads=1", "--batch_size=16")
     assert f"{few['test_seq']:.2%}" in again.stdout  # a measured point is read back, not run again
-    assert os.path.getmtime(log_file) == written
+    assert os.path.getmtime(point / "train.log") == written
 
 
 @pytest.mark.slow
