@@ -40,9 +40,14 @@ TEACHER_THRESHOLD = 0.5   # a teacher's reading is used when it reads it with at
 # --- generated captchas (captchaGenerator.py, and ONLINE training) -----------------------------------------
 GEN_CHARSET = string.digits + string.ascii_uppercase  # characters drawn from
 GEN_LENGTH = 4            # characters per captcha
-GEN_WIDTH = 160           # pixels
+GEN_WIDTH = 160           # pixels (GEN_STYLE "varied": unused, the width follows the text)
 GEN_HEIGHT = 60           # pixels
-FONTS = ()                # .ttf files; () = the captcha package's own fonts
+GEN_STYLE = "imagecaptcha"  # "imagecaptcha": the captcha package's style; "varied" (captchaGenerator.py only, not
+                          # ONLINE): each character in its own font, size, angle, colour (pale ones too) and, when
+                          # GEN_CHARSET holds one case, either case; lines, curves, dots, tinted pages; a third of the
+                          # images ImageCaptcha's style (core/varied.py). What weights/pretrained.pt is trained on
+FONTS = ()                # .ttf / .otf files; () = the captcha package's own fonts ("varied": every Latin font the
+                          # machine has, e.g. Debian's fonts-dejavu, fonts-liberation2, fonts-urw-base35)
 
 # --- model ----------------------------------------------------------------------------------------------
 MODEL = "cnn_ctc"         # any name in models.MODELS (python -c "import models; print(list(models.MODELS))")
@@ -171,7 +176,7 @@ def coerce(name, raw, default):
         return float(value)
     if isinstance(default, tuple) and isinstance(value, (list, tuple)):
         return tuple(value)
-    if name == "LENGTH" and isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+    if name in ("LENGTH", "GEN_LENGTH") and isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return tuple(value)  # variable length: (min, max)
     if isinstance(value, type(default)) and not isinstance(value, bool):
         return value
@@ -293,6 +298,7 @@ _RANGES = {
     "PSEUDO_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.9"),
     "TEACHER_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.5"),
     "TEACHER": (lambda v: v in ("", "ddddocr"), "\"\" (none) or \"ddddocr\""),
+    "GEN_STYLE": (lambda v: v in ("imagecaptcha", "varied"), "\"imagecaptcha\" or \"varied\""),
     "PSEUDO_FROM": (lambda v: 0 <= v <= 1, "a fraction of validation from 0 to 1"),
     "PSEUDO_EVERY": (lambda v: _number(v) and v >= 0, "0 or more"),
     "PSEUDO_RATIO": (lambda v: _number(v) and v >= 0, "0 or more"),

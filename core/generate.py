@@ -38,13 +38,15 @@ def file_name(label, seed, index):
 
 
 _captcha = None
+_fonts = ()
 
 
 def _init_worker(width, height, fonts):
-    global _captcha
+    global _captcha, _fonts
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent answers it, the workers just end
     from captcha.image import ImageCaptcha
     _captcha = ImageCaptcha(width=width, height=height, fonts=list(fonts) or None)
+    _fonts = tuple(fonts)
 
 
 def make_one(task):
@@ -52,7 +54,7 @@ def make_one(task):
     answer "arith": the label is a sum ("12+7=?", core.answers.random_expression) and the file is named
     <seed>-<index>.png (a sum does not belong in a file name: labels.tsv holds it)."""
     import captcha.image
-    out_dir, seed, index, charset, length, answer = task
+    out_dir, seed, index, charset, length, answer, style, height = task
     rng = random.Random(f"{seed}-{index}")
     if answer == "arith":
         label, name = random_expression(rng), f"{seed}-{index:07d}.png"
@@ -63,7 +65,11 @@ def make_one(task):
     if os.path.exists(path):
         return 0, name, label
     captcha.image.secrets = SeededSecrets(rng)
-    image = _captcha.generate_image(label)
+    if style == "varied":
+        from core import varied
+        image = varied.draw(label, rng, height, _fonts, charset)
+    else:
+        image = _captcha.generate_image(label)
     # no fsync (a lost file is made again by a rerun) and no folder scan per file: generate() sweeps once
     atomic_write(path, lambda f: image.save(f, format="PNG"), fsync=False, clean=False)
     return 1, name, label
@@ -81,13 +87,17 @@ def write_labels(out_dir, labels):
 
 
 def generate(out_dir, count, seed, charset, length, width, height, fonts=(), processes=None, quiet=False,
-             answer="none"):
+             answer="none", style="imagecaptcha"):
     """Generate `count` captchas into out_dir; returns the number of files written. answer "arith": sums
-    ("12+7=?") labelled in out_dir/labels.tsv instead of the characters of `charset`."""
+    ("12+7=?") labelled in out_dir/labels.tsv instead of the characters of `charset`. style "varied": the
+    drawing of core.varied (each character its own font, colour, case and angle; the width follows the text)."""
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_temps(out_dir)  # killed runs' leftovers; a concurrent run's temps are left alone
     processes = processes or os.cpu_count()
-    tasks = [(out_dir, seed, i, charset, length, answer) for i in range(count)]
+    if style == "varied":
+        from core import varied
+        fonts = tuple(fonts) or varied.fonts()  # found once, here, not in every process
+    tasks = [(out_dir, seed, i, charset, length, answer, style, height) for i in range(count)]
     written, labels = 0, {}
     start = time.time()
     with mp.get_context("fork").Pool(processes, _init_worker, (width, height, tuple(fonts))) as pool:

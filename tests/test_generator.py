@@ -65,3 +65,36 @@ def test_command_line(tmp_path):
     assert "images/s" in out.stdout
     bad = run_script("captchaGenerator.py", "--cuont=10", check=False)
     assert bad.returncode != 0 and "unknown option --cuont" in bad.stdout and "Traceback" not in bad.stdout
+
+
+def test_varied_style(tmp_path):
+    """GEN_STYLE varied: the same seed gives the same files whatever the process count; every image is the asked
+    height and as wide as its text (wider for longer labels, on the whole); letters are drawn in either case only
+    when the charset holds one, so the label is what the image reads."""
+    from core import varied
+    assert len(varied.fonts()) >= 1 and all(varied.draws_latin(f) for f in varied.fonts()[:3])
+    gen.generate(str(tmp_path / "a"), 48, 5, CHARSET, (3, 8), 160, 64, processes=2, quiet=True, style="varied")
+    gen.generate(str(tmp_path / "b"), 48, 5, CHARSET, (3, 8), 160, 64, processes=1, quiet=True, style="varied")
+    a, b = files(tmp_path / "a"), files(tmp_path / "b")
+    assert len(a) == 48 and a == b
+    widths = {3: [], 8: []}
+    for path, label in data.read_labels(str(tmp_path / "a")):
+        assert set(label) <= set(CHARSET) and 3 <= len(label) <= 8
+        image = data.load_image(path, 0, 0, 3)
+        assert image.shape[0] == 64 and image.shape[1] >= 64
+        widths.get(len(label), []).append(image.shape[1])
+    assert widths[3] and widths[8] and max(widths[3]) < max(widths[8])
+    rng = random.Random(0)
+    assert {varied._flip_case("AB12", "0123456789AB", rng) for _ in range(40)} >= {"AB12", "ab12"}
+    assert {varied._flip_case("aB", "aAbB", rng) for _ in range(20)} == {"aB"}  # both cases in the charset: as is
+
+
+def test_varied_style_is_refused_online_and_lengths_parse(tmp_path):
+    out = run_script("train.py", "--online=1", "--gen_style=varied", "--epochs=1", check=False)
+    assert out.returncode != 0 and "GEN_STYLE='varied' is for captchaGenerator.py" in out.stdout
+    assert "Traceback" not in out.stdout
+    bad = run_script("captchaGenerator.py", "--gen_style=fancy", check=False)
+    assert bad.returncode != 0 and "imagecaptcha" in bad.stdout and "Traceback" not in bad.stdout
+    out = run_script("captchaGenerator.py", "--split=v", "--count=6", "--seed=3", f"--dataset_dir={tmp_path}",
+                     "--gen_style=varied", "--gen_length=(3,5)", "--gen_height=40")
+    assert "40 px tall, as wide as the text" in out.stdout and len(os.listdir(tmp_path / "v")) == 6

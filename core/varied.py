@@ -1,0 +1,196 @@
+"""GEN_STYLE "varied": captchas unlike any one site's, to learn features that carry over to unseen styles.
+
+ImageCaptcha draws every character of a captcha in one colour from a handful of fonts of one family. Real
+captchas differ in everything that style keeps fixed, so a model pretrained on it reads a new style poorly
+until it has seen many labelled examples. Here every image draws, from its own seeded random.Random:
+
+- each character in its own font (any Latin font the machine has, `fonts()`), size, angle, colour and
+  height; letters in either case when the charset holds only one (the label keeps the charset's case, as
+  sites that ignore case do); the gaps from overlapping to wide, so the width follows the text;
+- colours from dark to so pale that they barely stand out from the page;
+- a white, tinted, speckled or two-tone page, and 0-8 straight lines, curves or dots across it;
+- one image in three in the ImageCaptcha style itself (its warped glyphs and noise curve).
+
+`draw(label, rng, height, fonts)` returns an RGB PIL image `height` pixels tall. No torch here: only PIL.
+"""
+import functools
+import glob
+import math
+import os
+
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.fonts"))
+# fonts whose letters are not letters (dingbats, Greek symbol sets) or a script that is not Latin
+NOT_LATIN = ("d050000l", "dingbat", "symbol", "standardsymbols", "emoji", "math")
+GLYPHS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+IMAGECAPTCHA_SHARE = 1 / 3
+
+
+@functools.lru_cache(maxsize=1)
+def fonts():
+    """Sorted paths of the TrueType / OpenType fonts found in FONT_DIRS that draw every glyph of GLYPHS, plus
+    the captcha package's own; the same font packages give the same list (and the same images) anywhere."""
+    found = []
+    for root in FONT_DIRS:
+        for ext in ("ttf", "otf", "TTF", "OTF"):
+            found += glob.glob(os.path.join(root, "**", f"*.{ext}"), recursive=True)
+    import captcha
+    found += glob.glob(os.path.join(os.path.dirname(captcha.__file__), "data", "*.ttf"))
+    usable = []
+    for path in sorted(set(os.path.realpath(p) for p in found)):
+        name = os.path.basename(path).lower().replace("-", "").replace("_", "")
+        if any(word in name for word in NOT_LATIN) or not draws_latin(path):
+            continue
+        usable.append(path)
+    return tuple(usable)
+
+
+def draws_latin(path):
+    """True if the font at `path` opens and draws every glyph of GLYPHS as something other than its
+    missing-glyph box."""
+    try:
+        font = ImageFont.truetype(path, 24)
+    except OSError:
+        return False
+    missing = _pixels(font, "\uffff"), _pixels(font, "\U000f0000")
+    for ch in GLYPHS:
+        drawn = _pixels(font, ch)
+        if not drawn[1] or drawn in missing:
+            return False
+    return True
+
+
+def _pixels(font, ch):
+    mask = font.getmask(ch)
+    return mask.size, bytes(mask)
+
+
+@functools.lru_cache(maxsize=4096)
+def _font(path, size):
+    return ImageFont.truetype(path, size)
+
+
+def _hsv(h, s, v):
+    i = int(h * 6) % 6
+    f = h * 6 - int(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    r, g, b = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _page(rng, width, height):
+    kind = rng.random()
+    if kind < 0.4:
+        return Image.new("RGB", (width, height), (255, 255, 255))
+    light = _hsv(rng.random(), rng.uniform(0, 0.25), rng.uniform(0.88, 1.0))
+    page = Image.new("RGB", (width, height), light)
+    if kind < 0.7:
+        return page
+    draw = ImageDraw.Draw(page)
+    if kind < 0.85:  # speckles of another light colour
+        other = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.75, 1.0))
+        for _ in range(width * height // rng.randint(15, 60)):
+            draw.point((rng.randrange(width), rng.randrange(height)), fill=other)
+    else:  # two tones split at a slant
+        other = _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.8, 1.0))
+        x0, x1 = rng.uniform(0, width), rng.uniform(0, width)
+        draw.polygon([(x0, 0), (width, 0), (width, height), (x1, height)], fill=other)
+    return page
+
+
+def _ink(rng, page_colour):
+    """A character's colour: mostly clearly darker than the page, sometimes pale (a fifth of them)."""
+    if rng.random() < 0.2:
+        return _hsv(rng.random(), rng.uniform(0.15, 0.6), rng.uniform(0.8, 1.0))
+    if rng.random() < 0.25:
+        return _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0, 0.35))
+    return _hsv(rng.random(), rng.uniform(0.4, 1.0), rng.uniform(0.3, 0.95))
+
+
+def _glyph(ch, rng, height, fonts_):
+    font = _font(rng.choice(fonts_), max(8, int(height * rng.uniform(0.45, 0.85))))
+    left, top, right, bottom = font.getbbox(ch)
+    w, h = max(1, right - left), max(1, bottom - top)
+    mask = Image.new("L", (w + 4, h + 4), 0)
+    ImageDraw.Draw(mask).text((2 - left, 2 - top), ch, font=font, fill=255)
+    angle = rng.uniform(-30, 30) if rng.random() < 0.8 else 0.0
+    if angle:
+        mask = mask.rotate(angle, resample=Image.BILINEAR, expand=True)
+    if mask.height > height:
+        mask = mask.resize((max(1, mask.width * height // mask.height), height), Image.BILINEAR)
+    return mask
+
+
+def _curves(rng, image, count):
+    draw = ImageDraw.Draw(image)
+    width, height = image.size
+    for _ in range(count):
+        colour = (0, 0, 0) if rng.random() < 0.4 else _hsv(rng.random(), rng.uniform(0.3, 1), rng.uniform(0.2, 0.9))
+        kind = rng.random()
+        if kind < 0.6:  # a straight line, anywhere, often from edge to edge
+            points = [(rng.uniform(-0.2, 1.2) * width, rng.uniform(0, height)) for _ in range(2)]
+            draw.line(points, fill=colour, width=rng.choice((1, 1, 1, 2, 3)))
+        elif kind < 0.85:  # a sine-like curve across the text
+            amp, phase, freq = rng.uniform(2, height / 3), rng.uniform(0, 6.3), rng.uniform(0.5, 3) / width
+            mid, step = rng.uniform(height / 4, 3 * height / 4), max(2, width // 60)
+            points = [(x, mid + amp * math.sin(phase + 2 * math.pi * freq * x)) for x in range(0, width + step, step)]
+            draw.line(points, fill=colour, width=rng.choice((1, 2, 2, 3)))
+        else:  # dots
+            for _ in range(rng.randint(width // 4, width)):
+                x, y, r = rng.uniform(0, width), rng.uniform(0, height), rng.choice((0.5, 1, 1.5))
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
+
+
+def _flip_case(label, charset, rng):
+    """Letters drawn in either case when the charset holds only one of the two (the label is not changed)."""
+    out = []
+    for ch in label:
+        other = ch.swapcase()
+        out.append(other if other != ch and other not in charset and rng.random() < 0.5 else ch)
+    return "".join(out)
+
+
+def draw_own(label, rng, height, fonts_, charset):
+    """The varied style proper (not ImageCaptcha's): see the module's docstring."""
+    text = _flip_case(label, charset, rng)
+    masks = [_glyph(ch, rng, height, fonts_) for ch in text]
+    gaps = [int(m.width * rng.uniform(-0.15, 0.6)) for m in masks]
+    margin = int(height * rng.uniform(0.05, 0.5))
+    width = max(height, margin * 2 + sum(m.width for m in masks) + sum(gaps[:-1]))
+    page = _page(rng, width, height)
+    page_colour = page.getpixel((0, 0))
+    same_colour = _ink(rng, page_colour) if rng.random() < 0.25 else None
+    x = margin
+    for mask, gap in zip(masks, gaps):
+        y = rng.randint(0, max(0, height - mask.height))
+        page.paste(same_colour or _ink(rng, page_colour), (x, y), mask)
+        x += mask.width + gap
+    _curves(rng, page, rng.choice((0, 0, 1, 2, 3, 4, 5, 6, 8)))
+    if rng.random() < 0.2:
+        page = page.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    return page
+
+
+_imagecaptchas = {}
+
+
+def draw_imagecaptcha(label, height):
+    """ImageCaptcha's own style (its fonts), about 40 px a character wide for a 60-px height."""
+    from captcha.image import ImageCaptcha
+    width = max(height, int(height * (0.35 + 0.55 * len(label))))
+    key = (width, height)
+    if key not in _imagecaptchas:
+        _imagecaptchas[key] = ImageCaptcha(width=width, height=height)
+    return _imagecaptchas[key].generate_image(label)
+
+
+def draw(label, rng, height, fonts_=(), charset=""):
+    """An RGB image `height` pixels tall of `label` in the varied style. ImageCaptcha draws from `secrets`:
+    the caller points captcha.image.secrets at `rng` first (core.generate.SeededSecrets)."""
+    if rng.random() < IMAGECAPTCHA_SHARE:
+        return draw_imagecaptcha(label, height)
+    fonts_ = tuple(fonts_) or fonts()
+    if not fonts_:
+        raise RuntimeError("GEN_STYLE varied found no Latin TrueType / OpenType font in " + ", ".join(FONT_DIRS))
+    return draw_own(label, rng, height, fonts_, charset)
