@@ -168,36 +168,6 @@ def _ctc_head_rows(ckpt, codec, source, state):
     return {w: weight, b: bias}, sum(r is not None for r in rows[1:])
 
 
-def _feature_channels(state):
-    """Channels of the backbone's last feature map: the size of the last 1-D tensor of `features` (its last
-    norm layer's), or 0 when there is none."""
-    sizes = [t.numel() for n, t in state.items() if n.startswith("features.") and t.dim() == 1]
-    return sizes[-1] if sizes else 0
-
-
-def _fit_head_height(ckpt, source, state):
-    """A CTC classifier that reads whole columns (POOL flat: input C x feature height) trained at another feature
-    height, for this model's: each channel's weights resampled along the height by overlap (area), so that a
-    column whose rows are alike gets the same scores. None when it does not apply."""
-    w = "head.fc.weight"
-    if ckpt.get("head") != "ctc" or ckpt.get("build_args", {}).get("pool", "flat") != "flat":
-        return None
-    if w not in source or w not in state or source[w].dim() != 2 or source[w].shape[1] == state[w].shape[1]:
-        return None
-    channels = _feature_channels(state)
-    old, new = source[w].shape[1], state[w].shape[1]
-    if not channels or old % channels or new % channels:
-        return None
-    k, h_old, h_new = source[w].shape[0], old // channels, new // channels
-    # new row j covers old rows [j, j + 1) * h_old / h_new; each old row's weight is shared among the new rows
-    # by overlap, so every old row is counted once in all and a map whose rows are alike scores the same
-    edges = torch.arange(h_new + 1, dtype=torch.float64) * h_old / h_new
-    cells = torch.arange(h_old, dtype=torch.float64)
-    overlap = (torch.minimum(edges[1:, None], cells[None, :] + 1) - torch.maximum(edges[:-1, None], cells[None, :]))
-    weight = source[w].reshape(k, channels, h_old).double() @ overlap.clamp(min=0).T
-    return weight.to(source[w].dtype).reshape(k, new).contiguous()
-
-
 def load_matching(model, ckpt, codec):
     """Fine-tuning: copy the checkpoint's tensors into `model` where name and shape match. When the charset
     differs from the checkpoint's, a CTC classifier (head.fc) keeps the blank's row and the rows of the characters
@@ -205,12 +175,8 @@ def load_matching(model, ckpt, codec):
     afresh whatever its shape.
     Returns a report of what was kept and why each other tensor starts from random init."""
     same_charset = ckpt["charset"] == codec.charset
-    source, state = dict(ckpt["model"]), model.state_dict()
+    source, state = ckpt["model"], model.state_dict()
     kept, fresh, adapted = {}, {}, []
-    fitted = _fit_head_height(ckpt, source, state)
-    if fitted is not None:
-        adapted.append("head.fc.weight")
-        source["head.fc.weight"] = fitted
     rows, known = ({}, 0) if same_charset else _ctc_head_rows(ckpt, codec, source, state)
     for name, tensor in state.items():
         if name in rows:
@@ -243,10 +209,7 @@ def load_matching(model, ckpt, codec):
         lines.append(f"  head.fc: the blank's row and {known} of {len(codec.charset)} characters' rows from the "
                      f"checkpoint's (the characters it knows)" + (", the others afresh" if known < len(codec.charset)
                                                                    else ""))
-    lines += [f"  {name}: " + (f"feature height {ckpt['model'][name].shape[1] // _feature_channels(state)} -> "
-                               f"{state[name].shape[1] // _feature_channels(state)} (each channel's weights resampled)"
-                               if name.startswith("head.") else
-                               f"grey -> {state[name].shape[1]} channels (the grey weights shared out)"
+    lines += [f"  {name}: " + (f"grey -> {state[name].shape[1]} channels (the grey weights shared out)"
                                if state[name].shape[1] > 1 else "colour -> grey (the channels' weights summed)")
               for name in adapted]
     by_reason = {}

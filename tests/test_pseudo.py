@@ -158,30 +158,6 @@ def test_colour_first_convolution_serves_grey_images():
         assert torch.allclose(grey(x), colour(x.repeat(1, 3, 1, 1)), atol=1e-5)
 
 
-def test_ctc_head_fits_another_feature_height():
-    """--init from a CTC model trained at 64 px (feature height 4) onto 48-px images (3) or 32-px ones (2): the
-    classifier's weights are resampled along the height per channel, so a map whose rows are all alike gives the
-    same scores; the known characters' rows carry over as at the same height."""
-    old = data.Codec("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 4)
-    net = models.build_model("cnn_ctc", in_channels=1, num_classes=37, positions=4, height=64, width=96).eval()
-    ckpt = {"model": net.state_dict(), "charset": old.charset, "length": [4, 4], "head": "ctc",
-            "build_args": {"pool": "flat"}}
-    for height, rows in ((48, 3), (32, 2), (16, 1)):
-        new = data.Codec("0123456789", 4)
-        small = models.build_model("cnn_ctc", in_channels=1, num_classes=11, positions=4, height=height,
-                                   width=96).eval()
-        report = load_matching(small, ckpt, new)
-        assert f"head.fc.weight: feature height 4 -> {rows}" in report and "10 of 10 characters' rows" in report
-        column = torch.randn(1, 128, 1, 24)  # a feature map whose rows are all alike: the same scores at any height
-        with torch.no_grad():
-            big_scores = net.head(column.expand(1, 128, 4, 24))[..., :11]
-            small_scores = small.head(column.expand(1, 128, rows, 24))
-        assert torch.allclose(big_scores, small_scores, atol=1e-4)
-    fixed_pool = dict(ckpt, build_args={"pool": "avg"})  # not a whole-column classifier: nothing to resample
-    small = models.build_model("cnn_ctc", in_channels=1, num_classes=11, positions=4, height=48, width=96)
-    assert "feature height" not in load_matching(small, fixed_pool, data.Codec("0123456789", 4))
-
-
 @pytest.mark.slow
 def test_pseudo_threshold_script(trained):
     """benchmarks/pseudo_threshold.py: the share read at each confidence and how many of those are right."""
