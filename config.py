@@ -45,7 +45,7 @@ GEN_HEIGHT = 60           # pixels
 GEN_STYLE = "imagecaptcha"  # "imagecaptcha": the captcha package's style; "varied" (captchaGenerator.py only, not
                           # ONLINE): each character in its own font, size, angle, colour (pale ones too) and, when
                           # GEN_CHARSET holds one case, either case; lines, curves, dots, tinted pages; a third of the
-                          # images ImageCaptcha's style (core/varied.py). What weights/pretrained.pt is trained on
+                          # images ImageCaptcha's style (core/varied.py)
 FONTS = ()                # .ttf / .otf files; () = the captcha package's own fonts ("varied": every Latin font the
                           # machine has, e.g. Debian's fonts-dejavu, fonts-liberation2, fonts-urw-base35)
 

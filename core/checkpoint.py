@@ -187,17 +187,11 @@ def load_matching(model, ckpt, codec):
             fresh[name] = f"label length {tuple(ckpt['length'])} -> {codec.length}"  # a fixed head's classes per place
         elif name not in source:
             fresh[name] = "not in the checkpoint (another model or options)"
-        elif (source[name].dim() == 4 and source[name].shape[1] == 1 and tensor.shape[1] > 1
+        elif (source[name].dim() == 4 and {source[name].shape[1], tensor.shape[1]} == {1, 3}
               and source[name].shape[:1] + source[name].shape[2:] == tensor.shape[:1] + tensor.shape[2:]):
-            # a grey model's first convolution for colour images: each channel gets a third of the grey weights, so
-            # a grey-looking colour image gives the grey model's answer
-            kept[name] = source[name].repeat(1, tensor.shape[1], 1, 1) / tensor.shape[1]
-            adapted.append(name)
-        elif (source[name].dim() == 4 and source[name].shape[1] == 3 and tensor.shape[1] == 1
-              and source[name].shape[:1] + source[name].shape[2:] == tensor.shape[:1] + tensor.shape[2:]):
-            # a colour model's first convolution for grey images: the channels' weights summed, so a grey image
-            # gives the colour model's answer for the same image in colour (R = G = B)
-            kept[name] = source[name].sum(1, keepdim=True)
+            # a first convolution between grey and colour images: the input channels' weights summed, then shared
+            # out evenly, so a grey-looking image (R = G = B) gets the checkpoint's answer either way
+            kept[name] = source[name].sum(1, keepdim=True).repeat(1, tensor.shape[1], 1, 1) / tensor.shape[1]
             adapted.append(name)
         elif source[name].shape != tensor.shape:
             fresh[name] = f"shape {tuple(source[name].shape)} -> {tuple(tensor.shape)} (image size, channels or classes)"

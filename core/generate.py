@@ -96,7 +96,7 @@ def generate(out_dir, count, seed, charset, length, width, height, fonts=(), pro
     processes = processes or os.cpu_count()
     if style == "varied":
         from core import varied
-        fonts = tuple(fonts) or varied.fonts()  # found once, here, not in every process
+        fonts = varied.fonts_to_use(fonts)  # found once, here, not in every process
     tasks = [(out_dir, seed, i, charset, length, answer, style, height) for i in range(count)]
     written, labels = 0, {}
     start = time.time()

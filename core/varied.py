@@ -185,12 +185,20 @@ def draw_imagecaptcha(label, height):
     return _imagecaptchas[key].generate_image(label)
 
 
+def fonts_to_use(given=()):
+    """`given` (FONTS) if set, else fonts(); a ConfigError naming the fix when there is none."""
+    import config
+    chosen = tuple(given) or fonts()
+    if not chosen:
+        raise config.ConfigError(f"GEN_STYLE varied found no Latin TrueType / OpenType font in {', '.join(FONT_DIRS)}: "
+                                 f"install some (Debian: apt install fonts-dejavu-core fonts-liberation2) or name "
+                                 f".ttf files with --fonts='(\"/path/a.ttf\",)'")
+    return chosen
+
+
 def draw(label, rng, height, fonts_=(), charset=""):
     """An RGB image `height` pixels tall of `label` in the varied style. ImageCaptcha draws from `secrets`:
     the caller points captcha.image.secrets at `rng` first (core.generate.SeededSecrets)."""
     if rng.random() < IMAGECAPTCHA_SHARE:
         return draw_imagecaptcha(label, height)
-    fonts_ = tuple(fonts_) or fonts()
-    if not fonts_:
-        raise RuntimeError("GEN_STYLE varied found no Latin TrueType / OpenType font in " + ", ".join(FONT_DIRS))
-    return draw_own(label, rng, height, fonts_, charset)
+    return draw_own(label, rng, height, tuple(fonts_) or fonts_to_use(), charset)

@@ -146,7 +146,7 @@ def test_grey_first_convolution_serves_colour_images():
 
 
 def test_colour_first_convolution_serves_grey_images():
-    """--init from a colour model (the shipped one) onto grey images: the channels' weights are summed, so a grey
+    """--init from a colour model onto grey images: the channels' weights are summed, so a grey
     image gives the colour model's output for the same image in colour (R = G = B)."""
     codec = data.Codec("0123456789", 4)
     colour = models.build_model("cnn_ctc", in_channels=3, num_classes=11, positions=4, height=32, width=96).eval()
