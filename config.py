@@ -22,15 +22,18 @@ LIMIT = 0                 # use only a seeded sample of this many TRAIN_DIR imag
                           # (how many labelled images does this captcha need? train with 100, 250, 500, ...)
 SKIP_BAD = False          # True: drop unreadable / mislabelled files with a warning instead of stopping
 
-# --- unlabelled images (pseudo-labels: the model's own confident readings, refreshed as it improves) -------------
+# --- unlabelled images (pseudo-labels: the model's own confident readings, read again as it improves) ------------
 UNLABELED_DIR = ""        # a folder of images without labels, also trained on with pseudo-labels; "" = none. The same
                           # folder as TRAIN_DIR: its images labels.tsv does not list (or, with LIMIT, those not sampled)
 PSEUDO_THRESHOLD = 0.9    # an image gets a pseudo-label when the model reads it with at least this sequence confidence
-PSEUDO_FROM = 0.0         # pseudo-labels start once the kept model reads this fraction of validation right (0-1); 0 = after
-                          # the first epoch (only readings of PSEUDO_THRESHOLD confidence become pseudo-labels)
-PSEUDO_EVERY = 1.0        # refresh them when a better model is kept and the run has trained on at least this many
-                          # times the number of unlabelled images since the last refresh (reading them costs time)
+PSEUDO_FROM = 0.0         # pseudo-labels start once the kept model reads this fraction of validation right (0-1); 0 = at
+                          # once (refresh: after the first epoch; only readings of PSEUDO_THRESHOLD confidence are used)
+PSEUDO_EVERY = 1.0        # refresh: read them again when a better model is kept and the run has trained on at least this
+                          # many times the number of unlabelled images since the last reading (reading them costs time)
 PSEUDO_RATIO = 2.0        # pseudo-labelled images per labelled image in each epoch, at most
+PSEUDO_MODE = "online"    # "online" (FixMatch): at every step the weight average reads the step's unlabelled images
+                          # and its confident readings train the model on strongly augmented copies of them;
+                          # "refresh": the kept model reads every unlabelled image between epochs (PSEUDO_EVERY)
 TEACHER = ""              # "ddddocr": a pretrained general reader (pip install -r requirements-ddddocr.txt) reads the
                           # unlabelled images before training: with no labels at all (UNLABELED_DIR = TRAIN_DIR, no
                           # labels.tsv) its confident readings are the training labels, charset and length included;
@@ -302,6 +305,7 @@ _RANGES = {
     "PSEUDO_FROM": (lambda v: 0 <= v <= 1, "a fraction of validation from 0 to 1"),
     "PSEUDO_EVERY": (lambda v: _number(v) and v >= 0, "0 or more"),
     "PSEUDO_RATIO": (lambda v: _number(v) and v >= 0, "0 or more"),
+    "PSEUDO_MODE": (lambda v: v in ("refresh", "online"), '"refresh" or "online"'),
     "ONLINE_COUNT": (lambda v: v >= 1, "at least 1"),
     "ONLINE_TEST": (lambda v: v >= 1, "at least 1"),
     "ONLINE_WORKERS": (lambda v: v >= 0, "0 (from the cores) or a number of processes"),

@@ -26,17 +26,23 @@ SLACK = 0.002               # validation errors (a fraction of the part, at leas
                             # with a lower validation loss is kept: a one-image difference is noise, not a better model
 
 
-def train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augment=None, channels_last=False):
+def train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augment=None, channels_last=False,
+                relabel=None):
     """One optimizer step on a uint8 batch (B, C, H, W) already on the device; returns the loss as a detached
-    device tensor (no host sync). `augment`: a Augment (or None), applied on the device."""
+    device tensor (no host sync). `augment`: a Augment (or None), applied on the device. `relabel`: None, or
+    (x, labels, lengths, augment) -> (x, labels, lengths, scale), which reads the batch's unlabelled rows and
+    augments it (PseudoLabels.relabel, PSEUDO_MODE "online")."""
     x = to_float(images)
-    if augment:
+    scale = 1.0
+    if relabel:
+        x, labels, lengths, scale = relabel(x, labels, lengths, augment)
+    elif augment:
         x = augment(x)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(device):
         logits = model(x)
-    loss = loss_fn(logits, labels, lengths)
+    loss = loss_fn(logits, labels, lengths) * scale
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -44,17 +50,18 @@ def train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augm
 
 
 def train_one_epoch(model, optimizer, scheduler, loss_fn, batches, steps, device, desc, augment=None,
-                    channels_last=False, bar=True, average=None):
+                    channels_last=False, bar=True, average=None, relabel=None):
     """One pass over `batches` ((images, labels, lengths) on the device, `steps` of them); returns (mean loss,
     images/s). Under torchrun: the mean over every process, and the images of every process. `average`: a
-    WeightAverage updated after every step, or None."""
+    WeightAverage updated after every step, or None; `relabel`: see train_batch."""
     model.train()
     total = torch.zeros((), device=device)
     done = seen = 0
     start = time.time()
     progress = tqdm(batches, total=steps, desc=desc, unit="batch", file=sys.stdout, leave=False, disable=not bar)
     for images, labels, lengths in progress:
-        total += train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augment, channels_last)
+        total += train_batch(model, optimizer, loss_fn, images, labels, lengths, device, augment, channels_last,
+                             relabel)
         scheduler.step()
         if average:
             average.update()

@@ -8,6 +8,7 @@ import torch
 
 import config
 from core import data
+from core.augment import Augment
 from core.batches import epoch_order, to_float
 from core.device import autocast
 from core.sets import same_folder, test_folder
@@ -23,7 +24,15 @@ class PseudoLabels:
     since the last refresh. Each epoch then holds every labelled training image plus up to PSEUDO_RATIO times as
     many pseudo-labelled ones (sampled afresh each epoch; labelled images fill the rest, so every epoch has the
     same number of steps). Validation and test images never get pseudo-labels; labels the folder holds (`truth`)
-    are only used to report how many pseudo-labels were right."""
+    are only used to report how many pseudo-labels were right.
+
+    PSEUDO_MODE "online" (FixMatch, Sohn et al. 2020) reads instead at every step: each epoch samples up to
+    PSEUDO_RATIO times as many unlabelled images as labelled ones, whatever they read; in each batch the weight
+    average (the model where EMA = 0) reads its unlabelled images under the run's own (weak) augmentation, and
+    those read with PSEUDO_THRESHOLD confidence train the model, under the reading, on a strongly augmented copy
+    (STRONG); the others keep a teacher's reading (trained on like a label, under the run's augmentation), or are
+    left out of that step. Their rows hold no label: a
+    length of -1, or -1 - n for a teacher's reading of n characters."""
 
     def __init__(self, s, paths, truths, codec, n_train):
         self.threshold, self.start, self.every = s.PSEUDO_THRESHOLD, s.PSEUDO_FROM, s.PSEUDO_EVERY
@@ -33,6 +42,9 @@ class PseudoLabels:
         self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
         self.kept_state, self.reader, self.temperature = None, None, 1.0
         self.teacher = {}  # {index: text}: a teacher's first pseudo-labels (TEACHER)
+        self.online = s.PSEUDO_MODE == "online"
+        self.active = self.online and not self.start  # online: reading from the first step, or once PSEUDO_FROM is met
+        self.read = self.used = 0  # online: unlabelled images read, and trained on, since the last report
 
     def __len__(self):
         return len(self.paths)
@@ -50,19 +62,29 @@ class PseudoLabels:
     def due(self, kept):
         if self.kept_state is None or not kept or not kept["seq"] >= self.start:
             return False
+        if self.online:
+            self.active = True
+            return False
         if self.refreshed_epoch is None:
             return True
         return kept["epoch"] != self.refreshed_epoch and self.trained_since >= self.every * len(self)
 
+    def attach(self, tensors):
+        """Online: mark the unlabelled rows of the combined tensors (a length of -1: no reading yet)."""
+        if self.online:
+            tensors[2][self.n_train:] = -1
+
     def _write(self, tensors, chosen):
-        """Make {index into the unlabelled images: text} the pseudo-labels: their label rows in `tensors`."""
+        """Make {index into the unlabelled images: text} the pseudo-labels: their label rows in `tensors` (online:
+        their lengths as -1 - n, so the rows stay marked as unlabelled)."""
         _, labels, lengths = tensors
         self.chosen = np.array(sorted(chosen), dtype=np.int64)
         if len(self.chosen):
             rows = torch.tensor([self.codec.encode(chosen[i]) for i in self.chosen], dtype=torch.int64)
             at = torch.from_numpy(self.chosen + self.n_train).to(labels.device)
             labels[at] = rows.to(labels.device)
-            lengths[at] = torch.tensor([len(chosen[i]) for i in self.chosen], dtype=torch.int64, device=lengths.device)
+            n = torch.tensor([len(chosen[i]) for i in self.chosen], dtype=torch.int64, device=lengths.device)
+            lengths[at] = -1 - n if self.online else n
 
     def seed(self, chosen, tensors, say):
         """A teacher's readings ({index: text}) as the first pseudo-labels, trained on from the first epoch; a
@@ -118,11 +140,64 @@ class PseudoLabels:
 
     def order(self, generator, batch_size, rank, world):
         """This rank's indices into the combined tensors for one epoch (see the class's docstring)."""
-        take = min(len(self.chosen), self.extra)
-        picked = torch.from_numpy(self.chosen)[torch.randperm(len(self.chosen), generator=generator)[:take]]
+        pool = torch.arange(len(self)) if self.online else torch.from_numpy(self.chosen)
+        take = min(len(pool), self.extra)
+        picked = pool[torch.randperm(len(pool), generator=generator)[:take]]
         fillers = torch.randint(0, self.n_train, (self.extra - take,), generator=generator)
         population = torch.cat([torch.arange(self.n_train), picked + self.n_train, fillers])
         return population[epoch_order(len(population), batch_size, generator, rank, world)]
+
+
+    @torch.no_grad()
+    def relabel(self, reader, decode, x, labels, lengths, augment):
+        """Online: a float batch whose unlabelled rows (lengths < 0) `reader` reads -> (x, labels, lengths, scale)
+        to train on: the labelled rows and those with only a teacher's reading under `augment`, then the
+        unlabelled ones read confidently under STRONG. `scale` is 0 where nothing is left to train on (the step then trains on
+        one row with no weight, so every process of a torchrun job still takes it)."""
+        unlabelled = lengths < 0
+        mine = ~unlabelled
+        xu, lu, nu = x[unlabelled], labels[unlabelled], -1 - lengths[unlabelled]  # a teacher's reading, or 0
+        own = torch.zeros(len(xu), dtype=torch.bool, device=x.device)  # read confidently by `reader`
+        if len(xu) and self.active:
+            was = reader.training
+            reader.eval()
+            with autocast(x.device):
+                logits = reader(augment(xu) if augment else xu)
+            reader.train(was)
+            texts, confidences, _ = decode(logits, self.codec, self.temperature)
+            lo, hi = self.codec.length
+            for j, (t, c) in enumerate(zip(texts, confidences)):
+                if c >= self.threshold and lo <= len(t) <= hi and self.codec.check(t) is None:
+                    lu[j] = torch.tensor(self.codec.encode(t), dtype=lu.dtype)
+                    nu[j] = len(t)
+                    own[j] = True
+        taught = ~own & (nu > 0)  # a teacher's reading: trained on like a label
+        self.read += len(xu)
+        self.used += int(own.sum()) + int(taught.sum())
+        plain = torch.cat([x[mine], xu[taught]])
+        parts = [(augment(plain) if augment else plain, torch.cat([labels[mine], lu[taught]]),
+                  torch.cat([lengths[mine], nu[taught]]))]
+        if bool(own.any()):
+            parts.append((STRONG(xu[own]), lu[own], nu[own]))
+        x, labels, lengths = (torch.cat(t) for t in zip(*parts))
+        if len(x):
+            return x, labels, lengths, 1.0
+        return STRONG(xu[:1]), lu[:1], nu[:1].clamp(min=1), 0.0
+
+    def report(self):
+        """Online: 'N of M unlabelled images read ... trained on' since the last report (and reset), or ''."""
+        if not self.online or not self.read:
+            return ""
+        line = (f"online pseudo-labels: {self.used} of the {self.read} unlabelled images this epoch trained on "
+                f"(read with confidence >= {self.threshold}" + (", or the teacher's reading" if self.teacher else "")
+                + ")")
+        self.read = self.used = 0
+        return line
+
+
+# PSEUDO_MODE "online": the strong augmentation of the unlabelled images (FixMatch's RandAugment, in the terms of
+# core.augment): a larger warp with perspective, contrast and colour changes, blur, noise and an interference line
+STRONG = Augment(affine=1.0, perspective=0.5, blur=0.3, noise=0.05, contrast=0.6, lines=0.3)
 
 
 def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):

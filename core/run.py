@@ -5,6 +5,7 @@ train.py calls train(); rank 0 prints, writes results.txt and checkpoints. Every
 one Run value: the resolved settings (`s`, stored in every checkpoint as its "config"), the sets and their
 tensors, the model and its optimizer, the keeper and the plan's numbers.
 """
+import functools
 import math
 import os
 import sys
@@ -137,7 +138,9 @@ def load_sets(r, opts, closing, lead, taught=None):
     if r.pseudo is not None:
         say(f"  unlabeled {len(r.pseudo)} images from {s.UNLABELED_DIR} (UNLABELED_DIR): up to "
             f"{r.pseudo.extra} pseudo-labelled images an epoch (PSEUDO_RATIO={s.PSEUDO_RATIO}), read with "
-            f"confidence >= {s.PSEUDO_THRESHOLD} by the kept model "
+            f"confidence >= {s.PSEUDO_THRESHOLD} by the "
+            + ("weight average at every step, trained on strongly augmented (PSEUDO_MODE=online), "
+               if s.PSEUDO_MODE == "online" else "kept model ")
             + (f"once it reads {s.PSEUDO_FROM:.0%} of validation" if s.PSEUDO_FROM else "from the first epoch on")
             + " (PSEUDO_THRESHOLD, PSEUDO_FROM)")
         if len(r.pseudo):  # one set: the labelled images, then the unlabelled ones (label rows filled by refreshes)
@@ -147,6 +150,8 @@ def load_sets(r, opts, closing, lead, taught=None):
         else:
             r.pseudo = None
     r.tensors, r.streamed = place(r.train_set, r.device, opts["stream"], say) if r.train_set else (None, False)
+    if r.pseudo:
+        r.pseudo.attach(r.tensors)
     if r.pseudo and s.TEACHER and not taught:  # the teacher's readings: pseudo-labels from the first epoch
         r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line))
     held = lambda part: part.tensors(r.device if fits_on_device(part.images.nbytes, r.device) else torch.device("cpu"))
@@ -229,9 +234,11 @@ def epoch_batches(r, epoch):
 def run_epoch(r, epoch, bar):
     """Train one epoch, evaluate, offer it to the keeper, print its line; returns its figures."""
     t0 = time.time()
+    kind = models.head(r.s.MODEL)
+    relabel = functools.partial(r.pseudo.relabel, r.shown, kind.decode) if r.pseudo and r.pseudo.online else None
     loss, rate = train_one_epoch(r.net, r.optimizer, r.scheduler, r.loss_fn, epoch_batches(r, epoch), r.steps,
                                  r.device, f"epoch {epoch}/{r.epochs}", r.augment, r.channels_last, bar=bar,
-                                 average=r.average)
+                                 average=r.average, relabel=relabel)
     r.trained_seconds += time.time() - t0
     generation = r.producer.report(time.time() - t0, rate) if r.producer else ""
     if r.world > 1:  # BatchNorm statistics differ by process (DDP sends rank 0's before each forward): align them
@@ -239,7 +246,6 @@ def run_epoch(r, epoch, bar):
             dist.broadcast(buffer, 0)
     if not math.isfinite(loss):
         raise RuntimeError(f"loss became {loss} at epoch {epoch}; lower --lr")
-    kind = models.head(r.s.MODEL)
     f = dict(loss=loss, rate=rate, val_loss=float("nan"), val_char=math.nan, val_seq=math.nan, temperature=1.0,
              test_char=math.nan, test_seq=math.nan)
     if r.val_set:
@@ -261,6 +267,9 @@ def run_epoch(r, epoch, bar):
           + f", {rate:.0f} img/s, {f['seconds']:.0f}s" + (" *" if f["improved"] else "")
           + (f"\n{generation}" if generation else ""))
     if r.pseudo:
+        line = r.pseudo.report()
+        if line:
+            r.say("==> " + line)
         r.pseudo.trained_since += r.steps * r.s.BATCH_SIZE * r.world
         if f["improved"]:
             r.pseudo.keep(r.shown, f["temperature"])
@@ -358,7 +367,10 @@ def report(r):
         say(f"plot: {plot_results(s.RESULTS, os.path.splitext(s.RESULTS)[0] + '.png')}")
     if r.samples and s.SHOW:
         say(show_samples(*r.samples, s.SHOW, 0))
-    if r.pseudo:
+    if r.pseudo and r.pseudo.online and r.pseudo.kept_state is not None:  # what the kept model makes of them
+        r.pseudo.refresh(r.shown, r.tensors, models.head(s.MODEL).decode, r.device, r.keeper.kept["epoch"],
+                         lambda line: say("==> unlabeled: read at every step (PSEUDO_MODE=online); at the end " + line))
+    elif r.pseudo:
         say(f"==> unlabeled: {r.pseudo.refreshes} refreshes; last {r.pseudo.last}" if r.pseudo.refreshes else
             f"==> unlabeled: no pseudo-labels (the kept model never read {s.PSEUDO_FROM:.0%} of validation: "
             f"PSEUDO_FROM)")

@@ -29,15 +29,26 @@ def lower_sets(tmp_path_factory):
     return base, train, test
 
 
+def lower_args(lower_sets):
+    base, train, test = lower_sets
+    return [f"--train_dir={train}", f"--test_dir={test}", "--limit=150", "--epochs=12", "--show=0",
+            "--pseudo_threshold=0.9"]
+
+
+@pytest.fixture(scope="module")
+def labels_alone(lower_sets):
+    """The output of a run on the 150 labelled images of lower_sets alone."""
+    return run_script("train.py", *lower_args(lower_sets), *outputs(lower_sets[0] / "alone")).stdout
+
+
 @pytest.mark.slow
-def test_pseudo_labels_beat_labels_only(lower_sets):
-    """150 labelled images of a charset the shipped model never read; the other 650 of the folder without their
+def test_pseudo_labels_beat_labels_only(lower_sets, labels_alone):
+    """PSEUDO_MODE refresh: 150 labelled images of a charset the shipped model never read; the other 650 of the folder without their
     labels: at PSEUDO_THRESHOLD 0.9 the run with them reads the test folder clearly better than labels alone."""
     base, train, test = lower_sets
-    common = [f"--train_dir={train}", f"--test_dir={test}", "--limit=150", "--epochs=12", "--show=0",
-              "--pseudo_threshold=0.9"]
-    alone = run_script("train.py", *common, *outputs(base / "alone")).stdout
-    mixed = run_script("train.py", *common, f"--unlabeled_dir={train}", *outputs(base / "mixed")).stdout
+    alone = labels_alone
+    mixed = run_script("train.py", *lower_args(lower_sets), f"--unlabeled_dir={train}", "--pseudo_mode=refresh",
+                       *outputs(base / "mixed")).stdout
     assert "INIT auto: starting from the shipped weights/pretrained.pt" in alone  # not default.pt, the reader
     assert "unlabeled 650 images" in mixed
     refresh = re.findall(r"pseudo-labels from the model of epoch \d+: (\d+) of 650 .*right: (\d+) of (\d+)", mixed)
@@ -49,6 +60,25 @@ def test_pseudo_labels_beat_labels_only(lower_sets):
     # read at the kept model's temperature; 53 at the raw scores of a model trained with label smoothing)
     assert used == known > 100 and right >= 0.97 * used
     assert after >= before + 0.05, (before, after)  # measured: 0.857 -> 0.943 (2026-12-02)
+
+
+@pytest.mark.slow
+def test_online_pseudo_labels_beat_labels_only(lower_sets, labels_alone):
+    """PSEUDO_MODE online (FixMatch, the default) on the same 150 labels + 650 unlabelled images: the weight average reads the
+    unlabelled images of every batch, the confident readings train on strongly augmented copies; it reads the
+    test folder clearly better than labels alone, and at the end says how many the kept model reads right."""
+    base, train, test = lower_sets
+    online = run_script("train.py", *lower_args(lower_sets), f"--unlabeled_dir={train}", "--pseudo_mode=online",
+                        *outputs(base / "online")).stdout
+    assert "by the weight average at every step" in online
+    used = [int(n) for n in re.findall(r"online pseudo-labels: (\d+) of the \d+ unlabelled images this epoch", online)]
+    assert len(used) == 12 and used[-1] > used[0], used  # more confident readings as the model learns
+    end = re.search(r"unlabeled: read at every step \(PSEUDO_MODE=online\); at the end pseudo-labels from the model "
+                    r"of epoch \d+: (\d+) of 650 .*right: (\d+) of", online)
+    assert end and int(end[2]) >= 0.97 * int(end[1]) > 100, online[-2000:]
+    before, after = (float(SEQ.findall(out.splitlines()[-1])[0]) for out in (labels_alone, online))
+    print(f"labels only {before:.4f}, online pseudo-labels {after:.4f}")
+    assert after >= before + 0.05, (before, after)
 
 
 @pytest.mark.slow
@@ -176,3 +206,39 @@ def test_pseudo_threshold_script(trained):
     wrong = run_script("benchmarks/pseudo_threshold.py", f"{base}/weights/t_best.pt", f"--test_dir={base}/test",
                        "--temperature=-1", check=False)
     assert wrong.returncode and "--temperature=-1: a temperature is above 0" in wrong.stdout
+
+
+def test_online_relabel_reads_the_unlabelled_rows():
+    """PSEUDO_MODE online: in a batch, a labelled row keeps its label; an unlabelled row the reader reads with
+    confidence gets that reading, one it does not keeps a teacher's reading or is left out; a batch with nothing
+    left trains one row with no weight."""
+    from core.plan import Settings
+    from core.pseudo import PseudoLabels
+    from models.decoding import fixed_decode
+
+    class Reader(torch.nn.Module):  # bright images read "ab" with confidence ~1, dark ones "aa" at 0.25
+        def forward(self, x):
+            logits = torch.zeros(len(x), 2, 2)
+            bright = x.mean((1, 2, 3)) > 0
+            logits[bright, 0, 0] = logits[bright, 1, 1] = 10.0
+            return logits
+
+    codec = data.Codec("ab", 2)
+    s = Settings().replace(PSEUDO_MODE="online", PSEUDO_THRESHOLD=0.9, PSEUDO_FROM=0.0)
+    pseudo = PseudoLabels(s, ["u0", "u1", "u2"], [None] * 3, codec, n_train=1)
+    images = torch.cat([torch.full((1, 1, 8, 8), 255), torch.full((1, 1, 8, 8), 255),
+                        torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)]).to(torch.uint8)
+    labels = torch.tensor([codec.encode("ba"), [0, 0], [0, 0], [0, 0]])
+    lengths = torch.tensor([2, 0, 0, 0])
+    tensors = (images, labels, lengths)
+    pseudo.attach(tensors)  # the three unlabelled rows: length -1
+    pseudo._write(tensors, {1: "bb"})  # a teacher's reading of the second unlabelled image (row 2)
+    assert lengths.tolist() == [2, -1, -3, -1]
+    x = images.float() / 127.5 - 1
+    out, rows, n, scale = pseudo.relabel(Reader(), fixed_decode, x, labels, lengths, None)
+    # the labelled row and the teacher's under the run's augmentation, then the confident reading under STRONG
+    assert [codec.decode(r) for r in rows.tolist()] == ["ba", "bb", "ab"] and n.tolist() == [2, 2, 2]
+    assert len(out) == 3 and scale == 1.0
+    assert pseudo.report().startswith("online pseudo-labels: 2 of the 3 unlabelled images this epoch trained on")
+    out, rows, n, scale = pseudo.relabel(Reader(), fixed_decode, x[3:], labels[3:], lengths[3:], None)
+    assert len(out) == 1 and scale == 0.0 and n.tolist() == [1]
