@@ -31,8 +31,8 @@ class PseudoLabels:
     average (the model where EMA = 0) reads its unlabelled images under the run's own (weak) augmentation, and
     those read with PSEUDO_THRESHOLD confidence train the model, under the reading, on a strongly augmented copy
     (STRONG); the others keep a teacher's reading (trained on like a label, under the run's augmentation), or are
-    left out of that step. Their rows hold no label: a
-    length of -1, or -1 - n for a teacher's reading of n characters."""
+    left out of that step. Their rows hold no label: a length of -1, or -1 - n for a teacher's reading of n
+    characters."""
 
     def __init__(self, s, paths, truths, codec, n_train):
         self.threshold, self.start, self.every = s.PSEUDO_THRESHOLD, s.PSEUDO_FROM, s.PSEUDO_EVERY
@@ -68,6 +68,11 @@ class PseudoLabels:
         if self.refreshed_epoch is None:
             return True
         return kept["epoch"] != self.refreshed_epoch and self.trained_since >= self.every * len(self)
+
+    def accepts(self, text, confidence):
+        """Whether a reading becomes a pseudo-label: PSEUDO_THRESHOLD confidence, an allowed length and charset."""
+        lo, hi = self.codec.length
+        return confidence >= self.threshold and lo <= len(text) <= hi and self.codec.check(text) is None
 
     def attach(self, tensors):
         """Online: mark the unlabelled rows of the combined tensors (a length of -1: no reading yet)."""
@@ -111,9 +116,7 @@ class PseudoLabels:
             t, c, _ = decode(logits, self.codec, self.temperature)
             texts += t
             confidences += c
-        lo, hi = self.codec.length
-        mine = {i: t for i, (t, c) in enumerate(zip(texts, confidences))
-                if c >= self.threshold and lo <= len(t) <= hi and self.codec.check(t) is None}
+        mine = {i: t for i, (t, c) in enumerate(zip(texts, confidences)) if self.accepts(t, c)}
         chosen = {**self.teacher, **mine}
         self._write(tensors, chosen)
         self.refreshes += 1
@@ -147,13 +150,12 @@ class PseudoLabels:
         population = torch.cat([torch.arange(self.n_train), picked + self.n_train, fillers])
         return population[epoch_order(len(population), batch_size, generator, rank, world)]
 
-
     @torch.no_grad()
     def relabel(self, reader, decode, x, labels, lengths, augment):
         """Online: a float batch whose unlabelled rows (lengths < 0) `reader` reads -> (x, labels, lengths, scale)
         to train on: the labelled rows and those with only a teacher's reading under `augment`, then the
-        unlabelled ones read confidently under STRONG. `scale` is 0 where nothing is left to train on (the step then trains on
-        one row with no weight, so every process of a torchrun job still takes it)."""
+        unlabelled ones read confidently under STRONG. `scale` is 0 where nothing is left to train on (the step
+        then trains on one row with no weight, so every process of a torchrun job still takes it)."""
         unlabelled = lengths < 0
         mine = ~unlabelled
         xu, lu, nu = x[unlabelled], labels[unlabelled], -1 - lengths[unlabelled]  # a teacher's reading, or 0
@@ -165,9 +167,8 @@ class PseudoLabels:
                 logits = reader(augment(xu) if augment else xu)
             reader.train(was)
             texts, confidences, _ = decode(logits, self.codec, self.temperature)
-            lo, hi = self.codec.length
             for j, (t, c) in enumerate(zip(texts, confidences)):
-                if c >= self.threshold and lo <= len(t) <= hi and self.codec.check(t) is None:
+                if self.accepts(t, c):
                     lu[j] = torch.tensor(self.codec.encode(t), dtype=lu.dtype)
                     nu[j] = len(t)
                     own[j] = True
