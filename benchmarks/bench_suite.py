@@ -144,6 +144,9 @@ def main():
     opts = dict(sets="", labels=DEFAULT_LABELS, real_sets=os.path.join(ROOT, "real_sets"), out=OUT)
     extra = []
     for arg in sys.argv[1:]:
+        if arg in ("-h", "--help"):
+            print(__doc__)
+            return
         key, _, value = arg.lstrip("-").partition("=")
         if key in opts:
             opts[key] = value

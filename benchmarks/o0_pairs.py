@@ -45,4 +45,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__)
+    elif len(sys.argv) > 1:
+        sys.exit(f"error: {sys.argv[1]}: this script takes no options\n\n{__doc__}")
+    else:
+        main()
