@@ -44,14 +44,14 @@ def _key(paths, name, charset):
 
 
 def read(s, paths, charset=None, say=print):
-    """[(text, confidence)] of the teacher for `paths` (charset: restrict the readings to it), cached."""
+    """[(text, confidence, error)] of the teacher for `paths` (charset: restrict the readings to it), cached."""
     cache = os.path.join(s.CACHE_DIR, f"teacher-{_key(paths, s.TEACHER, charset)}.json") if s.CACHE_DIR else None
     if cache and os.path.isfile(cache):
         try:
             with open(cache, encoding="utf-8") as f:
                 found = json.load(f)
-            if len(found) == len(paths):
-                return [(t, c) for t, c in found]
+            if len(found) == len(paths) and all(len(r) == 3 for r in found):
+                return [tuple(r) for r in found]
         except (OSError, ValueError):
             pass
     teacher = load_teacher(s.TEACHER, threads=max(1, s.THREADS))
@@ -59,7 +59,7 @@ def read(s, paths, charset=None, say=print):
     if sys.stdout.isatty():
         progress = lambda done, total: print(f"\r  teacher   {done}/{total}", end="" if done < total else "\n",
                                              flush=True)
-    readings = [(r.text, r.confidence) for r in teacher.read(paths, charset=charset, progress=progress)]
+    readings = [(r.text, r.confidence, r.error) for r in teacher.read(paths, charset=charset, progress=progress)]
     if cache:
         try:
             atomic_write(cache, json.dumps(readings), mode="w")
@@ -70,7 +70,7 @@ def read(s, paths, charset=None, say=print):
 
 def _readings(pairs):
     from core.teacher import Reading
-    return [Reading(t, c) for t, c in pairs]
+    return [Reading(t, c, error=e) for t, c, e in pairs]
 
 
 def teach_unlabelled(s, say=print):

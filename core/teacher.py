@@ -349,8 +349,11 @@ def usefulness(readings, name="ddddocr", min_useful=0.5, min_confident=0.5, conf
     if not n:
         return False, f"{name} was given no images to read"
     texts = [r.text for r in readings if r.text]
+    unreadable = sum(bool(r.error) for r in readings)
+    if unreadable >= n / 2:
+        return False, (f"{_share(unreadable, n)} of the {n} files given to {name} are not images it can open "
+                       f"(like: {next(r.error for r in readings if r.error)}); give it a folder of captcha images")
     if len(texts) < n / 2:
-        unreadable = sum(bool(r.error) for r in readings)
         extra = f" ({unreadable} of them unreadable files)" if unreadable else ""
         return False, f"{name} read no text in {_share(n - len(texts), n)} of {n} images{extra}; {advice}"
     arithmetic = [t for t in texts if _arithmetic(t)]

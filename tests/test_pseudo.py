@@ -107,8 +107,16 @@ def test_partially_labelled_folder(tmp_path):
 def test_unlabeled_dir_refusals(tmp_path):
     train = own_set(str(tmp_path / "train"), 30, 6, labels_tsv=False, charset="abc123")
     test = own_set(str(tmp_path / "test"), 10, 7, labels_tsv=False, charset="abc123")
+    junk, empty = tmp_path / "junk", tmp_path / "empty"
+    junk.mkdir()
+    empty.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (junk / name).write_text("not an image")
+    (empty / "notes.txt").write_text("no images here")
     for extra, message in ((f"--unlabeled_dir={test}", "is the test folder"),
-                           ("--validation=0", "needs a validation part")):
+                           ("--validation=0", "needs a validation part"),
+                           (f"--unlabeled_dir={junk}", f"UNLABELED_DIR={junk}: its 2 image files are unreadable (a.png"),
+                           (f"--unlabeled_dir={empty}", f"UNLABELED_DIR={empty}: it holds no image files (.png")):
         args = [f"--train_dir={train}", f"--test_dir={test}", "--epochs=1", *outputs(tmp_path / "r")]
         if extra.startswith("--validation"):
             args.append(f"--unlabeled_dir={train}")

@@ -96,8 +96,11 @@ def test_usefulness_refuses_what_cannot_teach(texts, confidence, words):
 def test_usefulness_of_nothing():
     ok, reason = usefulness([])
     assert not ok and "no images" in reason
-    ok, reason = usefulness([Reading("", 0.0, (), "OSError: x")] * 4)
-    assert not ok and "4 of them unreadable" in reason
+    ok, reason = usefulness([Reading("", 0.0, (), "UnidentifiedImageError: cannot identify image file 'a.png'")] * 4)
+    assert not ok and reason.startswith("100 % of the 4 files given to ddddocr are not images it can open") \
+        and "'a.png'" in reason and reason.endswith("give it a folder of captcha images"), reason
+    ok, reason = usefulness([Reading("", 0.0, (), "OSError: x")] + [Reading("", 0.2)] * 3)
+    assert not ok and "read no text in 100 % of 4 images (1 of them unreadable files)" in reason, reason
 
 
 def test_filter_readings():
