@@ -3,11 +3,14 @@ the time to read one image, on one CPU thread.
 
     python benchmarks/bench_ddddocr.py            # the newest weights/*_best.pt, else weights/default.pt
     python benchmarks/bench_ddddocr.py --checkpoint=weights/cnn_best.onnx --count=500
+    python benchmarks/bench_ddddocr.py --checkpoint=runs/x_best.pt --test_dir=real_sets/amazon/test --count=300
 
 The images: COUNT captchas of 4 characters from 0-9A-Z, 160x60, generated with seed 777 (no other script
 uses it) into dataset/ddddocr_bench the first time. Both readers get each PNG file's bytes, one image at a
 time, and are timed from bytes to text (decoding the PNG included). Accuracy: the whole label right,
-upper and lower case counted the same (ddddocr answers in lower case).
+upper and lower case counted the same (ddddocr answers in lower case). With TEST_DIR, the first COUNT images of
+that labelled folder (labels.tsv or file names, as test.py reads them) instead: a checkpoint trained on a real
+set against ddddocr on the same files.
 
 ddddocr is optional and not in requirements.txt: `pip install ddddocr==1.6.1` (its models are in the
 wheel; it adds opencv-python-headless and uses the onnxruntime, numpy and pillow already pinned).
@@ -26,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
 from core.checkpoint import default_checkpoint  # noqa: E402
+from core.data import read_labels  # noqa: E402
 from core.generate import generate  # noqa: E402
 from core.inference import Predictor  # noqa: E402
 import config  # noqa: E402
@@ -94,6 +98,11 @@ def our_reader(path):
     return read, predictor
 
 
+def folder_images(folder, count):
+    """[(label, file bytes)] of the first `count` images of a labelled folder (in file-name order)."""
+    return [(label, open(path, "rb").read()) for path, label in sorted(read_labels(folder))[:count]]
+
+
 def run(read, images):
     """(accuracy, median ms, p90 ms): each image read alone, timed from bytes to text."""
     for _, raw in images[:WARMUP]:
@@ -109,7 +118,7 @@ def run(read, images):
 
 def main():
     _, opts = config.parse(checkpoint="", count=2000, dir=os.path.join(config.DATASET_DIR, "ddddocr_bench"),
-                           beta=False)
+                           beta=False, test_dir="")
     torch.set_num_threads(1)
     path = opts["checkpoint"] or default_checkpoint()
     readers = [("ddddocr 1.6.1", ddddocr_reader())]
@@ -117,9 +126,14 @@ def main():
         readers.append(("ddddocr 1.6.1 beta=True", ddddocr_reader(beta=True)))
     ours, predictor = our_reader(path)
     readers.append((f"{os.path.basename(path)} ({predictor.ckpt['model_name']}, {predictor.runtime})", ours))
-    images = bench_images(opts["dir"], opts["count"], config.THREADS or None)
-    print(f"{len(images)} captchas in {opts['dir']} (seed {SEED}, {LENGTH} characters from 0-9A-Z, "
-          f"{WIDTH}x{HEIGHT}); one image at a time, one CPU thread, bytes -> text")
+    if opts["test_dir"]:
+        images = folder_images(opts["test_dir"], opts["count"])
+        print(f"the first {len(images)} images of {opts['test_dir']}; one image at a time, one CPU thread, "
+              f"bytes -> text")
+    else:
+        images = bench_images(opts["dir"], opts["count"], config.THREADS or None)
+        print(f"{len(images)} captchas in {opts['dir']} (seed {SEED}, {LENGTH} characters from 0-9A-Z, "
+              f"{WIDTH}x{HEIGHT}); one image at a time, one CPU thread, bytes -> text")
     width = max(len(name) for name, _ in readers)
     print(f"| {'reader':<{width}} | accuracy | median ms | p90 ms |")
     print(f"| {'-' * width} | -------: | --------: | -----: |")
