@@ -48,3 +48,19 @@ def test_refusals(tiny_suite):
         p = run_script("benchmarks/bench_suite.py", f"--real_sets={tiny_suite / 'sets'}",
                        f"--out={tiny_suite / 'x'}", *args, check=False)
         assert p.returncode == 1 and message in p.stdout and "Traceback" not in p.stdout, p.stdout
+
+
+def test_help_prints_the_usage_and_runs_nothing(tmp_path):
+    p = run_script("benchmarks/bench_suite.py", "--help", f"--out={tmp_path / 'runs'}")
+    assert p.stdout.startswith("The few-labels benchmark") and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_bench_ddddocr_reads_a_labelled_folder(tiny_suite):
+    pytest.importorskip("ddddocr")
+    test = tiny_suite / "sets" / "tiny" / "test"
+    p = run_script("benchmarks/bench_ddddocr.py", "--checkpoint=weights/pretrained.pt", f"--test_dir={test}",
+                   "--count=8")
+    assert f"the first 8 images of {test}" in p.stdout, p.stdout
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| ddddocr") or "pretrained.pt" in line]
+    assert len(rows) == 2 and all(len(r.split("|")) == 6 for r in rows), p.stdout
