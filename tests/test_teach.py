@@ -67,7 +67,8 @@ def test_a_folder_of_non_images_is_one_line(tmp_path):
     p = run_script("train.py", *args(tmp_path, folder), check=False)
     assert p.returncode == 1 and "Traceback" not in p.stdout, p.stdout
     last = p.stdout.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "ddddocr" in last and "label 100 images instead" in last, last
+    assert last.startswith("error: 100 % of the 5 files given to ddddocr are not images it can open") \
+        and "0.png" in last and last.endswith("give it a folder of captcha images"), last
 
 
 def test_a_style_the_teacher_cannot_read_is_refused_with_the_reason(tmp_path):
@@ -85,7 +86,8 @@ def test_few_labels_the_teachers_readings_outside_the_labels_charset_are_never_p
     from core import data, teach
     from core.plan import Settings
 
-    readings = [("1234", 0.99), ("12a4", 0.99), ("123", 0.99), ("5678", 0.2), ("0000", 0.7), ("", 0.0)]
+    readings = [("1234", 0.99, ""), ("12a4", 0.99, ""), ("123", 0.99, ""), ("5678", 0.2, ""), ("0000", 0.7, ""),
+                ("", 0.0, "OSError: unreadable")]
     monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: readings)
     said = []
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5)
