@@ -184,8 +184,9 @@ def build(r, init, resume, opts):
         if r.rank == 0 and resume.get("row"):
             restore_row(s, resume["row"])
         kept = r.keeper.kept
-        if r.pseudo and os.path.exists(r.best_path):
-            r.pseudo.kept_state = load_checkpoint(r.best_path)["model"]
+        if r.pseudo and os.path.exists(r.best_path):  # the kept model's weights and the temperature it reads with
+            best = load_checkpoint(r.best_path)
+            r.pseudo.kept_state, r.pseudo.temperature = best["model"], best.get("temperature", 1.0)
         say(f"resumed {r.last_path} after epoch {resume['epoch']}" + (
             f" (kept epoch {kept['epoch']}, validation sequence accuracy {kept['seq']:.4f})" if kept else ""))
     # made from the (resumed) trained weights, then given the saved average where the checkpoint holds one

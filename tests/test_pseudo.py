@@ -68,8 +68,8 @@ def test_online_pseudo_labels_beat_labels_only(lower_sets, labels_alone):
     unlabelled images of every batch, the confident readings train on strongly augmented copies; it reads the
     test folder clearly better than labels alone, and at the end says how many the kept model reads right."""
     base, train, test = lower_sets
-    online = run_script("train.py", *lower_args(lower_sets), f"--unlabeled_dir={train}", "--pseudo_mode=online",
-                        *outputs(base / "online")).stdout
+    run = [*lower_args(lower_sets), f"--unlabeled_dir={train}", "--pseudo_mode=online", *outputs(base / "online")]
+    online = run_script("train.py", *run).stdout
     assert "by the weight average at every step" in online
     used = [int(n) for n in re.findall(r"online pseudo-labels: (\d+) of the \d+ unlabelled images this epoch", online)]
     assert len(used) == 12 and used[-1] > used[0], used  # more confident readings as the model learns
@@ -79,6 +79,11 @@ def test_online_pseudo_labels_beat_labels_only(lower_sets, labels_alone):
     before, after = (float(SEQ.findall(out.splitlines()[-1])[0]) for out in (labels_alone, online))
     print(f"labels only {before:.4f}, online pseudo-labels {after:.4f}")
     assert after >= before + 0.05, (before, after)
+    # the finished run resumed reads the unlabelled images as it did: the kept weights with their temperature
+    temperature = load_checkpoint(str(base / "online" / "weights" / "cnn_ctc_best.pt"))["temperature"]
+    assert temperature != 1.0, temperature  # else a lost temperature would go unseen
+    again = run_script("train.py", *run, "--resume=1").stdout
+    assert end[0] in again, again[-2000:]
 
 
 @pytest.mark.slow
