@@ -28,9 +28,13 @@ class DataError(Exception):
     """A problem with the user's data, reported as one readable message (no traceback)."""
 
 
+def file_list(files):
+    """The first SHOW_FILES of `files`, comma-separated, with ", ..." when there are more."""
+    return ", ".join(files[:SHOW_FILES]) + (", ..." if len(files) > SHOW_FILES else "")
+
+
 def _problem(what, files):
-    shown = ", ".join(files[:SHOW_FILES]) + (", ..." if len(files) > SHOW_FILES else "")
-    return f"  {len(files)} {what}: {shown}"
+    return f"  {len(files)} {what}: {file_list(files)}"
 
 
 class Codec:

@@ -222,15 +222,14 @@ def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
     paths = [p for p, _ in items]
     images, ok, failed = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS,
                                             s.CACHE_DIR, quiet)
-    if failed and not quiet:
-        names = ", ".join(os.path.basename(p) for p in list(failed)[:5]) + (", ..." if len(failed) > 5 else "")
-        print(f"warning: {folder}: {len(failed)} unreadable images left out: {names}")
+    names = data.file_list([os.path.basename(p) for p in failed])
     keep = np.flatnonzero(ok)
     if not keep.size and not same_folder(folder, s.TRAIN_DIR):
-        found = (f"its {len(failed)} image files are unreadable (" + ", ".join(
-            os.path.basename(p) for p in list(failed)[:3]) + (", ..." if len(failed) > 3 else "") + ")"
-                 if failed else "it holds no image files (" + ", ".join(data.IMAGE_EXTENSIONS) + ")")
+        found = (f"its {len(failed)} image files are unreadable ({names})" if failed else
+                 f"it holds no image files ({', '.join(data.IMAGE_EXTENSIONS)})")
         raise config.ConfigError(f"UNLABELED_DIR={folder}: {found}; name a folder of your captcha images without "
                                  f"labels, or leave UNLABELED_DIR empty to train on the labels alone")
+    if failed and not quiet:
+        print(f"warning: {folder}: {len(failed)} unreadable images left out: {names}")
     pseudo = PseudoLabels(s, [paths[i] for i in keep], [items[i][1] for i in keep], codec, len(train_set))
     return pseudo, images[keep]
