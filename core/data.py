@@ -22,6 +22,8 @@ from core.files import atomic_write, file_kind
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SHOW_FILES = 5  # offending files named per problem
+SMALLER_IMAGES = "smaller ones: --image_height=32 (the width follows the images' shape), --channels=1 (grey)"
+SMALLER = "read fewer of them (a folder holding a sample), or " + SMALLER_IMAGES  # the fix when images overflow memory
 
 
 class DataError(Exception):
@@ -491,6 +493,35 @@ class CaptchaSet:
         return images.to(device), torch.from_numpy(self.labels).to(device), lengths.to(device)
 
 
+MEMORY_MARGIN = 2**30  # bytes a run needs beside its images: the model, its batches, evaluation's activations
+
+
+def available_memory():
+    """Bytes of memory this machine can still give a process (Linux: MemAvailable in /proc/meminfo), or None
+    where it does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(count, width, height, channels, where, fix, copies=2):
+    """DataError naming `where` and the fix when `count` images of this size, held `copies` times (decoded, then
+    as the run's tensors) plus MEMORY_MARGIN, need more memory than the machine has available: said before
+    decoding, instead of the system killing the run part way with no message."""
+    need = count * width * height * channels * copies + MEMORY_MARGIN
+    free = available_memory()
+    if free is not None and need > free:
+        kind = "grey" if channels == 1 else "colour"
+        raise DataError(f"{where}: {count} images of {width}x{height} {kind} need about {need / 2**30:.1f} GiB of "
+                        f"memory to train on (each held {copies} times), but this machine has "
+                        f"{free / 2**30:.1f} GiB available; {fix}")
+
+
 def decode_images(paths, width, height, channels, cache_dir=None, quiet=False, labels=None):
     """(images (N, H, W, C) uint8, ok (N,) bool, {path: why} for the unreadable ones): the files decoded by
     load_image (on several processes for large sets), cached in `cache_dir` (keyed by paths, `labels`, sizes and
@@ -502,19 +533,19 @@ def decode_images(paths, width, height, channels, cache_dir=None, quiet=False, l
         return (*cached, {})
     tasks = [(p, width, height, channels) for p in paths]
     processes = min(os.cpu_count() or 1, max(1, len(tasks) // 2000))
-    if processes > 1:
-        with mp.get_context("fork").Pool(processes) as pool:
-            decoded = pool.map(_decode, tasks, chunksize=256)
-    else:
-        decoded = [_decode(t) for t in tasks]
-    ok = np.array([not isinstance(d, str) for d in decoded], dtype=bool)
     images = np.zeros((len(items), height, width, channels), dtype=np.uint8)
+    ok = np.ones(len(items), dtype=bool)
     failed = {}
-    for i, d in enumerate(decoded):
-        if ok[i]:
-            images[i] = d
+    with contextlib.ExitStack() as stack:
+        if processes > 1:  # each decoded image goes into `images` as it arrives: the set is held once, not twice
+            decoded = stack.enter_context(mp.get_context("fork").Pool(processes)).imap(_decode, tasks, chunksize=256)
         else:
-            failed[paths[i]] = d
+            decoded = map(_decode, tasks)
+        for i, d in enumerate(decoded):
+            if isinstance(d, str):
+                ok[i], failed[paths[i]] = False, d
+            else:
+                images[i] = d
     if cache and ok.all():
         write_cache(cache, images, ok, quiet)
     return images, ok, failed
@@ -538,6 +569,7 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
         if why:
             bad_labels.setdefault(why, []).append(os.path.basename(path) + (f" ({text!r})" if text else ""))
 
+    check_memory(len(items), width, height, channels, folder, SMALLER)
     images, ok, failed = decode_images([p for p, _ in items], width, height, channels, cache_dir, quiet,
                                        labels=[t for _, t in items])
     unreadable = [f"{os.path.basename(p)} ({why})" for p, why in failed.items() if os.path.exists(p)]
@@ -560,7 +592,7 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
             print(f"warning: {report}\nleaving them out (SKIP_BAD)")
     paths = [p for (p, _), k in zip(items, keep) if k]
     texts = [t for (_, t), k in zip(items, keep) if k]
-    return CaptchaSet(paths, texts, images[keep], codec)
+    return CaptchaSet(paths, texts, images if keep.all() else images[keep], codec)
 
 
 def unlabeled_images(folder, exclude=(), truth_from_names=False):

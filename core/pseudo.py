@@ -220,6 +220,11 @@ def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
     names_are_labels = same_folder(folder, s.TRAIN_DIR) and not zero_labels(s)
     items = data.unlabeled_images(folder, labelled, truth_from_names=names_are_labels)
     paths = [p for p, _ in items]
+    # held three times: decoded, then beside the labelled images in one array, then as the run's tensors
+    data.check_memory(len(paths), s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, f"UNLABELED_DIR={folder}",
+                      f"give it a sample of them in a folder of its own (an epoch trains on up to PSEUDO_RATIO="
+                      f"{s.PSEUDO_RATIO:g} times as many unlabelled images as labelled ones: "
+                      f"{round(s.PSEUDO_RATIO * len(train_set))} here), or " + data.SMALLER_IMAGES, copies=3)
     images, ok, failed = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS,
                                             s.CACHE_DIR, quiet)
     names = data.file_list([os.path.basename(p) for p in failed])

@@ -31,6 +31,7 @@ def test_folder(s):
 def taught_set(s, codec, taught, quiet=False):
     """The CaptchaSet of a teacher's readings (paths, texts): the training images of a run without labels."""
     paths, texts = taught
+    data.check_memory(len(paths), s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, f"TRAIN_DIR={s.TRAIN_DIR}", data.SMALLER)
     images, ok, _ = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, s.CACHE_DIR, quiet)
     keep = np.flatnonzero(ok)
     return data.CaptchaSet([paths[i] for i in keep], [texts[i] for i in keep], images[keep], codec)

@@ -47,6 +47,25 @@ def test_file_name_and_tsv_labels_resize_and_cache(tmp_path):
     assert data.load_folder(str(tsv), codec, 160, 60, 1).texts == ["1122", "AAAA"]
 
 
+def test_memory_is_checked_before_decoding(tmp_path, monkeypatch):
+    """A folder whose images would not fit in memory is refused before decoding, naming the folder, the size,
+    what is available and the fix, instead of the system killing the run part way."""
+    for name in ("AB12.png", "BA21.png", "1122.png"):
+        write_png(tmp_path / name, (200, 50))
+    codec = data.Codec("AB12", 4)
+    assert data.available_memory() > 0  # Linux says
+    monkeypatch.setattr(data, "available_memory", lambda: 2**30)  # 1 GiB: less than the margin a run needs
+    with pytest.raises(data.DataError) as e:
+        data.load_folder(str(tmp_path), codec, 160, 60, 1)
+    message = str(e.value)
+    assert message.startswith(f"{tmp_path}: 3 images of 160x60 grey need about 1.0 GiB of memory"), message
+    assert "this machine has 1.0 GiB available" in message and "--image_height=32" in message
+    monkeypatch.setattr(data, "available_memory", lambda: 8 * 2**30)
+    assert len(data.load_folder(str(tmp_path), codec, 160, 60, 1)) == 3
+    monkeypatch.setattr(data, "available_memory", lambda: None)  # a system that does not say: no check
+    assert len(data.load_folder(str(tmp_path), codec, 160, 60, 1)) == 3
+
+
 def test_bad_labels_are_named(tmp_path):
     for name in ["AB12.png", "AZ12.png", "AB1.png", "ABBBB_2.png"]:
         write_png(tmp_path / name)

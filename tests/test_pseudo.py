@@ -3,8 +3,10 @@ import os
 import re
 import string
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from core import data
 import models
@@ -255,3 +257,29 @@ def test_online_relabel_reads_the_unlabelled_rows():
     assert pseudo.report().startswith("online pseudo-labels: 2 of the 3 unlabelled images this epoch trained on")
     out, rows, n, scale = pseudo.relabel(Reader(), fixed_decode, x[3:], labels[3:], lengths[3:], None)
     assert len(out) == 1 and scale == 0.0 and n.tolist() == [1]
+
+
+def test_unlabeled_dir_too_large_for_memory(tmp_path, monkeypatch):
+    """UNLABELED_DIR with more images than memory holds is refused before decoding: the folder, the size, and
+    how many unlabelled images an epoch trains on (the fix: a sample of them in a folder of its own)."""
+    from core.plan import Settings
+    from core.pseudo import load_unlabeled
+
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("L", (120, 40), 255).save(folder / f"{i}.png")
+    codec = data.Codec("ab", 2)
+    labelled = data.CaptchaSet(["x.png"] * 5, ["ab"] * 5, np.zeros((5, 40, 120, 1), np.uint8), codec)
+    s = Settings().replace(TRAIN_DIR=str(tmp_path / "train"), UNLABELED_DIR=str(folder), IMAGE_WIDTH=120,
+                           IMAGE_HEIGHT=40, CHANNELS=1, CACHE_DIR="")
+    monkeypatch.setattr(data, "available_memory", lambda: 2**29)
+    with pytest.raises(data.DataError) as e:
+        load_unlabeled(s, labelled, None, None, codec, quiet=True)
+    message = str(e.value)
+    assert message.startswith(f"UNLABELED_DIR={folder}: 4 images of 120x40 grey need about 1.0 GiB"), message
+    assert "(each held 3 times)" in message
+    assert "PSEUDO_RATIO=2 times as many unlabelled images as labelled ones: 10 here" in message
+    monkeypatch.setattr(data, "available_memory", lambda: 8 * 2**30)
+    pseudo, images = load_unlabeled(s, labelled, None, None, codec, quiet=True)
+    assert len(pseudo) == 4 and images.shape == (4, 40, 120, 1)
