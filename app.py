@@ -38,7 +38,7 @@ import sys
 import torch
 
 import config
-from core import cli
+from core import cli, data
 from core.checkpoint import default_checkpoint
 from core.device import pick_device
 from core.files import file_kind
@@ -92,6 +92,10 @@ def main():
         stats = app.state.labelling.stats()
         print(f"labelling {stats['folder']}: {stats['total']} images, {stats['answered']} answered, "
               f"{stats['remaining']} to go, at {url}/label", flush=True)
+        if not stats["total"]:
+            print(f"warning: {stats['folder']} holds no images ({', '.join(data.IMAGE_EXTENSIONS)}), so the page "
+                  f"has nothing to label" + (data.subfolder_hint(stats["folder"]) or "; copy the captchas in and "
+                                             "start again (the folder is listed at the start)"), flush=True)
     uvicorn.Server(server_config(app, config.HOST, config.PORT, opts["header_timeout"],
                                  max_connections=opts["max_connections"])).run()
 

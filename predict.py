@@ -44,19 +44,20 @@ def tsv_line(path, r):
 
 
 def expand(sources):
-    """Image paths from files, folders and glob patterns, in order; and the sources that matched nothing."""
+    """Image paths from files, folders and glob patterns, in order; and a warning for each source that gave none."""
     paths, missing = [], []
     for source in sources:
         if os.path.isdir(source):
             found = [os.path.join(source, f) for f in sorted(os.listdir(source))
                      if os.path.splitext(f)[1].lower() in data.IMAGE_EXTENSIONS]
+            why = (f"a folder without images ({', '.join(data.IMAGE_EXTENSIONS)})" + data.subfolder_hint(source))
         elif os.path.exists(source):
             found = [source]
         else:
-            found = sorted(glob.glob(source))
+            found, why = sorted(glob.glob(source)), "no such file, folder or matching image"
         paths += found
         if not found:
-            missing.append(source)
+            missing.append(f"{source}: {why}")
     return paths, missing
 
 
@@ -79,7 +80,7 @@ def main():
                           answer=answer)
     paths, missing = expand(sources)
     for m in missing:
-        print(f"warning: {m}: no such file, folder or matching image", file=sys.stderr)
+        print(f"warning: {m}", file=sys.stderr)
     results, failed = [], 0
     for i in range(0, len(paths), opts["batch_size"]):
         chunk, arrays = [], []

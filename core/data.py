@@ -181,8 +181,27 @@ def _scan(folder):
             f"label separated by a TAB (a first line 'file<TAB>label' is allowed), e.g.\n    file\tlabel\n{example}")
     if not items:
         raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
-                        f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})")
+                        f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})" + subfolder_hint(folder))
     return [(os.path.join(folder, n), label) for n, label in items], []
+
+
+def subfolder_hint(folder):
+    """For a folder without images: '; images are read from the folder itself, not its subfolders: ...' naming
+    the subfolders that hold images (and how many), or '' when none does."""
+    try:
+        subs = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return ""
+    held = []
+    for name in subs:
+        with contextlib.suppress(OSError):
+            n = len(image_names(os.path.join(folder, name)))
+            if n:
+                held.append(f"{name} ({n})")
+    if not held:
+        return ""
+    return (f"; images are read from the folder itself, not its subfolders, and these hold images: "
+            f"{file_list(held)}; name one of them, e.g. {os.path.join(folder, held[0].rsplit(' (', 1)[0])}")
 
 
 def image_names(folder):

@@ -232,8 +232,10 @@ def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
     if not keep.size and not same_folder(folder, s.TRAIN_DIR):
         found = (f"its {len(failed)} image files are unreadable ({names})" if failed else
                  f"it holds no image files ({', '.join(data.IMAGE_EXTENSIONS)})")
-        raise config.ConfigError(f"UNLABELED_DIR={folder}: {found}; name a folder of your captcha images without "
-                                 f"labels, or leave UNLABELED_DIR empty to train on the labels alone")
+        fix = (not failed and data.subfolder_hint(folder)) or ("; name a folder of your captcha images without "
+                                                               "labels, or leave UNLABELED_DIR empty to train on "
+                                                               "the labels alone")
+        raise config.ConfigError(f"UNLABELED_DIR={folder}: {found}{fix}")
     if failed and not quiet:
         print(f"warning: {folder}: {len(failed)} unreadable images left out: {names}")
     pseudo = PseudoLabels(s, [paths[i] for i in keep], [items[i][1] for i in keep], codec, len(train_set))

@@ -80,7 +80,8 @@ def teach_unlabelled(s, say=print):
     folder = s.UNLABELED_DIR
     paths = [p for p, _ in data.unlabeled_images(folder)]
     if not paths:
-        raise data.DataError(f"{folder}: no images to read (UNLABELED_DIR)")
+        raise data.DataError(f"{folder}: no images to read (UNLABELED_DIR; extensions "
+                             f"{', '.join(data.IMAGE_EXTENSIONS)})" + data.subfolder_hint(folder))
     sample = _readings(read(s, paths[:SAMPLE], None, say))
     # a quarter of the images read confidently is enough to start from: the model trained on them reads better than
     # the teacher, and its own confident readings of the rest follow (a teacher at 53-64 % zero-shot still teaches)

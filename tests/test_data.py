@@ -66,6 +66,43 @@ def test_memory_is_checked_before_decoding(tmp_path, monkeypatch):
     assert len(data.load_folder(str(tmp_path), codec, 160, 60, 1)) == 3
 
 
+def test_a_folder_of_folders_names_its_subfolders(tmp_path, monkeypatch):
+    """A folder whose images sit in subfolders (an unpacked archive, a set's train/ and test/): training,
+    test.py, predict.py and UNLABELED_DIR say that only the folder itself is read and name the subfolders that
+    hold images, and one to name instead."""
+    import predict
+    from core.plan import Settings
+    from core.pseudo import load_unlabeled
+
+    for sub, n in (("train", 3), ("test", 2)):
+        (tmp_path / sub).mkdir()
+        for i in range(n):
+            write_png(tmp_path / sub / f"AB1{i}.png")
+    (tmp_path / "notes").mkdir()  # no images: not named
+    hint = (f"; images are read from the folder itself, not its subfolders, and these hold images: test (2), "
+            f"train (3); name one of them, e.g. {tmp_path / 'test'}")
+    assert data.subfolder_hint(str(tmp_path)) == hint
+    assert data.subfolder_hint(str(tmp_path / "notes")) == "" and data.subfolder_hint(str(tmp_path / "none")) == ""
+    with pytest.raises(data.DataError) as e:
+        data.load_folder(str(tmp_path), data.Codec("AB012", 4), 160, 60, 1)
+    assert str(e.value).endswith(hint)
+    paths, warnings = predict.expand([str(tmp_path), str(tmp_path / "train")])
+    assert len(paths) == 3 and warnings == [f"{tmp_path}: a folder without images (.png, .jpg, .jpeg, .bmp, .gif, "
+                                            f".webp, .tif, .tiff){hint}"]
+    codec = data.Codec("AB012", 4)
+    labelled = data.CaptchaSet(["x.png"], ["AB10"], np.zeros((1, 60, 160, 1), np.uint8), codec)
+    s = Settings().replace(TRAIN_DIR=str(tmp_path / "train"), UNLABELED_DIR=str(tmp_path), IMAGE_WIDTH=160,
+                           IMAGE_HEIGHT=60, CHANNELS=1, CACHE_DIR="")
+    with pytest.raises(Exception) as e:
+        load_unlabeled(s, labelled, None, None, codec, quiet=True)
+    assert str(e.value) == f"UNLABELED_DIR={tmp_path}: it holds no image files (.png, .jpg, .jpeg, .bmp, .gif, " \
+                           f".webp, .tif, .tiff){hint}"
+    from core.teach import teach_unlabelled  # no labels at all: the teacher's folder
+    with pytest.raises(data.DataError) as e:
+        teach_unlabelled(s.replace(TRAIN_DIR=str(tmp_path), TEACHER="ddddocr"), say=lambda line: None)
+    assert str(e.value).endswith(hint)
+
+
 def test_bad_labels_are_named(tmp_path):
     for name in ["AB12.png", "AZ12.png", "AB1.png", "ABBBB_2.png"]:
         write_png(tmp_path / name)
