@@ -536,9 +536,9 @@ def check_memory(count, width, height, channels, where, fix, copies=2):
     free = available_memory()
     if free is not None and need > free:
         kind = "grey" if channels == 1 else "colour"
+        held = f"each held {copies} times while a run trains on them" if copies > 1 else "read at once"
         raise DataError(f"{where}: {count} images of {width}x{height} {kind} need about {need / 2**30:.1f} GiB of "
-                        f"memory to train on (each held {copies} times), but this machine has "
-                        f"{free / 2**30:.1f} GiB available; {fix}")
+                        f"memory ({held}), but this machine has {free / 2**30:.1f} GiB available; {fix}")
 
 
 def decode_images(paths, width, height, channels, cache_dir=None, quiet=False, labels=None):
@@ -571,11 +571,12 @@ def decode_images(paths, width, height, channels, cache_dir=None, quiet=False, l
 
 
 def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad=False, quiet=False,
-                unlabeled_ok=False):
+                unlabeled_ok=False, copies=2):
     """Scan, check and decode a folder into a CaptchaSet (labels: read_labels). Problems (listed files missing,
     images labels.tsv does not list, labels that do not fit the codec, unreadable images) are collected and
     raised as one DataError naming the files; with skip_bad those files are left out with a warning instead.
     unlabeled_ok: images labels.tsv does not list are no problem (they are the run's unlabelled images).
+    copies: how many times the caller holds the images (check_memory): 2 for a run, 1 for reading them once.
     The decoded array is cached in `cache_dir` (optional: read_cache / write_cache)."""
     items, unlisted = _scan(folder)
     if unlabeled_ok:
@@ -588,7 +589,7 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
         if why:
             bad_labels.setdefault(why, []).append(os.path.basename(path) + (f" ({text!r})" if text else ""))
 
-    check_memory(len(items), width, height, channels, folder, SMALLER)
+    check_memory(len(items), width, height, channels, folder, SMALLER, copies)
     images, ok, failed = decode_images([p for p, _ in items], width, height, channels, cache_dir, quiet,
                                        labels=[t for _, t in items])
     unreadable = [f"{os.path.basename(p)} ({why})" for p, why in failed.items() if os.path.exists(p)]

@@ -147,7 +147,7 @@ def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False, cac
     cache_dir = config.CACHE_DIR if cache_dir is None else cache_dir
     c = predictor.ckpt
     ds = data.load_folder(folder, predictor.codec, predictor.width, predictor.height, predictor.channels,
-                          cache_dir, skip_bad, quiet)
+                          cache_dir, skip_bad, quiet, copies=1)
     preds, confs = predictor.read(ds.images, batch_size)
     char_acc, seq_acc = accuracy(ds.texts, preds)
     return dict(seq_acc=seq_acc, char_acc=char_acc, paths=ds.paths, truths=ds.texts, preds=preds, confs=confs,

@@ -59,7 +59,11 @@ def test_memory_is_checked_before_decoding(tmp_path, monkeypatch):
         data.load_folder(str(tmp_path), codec, 160, 60, 1)
     message = str(e.value)
     assert message.startswith(f"{tmp_path}: 3 images of 160x60 grey need about 1.0 GiB of memory"), message
-    assert "this machine has 1.0 GiB available" in message and "--image_height=32" in message
+    assert "(each held 2 times while a run trains on them), but this machine has 1.0 GiB available" in message
+    assert "--image_height=32" in message
+    with pytest.raises(data.DataError) as e:  # read once (test.py): held once
+        data.load_folder(str(tmp_path), codec, 160, 60, 1, copies=1)
+    assert "need about 1.0 GiB of memory (read at once)" in str(e.value)
     monkeypatch.setattr(data, "available_memory", lambda: 8 * 2**30)
     assert len(data.load_folder(str(tmp_path), codec, 160, 60, 1)) == 3
     monkeypatch.setattr(data, "available_memory", lambda: None)  # a system that does not say: no check

@@ -278,7 +278,7 @@ def test_unlabeled_dir_too_large_for_memory(tmp_path, monkeypatch):
         load_unlabeled(s, labelled, None, None, codec, quiet=True)
     message = str(e.value)
     assert message.startswith(f"UNLABELED_DIR={folder}: 4 images of 120x40 grey need about 1.0 GiB"), message
-    assert "(each held 3 times)" in message
+    assert "(each held 3 times while a run trains on them)" in message
     assert "PSEUDO_RATIO=2 times as many unlabelled images as labelled ones: 10 here" in message
     monkeypatch.setattr(data, "available_memory", lambda: 8 * 2**30)
     pseudo, images = load_unlabeled(s, labelled, None, None, codec, quiet=True)
