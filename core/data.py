@@ -144,10 +144,14 @@ def read_labels(folder):
     return _scan(folder)[0]
 
 
+ARCHIVES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+
 def _require_folder(folder):
     if not os.path.isdir(folder):
+        unpack = "; unpack it first and name the folder it gives" if folder.lower().endswith(ARCHIVES) else ""
         raise DataError(f"no such folder: {folder}" if not os.path.exists(folder) else
-                        f"{folder} is not a folder ({file_kind(folder)})")
+                        f"{folder} is not a folder ({file_kind(folder)}){unpack}")
 
 
 def _scan(folder):

@@ -144,6 +144,10 @@ def test_empty_or_missing_folder(tmp_path):
         data.load_folder(str(tmp_path), data.Codec("AB", 2), 160, 60, 1)
     with pytest.raises(data.DataError, match="no such folder"):
         data.load_folder(str(tmp_path / "nope"), data.Codec("AB", 2), 160, 60, 1)
+    (tmp_path / "captchas.zip").write_bytes(b"PK\x05\x06" + bytes(18))  # an archive named as the folder
+    with pytest.raises(data.DataError) as e:
+        data.load_folder(str(tmp_path / "captchas.zip"), data.Codec("AB", 2), 160, 60, 1)
+    assert str(e.value).endswith("is not a folder (a regular file); unpack it first and name the folder it gives")
 
 
 @pytest.mark.slow
