@@ -4,8 +4,10 @@ and case inferred from them); with a few labels they are the unlabelled images' 
 from the first epoch and replaced by the model's own readings where it becomes more confident.
 
 Readings are cached in CACHE_DIR (keyed by the files' paths, sizes and times, the teacher and the charset), so a
-second run on the same folder starts at once.
+second run on the same folder starts at once; a run interrupted while the teacher reads keeps what it has read
+(`<key>.partial.json`), and the same command goes on from there.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +18,8 @@ from core import data
 from core.files import atomic_write
 from core.teacher import TeacherError, filter_readings, infer_charset_length, load_teacher, usefulness
 
+CHUNK = 200  # images read at a time: what an interrupted read loses at most
+LOG_EVERY = 1000  # images between progress lines where stdout is not a terminal (a log)
 SAMPLE = 500  # images read first to infer the charset and lengths and to judge whether the teacher can help
 
 
@@ -54,18 +58,55 @@ def read(s, paths, charset=None, say=print):
                 return [tuple(r) for r in found]
         except (OSError, ValueError):
             pass
+    partial = cache and cache[:-len(".json")] + ".partial.json"
+    readings = _load_partial(partial, len(paths))
+    if readings:
+        say(f"  teacher   {len(readings)} of {len(paths)} images read before the last run was interrupted "
+            f"({partial}); reading on")
     teacher = load_teacher(s.TEACHER, threads=max(1, s.THREADS))
-    progress = None
-    if sys.stdout.isatty():
-        progress = lambda done, total: print(f"\r  teacher   {done}/{total}", end="" if done < total else "\n",
-                                             flush=True)
-    readings = [(r.text, r.confidence, r.error) for r in teacher.read(paths, charset=charset, progress=progress)]
+    tty = sys.stdout.isatty()
+    try:
+        while len(readings) < len(paths):
+            done = len(readings)
+            progress = (lambda n, _, done=done: print(f"\r  teacher   {done + n}/{len(paths)}", flush=True,
+                                                      end="\n" if done + n == len(paths) else "")) if tty else None
+            chunk = teacher.read(paths[done:done + CHUNK], charset=charset, progress=progress)
+            readings += [(r.text, r.confidence, r.error) for r in chunk]
+            if not tty and len(paths) > LOG_EVERY and (len(readings) // LOG_EVERY > done // LOG_EVERY
+                                                       or len(readings) == len(paths)):
+                print(f"  teacher   {len(readings)}/{len(paths)}", flush=True)  # so a long read does not look stuck
+    except KeyboardInterrupt:
+        if not partial or not readings:
+            raise
+        _write(partial, readings)
+        raise KeyboardInterrupt(f"the teacher read {len(readings)} of {len(paths)} images; they are kept in "
+                                f"{partial}, and the same command goes on from there") from None
     if cache:
-        try:
-            atomic_write(cache, json.dumps(readings), mode="w")
-        except OSError:
-            pass  # the cache is optional
+        _write(cache, readings)
+        with contextlib.suppress(OSError):
+            os.remove(partial)
     return readings
+
+
+def _load_partial(path, n):
+    """The readings an interrupted read kept in `path` (at most n), or [] when there are none or they do not read."""
+    if not path or not os.path.isfile(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            found = json.load(f)
+        if isinstance(found, list) and len(found) <= n and all(isinstance(r, list) and len(r) == 3 for r in found):
+            return [tuple(r) for r in found]
+    except (OSError, ValueError):
+        pass
+    return []
+
+
+def _write(path, readings):
+    try:
+        atomic_write(path, json.dumps(readings), mode="w")
+    except OSError:
+        pass  # the cache is optional
 
 
 def _readings(pairs):

@@ -235,3 +235,38 @@ def test_zero_labels_only_without_labels(tmp_path):
     assert not zero_labels(s.replace(UNLABELED_DIR=str(tmp_path)))
     (folder / "labels.tsv").write_text("ab12.png\tab12\n")
     assert not zero_labels(s)
+
+
+def test_an_interrupted_read_is_kept_and_the_next_run_goes_on(tmp_path, monkeypatch):
+    """Ctrl-C while the teacher reads a large folder: what it has read is kept beside the cache, the line says
+    so, and the same command reads only the rest; a finished read is cached whole and the partial file goes."""
+    from core import teach
+    from core.plan import Settings
+
+    calls = []
+
+    class Teacher:
+        def read(self, paths, charset=None, progress=None):
+            calls.append(list(paths))
+            if len(calls) == 3 and interrupt:
+                raise KeyboardInterrupt
+            return [Reading(os.path.basename(p)[:4], 0.9, (0.9,) * 4) for p in paths]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Teacher())
+    monkeypatch.setattr(teach, "CHUNK", 2)
+    paths = [str(tmp_path / f"{i}abc.png") for i in range(5)]
+    s = Settings().replace(TEACHER="ddddocr", CACHE_DIR=str(tmp_path / "cache"))
+    interrupt, said = True, []
+    with pytest.raises(KeyboardInterrupt) as e:
+        teach.read(s, paths, say=said.append)
+    kept = [f for f in os.listdir(tmp_path / "cache") if f.endswith(".partial.json")]
+    assert len(kept) == 1 and str(e.value) == (f"the teacher read 4 of 5 images; they are kept in "
+                                               f"{tmp_path / 'cache' / kept[0]}, and the same command goes on from there")
+    interrupt, calls[:] = False, []
+    readings = teach.read(s, paths, say=said.append)
+    assert calls == [paths[4:]] and [r[0] for r in readings] == ["0abc", "1abc", "2abc", "3abc", "4abc"]
+    assert said == [f"  teacher   4 of 5 images read before the last run was interrupted "
+                    f"({tmp_path / 'cache' / kept[0]}); reading on"]
+    assert not [f for f in os.listdir(tmp_path / "cache") if f.endswith(".partial.json")]
+    calls[:] = []
+    assert teach.read(s, paths) == readings and calls == []  # cached whole
