@@ -197,7 +197,7 @@ def subfolder_hint(folder):
     except OSError:
         return ""
     held = []
-    for name in subs:
+    for name in subs[:100]:  # a home folder's thousands of subfolders are not all listed
         with contextlib.suppress(OSError):
             n = len(image_names(os.path.join(folder, name)))
             if n:
