@@ -196,16 +196,18 @@ def subfolder_hint(folder):
         subs = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     except OSError:
         return ""
-    held = []
+    held = {}
     for name in subs[:100]:  # a home folder's thousands of subfolders are not all listed
         with contextlib.suppress(OSError):
             n = len(image_names(os.path.join(folder, name)))
             if n:
-                held.append(f"{name} ({n})")
+                held[name] = n
     if not held:
         return ""
+    most = max(held, key=held.get)  # a set's train/ rather than its test/
     return (f"; images are read from the folder itself, not its subfolders, and these hold images: "
-            f"{file_list(held)}; name one of them, e.g. {os.path.join(folder, held[0].rsplit(' (', 1)[0])}")
+            f"{file_list([f'{name} ({n})' for name, n in held.items()])}; name one of them, e.g. "
+            f"{os.path.join(folder, most)}")
 
 
 def image_names(folder):

@@ -84,7 +84,7 @@ def test_a_folder_of_folders_names_its_subfolders(tmp_path, monkeypatch):
             write_png(tmp_path / sub / f"AB1{i}.png")
     (tmp_path / "notes").mkdir()  # no images: not named
     hint = (f"; images are read from the folder itself, not its subfolders, and these hold images: test (2), "
-            f"train (3); name one of them, e.g. {tmp_path / 'test'}")
+            f"train (3); name one of them, e.g. {tmp_path / 'train'}")  # the one holding the most
     assert data.subfolder_hint(str(tmp_path)) == hint
     assert data.subfolder_hint(str(tmp_path / "notes")) == "" and data.subfolder_hint(str(tmp_path / "none")) == ""
     with pytest.raises(data.DataError) as e:
