@@ -25,7 +25,7 @@ from core.checkpoint import default_checkpoint
 from core.coverage import coverage_table, format_table, plot_coverage
 from core.device import pick_device, set_threads
 from core.inference import Predictor, check_labels, run_test
-from core.metrics import confusions
+from core.metrics import confusions, one_confusion
 
 
 def shorten(text, chars):
@@ -71,9 +71,13 @@ def main():
         right = sum(parse(p).ok and parse(p).value == parse(t).value for t, p in zip(r["truths"], r["preds"]))
         print(f"answer accuracy {right / max(1, n):.4f} ({right}/{n}): the computed answer of the reading is the "
               f"label's (ANSWER=arith)")
-    pairs = confusions(r["truths"], r["preds"]).most_common(10)
+    confused = confusions(r["truths"], r["preds"])
+    pairs = confused.most_common(10)
     if pairs:
         print("most confused (truth -> predicted: count): " + ", ".join(f"{a}->{b}: {k}" for (a, b), k in pairs))
+        advice = one_confusion(confused)
+        if advice:
+            print(advice)
     if wrong:
         print(f"wrong ({len(wrong)}, showing {min(len(wrong), opts['show'])}, least confident first):")
         for i in sorted(wrong, key=lambda i: r["confs"][i])[:opts["show"]]:

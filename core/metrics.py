@@ -26,3 +26,19 @@ def confusions(truths, preds):
         if len(t) == len(p):
             pairs.update((a, b) for a, b in zip(t, p) if a != b)
     return pairs
+
+
+def one_confusion(pairs, least=10, share=0.5):
+    """For confusions()' Counter: a line of advice when one (true, read) pair makes most of the character
+    mistakes (at least `least` of them and `share` of all), else "". A character read as its look-alike this
+    consistently is one the training labels hold too few of (the model's own readings of unlabelled images then
+    complete the mistake); more labelled images that show it are the fix."""
+    total = sum(pairs.values())
+    if not total:
+        return ""
+    (a, b), k = pairs.most_common(1)[0]
+    if k < least or k < share * total:
+        return ""
+    return (f"one confusion makes most mistakes: {a!r} read as {b!r} {k} times, of {total} wrong characters; "
+            f"the training labels may hold too few {a!r}s: label more images that show {a!r} (the labelling page, "
+            f"python app.py --label_dir=FOLDER) and train again")

@@ -170,3 +170,19 @@ def test_shared_real_datasets_load(tmp_path, name, charset, length, size, n):
     ds = data.load_folder(os.path.join(SHARED, name, "test"), data.Codec(charset, length), *size)
     assert len(ds) == n and ds.images.shape == (n, size[1], size[0], size[2])
     assert ds.images.std() > 10  # real pictures, not blanks
+
+
+def test_one_confusion_making_most_mistakes_is_named_with_the_fix():
+    """test.py's advice when one look-alike pair makes most character mistakes (a rare labelled character read
+    as its look-alike), and none when the mistakes are spread or few."""
+    from core.metrics import confusions, one_confusion
+
+    truths = ["8AB2"] * 30 + ["XYZ9", "WXYZ"]
+    preds = ["BAB2"] * 30 + ["XYZ8", "WXY2"]
+    advice = one_confusion(confusions(truths, preds))
+    assert advice.startswith("one confusion makes most mistakes: '8' read as 'B' 30 times, of 32 wrong characters")
+    assert "label more images that show '8'" in advice and "python app.py --label_dir=FOLDER" in advice
+    assert one_confusion(confusions(["8AB2"] * 9, ["BAB2"] * 9)) == ""  # too few to say
+    spread = confusions(["8A"] * 12 + ["ZC"] * 12 + ["QD"] * 12, ["BA"] * 12 + ["2C"] * 12 + ["OD"] * 12)
+    assert one_confusion(spread) == ""  # a third each: no one pair
+    assert one_confusion(confusions(["AB"], ["AB"])) == ""
