@@ -368,7 +368,7 @@ def test_zoo_table_rows(variable_digits, tmp_path):
     size = [f"--charset={DIGITS}", "--length=(3,5)", "--image_width=128", "--image_height=48", "--threads=1"]
     out = tmp_path / "table.md"
     run_script("benchmarks/zoo_table.py", *tmp_paths(variable_digits), *size, "--models=cnn,cnn_ctc", "--sequence=none",
-               "--channels=1", "--augment=0", "--seconds=30", "--batch_size=32", "--repeats=5", f"--out={out}")
+               "--channels=1", "--augment=0", "--seconds=20", "--batch_size=32", "--repeats=5", f"--out={out}")
     lines = out.read_text().splitlines()
     assert lines[0].startswith("| model | head | params (M) | feature map | CPU latency (ms)") and len(lines) == 4
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
