@@ -50,14 +50,16 @@ def expand(sources):
         if os.path.isdir(source):
             found = [os.path.join(source, f) for f in sorted(os.listdir(source))
                      if os.path.splitext(f)[1].lower() in data.IMAGE_EXTENSIONS]
-            why = (f"a folder without images ({', '.join(data.IMAGE_EXTENSIONS)})" + data.subfolder_hint(source))
         elif os.path.exists(source):
             found = [source]
         else:
-            found, why = sorted(glob.glob(source)), "no such file, folder or matching image"
+            found = sorted(glob.glob(source))
         paths += found
-        if not found:
-            missing.append(f"{source}: {why}")
+        if not found and os.path.isdir(source):
+            missing.append(f"{source}: a folder without images ({', '.join(data.IMAGE_EXTENSIONS)})"
+                           + data.subfolder_hint(source))
+        elif not found:
+            missing.append(f"{source}: no such file, folder or matching image")
     return paths, missing
 
 

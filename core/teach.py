@@ -50,16 +50,13 @@ def _key(paths, name, charset):
 def read(s, paths, charset=None, say=print):
     """[(text, confidence, error)] of the teacher for `paths` (charset: restrict the readings to it), cached."""
     cache = os.path.join(s.CACHE_DIR, f"teacher-{_key(paths, s.TEACHER, charset)}.json") if s.CACHE_DIR else None
-    if cache and os.path.isfile(cache):
-        try:
-            with open(cache, encoding="utf-8") as f:
-                found = json.load(f)
-            if len(found) == len(paths) and all(len(r) == 3 for r in found):
-                return [tuple(r) for r in found]
-        except (OSError, ValueError):
-            pass
+    found = _load(cache)
+    if found is not None and len(found) == len(paths):
+        return found
     partial = cache and cache[:-len(".json")] + ".partial.json"
-    readings = _load_partial(partial, len(paths))
+    readings = _load(partial) or []
+    if len(readings) > len(paths):
+        readings = []
     if readings:
         say(f"  teacher   {len(readings)} of {len(paths)} images read before the last run was interrupted "
             f"({partial}); reading on")
@@ -88,18 +85,19 @@ def read(s, paths, charset=None, say=print):
     return readings
 
 
-def _load_partial(path, n):
-    """The readings an interrupted read kept in `path` (at most n), or [] when there are none or they do not read."""
+def _load(path):
+    """The readings kept in `path` (a cache, or what an interrupted read kept), or None when there are none or
+    they do not read."""
     if not path or not os.path.isfile(path):
-        return []
+        return None
     try:
         with open(path, encoding="utf-8") as f:
             found = json.load(f)
-        if isinstance(found, list) and len(found) <= n and all(isinstance(r, list) and len(r) == 3 for r in found):
+        if isinstance(found, list) and all(isinstance(r, list) and len(r) == 3 for r in found):
             return [tuple(r) for r in found]
     except (OSError, ValueError):
         pass
-    return []
+    return None
 
 
 def _write(path, readings):
