@@ -576,18 +576,26 @@ def decode_images(paths, width, height, channels, cache_dir=None, quiet=False, l
     return images, ok, failed
 
 
+def sample_indices(total, count, seed):
+    """The sorted indices of a seeded sample of `count` of `total` items (LIMIT's sample)."""
+    return np.sort(torch.randperm(total, generator=torch.Generator().manual_seed(seed)).numpy()[:count])
+
+
 def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad=False, quiet=False,
-                unlabeled_ok=False, copies=2):
+                unlabeled_ok=False, copies=2, sample=0, seed=0):
     """Scan, check and decode a folder into a CaptchaSet (labels: read_labels). Problems (listed files missing,
     images labels.tsv does not list, labels that do not fit the codec, unreadable images) are collected and
     raised as one DataError naming the files; with skip_bad those files are left out with a warning instead.
     unlabeled_ok: images labels.tsv does not list are no problem (they are the run's unlabelled images).
     copies: how many times the caller holds the images (check_memory): 2 for a run, 1 for reading them once.
-    The decoded array is cached in `cache_dir` (optional: read_cache / write_cache)."""
+    sample: 0 < sample < the folder's labelled images: only a seeded sample of that many (`seed`) is checked and
+    decoded (LIMIT), so a large folder costs only its sample. The decoded array is cached in `cache_dir` (optional: read_cache / write_cache)."""
     items, unlisted = _scan(folder)
     if unlabeled_ok:
         unlisted = []
     items = [(p, codec.normalize(t)) for p, t in items]
+    if 0 < sample < len(items):
+        items = [items[i] for i in sample_indices(len(items), sample, seed)]
     missing = [p for p, _ in items if not os.path.exists(p)]
     bad_labels = {}
     for path, text in items:

@@ -29,8 +29,12 @@ def test_folder(s):
 
 
 def taught_set(s, codec, taught, quiet=False):
-    """The CaptchaSet of a teacher's readings (paths, texts): the training images of a run without labels."""
+    """The CaptchaSet of a teacher's readings (paths, texts): the training images of a run without labels (LIMIT:
+    a seeded sample of them, as of a labelled folder)."""
     paths, texts = taught
+    if 0 < s.LIMIT < len(paths):
+        keep = data.sample_indices(len(paths), s.LIMIT, s.SEED + 1)
+        paths, texts = [paths[i] for i in keep], [texts[i] for i in keep]
     data.check_memory(len(paths), s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, f"TRAIN_DIR={s.TRAIN_DIR}", data.SMALLER)
     images, ok, _ = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, s.CACHE_DIR, quiet)
     keep = np.flatnonzero(ok)
@@ -51,13 +55,10 @@ def load_data(s, codec, quiet=False, taught=None):
         texts = [codec.normalize(t) for t in texts]
         return None, data.CaptchaSet([f"{seed}-{i}" for i in range(len(texts))], texts,
                                      images.transpose(0, 2, 3, 1), codec), test
+    # LIMIT: a seeded sample of the folder's images, drawn apart from the validation split's seed, before decoding
     train_set = taught_set(s, codec, taught, quiet) if taught else data.load_folder(
-        s.TRAIN_DIR, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet, unlabeled_ok=same_folder(s.UNLABELED_DIR, s.TRAIN_DIR))
-    if 0 < s.LIMIT < len(train_set):  # a seeded sample, drawn apart from the validation split's seed
-        keep = np.sort(torch.randperm(len(train_set), generator=torch.Generator().manual_seed(s.SEED + 1))
-                       .numpy()[:s.LIMIT])
-        train_set = data.CaptchaSet([train_set.paths[i] for i in keep], [train_set.texts[i] for i in keep],
-                                    train_set.images[keep], codec)
+        s.TRAIN_DIR, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet, unlabeled_ok=same_folder(s.UNLABELED_DIR, s.TRAIN_DIR),
+        sample=s.LIMIT, seed=s.SEED + 1)
     return (*split_validation(s, train_set, s.VALIDATION, s.SEED), test)
 
 

@@ -10,7 +10,6 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-import torchvision
 
 STRIDED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # torchvision's own DenseNet files still use the old key names (denselayer1.norm.1.weight); its loader renames
@@ -93,6 +92,8 @@ def torchvision_features(arch, stages, in_channels, column_stride, extra=()):
 
     Stages keep torchvision's child names, so `features.<key>` matches `<key>` of a torchvision weight file.
     """
+    import torchvision.models  # here, not at the top: importing torchvision takes seconds, and most runs never need it
+
     net = getattr(torchvision.models, arch)(weights=None)
     features = nn.Sequential(OrderedDict([(s, getattr(net, s)) for s in stages] + list(extra)))
     fit_strides(features, 3, 16, column_stride)

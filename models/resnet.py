@@ -8,52 +8,57 @@ import functools
 from collections import OrderedDict
 
 import torch.nn as nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from models.registry import register_backbone
 from models.adapt import fit_strides
 import models.tricks as tricks
 
 
-class AttentionBasicBlock(BasicBlock):
-    """torchvision's BasicBlock with attention on the residual branch, before the sum (as in SE-ResNet)."""
+@functools.cache
+def _blocks():
+    """{"basic", "bottleneck"}: torchvision's residual blocks with attention on the residual branch, before the
+    sum (as in SE-ResNet). Built on first use: importing torchvision takes seconds, and most runs never need it."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    def __init__(self, *args, attention_kind="", **kw):
-        super().__init__(*args, **kw)
-        self.attention = tricks.attention(attention_kind, self.bn2.num_features)
+    class AttentionBasicBlock(BasicBlock):
+        def __init__(self, *args, attention_kind="", **kw):
+            super().__init__(*args, **kw)
+            self.attention = tricks.attention(attention_kind, self.bn2.num_features)
 
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.attention(self.bn2(self.conv2(out))) + identity)
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.attention(self.bn2(self.conv2(out))) + identity)
 
+    class AttentionBottleneck(Bottleneck):  # stride on the 3x3 conv
+        def __init__(self, *args, attention_kind="", **kw):
+            super().__init__(*args, **kw)
+            self.attention = tricks.attention(attention_kind, self.bn3.num_features)
 
-class AttentionBottleneck(Bottleneck):
-    """torchvision's Bottleneck (stride on the 3x3 conv) with attention before the sum."""
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            return self.relu(self.attention(self.bn3(self.conv3(out))) + identity)
 
-    def __init__(self, *args, attention_kind="", **kw):
-        super().__init__(*args, **kw)
-        self.attention = tricks.attention(attention_kind, self.bn3.num_features)
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.attention(self.bn3(self.conv3(out))) + identity)
+    return {"basic": AttentionBasicBlock, "bottleneck": AttentionBottleneck}
 
 
 ARCHS = {  # name: (block, blocks per stage, groups, width per group)
-    "resnet18": (AttentionBasicBlock, [2, 2, 2, 2], 1, 64),
-    "resnet34": (AttentionBasicBlock, [3, 4, 6, 3], 1, 64),
-    "resnet50": (AttentionBottleneck, [3, 4, 6, 3], 1, 64),
-    "resnet101": (AttentionBottleneck, [3, 4, 23, 3], 1, 64),
-    "resnet152": (AttentionBottleneck, [3, 8, 36, 3], 1, 64),
-    "resnext50_32x4d": (AttentionBottleneck, [3, 4, 6, 3], 32, 4),
+    "resnet18": ("basic", [2, 2, 2, 2], 1, 64),
+    "resnet34": ("basic", [3, 4, 6, 3], 1, 64),
+    "resnet50": ("bottleneck", [3, 4, 6, 3], 1, 64),
+    "resnet101": ("bottleneck", [3, 4, 23, 3], 1, 64),
+    "resnet152": ("bottleneck", [3, 8, 36, 3], 1, 64),
+    "resnext50_32x4d": ("bottleneck", [3, 4, 6, 3], 32, 4),
 }
 
 
 def resnet_features(arch, in_channels, height, width, column_stride, ibn=False, attention=""):
-    block, layers, groups, width_per_group = ARCHS[arch]
+    from torchvision.models.resnet import ResNet
+
+    kind, layers, groups, width_per_group = ARCHS[arch]
+    block = _blocks()[kind]
     make_block = functools.partial(block, attention_kind=attention)
     make_block.expansion = block.expansion  # ResNet reads block.expansion
     net = ResNet(make_block, layers, groups=groups, width_per_group=width_per_group)

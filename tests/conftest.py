@@ -1,3 +1,4 @@
+import fcntl
 import os
 import subprocess
 import sys
@@ -45,9 +46,19 @@ def digits_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained(digits_data):
-    """A short CPU training run (3 epochs) on the digits set, everything else inferred or default (so it starts
-    from the shipped model: INIT auto); returns (base folder, train.py output)."""
-    # the own-data command: only the folders (and, for the test's time, a run name and 3 epochs)
-    out = run_script("train.py", *tmp_paths(digits_data), "--epochs=3", "--run=t", "--show=4")
-    return digits_data, out.stdout
+def trained(tmp_path_factory):
+    """A short CPU training run (3 epochs) on 4-digit captchas (2000 train, seed 1; 300 test, seed 2), everything
+    else inferred or default (so it starts from the shipped model: INIT auto); returns (base folder, train.py
+    output). Under pytest-xdist the workers share one run: the first to ask trains, the others wait for it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder above every worker's own
+    base, log = root / "trained", root / "trained.log"
+    with open(root / "trained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not log.exists():
+            digit_sets(base, 2000, 300)
+            # the own-data command: only the folders (and, for the test's time, a run name and 3 epochs)
+            out = run_script("train.py", *tmp_paths(base), "--epochs=3", "--run=t", "--show=4")
+            log.write_text(out.stdout)
+    return base, log.read_text()

@@ -70,6 +70,28 @@ def test_memory_is_checked_before_decoding(tmp_path, monkeypatch):
     assert len(data.load_folder(str(tmp_path), codec, 160, 60, 1)) == 3
 
 
+def test_limit_samples_before_decoding(tmp_path, monkeypatch):
+    """LIMIT's seeded sample is drawn from the file list: only the sample is checked for memory and decoded (a huge
+    folder with --limit=100 costs 100 images), and a bad file outside it does not stop the run."""
+    import itertools
+    names = sorted("".join(p) + ".png" for p in itertools.islice(itertools.product("AB12", repeat=4), 40))
+    for name in names:
+        write_png(tmp_path / name, (200, 50), color=names.index(name))
+    picked = data.sample_indices(40, 10, 7)
+    assert len(set(picked)) == 10 and list(picked) == sorted(picked) and (data.sample_indices(40, 10, 7) == picked).all()
+    outside = next(i for i in range(40) if i not in picked)
+    (tmp_path / names[outside]).write_bytes(b"not an image")
+    decoded = []
+    decode = data.decode_images
+    monkeypatch.setattr(data, "decode_images", lambda paths, *a, **k: decoded.append(len(paths)) or decode(paths, *a, **k))
+    codec = data.Codec("AB12", 4)
+    ds = data.load_folder(str(tmp_path), codec, 160, 60, 1, sample=10, seed=7)
+    assert decoded == [10] and ds.texts == [names[i][:4] for i in picked]
+    assert [int(image[0, 0, 0]) for image in ds.images] == list(picked)  # each image is its own file's
+    with pytest.raises(data.DataError, match="unreadable images"):  # the whole folder holds the bad file
+        data.load_folder(str(tmp_path), codec, 160, 60, 1)
+
+
 def test_a_folder_of_folders_names_its_subfolders(tmp_path, monkeypatch):
     """A folder whose images sit in subfolders (an unpacked archive, a set's train/ and test/): training,
     test.py, predict.py and UNLABELED_DIR say that only the folder itself is read and name the subfolders that
