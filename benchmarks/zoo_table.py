@@ -8,6 +8,7 @@ its backbone ends with, CPU single-image latency, and the accuracy it reaches af
 
 Every model trains for the same wall-clock `seconds` on the same data, through train.py's model, loss and
 training loop: a one-cycle schedule (AdamW, peak LR) over as many steps as fit, measured on its first steps.
+`--steps=N` trains every model N steps instead, whatever they take: the same table on any machine or load.
 The accuracy is read on the test folder (TEST_DIR; then the whole of TRAIN_DIR trains), else on train.py's
 validation part of TRAIN_DIR. Config options (tricks, head settings) apply to every model that takes them,
 so `--bnneck=1` gives the table with BNNeck.
@@ -53,8 +54,9 @@ def endless_batches(tensors, batch_size, generator):
         yield from resident_batches(tensors, order, batch_size)
 
 
-def train_for(s, model, loss_fn, train_tensors, batch_size, device, seconds, generator):
-    """Train for about `seconds` of wall-clock with train.py's loop; returns the number of training images seen."""
+def train_for(s, model, loss_fn, train_tensors, batch_size, device, seconds, generator, fixed_steps=0):
+    """Train for about `seconds` of wall-clock with train.py's loop (or `fixed_steps` steps, when above 0); returns
+    the number of training images seen."""
     optimizer = make_optimizer(s, model, device)
     for group in optimizer.param_groups:  # two steps at the one-cycle schedule's starting LR time a step
         group["lr"] = s.LR / 25
@@ -71,13 +73,14 @@ def train_for(s, model, loss_fn, train_tensors, batch_size, device, seconds, gen
     timed = time.time()
     run(constant, 1)
     per_step = time.time() - timed
-    steps = max(0, int((seconds - (time.time() - start)) / per_step))  # 0: two steps spent the budget
+    # the steps left: fixed_steps - 2, or those that fit in `seconds` (0: the two steps spent the budget)
+    steps = max(0, fixed_steps - 2 if fixed_steps else int((seconds - (time.time() - start)) / per_step))
     if steps:  # the schedule spans the steps that fit
         run(torch.optim.lr_scheduler.OneCycleLR(optimizer, s.LR, total_steps=steps, pct_start=0.15), steps)
     return (2 + steps) * batch_size
 
 
-def measure(s, name, codec, train_tensors, batch_size, test_set, test_tensors, device, seconds, repeats):
+def measure(s, name, codec, train_tensors, batch_size, test_set, test_tensors, device, seconds, repeats, steps=0):
     seed_everything(s.SEED)
     head = models.head(name)
     # train.py's model and loss (label smoothing, center loss), NCHW; the shape and latency are taken on the CPU
@@ -89,7 +92,7 @@ def measure(s, name, codec, train_tensors, batch_size, test_set, test_tensors, d
     ms = latency_ms(model, image, repeats)
     model.to(device)
     generator = torch.Generator().manual_seed(s.SEED)
-    seen = train_for(s, model, loss_fn, train_tensors, batch_size, device, seconds, generator)
+    seen = train_for(s, model, loss_fn, train_tensors, batch_size, device, seconds, generator, steps)
     preds = evaluate(model, test_tensors, codec, head.decode, device, 256)[0]
     char_acc, seq_acc = accuracy(test_set.texts, preds)
     return [name, head.kind, f"{params / 1e6:.2f}", f"{c}x{h}x{w}", f"{ms:.1f}", str(seen), f"{char_acc:.3f}",
@@ -118,7 +121,9 @@ def markdown(rows):
 
 
 def main():
-    _, opts = config.parse(seconds=60.0, models="", repeats=20, out="")
+    _, opts = config.parse(seconds=60.0, steps=0, models="", repeats=20, out="")
+    if opts["steps"] < 0:
+        raise config.ConfigError(f"--steps={opts['steps']}: 0 (train for --seconds) or a number of steps")
     s = Settings()
     set_threads(s.THREADS)
     device = pick_device(s.DEVICE)
@@ -138,14 +143,15 @@ def main():
     s = resolve_small_set(s, len(train_set))
     batch_size = plan_batch(s, len(train_set))
     train_tensors, test_tensors = train_set.tensors(device), test_set.tensors(device)
-    print(f"{len(names)} models, {opts['seconds']:g} s of training each on {len(train_set)} images (batch "
+    budget = f"{opts['steps']} steps" if opts["steps"] else f"{opts['seconds']:g} s"
+    print(f"{len(names)} models, {budget} of training each on {len(train_set)} images (batch "
           f"{batch_size}, augmentation {Augment.from_config(s)}), "
           f"{len(test_set)} {tested_on} images, {torch.get_num_threads()} CPU threads, training on {device}",
           flush=True)
     rows, start = [], time.time()
     for name in names:
         rows.append(measure(s, name, codec, train_tensors, batch_size, test_set, test_tensors, device, opts["seconds"],
-                            opts["repeats"]))
+                            opts["repeats"], opts["steps"]))
         print("  ".join(rows[-1]), f"({time.time() - start:.0f} s so far)", flush=True)
     table = markdown(rows)
     print(table)
