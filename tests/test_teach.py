@@ -1,6 +1,7 @@
 """The teacher in a training run (TEACHER): no labels, a few labels, the labelling page's suggestions, and what a
 user sees when the teacher is missing or cannot help."""
 import os
+import shutil
 import sys
 
 import pytest
@@ -107,3 +108,17 @@ def test_the_labelling_page_suggests_the_teachers_readings_before_any_model(tmp_
     assert right >= 28, right  # ddddocr reads 86 % of this set's test part; lower case kept where it reads it
     for s in found.values():
         assert 0 <= s["confidence"] <= 1 and len(s["chars"]) == len(s["text"])
+
+
+@needs_civ2
+def test_the_labelling_page_names_the_teacher_as_its_model(tmp_path, monkeypatch):
+    pytest.importorskip("ddddocr", reason="the teacher is the optional ddddocr package")
+    import config
+    from test_label import client_for
+    links, _ = unlabelled(tmp_path, 5)
+    folder = tmp_path / "copies"  # the page lists a folder's own files, never links
+    shutil.copytree(links, folder)
+    monkeypatch.setattr(config, "TEACHER", "ddddocr")
+    with client_for(folder) as c:
+        assert c.get("/api/label/stats").json()["model"] == {"name": "ddddocr", "checkpoint": None, "teacher": True}
+        assert c.get("/api/label/next?count=1").json()["items"][0]["text"]  # its reading, typed in
