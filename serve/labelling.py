@@ -421,10 +421,16 @@ class Misreads:
     def __init__(self, fold=False):
         self.fold, self.held, self.misread = fold, collections.Counter(), collections.Counter()
 
+    def key(self, text):
+        return text.upper() if self.fold else text
+
+    def rate(self, char):
+        """The share of answers whose reading held `char` and misread it, shrunk toward 0 by MISREAD_PRIOR answers."""
+        return self.misread[char] / (self.held[char] + MISREAD_PRIOR)
+
     def learn(self, reading, label):
         """Count the characters of a reading the answer shows right or misread; whether any was ever misread."""
-        if self.fold:
-            reading, label = reading.upper(), label.upper()
+        reading, label = self.key(reading), self.key(label)
         if len(reading) == len(label):
             wrong = {a for a, b in zip(reading, label) if a != b}
         else:  # characters read more often than the answer holds them
@@ -434,16 +440,14 @@ class Misreads:
         return bool(self.misread)
 
     def chance(self, text, confidence):
-        """The chance that a reading is right: its confidence, times for each character it holds one minus that
-        character's misread rate, shrunk toward 0 by MISREAD_PRIOR answers."""
-        for c in set(text.upper() if self.fold else text):
-            confidence *= 1 - self.misread[c] / (self.held[c] + MISREAD_PRIOR)
+        """The chance that a reading is right: its confidence, times one minus the rate of each character it holds."""
+        for c in set(self.key(text)):
+            confidence *= 1 - self.rate(c)
         return confidence
 
     def top(self, count=3):
         """[{char, misread, answers}]: the characters misread most often (at least twice), highest rate first."""
-        rate = lambda c: self.misread[c] / (self.held[c] + MISREAD_PRIOR)
-        chars = sorted((c for c, n in self.misread.items() if n >= 2), key=lambda c: (-rate(c), c))[:count]
+        chars = sorted((c for c, n in self.misread.items() if n >= 2), key=lambda c: (-self.rate(c), c))[:count]
         return [{"char": c, "misread": self.misread[c], "answers": self.held[c]} for c in chars]
 
 
@@ -494,6 +498,18 @@ class LabelQueue:
         # readings and answers are compared case-folded unless the model tells case apart (a teacher's never does)
         self.misreads = Misreads(fold=predictor is None or not predictor.codec.case_sensitive)
         self.skipped = set()  # skipped since the last reordering: they stay at the end
+        # the readings as arrays (log confidence; which characters each holds): reordering after an answer is one
+        # matrix product and a sort (0.2 s for 50 000 images on a busy 2-core box; sorted() with a key took 0.6 s)
+        read = [n for n in todo if self.suggestions.get(n, {}).get("confidence") is not None]
+        texts = [set(self.misreads.key(self.suggestions[n]["text"])) for n in read]
+        self.row = {n: i for i, n in enumerate(read)}
+        self.chars = sorted(set().union(*texts))
+        column = {c: j for j, c in enumerate(self.chars)}
+        self.holds = np.zeros((len(read), len(self.chars)), dtype=np.float32)
+        for i, chars in enumerate(texts):
+            self.holds[i, [column[c] for c in chars]] = 1
+        self.log_confidence = np.log(np.maximum([self.suggestions[n]["confidence"] for n in read], 1e-38,
+                                                dtype=np.float32))
         self.order = dict.fromkeys(todo)  # insertion order is the offer order: a skip moves a name to the end
         self.rank = todo + [n for n in names if n not in self.order]  # the order an unanswered image comes back in
         self.version = self.store.version
@@ -559,9 +575,13 @@ class LabelQueue:
         return self.misreads.chance(suggestion["text"], suggestion["confidence"])
 
     def reorder(self):
-        """Offer the unanswered images by chance_right, least first; skipped ones stay at the end (under self.lock)."""
-        chance = {n: self.chance_right(n) for n in self.order if n not in self.skipped}
-        first = sorted(chance, key=lambda n: (chance[n] is not None, chance[n] or 0.0, n))
+        """Offer the unanswered images by chance_right, least first (images the model could not load before all;
+        ties keep their place), skipped ones at the end in their order (under self.lock)."""
+        log_factor = np.log1p(-np.array([self.misreads.rate(c) for c in self.chars], dtype=np.float32))
+        log_chance = np.append(self.log_confidence + self.holds @ log_factor, -np.inf)  # the last: not loaded
+        names = [n for n in self.order if n not in self.skipped]
+        rows = np.array([self.row.get(n, -1) for n in names], dtype=np.int64)
+        first = [names[i] for i in np.argsort(log_chance[rows], kind="stable")]
         self.order = dict.fromkeys(first + [n for n in self.order if n in self.skipped])
 
 
