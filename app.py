@@ -13,7 +13,7 @@ a page where a person labels a folder of captchas, the model's reading typed in 
 Endpoints: GET / (the page), POST /api/predict, POST /api/predict/batch (both take ?model=NAME and
 ?min_confidence=P), GET /api/model, GET /api/models, GET /healthz, GET /docs and /openapi.json.
 With --label_dir: GET /label (the labelling page), GET /api/label/next?count=N
-(the next unanswered images, those least likely read right first, with the model's reading), GET /api/label/image?file=NAME,
+(the next unanswered images, least confident first, with the model's reading), GET /api/label/image?file=NAME,
 POST /api/label/answer ({"file": NAME, "label": TEXT} or {"file": NAME, "unreadable": true}: appended to
 FOLDER/labels.tsv or FOLDER/unreadable.txt), POST /api/label/skip ({"file": NAME}), GET /api/label/stats.
 Every error is JSON {"error": "..."}: a 4xx that says what was wrong with the request, or a 500 that gives no

@@ -1,15 +1,13 @@
-"""Which images to label next? The labelling page's order against the others, simulated with known labels.
+"""Which images to label next? Least confident first against a random order, simulated with known labels.
 
     python benchmarks/label_order.py                                       # both shared sets
     python benchmarks/label_order.py --sets=henan_digits --start=50 --step=50 --most=500 --round_epochs=30
 
-Each set's training folder plays an unlabelled folder whose labels a person gives on request. The orders start
+Each set's training folder plays an unlabelled folder whose labels a person gives on request. Both orders start
 from the same seeded `start` labelled images; each round trains (`python train.py`, the one own-data command with
-a fixed --epochs=ROUND_EPOCHS for every round, so that rounds compare), reads the test folder, and asks for `step` more labels,
-one at a time as a person answers them on the page: `misreads` (the page's order) offers the image whose reading
-is least likely right, its confidence discounted for the characters the answers so far show the model misreads
-(serve.labelling.Misreads, which learns from each answer); `least_confident` by confidence alone; `random` draws
-them at random. Rounds go on until the test accuracy reaches 99 % or `most` labels.
+a fixed --epochs=ROUND_EPOCHS for every round, so that rounds compare), reads the test folder, and asks for `step` more labels:
+the images the round's model reads with the lowest sequence confidence (what the labelling page offers first), or
+`step` images drawn at random. Rounds go on until the test accuracy reaches 99 % or `most` labels.
 
 Prints each round, then how many labels each order needed to reach 95 % and 99 % on the test folder, and writes
 a plot (bench_real/label_order.png). The labelled subset of a round is a labels.tsv that names images of the set
@@ -32,12 +30,11 @@ from core import cli  # noqa: E402
 from core import data  # noqa: E402
 from core.device import cpu_count  # noqa: E402
 from core.inference import Predictor  # noqa: E402
-from serve.labelling import Misreads  # noqa: E402
 
 OUT = os.path.abspath(os.path.join("bench_real", "label_order"))
 SETS = ("captcha_images_v2", "henan_digits")
 GOALS = (0.95, 0.99)
-ORDERS = ("misreads", "least_confident", "random")
+ORDERS = ("least_confident", "random")
 BEST = re.compile(r"best: (\S+) \(epoch")
 
 
@@ -82,16 +79,9 @@ def simulate(name, root, order, start, step, most, epochs, threads, seed):
             return curve
         if order == "random":
             picked = pool[:step]
-        elif order == "least_confident":
+        else:
             _, confs = predictor.read(train_images[pool])
             picked = [pool[i] for i in np.argsort(confs, kind="stable")[:step]]
-        else:  # the page's order: each answer teaches the next pick
-            texts, confs = predictor.read(train_images[pool])
-            left, misreads, picked = dict(zip(pool, zip(texts, confs))), Misreads(not predictor.codec.case_sensitive), []
-            for _ in range(min(step, len(left))):
-                i = min(left, key=lambda j: (misreads.chance(*left[j]), j))
-                misreads.learn(left.pop(i)[0], predictor.codec.normalize(items[i][1]))
-                picked.append(i)
         chosen += picked
         taken = set(picked)
         pool = [i for i in pool if i not in taken]
@@ -108,8 +98,7 @@ def plot(curves, path):
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for (name, order), curve in curves.items():
-        ax.plot(*zip(*curve), marker="o", linestyle={"misreads": "-", "least_confident": ":"}.get(order, "--"),
-                label=f"{name}, {order}")
+        ax.plot(*zip(*curve), marker="o", linestyle="-" if order == ORDERS[0] else "--", label=f"{name}, {order}")
     ax.set_xlabel("labels given (validation part included)")
     ax.set_ylabel("test sequence accuracy")
     ax.grid(alpha=0.3)
@@ -121,20 +110,17 @@ def plot(curves, path):
 
 def main():
     _, opts = config.parse(sets=",".join(SETS), root=os.path.join("..", "shared", "datasets"), start=50, step=50,
-                           most=500, round_epochs=30, order_seed=0, orders=",".join(ORDERS))
+                           most=500, round_epochs=30, order_seed=0)
     root = os.path.abspath(opts["root"])
     names = [s for s in opts["sets"].split(",") if s]
     missing = [s for s in names if not os.path.isdir(os.path.join(root, s, "train"))]
     if missing:
         raise config.ConfigError(f"{', '.join(missing)} not found under {root} (give --root=...)")
-    orders = [o for o in opts["orders"].split(",") if o]
-    if not orders or set(orders) - set(ORDERS):
-        raise config.ConfigError(f"--orders={opts['orders']}: a comma-separated list of {', '.join(ORDERS)}")
     threads = config.THREADS or cpu_count()
     torch.set_num_threads(threads)
     curves = {}
     for name in names:
-        for order in orders:
+        for order in ORDERS:
             curves[name, order] = simulate(name, root, order, opts["start"], opts["step"], opts["most"],
                                            opts["round_epochs"], threads, opts["order_seed"])
     print(f"\nlabels needed (start {opts['start']}, {opts['step']} more a round, {opts['round_epochs']} epochs a round):")

@@ -6,9 +6,8 @@ LabelStore reads and writes the answers: FOLDER/labels.tsv (`file<TAB>label`, re
 and FOLDER/unreadable.txt (data.UNREADABLE_FILE, one file name per line, read by data.unreadable_marks). An
 answer is one os.write of the whole line on an O_APPEND file descriptor, then fsync, under a threading lock and
 an flock on the folder, and only after the files are re-read if another process changed them: two servers or
-tabs never interleave lines or answer one image twice. LabelQueue offers the unanswered images, those least
-likely read right first when a model scored them at startup (their confidence, discounted for the characters the
-answers show the model misreads: Misreads). mount() adds the page and its API to the app:
+tabs never interleave lines or answer one image twice. LabelQueue offers the unanswered images, least confident
+first when a model scored them at startup. mount() adds the page and its API to the app:
 
     GET  /label                      the page (web/label.html with this server's token, label.js, label.css)
     GET  /api/label/next?count=N     the next N unanswered images: file, text (the model's reading),
@@ -16,7 +15,8 @@ answers show the model misreads: Misreads). mount() adds the page and its API to
     GET  /api/label/image?file=NAME  an image's bytes
     POST /api/label/answer           {"file": NAME, "label": TEXT} or {"file": NAME, "unreadable": true}
     POST /api/label/skip             {"file": NAME}: to the end of the queue, nothing written
-    GET  /api/label/stats            total, labelled, unreadable, remaining, the last answers, the model
+    GET  /api/label/stats            total, labelled, unreadable, remaining, the last answers, the model (its
+                                     name and checkpoint, or the teacher's name)
 
 What it refuses: images that are symbolic links or resolve outside the folder (never listed; opened with
 O_NOFOLLOW and checked to be a regular file, so one swapped for a link later is refused too); answer files that
@@ -59,8 +59,6 @@ HEADER = "file\tlabel\n"  # the first line of a labels.tsv this page creates (da
 MAX_LABEL = 100           # characters in a label; more is a mistake (a paste), not a captcha
 MAX_NEXT = 50             # images one /api/label/next answers at most
 RECENT = 10               # answers listed by /api/label/stats
-MISREAD_PRIOR = 10        # answers a character's misread rate is shrunk by (misread / (answers + this)): one slip
-                          # among few answers moves the queue little, a pattern moves it much
 SCORE_BATCH = 64          # images per forward pass when scoring the folder at startup
 USAGE = 'send {"file": NAME, "label": TEXT}, or {"file": NAME, "unreadable": true}'
 PAGES = ("/label",)       # the page and the API, guarded by plumbing.SameOrigin (routes.create_app)
@@ -414,56 +412,11 @@ class LabelStore:
 
 # --- the queue ---------------------------------------------------------------------------------------------
 
-class Misreads:
-    """What a person's answers show of a model's readings: per character, the answers whose reading held it
-    (`held`) and how many of those misread it (`misread`); `fold`: compare case-folded."""
-
-    def __init__(self, fold=False):
-        self.fold, self.held, self.misread = fold, collections.Counter(), collections.Counter()
-
-    def key(self, text):
-        return text.upper() if self.fold else text
-
-    def rate(self, char):
-        """The share of answers whose reading held `char` and misread it, shrunk toward 0 by MISREAD_PRIOR answers."""
-        return self.misread[char] / (self.held[char] + MISREAD_PRIOR)
-
-    def learn(self, reading, label):
-        """Count the characters of a reading the answer shows right or misread; whether any was ever misread."""
-        reading, label = self.key(reading), self.key(label)
-        if len(reading) == len(label):
-            wrong = {a for a, b in zip(reading, label) if a != b}
-        else:  # characters read more often than the answer holds them
-            wrong = set(collections.Counter(reading) - collections.Counter(label))
-        self.held.update(set(reading))
-        self.misread.update(wrong)
-        return bool(self.misread)
-
-    def chance(self, text, confidence):
-        """The chance that a reading is right: its confidence, times one minus the rate of each character it holds."""
-        for c in set(self.key(text)):
-            confidence *= 1 - self.rate(c)
-        return confidence
-
-    def top(self, count=3):
-        """[{char, misread, answers}]: the characters misread most often (at least twice), highest rate first."""
-        chars = sorted((c for c, n in self.misread.items() if n >= 2), key=lambda c: (-self.rate(c), c))[:count]
-        return [{"char": c, "misread": self.misread[c], "answers": self.held[c]} for c in chars]
-
-
 class LabelQueue:
     """The images of a folder still to answer, in the order they are offered: ascending confidence when a model
     scored them (images it could not load first), else file-name order. A skipped image goes to the end; so does
     one whose answer was taken out of labels.tsv or unreadable.txt by hand (seen at the next request). Images
-    deleted since the start are no longer offered, and answers for them are refused.
-
-    The answers also teach the order. A model can be sure and wrong about one character (it reads a rare `8` as
-    `B` with confidence 0.99), so confidence alone never offers those images. Each answer that corrects a
-    suggestion counts the characters the model wrote wrongly; from then on an image is offered by the chance
-    that its suggestion is right: its confidence times, for each character it reads, one minus the share of
-    answers whose suggestion held that character and misread it (shrunk by MISREAD_PRIOR). Images read with a
-    character the model keeps getting wrong come first, and the labels it lacks are given next.
-    """
+    deleted since the start are no longer offered, and answers for them are refused."""
 
     def __init__(self, folder, predictor=None, say=print):
         self.store = LabelStore(folder)
@@ -491,25 +444,9 @@ class LabelQueue:
             self.seconds = time.perf_counter() - start
             by = f"read by {teacher}, " if teacher else ""
             say(f"labelling: {by}scored {len(todo)} images in {self.seconds:.1f} s "
-                f"({len(todo) / max(self.seconds, 1e-9):.0f} per second); least confident first, then least likely "
-                f"right as your answers show which characters it misreads")
+                f"({len(todo) / max(self.seconds, 1e-9):.0f} per second); least confident first")
             low = {n: s["confidence"] for n, s in self.suggestions.items()}
             todo.sort(key=lambda n: (low[n] is not None, low[n] or 0.0, n))
-        # readings and answers are compared case-folded unless the model tells case apart (a teacher's never does)
-        self.misreads = Misreads(fold=predictor is None or not predictor.codec.case_sensitive)
-        self.skipped = set()  # skipped since the last reordering: they stay at the end
-        # the readings as arrays (log confidence; which characters each holds): reordering after an answer is one
-        # matrix product and a sort (0.2 s for 50 000 images on a busy 2-core box; sorted() with a key took 0.6 s)
-        read = [n for n in todo if self.suggestions.get(n, {}).get("confidence") is not None]
-        texts = [set(self.misreads.key(self.suggestions[n]["text"])) for n in read]
-        self.row = {n: i for i, n in enumerate(read)}
-        self.chars = sorted(set().union(*texts))
-        column = {c: j for j, c in enumerate(self.chars)}
-        self.holds = np.zeros((len(read), len(self.chars)), dtype=np.float32)
-        for i, chars in enumerate(texts):
-            self.holds[i, [column[c] for c in chars]] = 1
-        self.log_confidence = np.log(np.maximum([self.suggestions[n]["confidence"] for n in read], 1e-38,
-                                                dtype=np.float32))
         self.order = dict.fromkeys(todo)  # insertion order is the offer order: a skip moves a name to the end
         self.rank = todo + [n for n in names if n not in self.order]  # the order an unanswered image comes back in
         self.version = self.store.version
@@ -561,29 +498,7 @@ class LabelQueue:
         answer = self.store.answer(self.present(self.known(name)), label)
         with self.lock:
             self.order.pop(name, None)
-            self.skipped.discard(name)
-            reading = self.suggestions.get(name, {}).get("text")
-            if reading and label is not None and self.misreads.learn(reading, label):
-                self.reorder()
         return answer
-
-    def chance_right(self, name):
-        """Misreads.chance of `name`'s suggestion; None for an image the model could not load."""
-        suggestion = self.suggestions.get(name)
-        if not suggestion or suggestion["confidence"] is None:
-            return None
-        return self.misreads.chance(suggestion["text"], suggestion["confidence"])
-
-    def reorder(self):
-        """Offer the unanswered images by chance_right, least first (images the model could not load before all;
-        ties keep their place), skipped ones at the end in their order (under self.lock)."""
-        log_factor = np.log1p(-np.array([self.misreads.rate(c) for c in self.chars], dtype=np.float32))
-        log_chance = np.append(self.log_confidence + self.holds @ log_factor, -np.inf)  # the last: not loaded
-        names = [n for n in self.order if n not in self.skipped]
-        rows = np.array([self.row.get(n, -1) for n in names], dtype=np.int64)
-        first = [names[i] for i in np.argsort(log_chance[rows], kind="stable")]
-        self.order = dict.fromkeys(first + [n for n in self.order if n in self.skipped])
-
 
     def skip(self, name):
         self.present(self.known(name))
@@ -594,18 +509,15 @@ class LabelQueue:
         with self.lock:
             self.order.pop(name, None)
             self.order[name] = None
-            self.skipped.add(name)
             return len(self.order)
 
     def stats(self):
         store = self.store
         labelled = len(self.image_set & store.labels.keys())
         unreadable = len(self.image_set & store.unreadable.keys())
-        with self.lock:
-            misreads = self.misreads.top()
         return {"folder": self.folder, "total": len(self.images), "labelled": labelled, "unreadable": unreadable,
                 "answered": labelled + unreadable, "remaining": len(self.images) - labelled - unreadable,
-                "recent": list(store.recent), "misreads": misreads}
+                "recent": list(store.recent)}
 
 
 # --- the routes --------------------------------------------------------------------------------------------
@@ -653,8 +565,7 @@ def mount(app, folder, predictor, web_dir, say=print):
             page = f.read()
         return HTMLResponse(TOKEN_META.sub(lambda m: m.group(1) + token + m.group(2), page, count=1))
 
-    @app.get("/api/label/next", summary="The next unanswered images, least likely read right first, with the model's "
-                                        "reading")
+    @app.get("/api/label/next", summary="The next unanswered images, least confident first, with the model's reading")
     def label_next(count: int = 3):
         if not 1 <= count <= MAX_NEXT:
             raise ApiError(400, f"count={count}: ask for 1 to {MAX_NEXT} images")

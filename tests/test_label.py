@@ -357,34 +357,6 @@ def test_least_confident_first_with_the_models_reading(tmp_path, checkpoint):
     assert any(m.startswith("labelling: scored 13 images in ") and "least confident first" in m for m in messages)
 
 
-def test_answers_that_correct_a_character_bring_its_readings_forward(tmp_path, monkeypatch):
-    """A model can be sure and wrong about one character (a rare 8 read as B at 0.99): confidence alone offers
-    those images last. Once answers correct the same character, images read with it come before more doubtful
-    ones; a skipped image stays at the end; the stats name the character."""
-    readings = {"a.png": ("AB12", 0.30), "b.png": ("b111", 0.40), "c.png": ("1212", 0.80), "d.png": ("2121", 0.85),
-                "e.png": ("1B22", 0.99), "f.png": ("2B11", 0.98), "g.png": ("1122", 0.95), "h.png": ("22B1", 0.97)}
-    folder = pngs(tmp_path / "f", sorted(readings))
-    monkeypatch.setattr(labelling, "score", lambda predictor, folder, names: {
-        n: {"text": t, "confidence": p, "chars": []} for n, (t, p) in readings.items() if n in names})
-
-    class Model:  # what LabelQueue reads of a Predictor besides its scores
-        codec = data.Codec("12AB8", 4, case_sensitive=False)
-
-    queue = labelling.LabelQueue(folder, Model(), say=lambda m: None)
-    offered = lambda: [i["file"] for i in queue.next(8)]
-    assert offered() == ["a.png", "b.png", "c.png", "d.png", "g.png", "h.png", "f.png", "e.png"]  # least confident
-    queue.answer("a.png", "A812")  # B misread once: a slip moves little
-    assert offered() == ["b.png", "c.png", "d.png", "h.png", "f.png", "e.png", "g.png"]
-    assert queue.stats()["misreads"] == []
-    assert queue.skip("c.png") == 7
-    queue.answer("b.png", "8111")  # twice (the answer's case does not matter: this model folds case)
-    assert offered() == ["h.png", "f.png", "e.png", "d.png", "g.png", "c.png"]  # read with a B first; c skipped
-    assert queue.stats()["misreads"] == [{"char": "B", "misread": 2, "answers": 2}]
-    queue.answer("f.png", "2B11")  # a right B lowers its misread rate: 2 of 3 answers
-    assert queue.chance_right("e.png") == pytest.approx(0.99 * (1 - 2 / (3 + labelling.MISREAD_PRIOR)))
-    assert queue.stats()["misreads"] == [{"char": "B", "misread": 2, "answers": 3}]
-
-
 def test_without_a_model_the_page_works_and_the_reader_says_why(tmp_path):
     folder = pngs(tmp_path / "f", ["b.png", "a.png"])
     with client_for(folder) as c:

@@ -164,12 +164,6 @@ function showStats(s) {
   $("counter").textContent = `${s.labelled} labelled, ${s.unreadable} unreadable: ${s.answered} / ${s.total} ` +
     `in the folder, ${s.remaining} remaining`;
   $("progress-fill").style.width = (s.total ? 100 * s.answered / s.total : 100).toFixed(1) + "%";
-  // characters your answers show the model misreads: images it reads with them are offered sooner
-  const misreads = s.misreads || [];
-  $("misreads").hidden = !misreads.length;
-  $("misreads").textContent = misreads.length ? "Misread in your answers: " + misreads.map((m) =>
-    `${m.char} (${m.misread} of ${m.answers})`).join(", ") + "; images read with " +
-    (misreads.length > 1 ? "them" : "it") + " come first" : "";
   if (!$("done").hidden) showDone();
 }
 
@@ -279,7 +273,7 @@ async function start() {
       "none: no suggestions, images in file-name order. Start the page with a model trained on these captchas " +
       "to have them read (python app.py --label_dir=FOLDER weights/NAME_best.pt)." :
       (s.model.teacher ? `${s.model.name}, the teacher (until a model is trained on these captchas)` :
-        `${s.model.name} (${s.model.checkpoint})`) + ": the readings least likely right first";
+        `${s.model.name} (${s.model.checkpoint})`) + ": least confident first";
   } catch (e) {
     say("could not read the progress: " + e.message, "error");
   }
