@@ -18,7 +18,8 @@ IMAGE_WIDTH = 0           # pixels the model sees; 0 = from the images (their as
 IMAGE_HEIGHT = 0          # pixels; 0 = from the images (their median height, brought into 32-64)
 CHANNELS = 0              # 1 = grey, 3 = colour (RGB); 0 = colour if the images are coloured, else grey
 VALIDATION = 0.1          # fraction of TRAIN_DIR held out (seeded by SEED) to pick the best checkpoint and to stop
-LIMIT = 0                 # use only a seeded sample of this many TRAIN_DIR images (validation included); 0 = all
+LIMIT = 0                 # use only a seeded sample of this many TRAIN_DIR images (validation included; only they are
+                          # decoded, so a huge folder costs only its sample); 0 = all
                           # (how many labelled images does this captcha need? train with 100, 250, 500, ...)
 SKIP_BAD = False          # True: drop unreadable / mislabelled files with a warning instead of stopping
 
