@@ -594,7 +594,9 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
     if unlabeled_ok:
         unlisted = []
     items = [(p, codec.normalize(t)) for p, t in items]
+    of = ""
     if 0 < sample < len(items):
+        of = f" (a seeded sample of its {len(items)})"
         items = [items[i] for i in sample_indices(len(items), sample, seed)]
     missing = [p for p, _ in items if not os.path.exists(p)]
     bad_labels = {}
@@ -619,7 +621,7 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
     keep = ok & np.array([codec.check(t) is None for _, t in items], dtype=bool)
     if problems:
         total = len(items) + len(unlisted)
-        report = (f"{folder}: {total - int(keep.sum())} of {total} files are unusable\n" + "\n".join(problems))
+        report = (f"{folder}: {total - int(keep.sum())} of {total} files{of} are unusable\n" + "\n".join(problems))
         if not skip_bad or not keep.any():
             raise DataError(report + "\nFix or remove them, or run with --skip_bad=1 to leave them out.")
         if not quiet:

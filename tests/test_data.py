@@ -90,6 +90,9 @@ def test_limit_samples_before_decoding(tmp_path, monkeypatch):
     assert [int(image[0, 0, 0]) for image in ds.images] == list(picked)  # each image is its own file's
     with pytest.raises(data.DataError, match="unreadable images"):  # the whole folder holds the bad file
         data.load_folder(str(tmp_path), codec, 160, 60, 1)
+    holding = next(seed for seed in range(100) if outside in data.sample_indices(40, 10, seed))
+    with pytest.raises(data.DataError, match=r"1 of 10 files \(a seeded sample of its 40\) are unusable"):
+        data.load_folder(str(tmp_path), codec, 160, 60, 1, sample=10, seed=holding)  # a sample holding it
 
 
 def test_a_folder_of_folders_names_its_subfolders(tmp_path, monkeypatch):
