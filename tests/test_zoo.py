@@ -369,16 +369,16 @@ def test_zoo_table_rows(variable_digits, tmp_path):
     size = [f"--charset={DIGITS}", "--length=(3,5)", "--image_width=128", "--image_height=48", "--threads=1"]
     out = tmp_path / "table.md"
     run_script("benchmarks/zoo_table.py", *tmp_paths(variable_digits), *size, "--models=cnn,cnn_ctc", "--sequence=none",
-               "--channels=1", "--augment=0", "--steps=200", "--batch_size=32", "--repeats=5", f"--out={out}")
+               "--channels=1", "--augment=0", "--steps=120", "--batch_size=32", "--repeats=5", f"--out={out}")
     lines = out.read_text().splitlines()
     assert lines[0].startswith("| model | head | params (M) | feature map | CPU latency (ms)") and len(lines) == 4
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
     assert set(rows) == {"cnn", "cnn_ctc"} and rows["cnn"][1] == "fixed" and rows["cnn_ctc"][1] == "ctc"
     for cells in rows.values():
         params, latency, seen, char_acc, seq_acc = (float(cells[i]) for i in (2, 4, 5, 6, 7))
-        assert params > 0 and latency > 0 and seen == 200 * 32 and 0 <= seq_acc <= char_acc <= 1
+        assert params > 0 and latency > 0 and seen == 120 * 32 and 0 <= seq_acc <= char_acc <= 1
         assert re.fullmatch(r"\d+x\d+x\d+", cells[3])
-    assert float(rows["cnn_ctc"][7]) >= 0.2  # chance for 3-5 digits is below 1e-3; measured: 0.880 after 200 steps
+    assert float(rows["cnn_ctc"][7]) >= 0.2  # chance for 3-5 digits is below 1e-3; measured: 0.595 after 120 steps
 
 
 @pytest.mark.slow
