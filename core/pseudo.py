@@ -40,6 +40,7 @@ class PseudoLabels:
         self.n_train, self.chosen = n_train, np.zeros(0, dtype=np.int64)
         self.extra = round(s.PSEUDO_RATIO * n_train)  # pseudo-labelled images (or labelled fillers) per epoch
         self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
+        self.readings = []  # the last refresh's texts of every unlabelled image (metrics.rare_readings)
         self.kept_state, self.reader, self.temperature = None, None, 1.0
         self.teacher = {}  # {index: text}: a teacher's first pseudo-labels (TEACHER)
         self.online = s.PSEUDO_MODE == "online"
@@ -118,6 +119,7 @@ class PseudoLabels:
             confidences += c
         mine = {i: t for i, (t, c) in enumerate(zip(texts, confidences)) if self.accepts(t, c)}
         chosen = {**self.teacher, **mine}
+        self.readings = texts
         self._write(tensors, chosen)
         self.refreshes += 1
         self.refreshed_epoch, self.trained_since = kept_epoch, 0

@@ -28,7 +28,7 @@ from core.device import barrier, seed_everything
 from core.engine import (Keeper, WeightAverage, cooldown_schedule, evaluate, make_model, make_optimizer,
                          online_batches, online_workers, place, show_samples, train_one_epoch)
 from core.files import RESULT_COLUMNS, append_row
-from core.metrics import accuracy
+from core.metrics import accuracy, rare_readings
 from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, resolve_batch, resolve_data, resolve_init)
@@ -375,6 +375,11 @@ def report(r):
         say(f"==> unlabeled: {r.pseudo.refreshes} refreshes; last {r.pseudo.last}" if r.pseudo.refreshes else
             f"==> unlabeled: no pseudo-labels (the kept model never read {s.PSEUDO_FROM:.0%} of validation: "
             f"PSEUDO_FROM)")
+    if r.pseudo and r.pseudo.readings and not zero_labels(s):  # a character the labels hold few of, read as another
+        labels = [t for part in (r.train_set, r.val_set) if part for t in part.texts]
+        advice = rare_readings(labels, r.pseudo.readings)
+        if advice:
+            say("==> " + advice)
     kept = r.keeper.kept
     result = f"==> best: {r.best_path} (epoch {kept['epoch']})"
     if r.val_set:

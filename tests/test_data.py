@@ -211,3 +211,26 @@ def test_one_confusion_making_most_mistakes_is_named_with_the_fix():
     spread = confusions(["8A"] * 12 + ["ZC"] * 12 + ["QD"] * 12, ["BA"] * 12 + ["2C"] * 12 + ["OD"] * 12)
     assert one_confusion(spread) == ""  # a third each: no one pair
     assert one_confusion(confusions(["AB"], ["AB"])) == ""
+
+
+def test_a_character_the_model_stops_reading_is_named_after_training():
+    """train.py's advice at the end of a run with unlabelled images: a character the labels hold that all but
+    vanishes from the model's readings of the unlabelled images (a rare 8 read as B), named with its likely
+    look-alike and the fix; nothing when every character is read about as often as the labels hold it."""
+    import random
+    from core.metrics import rare_readings
+
+    rng = random.Random(0)
+    charset = "2345678ABCDEFGHJKMNPQRSTUVWXYZ"
+    labels = ["".join(rng.choice(charset) for _ in range(4)) for _ in range(100)]
+    truths = ["".join(rng.choice(charset) for _ in range(4)) for _ in range(3000)]
+    assert rare_readings(labels, truths) == ""  # read as the labels hold them, give or take a draw of 100
+    advice = rare_readings(labels, [t.replace("8", "B") for t in truths])
+    eights = sum(t.count("8") for t in labels)
+    assert advice.startswith(f"the model reads '8' in 0 of the 12000 characters it reads in the unlabelled images, "
+                             f"against about {eights / 400 * 12000:.0f} by its share of the labels ({eights} of 400)")
+    assert "(it reads 'B' 2.1 times as often as the labels hold it)" in advice
+    assert advice.endswith("label more images that show '8' (the labelling page, python app.py --label_dir=FOLDER) "
+                           "and train again")
+    assert rare_readings(labels, [t.replace("8", "B") for t in truths[:10]]) == ""  # too few readings to say
+    assert rare_readings([], truths) == "" and rare_readings(labels, []) == ""
