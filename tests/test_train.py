@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,6 +76,17 @@ def test_predict_script(trained, tmp_path):
     assert "missing.png: no such file" in bad.stdout and "Traceback" not in bad.stdout
     none = run_script("predict.py", "x.png", f"--checkpoint={tmp_path}/none.pt", check=False)
     assert "no checkpoint at" in none.stdout and "Traceback" not in none.stdout
+
+
+def test_rare_readings_script(trained):
+    """benchmarks/rare_readings.py: the labels' and the readings' share of each character, and train.py's advice
+    (none for a model that reads every digit about as often as its labels hold it)."""
+    base, _ = trained
+    out = run_script("benchmarks/rare_readings.py", f"{base}/weights/t_best.pt", f"--train_dir={base}/train",
+                     "--limit=200", f"--cache_dir={base}/cache").stdout.splitlines()
+    assert out[0] == "200 labelled images, 1800 read; per character: share of the labels -> of the readings"
+    assert len(out) == 12 and all(re.fullmatch(r"  '\d': 0\.\d{4} -> 0\.\d{4} \([\d.]+ times\)", line) for line in out[1:11])
+    assert out[-1] == "advice: ''"
 
 
 def test_plot_script(trained, tmp_path):
