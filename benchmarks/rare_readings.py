@@ -20,6 +20,7 @@ import config  # noqa: E402
 from core import cli, data  # noqa: E402
 from core.inference import Predictor  # noqa: E402
 from core.metrics import rare_readings  # noqa: E402
+from core.sets import limit_draw  # noqa: E402
 
 
 def main():
@@ -27,11 +28,13 @@ def main():
     if len(args) != 1:
         raise config.ConfigError("name one checkpoint: python benchmarks/rare_readings.py CHECKPOINT.pt "
                                  "--train_dir=FOLDER [--limit=N --seed=S]")
-    torch.set_num_threads(config.THREADS or torch.get_num_threads())
+    if config.THREADS:
+        torch.set_num_threads(config.THREADS)
     predictor = Predictor(args[0], "cpu", config.THREADS)
     items = data.read_labels(config.TRAIN_DIR)
-    labelled = (set(data.sample_indices(len(items), config.LIMIT, config.SEED + 1).tolist())
-                if 0 < config.LIMIT < len(items) else set(range(len(items))))
+    count, seed = limit_draw(config)
+    labelled = (set(data.sample_indices(len(items), count, seed).tolist()) if 0 < count < len(items)
+                else set(range(len(items))))
     rest = [i for i in range(len(items)) if i not in labelled]
     if not rest:
         raise config.ConfigError(f"{config.TRAIN_DIR}: no image is left out of the labelled ones to read (give --limit)")

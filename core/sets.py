@@ -28,12 +28,19 @@ def test_folder(s):
     return s.TEST_DIR if s.ONLINE else s.test_dir()
 
 
+def limit_draw(s):
+    """(count, seed) of LIMIT's seeded sample of TRAIN_DIR (0: every image), drawn apart from the validation split's
+    seed; `s` may be Settings or the config module (a benchmark drawing the same sample)."""
+    return s.LIMIT, s.SEED + 1
+
+
 def taught_set(s, codec, taught, quiet=False):
     """The CaptchaSet of a teacher's readings (paths, texts): the training images of a run without labels (LIMIT:
     a seeded sample of them, as of a labelled folder)."""
     paths, texts = taught
-    if 0 < s.LIMIT < len(paths):
-        keep = data.sample_indices(len(paths), s.LIMIT, s.SEED + 1)
+    count, seed = limit_draw(s)
+    if 0 < count < len(paths):
+        keep = data.sample_indices(len(paths), count, seed)
         paths, texts = [paths[i] for i in keep], [texts[i] for i in keep]
     data.check_memory(len(paths), s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, f"TRAIN_DIR={s.TRAIN_DIR}", data.SMALLER)
     images, ok, _ = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, s.CACHE_DIR, quiet)
@@ -55,10 +62,10 @@ def load_data(s, codec, quiet=False, taught=None):
         texts = [codec.normalize(t) for t in texts]
         return None, data.CaptchaSet([f"{seed}-{i}" for i in range(len(texts))], texts,
                                      images.transpose(0, 2, 3, 1), codec), test
-    # LIMIT: a seeded sample of the folder's images, drawn apart from the validation split's seed, before decoding
+    count, seed = limit_draw(s)  # LIMIT's sample is drawn from the file list, before decoding
     train_set = taught_set(s, codec, taught, quiet) if taught else data.load_folder(
         s.TRAIN_DIR, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet, unlabeled_ok=same_folder(s.UNLABELED_DIR, s.TRAIN_DIR),
-        sample=s.LIMIT, seed=s.SEED + 1)
+        sample=count, seed=seed)
     return (*split_validation(s, train_set, s.VALIDATION, s.SEED), test)
 
 
