@@ -35,6 +35,14 @@ def zero_labels(s):
     return not os.path.isfile(tsv) or not data.read_labels(s.TRAIN_DIR)
 
 
+def sample_of(paths):
+    """SAMPLE of `paths` drawn across the whole list (a seeded sample, in list order), or all of them: a folder in
+    name order may group its images by source or day, and its first files alone can show one style of several."""
+    if len(paths) <= SAMPLE:
+        return list(paths)
+    return [paths[i] for i in data.sample_indices(len(paths), SAMPLE, 0)]
+
+
 def _key(paths, name, charset):
     h = hashlib.sha1(f"teacher {name} {charset!r}".encode())
     for p in paths:
@@ -121,7 +129,7 @@ def teach_unlabelled(s, say=print):
     if not paths:
         raise data.DataError(f"{folder}: no images to read (UNLABELED_DIR; extensions "
                              f"{', '.join(data.IMAGE_EXTENSIONS)})" + data.subfolder_hint(folder))
-    sample = _readings(read(s, paths[:SAMPLE], None, say))
+    sample = _readings(read(s, sample_of(paths), None, say))
     # a quarter of the images read confidently is enough to start from: the model trained on them reads better than
     # the teacher, and its own confident readings of the rest follow (a teacher at 53-64 % zero-shot still teaches)
     ok, why = usefulness(sample, s.TEACHER, min_confident=0.25)
@@ -181,12 +189,12 @@ __all__ = ["TeacherError", "zero_labels", "read", "teach_unlabelled", "first_pse
 
 def suggestions(name, folder, names, threads=1):
     """{file name: {text, confidence, chars}} for the labelling page before any model is trained: a teacher's
-    readings of the images `names` of `folder`, restricted to the charset it reads in the first SAMPLE of them
+    readings of the images `names` of `folder`, restricted to the charset it reads in a sample of SAMPLE of them
     (letters in capitals unless it reads them in lower case; its case cannot be trusted). An image it cannot read
     gets confidence None and its error. TeacherError when the teacher cannot be loaded."""
     teacher = load_teacher(name, threads=threads)
     paths = [os.path.join(folder, n) for n in names]
-    charset, _, case, _ = infer_charset_length(teacher.read(paths[:SAMPLE]), min_length_share=0.3)
+    charset, _, case, _ = infer_charset_length(teacher.read(sample_of(paths)), min_length_share=0.3)
     fold = str.lower if case == "lower" else str.upper
     found = {}
     for n, r in zip(names, teacher.read(paths, charset=charset or None)):

@@ -97,6 +97,34 @@ def test_few_labels_the_teachers_readings_outside_the_labels_charset_are_never_p
     assert "2 of 6 unlabelled images" in said[0]
 
 
+def test_the_teacher_judges_a_folder_on_a_sample_drawn_across_it(tmp_path, monkeypatch):
+    """A folder in name order may group its styles: the first 600 files digits only, the last 600 with letters.
+    The sample the charset is inferred from is drawn across the folder, so the letters are in it."""
+    from core import teach
+    from core.plan import Settings
+
+    folder = tmp_path / "u"
+    folder.mkdir()
+    for style in "ab":
+        for i in range(600):
+            (folder / f"{style}{i:04d}.png").write_bytes(b"")  # read by the stand-in teacher below, never opened
+    seen = []
+
+    def read(s, paths, charset=None, say=print):
+        seen.append((len(paths), charset, {os.path.basename(p)[0] for p in paths}))
+        if charset is not None:
+            raise KeyboardInterrupt  # the whole folder's read: what was inferred is in `seen`
+        return [("1234" if os.path.basename(p)[0] == "a" else "ab5c", 0.95, "") for p in paths]
+
+    monkeypatch.setattr(teach, "read", read)
+    with pytest.raises(KeyboardInterrupt):
+        teach.teach_unlabelled(Settings().replace(TEACHER="ddddocr", UNLABELED_DIR=str(folder)), lambda line: None)
+    (sampled, _, styles), (_, charset, _) = seen
+    assert sampled == teach.SAMPLE and styles == {"a", "b"}
+    assert charset == "12345abc", charset
+    assert teach.sample_of(list(range(10))) == list(range(10))
+
+
 @needs_civ2
 def test_the_labelling_page_suggests_the_teachers_readings_before_any_model(tmp_path):
     pytest.importorskip("ddddocr", reason="the teacher is the optional ddddocr package")
