@@ -66,6 +66,7 @@ BNNECK = False            # BatchNorm between feature and classifier (BNNeck); t
 DROPOUT = 0.2             # before the classifier, 0-1
 SEQUENCE = "none"         # CTC head: "none" (each column read on its own), or a 2-layer bidirectional "lstm" / "gru"
 HIDDEN = 256              # CTC head: RNN units per direction
+WIDEN = 1.0               # cnn / cnn_ctc: channels of every stage times this (2.0: about 4 x the compute and weights)
 CENTER_LOSS = 0.0         # weight of the center loss (fixed head with NECK > 0, or CTC head); 0 = off
 CENTER_LR = 0.5           # rate (0-1) at which the center-loss centres move toward each batch's features
 LABEL_SMOOTHING = -1.0    # 0-1; CTC heads: weight of a penalty on over-confident frames instead; -1 = by the set's
@@ -112,6 +113,10 @@ ONLINE_COUNT = 100_000    # ONLINE: captchas per epoch (all processes together u
 ONLINE_WORKERS = 0        # ONLINE: generator processes per training process; 0 = the cores training leaves free
                           # (GPU: every core but one per process; CPU: half the cores, training threads the rest)
 ONLINE_TEST = 2000        # ONLINE: captchas rendered (with their own seed) to validate on
+ONLINE_REPLAY = 0         # ONLINE: 0 = every step waits for fresh captchas; N > 0 = the last N captchas rendered stay on
+                          # the device, and a step whose fresh ones are not rendered yet trains on a batch drawn from
+                          # them instead (AUGMENT applies): where the generators are the bottleneck (a GPU), the model
+                          # trains at its own speed on all they render. An epoch is ONLINE_COUNT images either way
 SHOW = 8                  # samples in the "truth | prediction | ok" table at the end of a run (test.py: of its mistakes)
 
 # --- reading (predict.py, test.py, app.py) ----------------------------------------------------------------
@@ -296,6 +301,7 @@ _RANGES = {
     "LABEL_SMOOTHING": (lambda v: v == -1 or 0 <= v < 1, "-1 (by the set's size), 0 (off) or a weight below 1"),
     "DROPOUT": (lambda v: 0 <= v < 1, "from 0 to below 1"),
     "HIDDEN": (lambda v: v >= 1, "at least 1"),
+    "WIDEN": (lambda v: 0.25 <= v <= 8, "0.25-8"),
     "NECK": (lambda v: v >= 0, "0 (none) or a feature size"),
     "CENTER_LOSS": (lambda v: _number(v) and v >= 0, "0 (off) or a weight"),
     "CENTER_LR": (lambda v: 0 <= v <= 1, "from 0 to 1"),
@@ -309,6 +315,7 @@ _RANGES = {
     "PSEUDO_MODE": (lambda v: v in ("refresh", "online"), '"refresh" or "online"'),
     "ONLINE_COUNT": (lambda v: v >= 1, "at least 1"),
     "ONLINE_TEST": (lambda v: v >= 1, "at least 1"),
+    "ONLINE_REPLAY": (lambda v: v >= 0, "0 (off) or a number of captchas"),
     "ONLINE_WORKERS": (lambda v: v >= 0, "0 (from the cores) or a number of processes"),
     "SHOW": (lambda v: v >= 0, "0 or more rows"),
     "SEED": (lambda v: v >= 0, "0 or more"),

@@ -5,10 +5,11 @@
     python benchmarks/bench.py --online=1            # the pipeline is ONLINE's generator processes
 
 - model only: a fixed batch already on the device, the whole training step (normalise, augment, forward,
-  loss, backward, optimizer), as train.py runs it;
+  loss, backward, optimizer, the weight average when EMA > 0), as train.py runs it;
 - full pipeline: the same step fed the way train.py feeds it: TRAIN_DIR -> uint8 cache -> tensors on the
   device (or streamed from host memory when they do not fit) -> index batches; with ONLINE=1, chunks from
-  the generator processes. Without TRAIN_DIR, a small set is rendered in memory first;
+  the generator processes (with ONLINE_REPLAY, a batch drawn from the captchas they rendered so far whenever
+  the next chunk is not ready, as train.py does). Without TRAIN_DIR, a small set is rendered in memory first;
 - their ratio (1.0: the data path costs nothing), measured in alternating blocks so that a change in load
   on the machine hits both alike;
 - captcha generation images/s with 1..N processes (in memory, --gen_images per process), and the peak memory.
@@ -31,9 +32,10 @@ from core import cli  # noqa: E402
 from core import data  # noqa: E402
 from core import fresh  # noqa: E402
 from core.augment import Augment  # noqa: E402
-from core.batches import epoch_order, resident_batches, stream_batches  # noqa: E402
+from core.batches import ReplayPool, epoch_order, resident_batches, stream_batches  # noqa: E402
 from core.device import cpu_count, pick_device, seed_everything, set_threads, sync  # noqa: E402
-from core.engine import make_model, make_optimizer, online_batches, online_workers, place, train_one_epoch  # noqa: E402
+from core.engine import (WeightAverage, make_model, make_optimizer, online_batches, online_workers, place,  # noqa: E402
+                         train_one_epoch)
 from core.plan import Settings, plan_batch, resolve_data, resolve_small_set  # noqa: E402
 
 GEN_TASK = 50  # images per generation task: small tasks share the work evenly between processes
@@ -141,19 +143,25 @@ def measure(s, device, seconds=6.0, warmup=3, channels_last=None, compile_backen
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     net = torch.compile(model, backend=compile_backend) if s.COMPILE else model
     augment = Augment.from_config(s)
+    average = WeightAverage(model, s.EMA) if s.EMA else None
     params = sum(p.numel() for p in model.parameters())
     say(f"model {params / 1e6:.2f} M parameters, batch {batch_size}, {s.IMAGE_WIDTH}x{s.IMAGE_HEIGHT}x"
         f"{s.CHANNELS}, bf16 autocast {'on' if device.type == 'cuda' else 'off'}, channels_last "
         f"{'on' if channels_last else 'off'}, torch.compile {'on' if s.COMPILE else 'off'}, fused AdamW "
-        f"{'on' if device.type == 'cuda' else 'off'}, augmentation {augment}")
+        f"{'on' if device.type == 'cuda' else 'off'}, augmentation {augment}, weight average "
+        f"{f'EMA {s.EMA:g}' if average else 'off'}")
 
     producer = None
     if s.ONLINE:
         workers = online_workers(s, device)
         producer = fresh.Producer(s.SEED, s.ONLINE_COUNT, batch_size, codec.charset, codec.length[1],
                                   *geometry(s), s.FONTS, workers, 1, 10**6)
-        pipeline = endless(lambda epoch: online_batches(producer, batch_size, device, codec))
-        origin = f"ONLINE: {workers} generator process{'es' if workers > 1 else ''}, chunks of {producer.chunk}"
+        # a few seconds render far fewer captchas than a run: the pool holds what they can fill
+        pool = (ReplayPool(min(s.ONLINE_REPLAY, 100_000), tuple(fixed[0].shape[1:]), codec.max_len, device)
+                if s.ONLINE_REPLAY else None)
+        pipeline = endless(lambda epoch: online_batches(producer, batch_size, device, codec, pool))
+        origin = (f"ONLINE: {workers} generator process{'es' if workers > 1 else ''}, chunks of {producer.chunk}"
+                  + (f", ONLINE_REPLAY={s.ONLINE_REPLAY}" if pool else ""))
     else:
         def epoch_batches(epoch):
             order = epoch_order(len(dataset), batch_size, torch.Generator().manual_seed(epoch))
@@ -166,7 +174,7 @@ def measure(s, device, seconds=6.0, warmup=3, channels_last=None, compile_backen
 
     def steps(source, n):
         train_one_epoch(net, optimizer, scheduler, loss_fn, itertools.islice(source, n), n, device, "",
-                        augment, channels_last, bar=False)
+                        augment, channels_last, bar=False, average=average)
         return n * batch_size
 
     try:

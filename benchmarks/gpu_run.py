@@ -6,13 +6,19 @@ they are known (a run cut short still reports what it measured):
     python benchmarks/gpu_run.py --smoke=1 --out=/tmp/s  # the same script on the CPU at a tiny scale (a minute)
 
 1. environment: the GPU, torch / torchvision / Python / captcha versions, the CPU and its cores, the date;
-2. generation: captchas rendered per second in memory (fresh.render_chunk) by one process and by one per core;
+2. generation: captchas rendered per second in memory (fresh.render_chunk) by 1, 2, 4, 8 ... processes and by
+   one per core, and how far each count falls short of that many times one process;
 3. bench: benchmarks/bench.py's full-pipeline / model-only ratio (1.0: the data path costs nothing) for the
-   default model (cnn_ctc, no sequence model) and for resnet18, with the peak GPU memory of each;
-4. recipe: `train.py --online=1` trains cnn_ctc on fresh captchas rendered by every core but one while the GPU
-   trains, for the time the budget leaves, from nothing: the time until validation reads >= 99 %, then the
-   kept checkpoint's accuracy on 10 000 fresh captchas of seed 99 (no training renders it; it is the set
-   `make pretrained-model` writes as dataset/fresh10k), with weights/default.pt read on the same captchas beside it.
+   default model (cnn_ctc, no sequence model), for resnet18, and for the recipe's model fed as it trains
+   (ONLINE, with --recipe's settings: the rate the training is planned on), with the peak GPU memory of each;
+4. recipe: `train.py --online=1` with --recipe's settings trains cnn_ctc on fresh captchas rendered by every core
+   but one while the GPU trains, for the time the budget leaves, from nothing: the time until validation reads
+   >= 99 %, then the kept checkpoint's accuracy on 10 000 fresh captchas of seed 99 (no training renders it; it is
+   the set `make pretrained-model` writes as dataset/fresh10k), with weights/default.pt read on the same captchas
+   beside it. The recipe (RECIPE): channels twice as wide (WIDEN=2), batch 256, and ONLINE_REPLAY, so that the
+   GPU trains at its own speed on the captchas the generators render instead of waiting for them;
+   --recipe="" is the plain recipe of before (cnn_ctc as shipped, batch 128, every step waits for fresh ones);
+5. resnet18 with torch.compile in bench.py, when the budget leaves a minute for it.
 
 OUT receives summary.txt (what is printed), summary.json (rewritten after each part), train.log, results.txt,
 results.png and the trained checkpoint (<run>_best.pt). Any other --NAME=value (config.py) applies to the bench
@@ -58,9 +64,12 @@ CAPTCHA_WHEEL = "captcha==0.7.1"  # the version requirements.txt pins
 # the seed's task: 4 characters from 0-9A-Z on 160x60 ImageCaptcha images
 TASK = dict(charset=string.digits + string.ascii_uppercase, length=4, width=160, height=60, channels=1)
 RECIPE_MODEL = ["--model=cnn_ctc", "--sequence=none"]  # the default model, named in full
+RECIPE = "--widen=2 --batch_size=256 --online_replay=3000000"  # --recipe's default (the docstring's point 4)
 BENCH_MODELS = {"cnn_ctc (default)": RECIPE_MODEL, "resnet18": ["--model=resnet18"]}
 TARGET = 0.99             # the recipe's first mark: validation sequence accuracy
 FINAL_SEED = 99           # captchas no training renders (ONLINE renders string seeds "online<SEED>.<epoch>")
+REPLAY_SAFETY = 0.95      # the same with ONLINE_REPLAY, planned on the bench's fed rate of the recipe (evaluation
+                          # and checkpoints are not in it)
 SAFETY = 0.9              # share of the estimated images/s the training schedule plans on (an epoch that would
                           # pass TIME_LIMIT cuts the one-cycle schedule before its low-LR end); on an H100 with
                           # 16 cores training ran at 1.04-1.28 x the estimate (BENCHMARKS.md, GPU figures)
@@ -150,10 +159,13 @@ def environment(device, captcha_how):
 
 
 def generation(cores, per_process):
-    rates = bench.generation_rates(sorted({1, cores}), per_process, seed="gpu-run")
+    counts = sorted({1, cores} | {2 ** k for k in range(1, 8) if 2 ** k < cores})
+    rates = bench.generation_rates(counts, per_process, seed="gpu-run")
     one, every = rates[1][0], rates[cores][0]
     return dict(processes=cores, images_per_s=round(every), one_process=round(one),
-                scaling=round(every / (cores * one), 3))
+                scaling=round(every / (cores * one), 3),
+                by_processes={p: dict(images_per_s=round(r), scaling=round(r / (p * one), 3))
+                              for p, (r, _) in rates.items()})
 
 
 def with_args(settings, args):
@@ -185,11 +197,11 @@ def bench_model(args, device, scale, settings):
                 parameters=r["parameters"], batch=r["batch_size"], pipeline=r["pipeline_origin"])
 
 
-def plan_recipe(seconds, images_per_s, batch_size):
-    """(epochs, images per epoch) so that the whole one-cycle schedule fits `seconds` at SAFETY x images_per_s,
+def plan_recipe(seconds, images_per_s, batch_size, safety=SAFETY):
+    """(epochs, images per epoch) so that the whole one-cycle schedule fits `seconds` at safety x images_per_s,
     in epochs of about EPOCH_SECONDS."""
     epochs = max(2, min(40, round(seconds / EPOCH_SECONDS)))
-    per_epoch = int(SAFETY * images_per_s * seconds / epochs) // batch_size * batch_size
+    per_epoch = int(safety * images_per_s * seconds / epochs) // batch_size * batch_size
     return epochs, max(batch_size, per_epoch)
 
 
@@ -282,14 +294,18 @@ def part_generation(s, cores, scale):
     s.say(f"{gen['images_per_s']} captchas/s with {cores} processes ({gen['one_process']} with one: scaling "
           f"{gen['scaling']:.2f} of {cores} x one); {TASK['width']}x{TASK['height']}, in memory, "
           f"{scale['gen_images']} per process")
+    s.say("by processes: " + ", ".join(f"{p}: {r['images_per_s']} ({r['scaling']:.2f})"
+                                       for p, r in gen["by_processes"].items()))
     return gen
 
 
-def part_bench(s, device, scale, settings):
-    """{model: bench figures} of the models that could be measured."""
+def part_bench(s, device, scale, settings, recipe):
+    """{model: bench figures} of the models that could be measured; "recipe" (when --recipe is not empty): the
+    recipe's model fed as it trains, by the ONLINE generators."""
     s.part(3, "bench: full pipeline / model only")
     benches = {}
-    for name, args in BENCH_MODELS.items():
+    models = dict(BENCH_MODELS, **({"recipe": RECIPE_MODEL + recipe + ["--online=1"]} if recipe else {}))
+    for name, args in models.items():
         try:
             r = bench_model(args, device, scale, settings)
         except Exception as e:
@@ -297,25 +313,31 @@ def part_bench(s, device, scale, settings):
             continue
         benches[name] = r
         s.record("bench", benches)
-        s.say(f"{name}: ratio {r['ratio']:.3f} (pipeline {r['pipeline_images_per_s']} / model only "
+        shown = f"{name} ({' '.join(args[len(RECIPE_MODEL):])})" if name == "recipe" else name
+        s.say(f"{shown}: ratio {r['ratio']:.3f} (pipeline {r['pipeline_images_per_s']} / model only "
               f"{r['model_images_per_s']} img/s, batch {r['batch']}, {r['parameters'] / 1e6:.2f} M parameters), "
               f"peak memory {r['peak_gib']:.2f} GiB ({r['peak']})")
     return benches
 
 
-def part_recipe(s, device, scale, cores, train_args, seconds, images_per_s, settings):
+def part_recipe(s, device, scale, cores, recipe, train_args, seconds, images_per_s, settings):
     """Train, then read the kept checkpoint on fresh captchas; True when both went through."""
     s.part(4, "recipe: cnn_ctc on fresh captchas (train.py --online=1)")
     out = s.out
-    epochs, per_epoch = plan_recipe(seconds, images_per_s, plan_batch(settings, None))
+    replay = with_args(settings, recipe).ONLINE_REPLAY > 0
+    epochs, per_epoch = plan_recipe(seconds, images_per_s, plan_batch(with_args(settings, recipe), None),
+                                    REPLAY_SAFETY if replay else SAFETY)
     if scale is SCALES["smoke"]:
         planned = SMOKE_TRAIN
         s.say(f"plan: smoke scale ({' '.join(SMOKE_TRAIN)})")
     else:
         planned = [f"--epochs={epochs}", f"--online_count={per_epoch}", f"--time_limit={int(seconds)}"]
-        s.say(f"plan: {seconds:.0f} s of training at about {SAFETY:.0%} of {images_per_s:.0f} img/s (the slower of "
-              f"generation on {cores - 1} cores and the model alone): {epochs} epochs of {per_epoch} fresh captchas")
-    cmd = train_command(out, planned + train_args)
+        rate = ("the recipe's bench, fed by the generators, replaying" if replay else
+                f"the slower of generation on {cores - 1} cores and the model alone")
+        s.say(f"plan: {seconds:.0f} s of training at about {REPLAY_SAFETY if replay else SAFETY:.0%} of "
+              f"{images_per_s:.0f} img/s ({rate}): {epochs} epochs of {per_epoch} "
+              + ("captchas, fresh or replayed" if replay else "fresh captchas"))
+    cmd = train_command(out, recipe + planned + train_args)
     shown = shlex.join(["python", *cmd[1:]])
     s.say(f"$ {shown}")
     recipe = dict(command=shown, planned_seconds=round(seconds), epochs=[])
@@ -366,8 +388,27 @@ def part_recipe(s, device, scale, cores, train_args, seconds, images_per_s, sett
     return not code
 
 
+COMPILE_SECONDS = 75  # kept from the budget for part 5 (compiling resnet18 takes most of it)
+
+
+def part_compile(s, device, scale, settings):
+    """resnet18 with torch.compile: bench.py's ratio, the row BENCHMARKS still lists to measure."""
+    s.part(5, "bench: resnet18 with torch.compile")
+    if device.type != "cuda":
+        s.say("skipped on the CPU (compiling takes minutes there)")
+        return
+    try:
+        r = bench_model(BENCH_MODELS["resnet18"] + ["--compile=1"], device, scale, settings)
+    except Exception as e:  # the last part: what failed is reported, the rest stands
+        s.say(f"resnet18 compiled: FAILED: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+        return
+    s.record("compile", r)
+    s.say(f"resnet18 compiled: ratio {r['ratio']:.3f} (pipeline {r['pipeline_images_per_s']} / model only "
+          f"{r['model_images_per_s']} img/s, batch {r['batch']}), peak memory {r['peak_gib']:.2f} GiB")
+
+
 def main():
-    script = dict(out="gpu_run", smoke=False, budget=420.0, train_args="")
+    script = dict(out="gpu_run", smoke=False, budget=420.0, train_args="", recipe=RECIPE, compile_bench=True)
     _, opts = config.parse(**script)
     out, smoke = os.path.abspath(opts["out"]), opts["smoke"]
     # config.py names given here apply to the bench (in this process) and to train.py
@@ -387,15 +428,24 @@ def main():
     s = Summary(out)
     cores = cpu_count()
 
+    recipe = shlex.split(opts["recipe"])
     part_environment(s, device)
     gen = part_generation(s, cores, scale)
-    benches = part_bench(s, device, scale, settings)
-    # the training plan: the slower of the generators (every core but the trainer's) and the model alone
-    rates = [gen["images_per_s"] * (cores - 1) / cores] if gen and cores > 1 else []
-    rates += [r["model_images_per_s"] for name, r in benches.items() if BENCH_MODELS[name] == RECIPE_MODEL]
-    seconds = max(10.0, opts["budget"] - (time.time() - s.start) - scale["reserve"])
-    ok = part_recipe(s, device, scale, cores, passed + shlex.split(opts["train_args"]), seconds,
+    benches = part_bench(s, device, scale, settings, recipe)
+    # the training plan: with ONLINE_REPLAY the recipe's fed rate (it never waits for the generators); else the
+    # slower of the generators (every core but the trainer's) and the model alone
+    if "recipe" in benches and with_args(settings, recipe).ONLINE_REPLAY:
+        rates = [benches["recipe"]["pipeline_images_per_s"]]
+    else:
+        rates = [gen["images_per_s"] * (cores - 1) / cores] if gen and cores > 1 else []
+        rates += [r["model_images_per_s"] for name, r in benches.items()
+                  if name == "recipe" or not recipe and BENCH_MODELS.get(name) == RECIPE_MODEL]
+    compile_seconds = COMPILE_SECONDS if opts["compile_bench"] and device.type == "cuda" else 0
+    seconds = max(10.0, opts["budget"] - (time.time() - s.start) - scale["reserve"] - compile_seconds)
+    ok = part_recipe(s, device, scale, cores, recipe, passed + shlex.split(opts["train_args"]), seconds,
                      min(rates) if rates else 1000.0, settings)
+    if opts["compile_bench"]:
+        part_compile(s, device, scale, settings)
     s.say(f"== done in {time.time() - s.start:.0f} s: {', '.join(sorted(os.listdir(out)))} in {out} ==")
     return 0 if ok else 1
 

@@ -85,3 +85,34 @@ def stream_batches(tensors, order, batch_size, device, chunk_batches=16):
                     t.record_stream(current)
             for i in range(0, len(chunk[0]), batch_size):
                 yield tuple(t[i:i + batch_size] for t in chunk)
+
+
+class ReplayPool:
+    """The last `capacity` captchas a run rendered, kept on the device (ONLINE_REPLAY): fresh chunks are written in
+    a ring, and a batch is drawn from those written so far, uniformly, with replacement. All of it stays on the
+    device: a draw is one random index tensor and three index reads, no host sync."""
+
+    def __init__(self, capacity, shape, positions, device):
+        self.capacity, self.filled, self.next = capacity, 0, 0
+        self.images = torch.empty((capacity, *shape), dtype=torch.uint8, device=device)
+        self.labels = torch.empty((capacity, positions), dtype=torch.int64, device=device)
+        self.lengths = torch.empty((capacity,), dtype=torch.int64, device=device)
+        self.drawn = 0  # images drawn since the last reset_stats (for the epoch's report)
+
+    def add(self, images, labels, lengths):
+        """Write a chunk (tensors on the device) over the oldest captchas."""
+        n = len(images)
+        if n > self.capacity:
+            images, labels, lengths, n = images[-self.capacity:], labels[-self.capacity:], lengths[-self.capacity:], \
+                self.capacity
+        first = min(n, self.capacity - self.next)  # up to the end of the ring, then from its start
+        for dst, src in ((self.images, images), (self.labels, labels), (self.lengths, lengths)):
+            dst[self.next:self.next + first] = src[:first]
+            dst[:n - first] = src[first:]
+        self.next = (self.next + n) % self.capacity
+        self.filled = min(self.capacity, self.filled + n)
+
+    def draw(self, batch_size):
+        idx = torch.randint(self.filled, (batch_size,), device=self.images.device)
+        self.drawn += batch_size
+        return self.images[idx], self.labels[idx], self.lengths[idx]

@@ -207,17 +207,39 @@ def online_workers(s, device):
     return max(1, (cores - world) // world if device.type != "cpu" else cores // (2 * world))
 
 
-def online_batches(producer, batch_size, device, codec):
-    """One epoch of the producer's chunks as (images, labels, lengths) batches on the device."""
-    for _ in producer.sizes:
-        images, texts = producer.next_chunk()
-        texts = [codec.normalize(t) for t in texts]
-        chunk = (torch.from_numpy(images), torch.tensor([codec.encode(t) for t in texts], dtype=torch.int64),
-                 torch.tensor([len(t) for t in texts], dtype=torch.int64))
-        if device.type == "cuda":
-            chunk = [t.pin_memory().to(device, non_blocking=True) for t in chunk]
-        for i in range(0, len(texts), batch_size):
-            yield tuple(t[i:i + batch_size] for t in chunk)
+def online_batches(producer, batch_size, device, codec, pool=None):
+    """One epoch of the producer's chunks as (images, labels, lengths) batches on the device.
+
+    `pool` (a ReplayPool, ONLINE_REPLAY): every chunk is also written to it, and a step whose next chunk is not
+    rendered yet trains on a batch drawn from the pool instead of waiting; the epoch is as many steps either way
+    (the producer's steps), and a chunk left over at its end stays in the pool for the epochs after."""
+    if pool is None:
+        for _ in producer.sizes:
+            yield from _chunk_batches(producer, batch_size, device, codec)
+        return
+    steps = 0
+    while steps < producer.steps:
+        if pool.filled and not producer.ready():
+            steps += 1
+            yield pool.draw(batch_size)
+            continue
+        for batch in _chunk_batches(producer, batch_size, device, codec, pool):
+            if steps < producer.steps:
+                steps += 1
+                yield batch
+
+
+def _chunk_batches(producer, batch_size, device, codec, pool=None):
+    images, texts = producer.next_chunk()
+    texts = [codec.normalize(t) for t in texts]
+    chunk = (torch.from_numpy(images), torch.tensor([codec.encode(t) for t in texts], dtype=torch.int64),
+             torch.tensor([len(t) for t in texts], dtype=torch.int64))
+    if device.type == "cuda":
+        chunk = [t.pin_memory().to(device, non_blocking=True) for t in chunk]
+    if pool is not None:
+        pool.add(*chunk)
+    for i in range(0, len(texts), batch_size):
+        yield tuple(t[i:i + batch_size] for t in chunk)
 
 
 def place(dataset, device, stream="auto", say=print):

@@ -114,6 +114,10 @@ class Producer:
         self.waited = self.work = 0.0
         self.images = 0
 
+    def ready(self):
+        """Whether the next chunk is rendered (next_chunk would not wait); False when none is left to render."""
+        return bool(self.pending) and self.pending[0].ready()
+
     def next_chunk(self):
         t0 = time.perf_counter()
         images, labels, seconds, _ = self.pending.popleft().get()
@@ -127,15 +131,22 @@ class Producer:
         """Images/s all the processes make together, from their own timing (what they could deliver)."""
         return self.images / max(self.work, 1e-9) * self.workers
 
-    def report(self, seconds, train_rate):
+    def report(self, seconds, train_rate, pool=None):
         """One line for the epoch: how fast the processes render, how fast training goes when it has images, and
-        so which of the two limits the run. Under torchrun, this process's figures times the number of processes."""
+        so which of the two limits the run. Under torchrun, this process's figures times the number of processes.
+        With a ReplayPool (ONLINE_REPLAY) training never waits: the line says how many of its images were fresh."""
         gen = self.generation_rate() * self.world  # every training process has as many generators
-        fed = self.images / max(seconds - self.waited, 1e-9) * self.world  # training speed while it had images
-        which = ("generation is the bottleneck: more ONLINE_WORKERS (cores) would train faster" if gen < fed else
-                 "training is the bottleneck: the generators keep ahead")
         plural = "es" if self.workers * self.world > 1 else ""
         processes = f"{self.world} x {self.workers}" if self.world > 1 else self.workers
+        if pool is not None:
+            fresh = self.images / max(self.images + pool.drawn, 1)
+            return (f"  online: generation {gen:.0f} img/s ({processes} process{plural}), training {train_rate:.0f} "
+                    f"img/s: {fresh:.0%} of its images fresh, the rest drawn again from the {pool.filled} rendered "
+                    f"so far ({self.waited:.1f}s spent waiting for images)")
+        fed = self.images / max(seconds - self.waited, 1e-9) * self.world  # training speed while it had images
+        which = ("generation is the bottleneck: more ONLINE_WORKERS (cores) would train faster, or ONLINE_REPLAY "
+                 "trains on the rendered captchas again meanwhile" if gen < fed else
+                 "training is the bottleneck: the generators keep ahead")
         return (f"  online: generation {gen:.0f} img/s ({processes} process{plural}), training {fed:.0f} img/s "
                 f"when fed ({train_rate:.0f} overall, {self.waited:.1f}s spent waiting for images): {which}")
 

@@ -22,7 +22,7 @@ import config
 import models
 from core import data, fresh
 from core.augment import Augment
-from core.batches import epoch_order, fits_on_device, resident_batches, stream_batches
+from core.batches import ReplayPool, epoch_order, fits_on_device, resident_batches, stream_batches
 from core.checkpoint import host_state, load_checkpoint, save_checkpoint
 from core.device import barrier, seed_everything
 from core.engine import (Keeper, WeightAverage, cooldown_schedule, evaluate, make_model, make_optimizer,
@@ -55,6 +55,7 @@ class Run:
     test_set: Any = None
     pseudo: Any = None
     producer: Any = None
+    pool: Any = None             # ONLINE_REPLAY: the captchas rendered so far, on the device
     tensors: Any = None          # the training images, labels, lengths (device or pinned host)
     streamed: bool = False
     val: Any = None
@@ -129,6 +130,11 @@ def load_sets(r, opts, closing, lead, taught=None):
         source = (f"ONLINE {r.producer.steps * s.BATCH_SIZE * r.world} fresh captchas per epoch from "
                   f"{r.producer.workers} generator process{'es' if r.producer.workers > 1 else ''}"
                   + (" per training process" * (r.world > 1)))
+        if s.ONLINE_REPLAY:
+            r.pool = replay_pool(s, r, say)
+            source = source.replace(" fresh captchas per epoch", " captchas per epoch, fresh as the generators "
+                                    f"render them, else drawn from the last {r.pool.capacity} rendered "
+                                    "(ONLINE_REPLAY),")
     else:
         source = f"{n_train} training images" + (f" (a sample: LIMIT={s.LIMIT})" if s.LIMIT else "")
     say(f"  split     {source}, {len(r.val_set) if r.val_set else 0} validation"
@@ -163,6 +169,21 @@ def load_sets(r, opts, closing, lead, taught=None):
         raise data.DataError(f"{what} training images, fewer than one batch (BATCH_SIZE={s.BATCH_SIZE}"
                              + (f" x {r.world} processes" if r.world > 1 else "") + "); lower --batch_size")
     return budget
+
+
+def replay_pool(s, r, say):
+    """The ReplayPool of ONLINE_REPLAY: as many captchas as it says, or as this run renders, whichever is fewer;
+    a ConfigError when they would not fit in half the device's free memory."""
+    planned = r.producer.steps * s.BATCH_SIZE * (r.epochs - r.start_epoch + 1)
+    capacity = min(s.ONLINE_REPLAY, planned)
+    shape = (s.CHANNELS, s.IMAGE_HEIGHT, s.IMAGE_WIDTH)
+    per_image = math.prod(shape) + 8 * (r.codec.max_len + 1)
+    if not fits_on_device(capacity * per_image, r.device):
+        free = torch.cuda.mem_get_info(r.device)[0]
+        raise config.ConfigError(f"ONLINE_REPLAY={s.ONLINE_REPLAY}: {capacity} captchas take "
+                                 f"{capacity * per_image / 2**30:.1f} GiB on {r.device}, more than half its free "
+                                 f"memory ({free / 2**30:.1f} GiB); at most {int(free / 2 / per_image)} fit")
+    return ReplayPool(capacity, shape, r.codec.max_len, r.device)
 
 
 def build(r, init, resume, opts):
@@ -224,7 +245,9 @@ def describe_plan(r, budget):
 def epoch_batches(r, epoch):
     if r.producer:
         r.producer.reset_stats()
-        return online_batches(r.producer, r.s.BATCH_SIZE, r.device, r.codec)
+        if r.pool:
+            r.pool.drawn = 0
+        return online_batches(r.producer, r.s.BATCH_SIZE, r.device, r.codec, r.pool)
     shuffle = torch.Generator().manual_seed(r.s.SEED * 1000 + epoch)  # the same on every rank
     order = (r.pseudo.order(shuffle, r.s.BATCH_SIZE, r.rank, r.world) if r.pseudo
              else epoch_order(len(r.train_set), r.s.BATCH_SIZE, shuffle, r.rank, r.world))
@@ -241,7 +264,7 @@ def run_epoch(r, epoch, bar):
                                  r.device, f"epoch {epoch}/{r.epochs}", r.augment, r.channels_last, bar=bar,
                                  average=r.average, relabel=relabel)
     r.trained_seconds += time.time() - t0
-    generation = r.producer.report(time.time() - t0, rate) if r.producer else ""
+    generation = r.producer.report(time.time() - t0, rate, r.pool) if r.producer else ""
     if r.world > 1:  # BatchNorm statistics differ by process (DDP sends rank 0's before each forward): align them
         for buffer in [*r.model.buffers(), *(r.average.module.buffers() if r.average else ())]:
             dist.broadcast(buffer, 0)

@@ -9,15 +9,15 @@ import torch.nn as nn
 from models.registry import register_backbone
 from models.adapt import fit_strides
 
-WIDTHS = (32, 64, 128, 128)  # channels of the four conv stages
+WIDTHS = (32, 64, 128, 128)  # channels of the four conv stages (times WIDEN)
 
 
 def conv_bn(cin, cout, stride=1):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-def cnn_features(in_channels, height, width, column_stride):
-    a, b, c, d = WIDTHS
+def cnn_features(in_channels, height, width, column_stride, widen=1.0):
+    a, b, c, d = (max(1, round(w * widen)) for w in WIDTHS)
     features = nn.Sequential(
         conv_bn(in_channels, a, stride=2), nn.MaxPool2d(2),  # (a, H/4, W/4)
         conv_bn(a, b), nn.MaxPool2d(2),                      # (b, H/8, W/8)

@@ -10,7 +10,8 @@ from models.kinds import HEADS, HeadKind  # noqa: F401
 Entry = namedtuple("Entry", "builder head options defaults", defaults=({},))
 MODELS = {}  # name -> Entry(builder, head kind, option names, the model's own values for neutral settings)
 ARGS = ("in_channels", "num_classes", "positions", "height", "width")
-OPTIONS = dict(ibn=False, attention="", pool="flat", neck=0, bnneck=False, dropout=0.2, sequence="none", hidden=256)
+OPTIONS = dict(ibn=False, attention="", pool="flat", neck=0, bnneck=False, dropout=0.2, sequence="none", hidden=256,
+               widen=1.0)
 
 
 class CaptchaModel(nn.Module):

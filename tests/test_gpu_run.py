@@ -27,6 +27,12 @@ def test_smoke_run_prints_every_part_in_order(tmp_path):
     for model in gpu_run.BENCH_MODELS:
         assert re.search(rf"{re.escape(model)}: ratio \d+\.\d+ .* peak memory \d+\.\d+ GiB", text), model
     assert "python train.py --model=cnn_ctc --sequence=none --online=1" in text
+    assert re.search(r"recipe \(--widen=2 --batch_size=256 --online_replay=3000000 --online=1\): ratio \d", text)
+    assert re.search(r"by processes: 1: \d+ \(1\.00\), 2: \d+", text)
+    log = (out / "train.log").read_text()  # the recipe trains with ONLINE_REPLAY, the widened model
+    assert "fresh as the generators render them, else drawn from the last 256 rendered (ONLINE_REPLAY)" in log
+    assert re.search(r"of its images fresh, the rest drawn again from the \d+ rendered so far", log)
+    assert "0.99 M parameters" in log
     assert re.search(r"  epoch 2: validation \d\.\d{4} at \d+ s", text)
     assert re.search(r"final: \d\.\d{4} on 200 fresh captchas \(seed 99\)", text)
     assert (out / "summary.txt").read_text().strip() == text.strip()

@@ -61,6 +61,50 @@ def test_producer_chunks_do_not_depend_on_processes_and_ranks_are_disjoint(monke
     assert rank1[0][1] == labels[8:16]  # rank 1 takes the second chunk of each epoch
 
 
+def test_replay_pool_keeps_the_last_captchas_in_a_ring():
+    from core.batches import ReplayPool
+    pool = ReplayPool(5, (1, 2, 3), 4, torch.device("cpu"))
+    chunk = lambda first, n: (torch.arange(first, first + n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 2, 3),
+                              torch.arange(first, first + n).view(n, 1).expand(n, 4), torch.full((n,), 4))
+    pool.add(*chunk(0, 3))
+    assert pool.filled == 3 and set(pool.draw(64)[1][:, 0].tolist()) == {0, 1, 2} and pool.drawn == 64
+    pool.add(*chunk(3, 4))  # wraps: 5 and 6 overwrite 0 and 1
+    assert pool.filled == 5 and sorted(pool.labels[:, 0].tolist()) == [2, 3, 4, 5, 6]
+    images, labels, lengths = pool.draw(200)
+    assert (images[:, 0, 0, 0].long() == labels[:, 0]).all() and set(labels[:, 0].tolist()) == {2, 3, 4, 5, 6}
+    pool.add(*chunk(10, 7))  # more than it holds: the last 5
+    assert sorted(pool.labels[:, 0].tolist()) == [12, 13, 14, 15, 16]
+
+
+def test_replay_trains_on_the_pool_while_the_next_chunk_renders():
+    """ONLINE_REPLAY: a step whose chunk is not ready draws from the pool; every chunk still comes, in order."""
+    from core.batches import ReplayPool
+    from core.engine import online_batches
+    from core.data import Codec
+
+    class Producer:  # chunks of 8 captchas (2 batches of 4), ready on every third look
+        steps, looks, served = 6, 0, []
+
+        def ready(self):
+            self.looks += 1
+            return self.looks % 3 == 0
+
+        def next_chunk(self):
+            n = len(self.served)
+            self.served.append(n)
+            return torch.full((8, 1, 2, 3), n, dtype=torch.uint8).numpy(), ["1234"] * 8
+
+    codec = Codec(DIGITS, 4)
+    pool = ReplayPool(100, (1, 2, 3), 4, torch.device("cpu"))
+    producer = Producer()
+    batches = list(online_batches(producer, 4, torch.device("cpu"), codec, pool))
+    # the empty pool waits for chunk 0 (2 batches); two looks find chunk 1 not ready (2 draws); the third takes it
+    assert len(batches) == 6 and producer.served == [0, 1] and pool.drawn == 8 and pool.filled == 16
+    assert [int(b[0].float().mean()) for b in batches[:2] + batches[4:]] == [0, 0, 1, 1]
+    assert all(set(b[0].flatten().tolist()) == {0} for b in batches[2:4])  # drawn from chunk 0, the pool then
+    assert batches[2][1].tolist() == [codec.encode("1234")] * 4
+
+
 @pytest.mark.slow
 def test_online_training_run(tiny, tmp_path):
     out = run("--online=1", "--online_count=160", "--online_workers=1", "--epochs=2", "--batch_size=32",

@@ -274,7 +274,7 @@ def test_center_loss_needs_per_character_features():
 def test_model_options_from_config_names():
     opts = models.model_options("resnet18_ctc", {"IBN": True, "SEQUENCE": "gru", "NECK": 0})
     assert opts == dict(ibn=True, attention="", pool="flat", bnneck=False, dropout=0.2, sequence="gru", hidden=256)
-    assert set(models.model_options("cnn", config.as_dict())) == {"pool", "neck", "bnneck", "dropout"}
+    assert set(models.model_options("cnn", config.as_dict())) == {"pool", "neck", "bnneck", "dropout", "widen"}
     with pytest.raises(ValueError, match=r"IBN=True does not apply to densenet121; models that take it: resnet18,"):
         models.model_options("densenet121", {"IBN": True})
     with pytest.raises(ValueError, match="SEQUENCE='gru' does not apply to resnet18;"):
@@ -283,6 +283,21 @@ def test_model_options_from_config_names():
         models.build_model("crnn", 1, 11, 4, H, W, ibn=True)
     with pytest.raises(ValueError, match="attention 'eca'"):
         models.build_model("resnet18", 1, 11, 4, H, W, attention="eca")
+
+
+def test_widen_multiplies_the_custom_cnns_channels():
+    """WIDEN: every stage of cnn / cnn_ctc that many times as wide (the shipped default.pt is WIDEN=2); a
+    checkpoint's build_args rebuild it, and a model without the option refuses the setting."""
+    plain, wide = (models.build_model("cnn_ctc", 1, 37, 4, H, W, widen=w) for w in (1.0, 2.0))
+    convs = lambda m: [c.out_channels for c in m.modules() if isinstance(c, torch.nn.Conv2d)]  # noqa: E731
+    assert convs(wide) == [2 * c for c in convs(plain)] == [64, 128, 256, 256]
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert 3.5 < count(wide) / count(plain) < 4.5
+    assert wide(torch.zeros(2, 1, H, W)).shape == plain(torch.zeros(2, 1, H, W)).shape
+    assert models.model_options("cnn_ctc", {"WIDEN": 2.0})["widen"] == 2.0
+    assert models.registry.describe("cnn_ctc", {"widen": 2.0}) == "cnn_ctc-widen2"
+    with pytest.raises(ValueError, match="WIDEN=2.0 does not apply to resnet18; models that take it: cnn, cnn_ctc"):
+        models.model_options("resnet18", {"WIDEN": 2.0})
 
 
 def test_run_name_says_what_was_trained():
