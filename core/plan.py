@@ -146,7 +146,7 @@ def resolve_batch(s, n_train, epochs):
 
 def adopt_model(s, ckpt):
     """The settings with a checkpoint's MODEL and model options (fine-tuning and resume build its model)."""
-    options = {o.upper(): v for o, v in ckpt["build_args"].items() if o in models.OPTIONS}
+    options = {o.upper(): v for o, v in models.registry.built_options(ckpt["model_name"], ckpt["build_args"]).items()}
     return s.replace(MODEL=ckpt["model_name"], **options)
 
 
@@ -172,7 +172,8 @@ def resolve_init(s, resume, say):
         ours = models.model_options(s.MODEL, s.as_dict())
     except (KeyError, ValueError) as e:
         raise config.ConfigError(e.args[0]) from None
-    theirs = {k: shipped["build_args"].get(k) for k in ours}
+    theirs = (models.registry.built_options(s.MODEL, shipped["build_args"]) if shipped["model_name"] == s.MODEL
+              else {k: shipped["build_args"].get(k) for k in ours})
     if shipped["model_name"] != s.MODEL or ours != theirs:
         say(f"INIT auto: random weights (the shipped {os.path.relpath(SHIPPED)} is {shipped['model_name']} "
             f"{theirs}, this run {s.MODEL} {ours})")

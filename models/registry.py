@@ -120,6 +120,12 @@ def model_options(name, settings):
     return options
 
 
+def built_options(name, build_args):
+    """{option: value} of a model built with `build_args` (a checkpoint's): every option `name` takes, an option
+    missing from them (a checkpoint older than the option) at its neutral value, as build_model builds it."""
+    return {o: build_args.get(o, neutral(name, o)) for o in _entry(name).options if o in OPTIONS}
+
+
 def build_model(name, in_channels, num_classes, positions, height, width, **options):
     """Build a registered model. The arguments (a plain dict) are stored in checkpoints to rebuild it; an option
     left out takes its neutral value for this model."""

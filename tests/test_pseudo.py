@@ -154,6 +154,19 @@ def test_init_auto_says_when_the_starting_point_is_missing(tmp_path, monkeypatch
     assert len(said) == 1 and "random weights" in said[0] and "is missing" in said[0] and "git checkout" in said[0]
 
 
+def test_init_auto_takes_the_shipped_pretrained_pt_with_the_default_options():
+    """The shipped pretrained.pt predates newer model options (WIDEN): an option its build arguments lack is at its
+    neutral value, so the default model still starts from it, and a run that sets the option does not."""
+    from core import plan
+
+    said = []
+    s = plan.Settings().replace(INIT="auto", ONLINE=False, MODEL="cnn_ctc", SEQUENCE="none")
+    assert plan.resolve_init(s, None, said.append) == plan.SHIPPED, said
+    assert "starting from the shipped" in said[-1]
+    assert plan.resolve_init(s.replace(WIDEN=2.0), None, said.append) == "" and "'widen': 2.0" in said[-1]
+    assert plan.adopt_model(s.replace(WIDEN=3.0), plan.load_checkpoint(plan.SHIPPED)).WIDEN == 1.0
+
+
 def test_ctc_head_keeps_the_rows_of_known_characters():
     """--init onto another charset: a CTC head keeps the blank's row and each known character's; a character the
     checkpoint does not know (a lower-case letter included) starts afresh; a fixed-length head starts afresh."""
