@@ -317,6 +317,18 @@ def test_inferred_geometry(tmp_path, size, mode, expect):
     assert data.infer_geometry(paths, height=64)[:2] == (max(16, round(size[0] * 64 / size[1] / 8) * 8), 64)
 
 
+def test_inferred_geometry_of_a_folder_mixing_sizes_follows_its_larger_images(tmp_path):
+    """Three styles, most of them small (70x30, 72x24) and a fifth large (240x80): the input is as high as the large
+    ones (capped at 64), not the median's 32 rows that would shrink them threefold; the width keeps the median
+    aspect ratio."""
+    from PIL import Image
+    paths = []
+    for i, size in enumerate([(70, 30)] * 8 + [(72, 24)] * 8 + [(240, 80)] * 4):
+        paths.append(str(tmp_path / f"A{i:02d}.png"))
+        Image.new("L", size, 128).save(paths[-1])
+    assert data.infer_geometry(paths) == (192, 64, 1)  # the median aspect ratio 3.0 at 64 rows
+
+
 def short_run(base, *extra, train_dir=None, check=True):
     """train.py on a small folder with every output under `base`."""
     paths = [f"--train_dir={train_dir or base / 'train'}", f"--cache_dir={base}/cache", f"--weights_dir={base}/weights",
