@@ -324,8 +324,9 @@ def part_recipe(s, device, scale, cores, recipe, train_args, seconds, images_per
     """Train, then read the kept checkpoint on fresh captchas; True when both went through."""
     s.part(4, "recipe: cnn_ctc on fresh captchas (train.py --online=1)")
     out = s.out
-    replay = with_args(settings, recipe).ONLINE_REPLAY > 0
-    epochs, per_epoch = plan_recipe(seconds, images_per_s, plan_batch(with_args(settings, recipe), None),
+    planned_settings = with_args(settings, recipe)
+    replay = planned_settings.ONLINE_REPLAY > 0
+    epochs, per_epoch = plan_recipe(seconds, images_per_s, plan_batch(planned_settings, None),
                                     REPLAY_SAFETY if replay else SAFETY)
     if scale is SCALES["smoke"]:
         planned = SMOKE_TRAIN

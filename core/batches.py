@@ -99,6 +99,9 @@ class ReplayPool:
         self.lengths = torch.empty((capacity,), dtype=torch.int64, device=device)
         self.drawn = 0  # images drawn since the last reset_stats (for the epoch's report)
 
+    def reset_stats(self):
+        self.drawn = 0
+
     def add(self, images, labels, lengths):
         """Write a chunk (tensors on the device) over the oldest captchas."""
         n = len(images)

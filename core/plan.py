@@ -172,8 +172,7 @@ def resolve_init(s, resume, say):
         ours = models.model_options(s.MODEL, s.as_dict())
     except (KeyError, ValueError) as e:
         raise config.ConfigError(e.args[0]) from None
-    theirs = (models.registry.built_options(s.MODEL, shipped["build_args"]) if shipped["model_name"] == s.MODEL
-              else {k: shipped["build_args"].get(k) for k in ours})
+    theirs = models.registry.built_options(shipped["model_name"], shipped["build_args"])
     if shipped["model_name"] != s.MODEL or ours != theirs:
         say(f"INIT auto: random weights (the shipped {os.path.relpath(SHIPPED)} is {shipped['model_name']} "
             f"{theirs}, this run {s.MODEL} {ours})")

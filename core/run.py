@@ -131,7 +131,7 @@ def load_sets(r, opts, closing, lead, taught=None):
                   f"{r.producer.workers} generator process{'es' if r.producer.workers > 1 else ''}"
                   + (" per training process" * (r.world > 1)))
         if s.ONLINE_REPLAY:
-            r.pool = replay_pool(s, r, say)
+            r.pool = replay_pool(s, r)
             source = source.replace(" fresh captchas per epoch", " captchas per epoch, fresh as the generators "
                                     f"render them, else drawn from the last {r.pool.capacity} rendered "
                                     "(ONLINE_REPLAY),")
@@ -171,7 +171,7 @@ def load_sets(r, opts, closing, lead, taught=None):
     return budget
 
 
-def replay_pool(s, r, say):
+def replay_pool(s, r):
     """The ReplayPool of ONLINE_REPLAY: as many captchas as it says, or as this run renders, whichever is fewer;
     a ConfigError when they would not fit in half the device's free memory."""
     planned = r.producer.steps * s.BATCH_SIZE * (r.epochs - r.start_epoch + 1)
@@ -246,7 +246,7 @@ def epoch_batches(r, epoch):
     if r.producer:
         r.producer.reset_stats()
         if r.pool:
-            r.pool.drawn = 0
+            r.pool.reset_stats()
         return online_batches(r.producer, r.s.BATCH_SIZE, r.device, r.codec, r.pool)
     shuffle = torch.Generator().manual_seed(r.s.SEED * 1000 + epoch)  # the same on every rank
     order = (r.pseudo.order(shuffle, r.s.BATCH_SIZE, r.rank, r.world) if r.pseudo
