@@ -9,7 +9,7 @@ TEST_COUNT ?= 2000
 # 6 epochs fit the demo in 15 minutes on a 2-core CPU (EPOCHS=0, train.py's default, plans 15 for 27 000 images)
 DEMO_EPOCHS ?= 6
 
-.PHONY: install demo test test-fast pretrained-model default-model bench-real wheels gpu-run clean
+.PHONY: install demo test test-fast pretrained-model default-model bench-real wheels fonts gpu-run gpu-pretrain clean
 
 # pip byte-compiles on one core; compileall does the same on every core (about 45 s less on 2 cores). As with pip,
 # the few files of the installed packages that do not compile (e.g. torch test code in newer Python syntax) are skipped
@@ -54,6 +54,17 @@ CAPTCHA_WHEEL := wheels/captcha-0.7.1-py3-none-any.whl
 wheels: $(CAPTCHA_WHEEL)
 $(CAPTCHA_WHEEL):
 	$(ANY_PY) -m pip download -q --disable-pip-version-check --no-deps -d wheels captcha==0.7.1
+
+# the machine's Latin fonts in wheels/fonts (git-ignored), for GEN_STYLE varied where no font package is installed
+# (a GPU machine without network): FONTS may name the folder
+fonts:
+	$(ANY_PY) -c "import os, shutil; from core import varied; os.makedirs('wheels/fonts', exist_ok=True); \
+	[shutil.copy(f, 'wheels/fonts') for f in varied.fonts(own=False)]; print(len(os.listdir('wheels/fonts')), 'fonts in wheels/fonts')"
+
+# a starting point trained on varied captchas on one GPU, about 7 minutes -> $(GPU_PRETRAIN_OUT)/pretrained_varied.pt
+GPU_PRETRAIN_OUT ?= gpu_pretrain
+gpu-pretrain: $(CAPTCHA_WHEEL) fonts
+	$(ANY_PY) benchmarks/gpu_pretrain.py --out=$(GPU_PRETRAIN_OUT)
 
 # one GPU run, about 7 minutes: environment, generation rate, bench ratios, the recipe trained, resnet18 compiled -> $(GPU_OUT)/
 GPU_OUT ?= gpu_run

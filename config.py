@@ -44,14 +44,15 @@ TEACHER_THRESHOLD = 0.5   # a teacher's reading is used when it reads it with at
 # --- generated captchas (captchaGenerator.py, and ONLINE training) -----------------------------------------
 GEN_CHARSET = string.digits + string.ascii_uppercase  # characters drawn from
 GEN_LENGTH = 4            # characters per captcha
-GEN_WIDTH = 160           # pixels (GEN_STYLE "varied": unused, the width follows the text)
+GEN_WIDTH = 160           # pixels (GEN_STYLE "varied": the width follows the text; ONLINE resizes it to IMAGE_WIDTH)
 GEN_HEIGHT = 60           # pixels
-GEN_STYLE = "imagecaptcha"  # "imagecaptcha": the captcha package's style; "varied" (captchaGenerator.py only, not
+GEN_STYLE = "imagecaptcha"  # "imagecaptcha": the captcha package's style; "varied" (captchaGenerator.py and
                           # ONLINE): each character in its own font, size, angle, colour (pale ones too) and, when
                           # GEN_CHARSET holds one case, either case; lines, curves, dots, tinted pages; a third of the
                           # images ImageCaptcha's style (core/varied.py)
 FONTS = ()                # .ttf / .otf files; () = the captcha package's own fonts ("varied": every Latin font the
-                          # machine has, e.g. Debian's fonts-dejavu, fonts-liberation2, fonts-urw-base35)
+                          # machine has, e.g. Debian's fonts-dejavu, fonts-liberation2, fonts-urw-base35; a folder
+                          # named here stands for the Latin fonts in it)
 
 # --- model ----------------------------------------------------------------------------------------------
 MODEL = "cnn_ctc"         # any name in models.MODELS (python -c "import models; print(list(models.MODELS))")

@@ -57,8 +57,8 @@ def load_set(s, say):
     count = max(256, 4 * batch_size)
     say(f"no {s.TRAIN_DIR}: generating {count} captchas in memory" if not s.ONLINE else
         f"model-only batch: {count} captchas generated in memory")
-    images, texts = fresh.render_set("bench", count, codec.charset, codec.length[1], *geometry(s), s.FONTS,
-                                     processes=cpu_count())
+    images, texts = fresh.render_set("bench", count, codec.charset, codec.length, *geometry(s), s.FONTS,
+                                     processes=cpu_count(), style=s.GEN_STYLE)
     texts = [codec.normalize(t) for t in texts]
     dataset = data.CaptchaSet([f"bench-{i}" for i in range(count)], texts, images.transpose(0, 2, 3, 1), codec)
     return s, codec, dataset, f"{count} captchas (generated)", batch_size
@@ -111,10 +111,12 @@ def interleaved(sources, steps, seconds, device):
 def generation_rates(process_counts, per_process, seed="bench"):
     """{processes: (images/s, images per CPU-second of one process)} for each number of processes, rendering the
     captchas captchaGenerator.py writes (GEN_*) in memory (fresh.render_chunk), `per_process` images each."""
-    shape = (config.GEN_CHARSET, config.GEN_LENGTH, config.GEN_WIDTH, config.GEN_HEIGHT, config.CHANNELS or 1)
+    fonts = fresh.resolve_fonts(config.FONTS, config.GEN_STYLE)
+    shape = (config.GEN_CHARSET, fresh.label_length(config.GEN_LENGTH), config.GEN_WIDTH, config.GEN_HEIGHT,
+             config.CHANNELS or 1, config.GEN_STYLE)
     rates = {}
     for p in process_counts:
-        size = (config.GEN_WIDTH, config.GEN_HEIGHT, config.FONTS)
+        size = (config.GEN_WIDTH, config.GEN_HEIGHT, fonts, config.GEN_STYLE)
         with mp.get_context("fork").Pool(p, fresh._init, size) as pool:
             pool.map(fresh.render_chunk, [(seed, 10**6 + i, 1) + shape for i in range(p)], chunksize=1)  # load fonts
             count = max(GEN_TASK, per_process * p // GEN_TASK * GEN_TASK)
@@ -154,8 +156,8 @@ def measure(s, device, seconds=6.0, warmup=3, channels_last=None, compile_backen
     producer = None
     if s.ONLINE:
         workers = online_workers(s, device)
-        producer = fresh.Producer(s.SEED, s.ONLINE_COUNT, batch_size, codec.charset, codec.length[1],
-                                  *geometry(s), s.FONTS, workers, 1, 10**6)
+        producer = fresh.Producer(s.SEED, s.ONLINE_COUNT, batch_size, codec.charset, codec.length,
+                                  *geometry(s), s.FONTS, workers, 1, 10**6, style=s.GEN_STYLE)
         # a few seconds render far fewer captchas than a run: the pool holds what they can fill
         pool = (ReplayPool(min(s.ONLINE_REPLAY, 100_000), tuple(fixed[0].shape[1:]), codec.max_len, device)
                 if s.ONLINE_REPLAY else None)

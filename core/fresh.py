@@ -2,7 +2,8 @@
 the trainer, so every epoch sees new captchas and no PNG file is written or decoded.
 
 Image `index` of seed `seed` is the same captcha captchaGenerator.py would write for them (same label, same
-pixels after decoding), so a chunk does not depend on which process rendered it. Epoch seeds are strings
+pixels after decoding; GEN_STYLE "varied" draws at the image's height and its width follows the text, so it is
+resized to the model's width), so a chunk does not depend on which process rendered it. Epoch seeds are strings
 (`online<SEED>.<epoch>`): they can never coincide with a folder generated with an integer --seed, such as
 the test set. Processes are forked (like a DataLoader's workers): they only use PIL and numpy.
 """
@@ -24,47 +25,73 @@ def epoch_seed(seed, epoch):
 
 
 _captcha = None  # one ImageCaptcha per process, made by _init
+_fonts = ()      # GEN_STYLE "varied": the font files it draws from (core.varied.fonts_to_use), set by _init
 
 
-def _init(width, height, fonts):
-    global _captcha
+def label_length(length):
+    """What random_label draws for a codec's (min, max): the number itself where both are equal (a folder
+    captchaGenerator.py writes with --gen_length=4 holds the same captchas), else the range."""
+    lo, hi = (length, length) if isinstance(length, int) else length
+    return hi if lo == hi else (lo, hi)
+
+
+def resolve_fonts(fonts, style):
+    """The font files a style draws from (FONTS' folders read once, here, so that forked processes do not scan
+    them again): "varied" the machine's Latin fonts when FONTS is empty, ImageCaptcha its own."""
+    from core import varied
+    return varied.fonts_to_use(fonts) if style == "varied" else varied.font_files(fonts)
+
+
+def _init(width, height, fonts, style="imagecaptcha"):
+    global _captcha, _fonts
+    if style == "varied":
+        _fonts = resolve_fonts(fonts, style)
+        return
     from captcha.image import ImageCaptcha
     _captcha = ImageCaptcha(width=width, height=height, fonts=list(fonts) or None)
 
 
-def render(seed, index, charset, length, width, height, channels):
+def render(seed, index, charset, length, width, height, channels, style="imagecaptcha"):
     """(label, uint8 (H, W, C)): captcha `index` of `seed`, as captchaGenerator.py would write it, decoded."""
     import captcha.image
-    if _captcha is None or (_captcha._width, _captcha._height) != (width, height):
-        _init(width, height, ())
     rng = random.Random(f"{seed}-{index}")
     label = random_label(rng, charset, length)
     captcha.image.secrets = SeededSecrets(rng)
-    return label, data.load_image(_captcha.generate_image(label), width, height, channels)
+    if style == "varied":
+        from core import varied
+        image = varied.draw(label, rng, height, _fonts, charset)
+    else:
+        if _captcha is None or (_captcha._width, _captcha._height) != (width, height):
+            _init(width, height, ())
+        image = _captcha.generate_image(label)
+    return label, data.load_image(image, width, height, channels)
 
 
 def render_chunk(task):
-    """Images start .. start+count-1 of `seed`: (uint8 (count, C, H, W), labels, seconds, CPU seconds of work)."""
-    seed, start, count, charset, length, width, height, channels = task
+    """Images start .. start+count-1 of `seed`: (uint8 (count, C, H, W), labels, seconds, CPU seconds of work).
+    task: (seed, start, count, charset, length, width, height, channels, style)."""
+    seed, start, count, charset, length, width, height, channels, style = task
     t0, c0 = time.perf_counter(), time.process_time()
     images = np.empty((count, channels, height, width), dtype=np.uint8)
     labels = []
     for i in range(count):
-        label, image = render(seed, start + i, charset, length, width, height, channels)
+        label, image = render(seed, start + i, charset, length, width, height, channels, style)
         images[i] = image.transpose(2, 0, 1)
         labels.append(label)
     return images, labels, time.perf_counter() - t0, time.process_time() - c0
 
 
-def render_set(seed, count, charset, length, width, height, channels, fonts=(), processes=1):
-    """(uint8 (count, C, H, W), labels): `count` captchas of `seed`, rendered by `processes` processes."""
-    tasks = [(seed, s, min(CHUNK_IMAGES, count - s), charset, length, width, height, channels)
+def render_set(seed, count, charset, length, width, height, channels, fonts=(), processes=1, style="imagecaptcha"):
+    """(uint8 (count, C, H, W), labels): `count` captchas of `seed`, rendered by `processes` processes. length:
+    a number, or a codec's (min, max)."""
+    fonts = resolve_fonts(fonts, style)
+    tasks = [(seed, s, min(CHUNK_IMAGES, count - s), charset, label_length(length), width, height, channels, style)
              for s in range(0, count, CHUNK_IMAGES)]
     if processes > 1:
-        with mp.get_context("fork").Pool(processes, _init, (width, height, tuple(fonts))) as pool:
+        with mp.get_context("fork").Pool(processes, _init, (width, height, fonts, style)) as pool:
             parts = pool.map(render_chunk, tasks)
     else:
-        _init(width, height, tuple(fonts))
+        _init(width, height, fonts, style)
         parts = [render_chunk(t) for t in tasks]
     return np.concatenate([p[0] for p in parts]), [label for p in parts for label in p[1]]
 
@@ -90,15 +117,16 @@ class Producer:
     """
 
     def __init__(self, seed, count, batch_size, charset, length, width, height, channels, fonts=(), workers=1,
-                 first_epoch=1, last_epoch=1, rank=0, world=1, ahead=None):
+                 first_epoch=1, last_epoch=1, rank=0, world=1, ahead=None, style="imagecaptcha"):
         self.workers, self.world = max(1, workers), world
         self.sizes, self.chunk = chunk_plan(count, batch_size, world)
         self.steps = sum(self.sizes) // batch_size
         self.ahead = ahead or 2 * self.workers + 2
-        shape = (charset, length, width, height, channels)
+        fonts = resolve_fonts(fonts, style)
+        shape = (charset, label_length(length), width, height, channels, style)
         self.tasks = ((epoch_seed(seed, e), (k * world + rank) * self.chunk, n) + shape
                       for e in range(first_epoch, last_epoch + 1) for k, n in enumerate(self.sizes))
-        self.pool = mp.get_context("fork").Pool(self.workers, _init, (width, height, tuple(fonts)))
+        self.pool = mp.get_context("fork").Pool(self.workers, _init, (width, height, fonts, style))
         self.pending = collections.deque()
         self.reset_stats()
         self._top_up()

@@ -74,9 +74,6 @@ def resolve_data(s, say=print):
     """(settings, codec): CHARSET / LENGTH / IMAGE_* / CHANNELS as set, or ("infer" / 0) read from TRAIN_DIR's labels
     and images, resolved into the settings (so the checkpoint records them). ONLINE renders GEN_* captchas."""
     if s.ONLINE:
-        if s.GEN_STYLE != "imagecaptcha":
-            raise config.ConfigError(f"ONLINE renders ImageCaptcha's style only; GEN_STYLE={s.GEN_STYLE!r} is for "
-                                     f"captchaGenerator.py: write a folder with it and train on that (--train_dir=)")
         charset = s.GEN_CHARSET if s.CHARSET == "infer" else s.CHARSET
         codec = data.Codec(charset, s.LENGTH or s.GEN_LENGTH, s.CASE_SENSITIVE)
         geometry = (s.IMAGE_WIDTH or s.GEN_WIDTH, s.IMAGE_HEIGHT or s.GEN_HEIGHT, s.CHANNELS or 1)

@@ -124,9 +124,9 @@ def load_sets(r, opts, closing, lead, taught=None):
             f"{SMALL_VALIDATION}): the run follows its schedule and keeps its last epoch")
     if s.ONLINE:  # the processes render (PIL, numpy) and never touch the device
         r.producer = closing.enter_context(fresh.Producer(
-            s.SEED, s.ONLINE_COUNT, s.BATCH_SIZE, r.codec.charset, r.codec.length[1], s.IMAGE_WIDTH,
+            s.SEED, s.ONLINE_COUNT, s.BATCH_SIZE, r.codec.charset, r.codec.length, s.IMAGE_WIDTH,
             s.IMAGE_HEIGHT, s.CHANNELS, s.FONTS, online_workers(s, r.device), r.start_epoch, r.epochs,
-            r.rank, r.world))
+            r.rank, r.world, style=s.GEN_STYLE))
         source = (f"ONLINE {r.producer.steps * s.BATCH_SIZE * r.world} fresh captchas per epoch from "
                   f"{r.producer.workers} generator process{'es' if r.producer.workers > 1 else ''}"
                   + (" per training process" * (r.world > 1)))

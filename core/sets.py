@@ -57,8 +57,8 @@ def load_data(s, codec, quiet=False, taught=None):
     test = data.load_folder(test_dir, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet) if test_dir else None
     if s.ONLINE:
         seed = f"online-test{s.SEED}"
-        images, texts = fresh.render_set(seed, s.ONLINE_TEST, codec.charset, codec.length[1], *size,
-                                         s.FONTS, processes=max(1, cpu_count() // local_world()))
+        images, texts = fresh.render_set(seed, s.ONLINE_TEST, codec.charset, codec.length, *size, s.FONTS,
+                                         processes=max(1, cpu_count() // local_world()), style=s.GEN_STYLE)
         texts = [codec.normalize(t) for t in texts]
         return None, data.CaptchaSet([f"{seed}-{i}" for i in range(len(texts))], texts,
                                      images.transpose(0, 2, 3, 1), codec), test

@@ -27,16 +27,18 @@ GLYPHS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 IMAGECAPTCHA_SHARE = 1 / 3
 
 
-@functools.lru_cache(maxsize=1)
-def fonts():
-    """Sorted paths of the TrueType / OpenType fonts found in FONT_DIRS that draw every glyph of GLYPHS, plus
-    the captcha package's own; the same font packages give the same list (and the same images) anywhere."""
+@functools.lru_cache(maxsize=8)
+def fonts(dirs=FONT_DIRS, own=True):
+    """Sorted paths of the TrueType / OpenType fonts found in the folders `dirs` that draw every glyph of GLYPHS,
+    plus (own) the captcha package's own; the same font packages give the same list (and the same images)
+    anywhere."""
     found = []
-    for root in FONT_DIRS:
+    for root in dirs:
         for ext in ("ttf", "otf", "TTF", "OTF"):
             found += glob.glob(os.path.join(root, "**", f"*.{ext}"), recursive=True)
-    import captcha
-    found += glob.glob(os.path.join(os.path.dirname(captcha.__file__), "data", "*.ttf"))
+    if own:
+        import captcha
+        found += glob.glob(os.path.join(os.path.dirname(captcha.__file__), "data", "*.ttf"))
     usable = []
     for path in sorted(set(os.path.realpath(p) for p in found)):
         name = os.path.basename(path).lower().replace("-", "").replace("_", "")
@@ -185,14 +187,32 @@ def draw_imagecaptcha(label, height):
     return _imagecaptchas[key].generate_image(label)
 
 
-def fonts_to_use(given=()):
-    """`given` (FONTS) if set, else fonts(); a ConfigError naming the fix when there is none."""
+def font_files(given):
+    """FONTS as font files: a folder stands for the Latin fonts in it (fonts((folder,), own=False)), a file for
+    itself; a ConfigError naming the folder that holds none."""
     import config
-    chosen = tuple(given) or fonts()
+    files = []
+    for entry in given:
+        if os.path.isdir(entry):
+            inside = fonts((entry,), own=False)
+            if not inside:
+                raise config.ConfigError(f"FONTS names the folder {entry}, which holds no Latin TrueType / OpenType "
+                                         f"font (.ttf / .otf drawing 0-9, A-Z and a-z): put some there or name "
+                                         f"another folder")
+            files += inside
+        else:
+            files.append(entry)
+    return tuple(files)
+
+
+def fonts_to_use(given=()):
+    """font_files(`given`) (FONTS) if set, else fonts(); a ConfigError naming the fix when there is none."""
+    import config
+    chosen = font_files(given) or fonts()
     if not chosen:
         raise config.ConfigError(f"GEN_STYLE varied found no Latin TrueType / OpenType font in {', '.join(FONT_DIRS)}: "
                                  f"install some (Debian: apt install fonts-dejavu-core fonts-liberation2) or name "
-                                 f".ttf files with --fonts='(\"/path/a.ttf\",)'")
+                                 f".ttf files or a folder of them with --fonts='(\"/path/a.ttf\",)'")
     return chosen
 
 

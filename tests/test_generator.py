@@ -89,10 +89,36 @@ def test_varied_style(tmp_path):
     assert {varied._flip_case("aB", "aAbB", rng) for _ in range(20)} == {"aB"}  # both cases in the charset: as is
 
 
-def test_varied_style_is_refused_online_and_lengths_parse(tmp_path):
-    out = run_script("train.py", "--online=1", "--gen_style=varied", "--epochs=1", check=False)
-    assert out.returncode != 0 and "GEN_STYLE='varied' is for captchaGenerator.py" in out.stdout
-    assert "Traceback" not in out.stdout
+def test_varied_style_online_renders_the_files_captchaGenerator_writes_and_fonts_may_be_a_folder(tmp_path):
+    """ONLINE with GEN_STYLE varied renders in memory the captchas captchaGenerator.py writes (resized to the
+    model's width), labels of every length in LENGTH's range; FONTS may name a folder of fonts."""
+    import shutil
+    from core import fresh, varied
+    import config
+    folder = tmp_path / "fonts"
+    folder.mkdir()
+    for path in varied.fonts()[:2]:
+        shutil.copy(path, folder)
+    (folder / "notes.txt").write_text("not a font")
+    fonts = (str(folder),)
+    assert len(varied.font_files(fonts)) == 2 and all(os.path.dirname(f) == str(folder) for f in varied.font_files(fonts))
+    gen.generate(str(tmp_path / "v"), 12, 5, CHARSET, (3, 5), 160, 40, fonts, processes=1, quiet=True, style="varied")
+    images, labels = fresh.render_set(5, 12, CHARSET, (3, 5), 120, 40, 3, fonts, processes=2, style="varied")
+    assert images.shape == (12, 3, 40, 120) and {len(t) for t in labels} == {3, 4, 5}
+    for i, label in enumerate(labels):
+        decoded = data.load_image(str(tmp_path / "v" / gen.file_name(label, 5, i)), 120, 40, 3)
+        assert (images[i] == decoded.transpose(2, 0, 1)).all()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(config.ConfigError, match="holds no Latin TrueType"):
+        varied.font_files((str(tmp_path / "empty"),))
+    out = run_script("train.py", "--online=1", "--gen_style=varied", f"--fonts=('{folder}',)", "--length=(3,5)",
+                     "--image_width=120", "--image_height=40", "--channels=3", "--online_count=64", "--online_test=32",
+                     "--batch_size=16", "--epochs=1", "--online_workers=1", "--init=", f"--weights_dir={tmp_path}/w",
+                     f"--train_dir={tmp_path}/none", f"--results={tmp_path}/results.txt")
+    assert "epoch 1" in out.stdout and os.path.exists(tmp_path / "w" / "cnn_ctc_best.pt"), out.stdout[-2000:]
+
+
+def test_generator_styles_and_lengths_parse(tmp_path):
     bad = run_script("captchaGenerator.py", "--gen_style=fancy", check=False)
     assert bad.returncode != 0 and "imagecaptcha" in bad.stdout and "Traceback" not in bad.stdout
     out = run_script("captchaGenerator.py", "--split=v", "--count=6", "--seed=3", f"--dataset_dir={tmp_path}",
