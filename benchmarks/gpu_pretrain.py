@@ -88,7 +88,7 @@ def main():
     cores = cpu_count()
 
     gpu_run.part_environment(s, device)
-    args = PRETRAIN + fonts_arg()
+    args = PRETRAIN + fonts_arg() + passed  # the bench and the plan measure the model as trained
     fonts = fresh.resolve_fonts(gpu_run.with_args(settings, args).FONTS, "varied")
     s.record("fonts", [os.path.basename(f) for f in fonts])
     s.say(f"fonts:    {len(fonts)} Latin fonts ({FONTS_DIR if fonts_arg() else 'the machine'}'s), and the "
@@ -120,7 +120,7 @@ def main():
           ("smoke scale" if smoke else f"{epochs} epochs of {per_epoch} captchas, fresh or replayed"))
     cmd = [sys.executable, "train.py", *args, "--patience=-1", "--show=4", "--init=", f"--train_dir={out}",
            "--run=pretrained_varied", f"--weights_dir={out}", f"--results={os.path.join(out, 'results.txt')}",
-           *planned, *passed]
+           *planned]
     shown = shlex.join(["python", *cmd[1:]])
     s.say(f"$ {shown}")
     run = dict(command=shown, planned_seconds=round(seconds), epochs=[])
