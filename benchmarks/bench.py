@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's 
 import config  # noqa: E402
 from core import cli  # noqa: E402
 from core import data  # noqa: E402
-from core import fresh  # noqa: E402
+from core import fresh, varied  # noqa: E402
 from core.augment import Augment  # noqa: E402
 from core.batches import ReplayPool, epoch_order, resident_batches, stream_batches  # noqa: E402
 from core.device import cpu_count, pick_device, seed_everything, set_threads, sync  # noqa: E402
@@ -111,7 +111,7 @@ def interleaved(sources, steps, seconds, device):
 def generation_rates(process_counts, per_process, seed="bench"):
     """{processes: (images/s, images per CPU-second of one process)} for each number of processes, rendering the
     captchas captchaGenerator.py writes (GEN_*) in memory (fresh.render_chunk), `per_process` images each."""
-    fonts = fresh.resolve_fonts(config.FONTS, config.GEN_STYLE)
+    fonts = varied.style_fonts(config.FONTS, config.GEN_STYLE)
     shape = (config.GEN_CHARSET, fresh.label_length(config.GEN_LENGTH), config.GEN_WIDTH, config.GEN_HEIGHT,
              config.CHANNELS or 1, config.GEN_STYLE)
     rates = {}

@@ -18,7 +18,8 @@ printed as one summary whose parts appear as soon as they are known:
 
 OUT receives summary.txt, summary.json, train.log, results.txt and the checkpoint as pretrained_varied.pt. Its use:
 `python train.py --train_dir=F --init=OUT/pretrained_varied.pt` (BENCHMARKS.md "A starting point trained on
-varied captchas"). Any other --NAME=value (config.py) goes to the training run, last.
+varied captchas"). Any other --NAME=value (config.py) goes to the bench and to the training run (`--widen=2`:
+channels twice as wide); the planned epochs, images per epoch and time limit come after it.
 """
 import os
 import shlex
@@ -35,7 +36,7 @@ import torch  # noqa: E402
 
 import config  # noqa: E402
 from benchmarks import gpu_run  # noqa: E402
-from core import cli, fresh  # noqa: E402
+from core import cli, fresh, varied  # noqa: E402
 from core.device import cpu_count, pick_device, set_threads  # noqa: E402
 from core.plan import Settings, plan_batch  # noqa: E402
 
@@ -89,7 +90,7 @@ def main():
 
     gpu_run.part_environment(s, device)
     args = PRETRAIN + fonts_arg() + passed  # the bench and the plan measure the model as trained
-    fonts = fresh.resolve_fonts(gpu_run.with_args(settings, args).FONTS, "varied")
+    fonts = varied.style_fonts(gpu_run.with_args(settings, args).FONTS, "varied")
     s.record("fonts", [os.path.basename(f) for f in fonts])
     s.say(f"fonts:    {len(fonts)} Latin fonts ({FONTS_DIR if fonts_arg() else 'the machine'}'s), and the "
           f"captcha package's for a third of the images")

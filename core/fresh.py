@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from core import data
+from core import data, varied
 from core.generate import SeededSecrets, random_label
 
 CHUNK_IMAGES = 512  # about this many images per task: ~2 s of work for one process, ~5 MB to hand over
@@ -25,7 +25,7 @@ def epoch_seed(seed, epoch):
 
 
 _captcha = None  # one ImageCaptcha per process, made by _init
-_fonts = ()      # GEN_STYLE "varied": the font files it draws from (core.varied.fonts_to_use), set by _init
+_fonts = ()      # GEN_STYLE "varied": the font files it draws from (core.varied.style_fonts), set by _init
 
 
 def label_length(length):
@@ -35,17 +35,10 @@ def label_length(length):
     return hi if lo == hi else (lo, hi)
 
 
-def resolve_fonts(fonts, style):
-    """The font files a style draws from (FONTS' folders read once, here, so that forked processes do not scan
-    them again): "varied" the machine's Latin fonts when FONTS is empty, ImageCaptcha its own."""
-    from core import varied
-    return varied.fonts_to_use(fonts) if style == "varied" else varied.font_files(fonts)
-
-
 def _init(width, height, fonts, style="imagecaptcha"):
     global _captcha, _fonts
     if style == "varied":
-        _fonts = resolve_fonts(fonts, style)
+        _fonts = varied.style_fonts(fonts, style)
         return
     from captcha.image import ImageCaptcha
     _captcha = ImageCaptcha(width=width, height=height, fonts=list(fonts) or None)
@@ -58,7 +51,6 @@ def render(seed, index, charset, length, width, height, channels, style="imageca
     label = random_label(rng, charset, length)
     captcha.image.secrets = SeededSecrets(rng)
     if style == "varied":
-        from core import varied
         image = varied.draw(label, rng, height, _fonts, charset)
     else:
         if _captcha is None or (_captcha._width, _captcha._height) != (width, height):
@@ -84,7 +76,7 @@ def render_chunk(task):
 def render_set(seed, count, charset, length, width, height, channels, fonts=(), processes=1, style="imagecaptcha"):
     """(uint8 (count, C, H, W), labels): `count` captchas of `seed`, rendered by `processes` processes. length:
     a number, or a codec's (min, max)."""
-    fonts = resolve_fonts(fonts, style)
+    fonts = varied.style_fonts(fonts, style)
     tasks = [(seed, s, min(CHUNK_IMAGES, count - s), charset, label_length(length), width, height, channels, style)
              for s in range(0, count, CHUNK_IMAGES)]
     if processes > 1:
@@ -122,7 +114,7 @@ class Producer:
         self.sizes, self.chunk = chunk_plan(count, batch_size, world)
         self.steps = sum(self.sizes) // batch_size
         self.ahead = ahead or 2 * self.workers + 2
-        fonts = resolve_fonts(fonts, style)
+        fonts = varied.style_fonts(fonts, style)
         shape = (charset, label_length(length), width, height, channels, style)
         self.tasks = ((epoch_seed(seed, e), (k * world + rank) * self.chunk, n) + shape
                       for e in range(first_epoch, last_epoch + 1) for k, n in enumerate(self.sizes))

@@ -95,8 +95,7 @@ def generate(out_dir, count, seed, charset, length, width, height, fonts=(), pro
     remove_stale_temps(out_dir)  # killed runs' leftovers; a concurrent run's temps are left alone
     processes = processes or os.cpu_count()
     from core import varied
-    # found once, here, not in every process; a folder in FONTS stands for the fonts in it
-    fonts = varied.fonts_to_use(fonts) if style == "varied" else varied.font_files(fonts)
+    fonts = varied.style_fonts(fonts, style)  # found once, here, not in every process
     tasks = [(out_dir, seed, i, charset, length, answer, style, height) for i in range(count)]
     written, labels = 0, {}
     start = time.time()

@@ -216,6 +216,12 @@ def fonts_to_use(given=()):
     return chosen
 
 
+def style_fonts(given, style):
+    """The font files GEN_STYLE `style` draws from: "varied" fonts_to_use(FONTS), ImageCaptcha font_files(FONTS)
+    (empty: the captcha package's own). Read once by the parent, not by every generator process."""
+    return fonts_to_use(given) if style == "varied" else font_files(given)
+
+
 def draw(label, rng, height, fonts_=(), charset=""):
     """An RGB image `height` pixels tall of `label` in the varied style. ImageCaptcha draws from `secrets`:
     the caller points captcha.image.secrets at `rng` first (core.generate.SeededSecrets)."""
