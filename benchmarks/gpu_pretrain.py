@@ -34,11 +34,9 @@ sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import config  # noqa: E402
 from benchmarks import gpu_run  # noqa: E402
 from core import cli, fresh, varied  # noqa: E402
-from core.device import cpu_count, pick_device, set_threads  # noqa: E402
-from core.plan import Settings, plan_batch  # noqa: E402
+from core.plan import plan_batch  # noqa: E402
 
 FONTS_DIR = os.path.join(ROOT, "wheels", "fonts")  # `make fonts` copies the machine's Latin fonts there
 PRETRAIN = ["--model=cnn_ctc", "--sequence=none", "--online=1", "--gen_style=varied",
@@ -70,23 +68,9 @@ def generation_rate(cores, per_process, fonts):
 
 def main():
     script = dict(out="gpu_pretrain", smoke=False, budget=420.0)
-    _, opts = config.parse(**script)
-    out, smoke = os.path.abspath(opts["out"]), opts["smoke"]
-    passed = [a for a in sys.argv[1:] if a[2:].partition("=")[0].lower().replace("-", "_") not in script]
-    scale = gpu_run.SCALES["smoke" if smoke else "gpu"] | SCALES["smoke" if smoke else "gpu"]
-    settings = Settings()
-    if smoke:
-        settings = settings.replace(DEVICE="cpu")
-        passed.append("--device=cpu")
-    set_threads(settings.THREADS or (1 if smoke else 0))
-    device = pick_device(settings.DEVICE)
-    if device.type != "cuda" and not smoke:
-        raise config.ConfigError("no GPU here (torch.cuda.is_available() is False): --smoke=1 runs the CPU check")
-    if os.path.isdir(out) and os.listdir(out):
-        raise config.ConfigError(f"--out={out} holds files of an earlier run: name another folder")
-    os.makedirs(out, exist_ok=True)
-    s = gpu_run.Summary(out)
-    cores = cpu_count()
+    scales = {k: gpu_run.SCALES[k] | v for k, v in SCALES.items()}
+    opts, passed, scale, settings, device, s, cores = gpu_run.begin(script, scales)
+    out, smoke = s.out, opts["smoke"]
 
     gpu_run.part_environment(s, device)
     args = PRETRAIN + fonts_arg() + passed  # the bench and the plan measure the model as trained

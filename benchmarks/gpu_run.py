@@ -408,13 +408,15 @@ def part_compile(s, device, scale, settings):
           f"{r['model_images_per_s']} img/s, batch {r['batch']}), peak memory {r['peak_gib']:.2f} GiB")
 
 
-def main():
-    script = dict(out="gpu_run", smoke=False, budget=420.0, train_args="", recipe=RECIPE, compile_bench=True)
+def begin(script, scales):
+    """The start of a GPU script whose own options are `script` (defaults): (opts, the config.py --NAME=value
+    settings passed, which apply to the bench in this process and to train.py, the scale of `scales`, the
+    settings, the device, the Summary in --out, the cores). Refuses a machine without a GPU unless --smoke=1,
+    and an --out that holds an earlier run's files."""
     _, opts = config.parse(**script)
     out, smoke = os.path.abspath(opts["out"]), opts["smoke"]
-    # config.py names given here apply to the bench (in this process) and to train.py
     passed = [a for a in sys.argv[1:] if a[2:].partition("=")[0].lower().replace("-", "_") not in script]
-    scale = SCALES["smoke" if smoke else "gpu"]
+    scale = scales["smoke" if smoke else "gpu"]
     settings = Settings()
     if smoke:
         settings = settings.replace(DEVICE="cpu")
@@ -426,8 +428,13 @@ def main():
     if os.path.isdir(out) and os.listdir(out):
         raise config.ConfigError(f"--out={out} holds files of an earlier run: name another folder")
     os.makedirs(out, exist_ok=True)
-    s = Summary(out)
-    cores = cpu_count()
+    return opts, passed, scale, settings, device, Summary(out), cpu_count()
+
+
+def main():
+    script = dict(out="gpu_run", smoke=False, budget=420.0, train_args="", recipe=RECIPE, compile_bench=True)
+    opts, passed, scale, settings, device, s, cores = begin(script, SCALES)
+    out = s.out
 
     recipe = shlex.split(opts["recipe"])
     part_environment(s, device)
