@@ -189,7 +189,7 @@ def draw_imagecaptcha(label, height):
 
 def font_files(given):
     """FONTS as font files: a folder stands for the Latin fonts in it (fonts((folder,), own=False)), a file for
-    itself; a ConfigError naming the folder that holds none."""
+    itself; a ConfigError naming a folder that holds none or a file that is not a font."""
     import config
     files = []
     for entry in given:
@@ -201,6 +201,12 @@ def font_files(given):
                                          f"another folder")
             files += inside
         else:
+            try:
+                ImageFont.truetype(entry, 12)
+            except OSError as e:
+                why = "no such file" if not os.path.exists(entry) else f"not a font Pillow opens ({e})"
+                raise config.ConfigError(f"FONTS names {entry}: {why}; name .ttf / .otf files or a folder of "
+                                         f"them, e.g. --fonts='(\"/usr/share/fonts/truetype/dejavu\",)'") from None
             files.append(entry)
     return tuple(files)
 

@@ -111,6 +111,13 @@ def test_varied_style_online_renders_the_files_captchaGenerator_writes_and_fonts
     (tmp_path / "empty").mkdir()
     with pytest.raises(config.ConfigError, match="holds no Latin TrueType"):
         varied.font_files((str(tmp_path / "empty"),))
+    with pytest.raises(config.ConfigError, match="notes.txt: not a font Pillow opens"):
+        varied.font_files((str(folder / "notes.txt"),))
+    with pytest.raises(config.ConfigError, match="gone.ttf: no such file"):
+        varied.font_files((str(tmp_path / "gone.ttf"),))
+    bad = run_script("captchaGenerator.py", f"--fonts=('{tmp_path}/gone.ttf',)", "--count=2", "--split=b",
+                     f"--dataset_dir={tmp_path}", check=False)
+    assert bad.returncode != 0 and "gone.ttf: no such file" in bad.stdout and "Traceback" not in bad.stdout
     out = run_script("train.py", "--online=1", "--gen_style=varied", f"--fonts=('{folder}',)", "--length=(3,5)",
                      "--image_width=120", "--image_height=40", "--channels=3", "--online_count=64", "--online_test=32",
                      "--batch_size=16", "--epochs=1", "--online_workers=1", "--init=", f"--weights_dir={tmp_path}/w",
