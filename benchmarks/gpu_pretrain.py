@@ -7,14 +7,15 @@ printed as one summary whose parts appear as soon as they are known:
 
 1. environment: the GPU, versions, the CPU and its cores, the date, the fonts drawn from (FONTS: wheels/fonts when
    it holds fonts, a machine without font packages has none of its own);
-2. generation: varied captchas rendered per second in memory by one process per core;
+2. generation: varied captchas rendered per second in memory by one process per core, each process's first ones
+   (it loads a font at a size the first time it draws with it, so a long run renders faster: its epoch lines);
 3. bench: benchmarks/bench.py's fed rate of the model as it trains (ONLINE, ONLINE_REPLAY): the rate the
    schedule is planned on;
 4. training: `train.py --online=1 --gen_style=varied` with PRETRAIN's settings, from nothing, for the time the
-   budget leaves: `cnn_ctc` as `weights/pretrained.pt` is (0.25 M parameters, so own-data models keep their
+   budget leaves: `cnn_ctc` as `weights/pretrained.pt` is (0.26 M parameters, so own-data models keep their
    speed), colour, 3-8 characters of 0-9A-Z (letters drawn in either case), 192x64; every core but one renders
    while the GPU trains, on fresh captchas when there are, else on those rendered so far (ONLINE_REPLAY);
-5. final: the kept checkpoint read on FINAL captchas of the varied style of a seed no training renders.
+5. final: the kept checkpoint read on 5 000 varied captchas of a seed no training renders (FINAL_SEED).
 
 OUT receives summary.txt, summary.json, train.log, results.txt and the checkpoint as pretrained_varied.pt. Its use:
 `python train.py --train_dir=F --init=OUT/pretrained_varied.pt` (BENCHMARKS.md "A starting point trained on
@@ -82,7 +83,8 @@ def main():
     s.part(2, "varied captcha generation")
     rate = generation_rate(cores, scale["gen_images"], fonts)
     s.record("generation", dict(processes=cores, images_per_s=round(rate)))
-    s.say(f"{rate:.0f} varied captchas/s with {cores} processes (192x64 colour, in memory)")
+    s.say(f"{rate:.0f} varied captchas/s with {cores} processes (192x64 colour, in memory, each process's first "
+          f"{scale['gen_images']}: fonts loaded as they are first drawn)")
 
     s.part(3, "bench: the model fed as it trains")
     try:
