@@ -58,12 +58,17 @@ def fonts_arg():
     return [f"--fonts=('{FONTS_DIR}',)"] if os.path.isdir(FONTS_DIR) and os.listdir(FONTS_DIR) else []
 
 
-def generation_rate(cores, per_process, fonts):
-    """Varied captchas per second rendered in memory by `cores` processes (fresh.render_set)."""
-    size = dict(charset=string.digits + string.ascii_uppercase, length=(3, 8), width=192, height=64, channels=3)
-    fresh.render_set("warm", cores, **size, fonts=fonts, processes=cores, style="varied")
+def task(settings, fonts):
+    """render_set's keywords for the captchas `settings` (PRETRAIN's, resolved) train on."""
+    return dict(charset=settings.CHARSET, length=settings.LENGTH, width=settings.IMAGE_WIDTH,
+                height=settings.IMAGE_HEIGHT, channels=settings.CHANNELS, fonts=fonts, style=settings.GEN_STYLE)
+
+
+def generation_rate(cores, per_process, size):
+    """Captchas per second rendered in memory by `cores` processes (fresh.render_set), of render_set's `size`."""
+    fresh.render_set("warm", cores, **size, processes=cores)
     t0 = time.perf_counter()
-    fresh.render_set("rate", cores * per_process, **size, fonts=fonts, processes=cores, style="varied")
+    fresh.render_set("rate", cores * per_process, **size, processes=cores)
     return cores * per_process / (time.perf_counter() - t0)
 
 
@@ -74,17 +79,20 @@ def main():
     out, smoke = s.out, opts["smoke"]
 
     gpu_run.part_environment(s, device)
-    args = PRETRAIN + fonts_arg() + passed  # the bench and the plan measure the model as trained
-    fonts = varied.style_fonts(gpu_run.with_args(settings, args).FONTS, "varied")
+    given_fonts = fonts_arg()
+    args = PRETRAIN + given_fonts + passed  # the bench and the plan measure the model as trained
+    trained = gpu_run.with_args(settings, args)
+    fonts = varied.style_fonts(trained.FONTS, trained.GEN_STYLE)
+    size = task(trained, fonts)
     s.record("fonts", [os.path.basename(f) for f in fonts])
-    s.say(f"fonts:    {len(fonts)} Latin fonts ({FONTS_DIR if fonts_arg() else 'the machine'}'s), and the "
+    s.say(f"fonts:    {len(fonts)} Latin fonts ({FONTS_DIR if given_fonts else 'the machine'}'s), and the "
           f"captcha package's for a third of the images")
 
     s.part(2, "varied captcha generation")
-    rate = generation_rate(cores, scale["gen_images"], fonts)
+    rate = generation_rate(cores, scale["gen_images"], size)
     s.record("generation", dict(processes=cores, images_per_s=round(rate)))
-    s.say(f"{rate:.0f} varied captchas/s with {cores} processes (192x64 colour, in memory, each process's first "
-          f"{scale['gen_images']}: fonts loaded as they are first drawn)")
+    s.say(f"{rate:.0f} varied captchas/s with {cores} processes ({trained.IMAGE_WIDTH}x{trained.IMAGE_HEIGHT} "
+          f"colour, in memory, each process's first {scale['gen_images']}: fonts loaded as they are first drawn)")
 
     s.part(3, "bench: the model fed as it trains")
     try:
@@ -99,8 +107,7 @@ def main():
 
     s.part(4, "training: cnn_ctc on varied captchas (train.py --online=1 --gen_style=varied)")
     seconds = max(10.0, opts["budget"] - (time.time() - s.start) - scale["reserve"])
-    planned_settings = gpu_run.with_args(settings, args)
-    epochs, per_epoch = gpu_run.plan_recipe(seconds, fed, plan_batch(planned_settings, None), gpu_run.REPLAY_SAFETY)
+    epochs, per_epoch = gpu_run.plan_recipe(seconds, fed, plan_batch(trained, None), gpu_run.REPLAY_SAFETY)
     planned = SMOKE_TRAIN if smoke else [f"--epochs={epochs}", f"--online_count={per_epoch}",
                                          f"--time_limit={int(seconds)}"]
     s.say(f"plan: {seconds:.0f} s at about {gpu_run.REPLAY_SAFETY:.0%} of {fed:.0f} img/s: " +
@@ -123,9 +130,9 @@ def main():
     if code:
         with open(os.path.join(out, "train.log")) as f:
             s.say(f"train.py exited {code}; the end of {out}/train.log:\n" + "".join(f.readlines()[-15:]).rstrip())
-    for last in (os.path.join(out, "pretrained_varied_last.pt"),):
-        if os.path.exists(last):
-            os.remove(last)
+    last = os.path.join(out, "pretrained_varied_last.pt")  # optimizer state for --resume: not worth collecting
+    if os.path.exists(last):
+        os.remove(last)
     best = os.path.join(out, "pretrained_varied_best.pt")
     if not os.path.exists(best):
         s.say(f"final: no checkpoint in {out}")
@@ -134,8 +141,7 @@ def main():
     shutil.move(best, kept)
 
     s.part(5, "final: the kept checkpoint on varied captchas no training renders")
-    images, texts = fresh.render_set(FINAL_SEED, scale["final"], string.digits + string.ascii_uppercase, (3, 8),
-                                     192, 64, 3, fonts, processes=cores, style="varied")
+    images, texts = fresh.render_set(FINAL_SEED, scale["final"], **size, processes=cores)
     final = gpu_run.read_fresh(kept, np.ascontiguousarray(images.transpose(0, 2, 3, 1)), texts, device)
     run["final"] = final
     s.record("training", run)

@@ -25,7 +25,7 @@ def epoch_seed(seed, epoch):
 
 
 _captcha = None  # one ImageCaptcha per process, made by _init
-_fonts = ()      # GEN_STYLE "varied": the font files it draws from (core.varied.style_fonts), set by _init
+_fonts = ()      # GEN_STYLE "varied": the font files it draws from, set by _init
 
 
 def label_length(length):
@@ -36,9 +36,10 @@ def label_length(length):
 
 
 def _init(width, height, fonts, style="imagecaptcha"):
+    """A generator process's drawing state; `fonts`: font files as varied.style_fonts resolved them in the parent."""
     global _captcha, _fonts
     if style == "varied":
-        _fonts = varied.style_fonts(fonts, style)
+        _fonts = tuple(fonts)
         return
     from captcha.image import ImageCaptcha
     _captcha = ImageCaptcha(width=width, height=height, fonts=list(fonts) or None)

@@ -23,6 +23,16 @@ def run_script(script, *args, check=True, timeout=600):
     return p
 
 
+def smoke_run(script, out, parts):
+    """A GPU script run with --smoke=1 into `out` on the CPU: its printed summary, once checked to hold each of
+    `parts` in that order and no failed part or traceback."""
+    text = run_script(script, "--smoke=1", f"--out={out}", timeout=900).stdout
+    where = [text.find(part) for part in parts]
+    assert -1 not in where and where == sorted(where), text[-3000:]
+    assert "FAILED" not in text and "Traceback" not in text, text[-3000:]
+    return text
+
+
 def tmp_paths(base):
     """--NAME=value overrides that keep every file a script writes under `base`."""
     return [f"--train_dir={base}/train", f"--test_dir={base}/test", f"--cache_dir={base}/cache",
