@@ -15,7 +15,7 @@ CHARSET = "infer"         # characters a label may contain, in class order; "inf
 CASE_SENSITIVE = True     # False: labels are upper-cased (and so is CHARSET) before training and scoring
 LENGTH = 0                # characters per label; a tuple (min, max) allows variable lengths; 0 = from the labels
 IMAGE_WIDTH = 0           # pixels the model sees; 0 = from the images (their aspect ratio kept, a multiple of 8)
-IMAGE_HEIGHT = 0          # pixels; 0 = from the images (their median height, brought into 32-64)
+IMAGE_HEIGHT = 0          # pixels; 0 = from the images (the height of the larger ones, brought into 32-64)
 CHANNELS = 0              # 1 = grey, 3 = colour (RGB); 0 = colour if the images are coloured, else grey
 VALIDATION = 0.1          # fraction of TRAIN_DIR held out (seeded by SEED) to pick the best checkpoint and to stop
 LIMIT = 0                 # use only a seeded sample of this many TRAIN_DIR images (validation included; only they are

@@ -290,6 +290,15 @@ def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
     items = [(p, t) for p, t in items if t]
     if not items:
         raise DataError(f"{folder}: every label is empty; cannot infer CHARSET / LENGTH")
+    said = []
+    if skip_bad:  # the files load_folder will leave out do not shape the codec (a "BOMB_1.png" adds no "O")
+        unusable = [p for p, _ in items if _unopenable(p)]
+        if unusable:
+            items = [(p, t) for p, t in items if p not in set(unusable)]
+            said.append(f"CHARSET / LENGTH are not inferred from the labels of {len(unusable)} files that do not open "
+                        f"as images (SKIP_BAD), e.g. {os.path.basename(unusable[0])}")
+            if not items:
+                raise DataError(f"{folder}: none of the labelled files opens as an image, e.g. {unusable[0]}")
     problems, odd = [], set()
     if charset == "infer":
         chars = {}
@@ -314,7 +323,6 @@ def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
                 problems.append(_problem(f"labels have lengths {sorted({len(t) for _, t in far})}, far from the "
                                          f"common {lo if lo == hi else f'{lo}-{hi}'}",
                                          [f"{os.path.basename(p)} ({t!r})" for p, t in far]))
-    said = []
     if problems:
         report = (f"{folder}: {len(odd)} of {len(items)} labels look like file-name debris (copy markers, "
                   f"brackets, stray spaces), not captcha text:\n" + "\n".join(problems))
@@ -337,6 +345,15 @@ def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
     return Codec(charset, length, case_sensitive), "\n".join(said)
 
 
+def _unopenable(path):
+    """True if `path` is missing or does not open as an image within MAX_PIXELS (its header only: cheap)."""
+    try:
+        load_image(path, 0, 0, 0, header_only=True)
+        return False
+    except (ImageError, FileNotFoundError):
+        return True
+
+
 # --- images: one loading function for every script ----------------------------------------------------------
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # what Pillow may open: never EPS & co. (they run tools)
@@ -353,8 +370,9 @@ class ImageError(ValueError):
         self.name, self.reason = name, reason
 
 
-def load_image(source, width, height, channels):
+def load_image(source, width, height, channels, header_only=False):
     """uint8 array (H, W, C), C = `channels` (1 grey, 3 RGB), resized to width x height (0 x 0: its own size).
+    header_only: only open it and check its size (None; the pixels are not decoded).
 
     `source`: a path, a binary file object or a PIL image. Every mode Pillow opens reads like its 8-bit
     equivalent: 1, L, P, RGB, CMYK, YCbCr, ... as Pillow converts them; alpha (LA, PA, RGBA, a palette's or a
@@ -370,10 +388,10 @@ def load_image(source, width, height, channels):
         name = name if isinstance(name, str) else "image"
     try:
         if isinstance(source, Image.Image):
-            return _pixels(source, name, width, height, channels)
+            return _pixels(source, name, width, height, channels, header_only)
         if not isinstance(source, (str, os.PathLike)):
             with Image.open(source, formats=IMAGE_FORMATS) as image:
-                return _pixels(image, name, width, height, channels)
+                return _pixels(image, name, width, height, channels, header_only)
         st = os.stat(name)
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(name, f"not a regular file ({file_kind(name)}); not opened")
@@ -383,7 +401,7 @@ def load_image(source, width, height, channels):
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise ImageError(name, f"not a regular file ({file_kind(name)})")
             with Image.open(f, formats=IMAGE_FORMATS) as image:
-                return _pixels(image, name, width, height, channels)
+                return _pixels(image, name, width, height, channels, header_only)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -396,10 +414,12 @@ def load_image(source, width, height, channels):
         raise ImageError(name, f"{type(e).__name__}: {e}") from None
 
 
-def _pixels(image, name, width, height, channels):
+def _pixels(image, name, width, height, channels, header_only=False):
     if image.width * image.height > MAX_PIXELS:
         raise ImageError(name, f"{image.width}x{image.height} pixels, more than MAX_PIXELS ({MAX_PIXELS}): a "
                                f"decompression bomb, not a captcha; not decoded")
+    if header_only:
+        return None
     if getattr(image, "n_frames", 1) > 1 and image.tell():
         image.seek(0)
     image.load()
