@@ -23,10 +23,10 @@ def run_script(script, *args, check=True, timeout=600):
     return p
 
 
-def smoke_run(script, out, parts):
-    """A GPU script run with --smoke=1 into `out` on the CPU: its printed summary, once checked to hold each of
-    `parts` in that order and no failed part or traceback."""
-    text = run_script(script, "--smoke=1", f"--out={out}", timeout=900).stdout
+def smoke_run(script, out, parts, *args):
+    """A GPU script run with --smoke=1 into `out` (and `args`) on the CPU: its printed summary, once checked to hold
+    each of `parts` in that order and no failed part or traceback."""
+    text = run_script(script, "--smoke=1", f"--out={out}", *args, timeout=900).stdout
     where = [text.find(part) for part in parts]
     assert -1 not in where and where == sorted(where), text[-3000:]
     assert "FAILED" not in text and "Traceback" not in text, text[-3000:]
