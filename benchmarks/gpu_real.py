@@ -85,6 +85,9 @@ def main():
     if not folder or not all(os.path.isdir(os.path.join(folder, p)) for p in ("train", "test")):
         raise config.ConfigError(f"--set={opts['set']}: name a folder holding train/ and test/ (benchmarks/"
                                  f"pack_set.py packs a real set to carry it)")
+    from PIL import features
+    if not features.check("webp") and any(f.endswith(".webp") for f in os.listdir(os.path.join(folder, "train"))):
+        raise config.ConfigError(f"{folder} holds WebP images (benchmarks/pack_set.py) and this Pillow reads no WebP")
     gpu_run.part_environment(s, device)
     settings = gpu_run.with_args(settings, passed).replace(TRAIN_DIR=os.path.join(folder, "train"),
                                                            CACHE_DIR="")
