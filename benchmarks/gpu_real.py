@@ -59,8 +59,8 @@ def part_training(s, folder, seconds, rate, passed, smoke):
     bench_suite.OUT = work  # the point's folders and the decoded-image cache
     name = os.path.basename(os.path.normpath(folder))
     extra = [f"--images_seen={images}", *passed] + (["--threads=1"] if smoke else [])
-    s.say(f"plan: {images} training images" + (" (smoke)" if smoke else f" in {seconds:.0f} s at {SAFETY} x {rate} img/s")
-          + "; "
+    why = " (smoke)" if smoke else f" in {seconds:.0f} s at {SAFETY} x {rate} img/s"
+    s.say(f"plan: {images} training images{why}; "
           f"python train.py --train_dir={folder}/train {' '.join(extra)}")
     start = time.time()
     point = bench_suite.run_point(name, folder, "all", extra)

@@ -209,10 +209,12 @@ def _suffixed_names(folder, items):
     said = f"'{common}'" if len(suffixes) == 1 else f"'{common[0]}<number>' ({len(suffixes)} different numbers)"
     sep = common[0]
     raise DataError(
-        f"{folder}: {len(found)} of {len(items)} file names end in {said}, e.g. {', '.join(n for n, _ in found[:3])}: "
-        f"read as the last characters of every label. If that is an ID or a copy number, not captcha text, name "
+        f"{folder}: {len(found)} of {len(items)} file names end in {said}, e.g. "
+        f"{', '.join(n for n, _ in found[:3])}: read as the last characters of every label. If that is an ID or a "
+        f"copy number, not captcha text, name "
         f"the files LABEL_ID.png, e.g. in the folder: for f in *{sep}[0-9]*.*; do b=\"${{f%.*}}\"; "
-        f"mv \"$f\" \"${{b%{sep}*}}_${{b##*{sep}}}.${{f##*.}}\"; done; if it is captcha text, list the labels in {os.path.join(folder, LABELS_FILE)} (file<TAB>label).")
+        f"mv \"$f\" \"${{b%{sep}*}}_${{b##*{sep}}}.${{f##*.}}\"; done; if it is captcha text, list the labels in "
+        f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label).")
 
 
 def subfolder_hint(folder):
@@ -320,7 +322,8 @@ def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
     if skip_bad:  # the files load_folder will leave out do not shape the codec (a "BOMB_1.png" adds no "O")
         unusable = [p for p, _ in items if _unopenable(p)]
         if unusable:
-            items = [(p, t) for p, t in items if p not in set(unusable)]
+            left_out = set(unusable)
+            items = [(p, t) for p, t in items if p not in left_out]
             said.append(f"CHARSET / LENGTH are not inferred from the labels of {len(unusable)} files that do not open "
                         f"as images (SKIP_BAD), e.g. {os.path.basename(unusable[0])}")
             if not items:
@@ -376,7 +379,7 @@ def _unopenable(path):
     try:
         load_image(path, 0, 0, 0, header_only=True)
         return False
-    except (ImageError, FileNotFoundError):
+    except ImageError:  # a missing file too (load_image names it)
         return True
 
 
