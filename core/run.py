@@ -120,8 +120,8 @@ def load_sets(r, opts, closing, lead, taught=None):
     n_val = len(r.val_set) if r.val_set else 0
     r.patience = plan_patience(s, r.epochs, n_val if r.val_set else None)
     if r.val_set and n_val < SMALL_VALIDATION:
-        say(f"  choose    the validation part holds {n_val} images, too few to choose an epoch on (under "
-            f"{SMALL_VALIDATION}): the run follows its schedule and keeps its last epoch")
+        say(f"  choose    the validation part holds {n_val} image{'' if n_val == 1 else 's'}, too few to choose an epoch "
+            f"on (under {SMALL_VALIDATION}): the run follows its schedule and keeps its last epoch")
     if s.ONLINE:  # the processes render (PIL, numpy) and never touch the device
         r.producer = closing.enter_context(fresh.Producer(
             s.SEED, s.ONLINE_COUNT, s.BATCH_SIZE, r.codec.charset, r.codec.length, s.IMAGE_WIDTH,
@@ -166,8 +166,10 @@ def load_sets(r, opts, closing, lead, taught=None):
                (r.pseudo.epoch_images if r.pseudo else n_train) // (s.BATCH_SIZE * r.world))
     if r.steps == 0:
         what = f"ONLINE_COUNT={s.ONLINE_COUNT}" if r.producer else f"{s.TRAIN_DIR}: {n_train}"
+        more = "" if r.producer else (" or label more images (a model needs dozens at the least; 100 with the rest "
+                                      "of a folder given as --unlabeled_dir read 90-100 % on most real sets)")
         raise data.DataError(f"{what} training images, fewer than one batch (BATCH_SIZE={s.BATCH_SIZE}"
-                             + (f" x {r.world} processes" if r.world > 1 else "") + "); lower --batch_size")
+                             + (f" x {r.world} processes" if r.world > 1 else "") + f"); lower --batch_size{more}")
     return budget
 
 

@@ -609,3 +609,12 @@ def test_sigkill_while_saving_never_loses_a_checkpoint_or_glues_rows(tmp_path):
         epoch = ckpt["epoch"] + 1
     save_checkpoint(path, model, args, codec, epoch=epoch)
     assert sorted(os.listdir(tmp_path)) == ["k_last.pt", "results.txt"]
+
+
+def test_a_folder_of_a_few_images_says_to_label_more(tmp_path):
+    folder = folder_of(tmp_path, ["AB_1.png", "BA_2.png", "AA_3.png"])
+    p = run_script("train.py", f"--train_dir={folder}", f"--weights_dir={tmp_path}/w", f"--results={tmp_path}/r.txt",
+                   f"--cache_dir={tmp_path}/c", "--threads=1", check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stdout
+    assert "the validation part holds 1 image, too few" in p.stdout
+    assert "2 training images, fewer than one batch (BATCH_SIZE=16); lower --batch_size or label more images" in p.stdout
