@@ -2,7 +2,7 @@
 time budget allows (a style of many fonts and colours learns slowly: colour_lines read 30.98 % after the
 default 400 000 images on a CPU, its training loss still falling), printed as one summary:
 
-    python benchmarks/pack_set.py real_sets/colour_lines --out=real_sets/packed/colour_lines --test=1000  # 60 MB
+    python benchmarks/pack_set.py real_sets/colour_lines --out=real_sets/packed/colour_lines  # here: 42 MiB
     make wheels                                                  # here: the captcha wheel, for the environment
     python benchmarks/gpu_real.py --set=real_sets/packed/colour_lines --out=gpu_real      # there, ~8 minutes
     python benchmarks/gpu_real.py --set=FOLDER --smoke=1 --out=/tmp/s                    # on the CPU, tiny
@@ -15,7 +15,7 @@ default 400 000 images on a CPU, its training loss still falling), printed as on
    MAX_EPOCHS: at most 300 passes), then `test.py` reads `<set>/test` once on the kept checkpoint.
 
 `<set>` holds train/ and test/ (a folder of `benchmarks/real_sets.py`, or one packed by `benchmarks/pack_set.py`
-to carry it: the same pixels, as lossless WebP at the size train.py infers). OUT receives summary.txt,
+to carry it: lossless WebP, the same pixels at the size train.py infers). OUT receives summary.txt,
 summary.json, train.log, test.log, point.json and the kept checkpoint. Any other --NAME=value (config.py) goes to
 the bench and to train.py (`--sequence=lstm`, `--widen=2`, `--init=...`).
 """

@@ -1,13 +1,13 @@
 """A real set made small enough to carry to another machine, read there exactly as here:
 
-    python benchmarks/pack_set.py real_sets/colour_lines --out=real_sets/packed/colour_lines --test=1000
+    python benchmarks/pack_set.py real_sets/colour_lines --out=real_sets/packed/colour_lines
 
 Every image of `<set>/train` (and the first --test of `<set>/test`, 0 = all) is decoded the way train.py decodes
-it, at the size train.py infers from `<set>/train` (or IMAGE_WIDTH / IMAGE_HEIGHT / CHANNELS given as
---NAME=value), and written as a lossless WebP of that size with a labels.tsv beside it: a run on the packed
-folder sees the same pixels as a run on the set (the size inferred from the packed images is the same; each
-image is read back and compared before the next is written). colour_lines' 20 000 PNGs (91 MB) pack into about
-3.5 KB an image at its 360x64, so its 16 000 training and 1 000 test images fit in 60 MB.
+it before resizing (transparency on white, 8 bits, grey or colour as train.py infers for `<set>/train`, or
+CHANNELS given as --NAME=value) and written at its own size as a lossless WebP, with a labels.tsv beside it: a
+run on the packed folder sees the same pixels as a run on the set (each image is read back at the inferred size,
+or IMAGE_WIDTH x IMAGE_HEIGHT, and compared with its source before the next is written; the inferred size is the
+same). colour_lines' 20 000 PNGs (91 MB) pack into 41 MB, about 2.1 KB an image.
 """
 import os
 import sys
@@ -25,19 +25,21 @@ from core.plan import Settings  # noqa: E402
 
 
 def pack_part(source, target, geometry, count=0):
-    """Write `source`'s labelled images (the first `count`; 0 = all) into `target` as lossless WebP at
-    `geometry` (width, height, channels), with labels.tsv. Returns (images, bytes written)."""
+    """Write `source`'s labelled images (the first `count`; 0 = all) into `target` as lossless WebP of their own
+    size, as train.py decodes them before resizing (alpha on white, 8 bits, `geometry`'s channels), with
+    labels.tsv; each is checked to read at `geometry` (width, height, channels) exactly as its source does.
+    Returns (images, bytes written)."""
     pairs = data.read_labels(source)
     pairs = pairs[:count] if count else pairs
     os.makedirs(target, exist_ok=True)
     lines, size = [], 0
     for n, (path, label) in enumerate(pairs):
-        pixels = data.load_image(path, *geometry)
+        own = data.load_image(path, 0, 0, geometry[2])  # its own size: flat colours, before resizing blurs them
         name = f"{n:05d}.webp"
         out = os.path.join(target, name)
-        Image.fromarray(pixels[:, :, 0] if geometry[2] == 1 else pixels).save(out, "WEBP", lossless=True,
-                                                                                quality=100, method=2)
-        if not np.array_equal(data.load_image(out, *geometry), pixels):
+        Image.fromarray(own[:, :, 0] if geometry[2] == 1 else own).save(out, "WEBP", lossless=True, quality=100,
+                                                                          method=2)
+        if not np.array_equal(data.load_image(out, *geometry), data.load_image(path, *geometry)):
             raise data.DataError(f"{out}: the packed image does not read back as {path} does")
         lines.append(f"{name}\t{label}\n")
         size += os.path.getsize(out)

@@ -15,7 +15,7 @@ PARTS = ["== 1 environment", "== 2 bench", "== 3 training", "test: ", "== done i
 
 
 def colour_set(base, train=60, test=20):
-    """4-digit colour captchas of two sizes (so the packed size is an inferred, resized one), train/ and test/."""
+    """4-digit colour captchas of two sizes (so the test part is read resized), train/ and test/."""
     generate(str(base / "train"), train, 1, DIGITS, 4, 120, 40, processes=1, quiet=True)
     generate(str(base / "test"), test, 2, DIGITS, 4, 150, 50, processes=1, quiet=True)
     for path in list((base / "train").glob("*.png"))[::3]:  # a third coloured and transparent, as colour_lines is
