@@ -63,12 +63,15 @@ def part_training(s, folder, seconds, rate, passed, smoke):
     s.say(f"plan: {images} training images{why}; "
           f"python train.py --train_dir={folder}/train {' '.join(extra)}")
     start = time.time()
-    point = bench_suite.run_point(name, folder, "all", extra)
-    logs = [f for f in os.listdir(os.path.join(work, name)) if f.startswith("nall")]
-    where = os.path.join(work, name, logs[0]) if logs else work
-    for f in sorted(os.listdir(where)) if os.path.isdir(where) else []:
-        if f in ("train.log", "test.log", "point.json") or f.endswith("_best.pt"):
-            shutil.copy(os.path.join(where, f), s.out)
+    try:
+        point = bench_suite.run_point(name, folder, "all", extra)
+        logs = [f for f in os.listdir(os.path.join(work, name)) if f.startswith("nall")]
+        where = os.path.join(work, name, logs[0]) if logs else work
+        for f in sorted(os.listdir(where)) if os.path.isdir(where) else []:
+            if f in ("train.log", "test.log", "point.json") or f.endswith("_best.pt"):
+                shutil.copy(os.path.join(where, f), s.out)
+    finally:  # the decoded images' cache and the links: nothing of it is kept
+        shutil.rmtree(work, ignore_errors=True)
     if point is None:
         s.say(f"the point failed: {', '.join(sorted(os.listdir(s.out)))} in {s.out}")
         return False
