@@ -33,6 +33,7 @@ from benchmarks import bench, bench_suite, gpu_run  # noqa: E402
 from core import cli  # noqa: E402
 
 SAFETY = 0.8  # share of the bench's rate the plan counts on: each epoch also validates and saves a checkpoint
+SMOKE_LIMIT = 200  # --smoke=1 trains on a sample of this many of the set's images (a real set's 10 passes take long)
 SCALES = {
     "gpu": dict(bench_seconds=5.0, warmup=5, reserve=45),
     "smoke": dict(bench_seconds=0.3, warmup=1, reserve=5),
@@ -58,7 +59,7 @@ def part_training(s, folder, seconds, rate, passed, smoke):
     work = tempfile.mkdtemp(prefix="gpu_real-")
     bench_suite.OUT = work  # the point's folders and the decoded-image cache
     name = os.path.basename(os.path.normpath(folder))
-    extra = [f"--images_seen={images}", *passed] + (["--threads=1"] if smoke else [])
+    extra = [f"--images_seen={images}", *passed] + (["--threads=1", f"--limit={SMOKE_LIMIT}"] if smoke else [])
     why = " (smoke)" if smoke else f" in {seconds:.0f} s at {SAFETY} x {rate} img/s"
     s.say(f"plan: {images} training images{why}; "
           f"python train.py --train_dir={folder}/train {' '.join(extra)}")
