@@ -131,8 +131,9 @@ def read_labels(folder):
         labels evidently hold `_` themselves and no name in the folder can be trusted: stop, suggesting
         labels.tsv. (A label with `_` followed by a letter or digit cannot be told from LABEL_ID at all: such
         sets need labels.tsv.)
-      - when 90 % of the names (and 20 or more) end in `-N` or `.N` (N a number), stop: N would be trained on
-        as text (_suffixed_names); not when the stems are all numbers and N varies (`12-3.png`: a sum's text).
+      - when 90 % of the names (and 20 or more) end in `-N` or `.N` (N a number: `0024miih-0.png`), that is an
+        ID too, cut off and said once (_suffixed_names); not when the stems are all numbers and N varies
+        (`12-3.png`: a sum's text). Labels that really end so need labels.tsv.
 
     labels.tsv, UTF-8 (a BOM and CRLF line ends are fine), one `file<TAB>label` line per image:
       - a first line whose first field is not a file in the folder and has no image extension is a header
@@ -185,7 +186,7 @@ def _scan(folder):
             f"A file name is read as LABEL.png or LABEL_ID.png: the label ends at the first '_', and an ID holds a "
             f"letter or digit. Put the labels in {tsv} instead: UTF-8, one line per image, the file name and its "
             f"label separated by a TAB (a first line 'file<TAB>label' is allowed), e.g.\n    file\tlabel\n{example}")
-    _suffixed_names(folder, items)
+    items = _suffixed_names(folder, items)
     if not items:
         raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
                         f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})" + subfolder_hint(folder))
@@ -196,25 +197,29 @@ _ID_SUFFIX = re.compile(r"^(.+?)([-.]\d+)$")
 
 
 def _suffixed_names(folder, items):
-    """DataError when nearly every file name's label ends in '-<number>' or '.<number>' (`0024miih-0.png`,
-    `AB12-17.png`): an ID or copy number joined by a '-' or '.', which would be trained on as the label's last
-    characters. Not when the parts before it are numbers themselves (`12-3.png` may be a sum's text)."""
-    found = [(n, m) for n, m in ((n, _ID_SUFFIX.match(label)) for n, label in items) if m]
+    """`items` [(name, label)] with the '-<number>' or '.<number>' that nearly every label ends in cut off
+    (`0024miih-0.png` -> '0024miih', `AB12.17.png` -> 'AB12'): an ID or copy number joined by a '-' or '.', which
+    would be trained on as the labels' last characters; said once per folder. Not when the parts before it are
+    numbers themselves and the numbers vary (`12-3.png` may be a sum's text), nor where fewer than 90 % (or 20)
+    of the names end so: then the labels are read as they are."""
+    found = {n: m for n, m in ((n, _ID_SUFFIX.match(label)) for n, label in items) if m}
     if len(items) < 20 or len(found) < 0.9 * len(items):
-        return
-    suffixes = collections.Counter(m[2] for _, m in found)
-    if len(suffixes) > 1 and all(m[1].isdigit() for _, m in found):
-        return
+        return items
+    suffixes = collections.Counter(m[2] for m in found.values())
+    if len(suffixes) > 1 and all(m[1].isdigit() for m in found.values()):
+        return items
     common = suffixes.most_common(1)[0][0]
-    said = f"'{common}'" if len(suffixes) == 1 else f"'{common[0]}<number>' ({len(suffixes)} different numbers)"
-    sep = common[0]
-    raise DataError(
-        f"{folder}: {len(found)} of {len(items)} file names end in {said}, e.g. "
-        f"{', '.join(n for n, _ in found[:3])}: read as the last characters of every label. If that is an ID or a "
-        f"copy number, not captcha text, name "
-        f"the files LABEL_ID.png, e.g. in the folder: for f in *{sep}[0-9]*.*; do b=\"${{f%.*}}\"; "
-        f"mv \"$f\" \"${{b%{sep}*}}_${{b##*{sep}}}.${{f##*.}}\"; done; if it is captcha text, list the labels in "
-        f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label).")
+    if folder not in _SAID_SUFFIXED:
+        _SAID_SUFFIXED.add(folder)
+        said = f"'{common}'" if len(suffixes) == 1 else f"'{common[0]}<number>' ({len(suffixes)} different numbers)"
+        example = next(iter(found))
+        print(f"note: {folder}: {len(found)} of {len(items)} file names end in {said}: read as an ID, not as "
+              f"captcha text ({example} -> {found[example][1]!r}); if it is captcha text, list the labels in "
+              f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
+    return [(n, found[n][1] if n in found else label) for n, label in items]
+
+
+_SAID_SUFFIXED = set()  # folders whose suffixed names were reported (read_labels runs several times a run)
 
 
 def subfolder_hint(folder):
