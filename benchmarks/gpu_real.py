@@ -42,13 +42,11 @@ SCALES = {
 
 def part_bench(s, device, scale, settings):
     s.part(2, "bench")
-    r = bench.measure(settings, device, scale["bench_seconds"], scale["warmup"], say=lambda *a, **k: None)
-    result = dict(model_images_per_s=round(r["model"]), pipeline_images_per_s=round(r["pipeline"]),
-                  ratio=round(r["ratio"], 3), batch=r["batch_size"], parameters=r["parameters"],
-                  pipeline=r["pipeline_origin"])
+    result = gpu_run.bench_figures(bench.measure(settings, device, scale["bench_seconds"], scale["warmup"],
+                                                 say=lambda *a, **k: None))
     s.record("bench", result)
-    s.say(f"{settings.MODEL}, {r['parameters'] / 1e6:.2f} M parameters, batch {r['batch_size']}: "
-          f"{result['pipeline_images_per_s']} img/s fed from {r['pipeline_origin']} "
+    s.say(f"{settings.MODEL}, {result['parameters'] / 1e6:.2f} M parameters, batch {result['batch']}: "
+          f"{result['pipeline_images_per_s']} img/s fed from {result['pipeline']} "
           f"(model only {result['model_images_per_s']}, ratio {result['ratio']})")
     return result["pipeline_images_per_s"]
 

@@ -192,6 +192,11 @@ def bench_model(args, device, scale, settings):
         r = bench.measure(settings, device, scale["bench_seconds"], scale["warmup"], say=lambda *a, **k: None)
     finally:
         gc.collect()
+    return bench_figures(r)
+
+
+def bench_figures(r):
+    """bench.measure's result `r` as a summary records it."""
     return dict(model_images_per_s=round(r["model"]), pipeline_images_per_s=round(r["pipeline"]),
                 ratio=round(r["ratio"], 3), peak_gib=round(r["peak_bytes"] / 2**30, 2), peak=r["peak"],
                 parameters=r["parameters"], batch=r["batch_size"], pipeline=r["pipeline_origin"])

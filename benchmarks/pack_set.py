@@ -7,7 +7,7 @@ it before resizing (transparency on white, 8 bits, grey or colour as train.py in
 CHANNELS given as --NAME=value) and written at its own size as a lossless WebP, with a labels.tsv beside it: a
 run on the packed folder sees the same pixels as a run on the set (each image is read back at the inferred size,
 or IMAGE_WIDTH x IMAGE_HEIGHT, and compared with its source before the next is written; the inferred size is the
-same). colour_lines' 20 000 PNGs (91 MB) pack into 41 MB, about 2.1 KB an image.
+same). colour_lines' 20 000 PNGs (91 MB) pack into 42.0 MiB, about 2.1 KB an image.
 """
 import os
 import sys
@@ -21,7 +21,7 @@ from PIL import Image  # noqa: E402
 import config  # noqa: E402
 from core import cli, data  # noqa: E402
 from core.files import atomic_write  # noqa: E402
-from core.plan import Settings  # noqa: E402
+from core.plan import Settings, resolve_data  # noqa: E402
 
 
 def pack_part(source, target, geometry, count=0):
@@ -54,9 +54,8 @@ def main():
     folder, s = positional[0], Settings()
     if os.path.isdir(opts["out"]) and os.listdir(opts["out"]):
         raise config.ConfigError(f"--out={opts['out']} is not empty: name another folder")
-    train = os.path.join(folder, "train")
-    found = data.infer_geometry([p for p, _ in data.read_labels(train)])
-    geometry = tuple(g or f for g, f in zip((s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS), found))
+    s, _ = resolve_data(s.replace(TRAIN_DIR=os.path.join(folder, "train"), ONLINE=False), say=lambda *a: None)
+    geometry = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)  # as train.py resolves them
     print(f"{folder}: {geometry[0]}x{geometry[1]}, {'grey' if geometry[2] == 1 else 'colour'}")
     total = 0
     for part, count in (("train", 0), ("test", opts["test"])):

@@ -194,6 +194,7 @@ def _scan(folder):
 
 
 _ID_SUFFIX = re.compile(r"^(.+?)([-.]\d+)$")
+_SAID_SUFFIXED = set()  # folders whose suffixed names were reported (read_labels runs several times a run)
 
 
 def _suffixed_names(folder, items):
@@ -217,9 +218,6 @@ def _suffixed_names(folder, items):
               f"captcha text ({example} -> {found[example][1]!r}); if it is captcha text, list the labels in "
               f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
     return [(n, found[n][1] if n in found else label) for n, label in items]
-
-
-_SAID_SUFFIXED = set()  # folders whose suffixed names were reported (read_labels runs several times a run)
 
 
 def subfolder_hint(folder):
