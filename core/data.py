@@ -131,6 +131,9 @@ def read_labels(folder):
         labels evidently hold `_` themselves and no name in the folder can be trusted: stop, suggesting
         labels.tsv. (A label with `_` followed by a letter or digit cannot be told from LABEL_ID at all: such
         sets need labels.tsv.)
+      - when 90 % of the names (and 20 or more) start with a number and `_`, and the numbers count the images
+        (all different, close together: `00017_AB12.png`), the number is an ID and the label follows it, said
+        once (_numbered_names);
       - when 90 % of the names (and 20 or more) end in `-N` or `.N` (N a number: `0024miih-0.png`), that is an
         ID too, cut off and said once (_suffixed_names); not when the stems are all numbers and N varies
         (`12-3.png`: a sum's text). Labels that really end so need labels.tsv.
@@ -186,7 +189,7 @@ def _scan(folder):
             f"A file name is read as LABEL.png or LABEL_ID.png: the label ends at the first '_', and an ID holds a "
             f"letter or digit. Put the labels in {tsv} instead: UTF-8, one line per image, the file name and its "
             f"label separated by a TAB (a first line 'file<TAB>label' is allowed), e.g.\n    file\tlabel\n{example}")
-    items = _suffixed_names(folder, items)
+    items = _suffixed_names(folder, _numbered_names(folder, items))
     if not items:
         raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
                         f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})" + subfolder_hint(folder))
@@ -195,6 +198,43 @@ def _scan(folder):
 
 _ID_SUFFIX = re.compile(r"^(.+?)([-.]\d+)$")
 _SAID_SUFFIXED = set()  # folders whose suffixed names were reported (read_labels runs several times a run)
+_SAID_NUMBERED = set()  # folders whose names were read as ID_LABEL, likewise
+COUNTER_SPAN = 1.5  # numbers before the first '_' read as a counter when they span at most this times their count
+
+
+def _counter(numbers):
+    """Whether `numbers` count something: all different and spanning at most COUNTER_SPAN times their count."""
+    return len(set(numbers)) == len(numbers) and max(numbers) - min(numbers) + 1 <= COUNTER_SPAN * len(numbers)
+
+
+def _numbered_names(folder, items):
+    """`items` [(name, label)] read as ID_LABEL where the names number the images (`00017_AB12.png` -> 'AB12'): when
+    90 % of the names (and 20 or more) are a number, '_' and more, and those numbers are all different and close
+    together (a counter: they span at most COUNTER_SPAN times their count), and what follows varies and is not
+    a counter itself, the number is the ID and the label is what follows it (up to a next '_'); said once per
+    folder. Captcha texts made of digits are not a counter (a folder of random 4-digit labels repeats some long
+    before it holds most of the 10 000), so LABEL_ID names of digit captchas read as before, and so do names
+    whose part after the '_' is one word or a counter (`000017_x.png`, `0017_17.png`)."""
+    parts = {}
+    for name, _ in items:
+        number, _, rest = _strip_copy(os.path.splitext(name)[0]).partition("_")
+        label = rest.partition("_")[0]
+        if number.isascii() and number.isdigit() and any(c.isalnum() for c in label):
+            parts[name] = (int(number), label)
+    numbers, after = [n for n, _ in parts.values()], [t for _, t in parts.values()]
+    if len(items) < 20 or len(parts) < 0.9 * len(items) or not _counter(numbers):
+        return items
+    if len(set(after)) < min(10, len(after) / 2) or (all(t.isascii() and t.isdigit() for t in after)
+                                                      and _counter([int(t) for t in after])):
+        return items  # what follows is an ID itself (`000017_x.png`, `0017_17.png`): LABEL_ID, as documented
+    if folder not in _SAID_NUMBERED:
+        _SAID_NUMBERED.add(folder)
+        example = next(iter(parts))
+        print(f"note: {folder}: {len(parts)} of {len(items)} file names start with a number, each a different one "
+              f"from {min(numbers)} to {max(numbers)}: read as ID_LABEL, the number an ID and the label after its "
+              f"'_' ({example} -> {parts[example][1]!r}); if the numbers are the captcha text, list the labels in "
+              f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
+    return [(n, parts[n][1] if n in parts else label) for n, label in items]
 
 
 def _suffixed_names(folder, items):
@@ -696,7 +736,7 @@ def unlabeled_images(folder, exclude=(), truth_from_names=False):
     if os.path.isfile(os.path.join(folder, LABELS_FILE)):
         truth = {os.path.realpath(p): t for p, t in read_tsv(folder, os.path.join(folder, LABELS_FILE))}
     elif truth_from_names:
-        truth = {os.path.realpath(os.path.join(folder, n)): label_from_name(n)[0] for n in image_names(folder)}
+        truth = {os.path.realpath(p): t for p, t in read_labels(folder)}  # the names read as a run reads them
     paths = [os.path.join(folder, n) for n in image_names(folder)]
     return [(p, truth.get(os.path.realpath(p))) for p in paths if os.path.realpath(p) not in skip]
 

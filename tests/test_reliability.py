@@ -328,6 +328,32 @@ def test_names_that_end_in_a_number_after_a_dash_or_dot_read_it_as_an_id(tmp_pat
     assert capsys.readouterr().out == ""
 
 
+def test_names_that_number_the_images_before_the_label_read_it_after_the_number(tmp_path, capsys):
+    # 00017_AB12.png: a counter, then the captcha text; without the rule every label would be the counter
+    labels = [f"{a}{b}{c}{d}" for a, b, c, d in zip("AB3DK9QZ" * 5, "X7Y2" * 10, "M4N8P" * 8, "0123456789" * 4)]
+    folder = folder_of(tmp_path, [f"{i + 1:05d}_{t}.png" for i, t in enumerate(labels)])
+    assert sorted(t for _, t in data.read_labels(str(folder))) == sorted(labels)
+    said = capsys.readouterr().out
+    assert "40 of 40 file names start with a number, each a different one from 1 to 40: read as ID_LABEL" in said
+    assert f"(00001_{labels[0]}.png -> '{labels[0]}')" in said
+    data.read_labels(str(folder))
+    assert capsys.readouterr().out == ""  # said once
+    # unpadded counters with gaps, and a further _ID: still the label after the number
+    gaps = folder_of(tmp_path, [f"{i * 4 // 3}_{t}_{i}.png" for i, t in enumerate(labels[:30])], "gaps")
+    assert sorted(t for _, t in data.read_labels(str(gaps))) == sorted(labels[:30])
+    assert "30 of 30 file names start with a number" in capsys.readouterr().out
+    # LABEL_ID as documented: digit captchas (random, not counting), a word or a counter after the '_'
+    digits = folder_of(tmp_path, [f"{(i * 7919) % 10000:04d}_{i}.png" for i in range(30)], "digits")
+    assert {t for _, t in data.read_labels(str(digits))} == {f"{(i * 7919) % 10000:04d}" for i in range(30)}
+    word = folder_of(tmp_path, [f"{i:06d}_x.png" for i in range(30)], "word")
+    assert {t for _, t in data.read_labels(str(word))} == {f"{i:06d}" for i in range(30)}
+    both = folder_of(tmp_path, [f"{i:04d}_{i}.png" for i in range(30)], "both")
+    assert {t for _, t in data.read_labels(str(both))} == {f"{i:04d}" for i in range(30)}
+    few = folder_of(tmp_path, [f"{i:05d}_{t}.png" for i, t in enumerate(labels[:19])], "few")
+    assert {t for _, t in data.read_labels(str(few))} == {f"{i:05d}" for i in range(19)}
+    assert "ID_LABEL" not in capsys.readouterr().out
+
+
 def test_files_that_are_not_images_do_not_shape_an_inferred_codec_with_skip_bad(tmp_path):
     folder = folder_of(tmp_path, [f"{i:04d}_{i}.png" for i in range(30)])
     (folder / "EMPTY_1.png").write_bytes(b"")
