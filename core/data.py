@@ -131,6 +131,9 @@ def read_labels(folder):
         labels evidently hold `_` themselves and no name in the folder can be trusted: stop, suggesting
         labels.tsv. (A label with `_` followed by a letter or digit cannot be told from LABEL_ID at all: such
         sets need labels.tsv.)
+      - when 90 % of the names (and 20 or more) start with the same word and `_` (`captcha_AB12.png`), the label
+        is what follows it, said once (_worded_names); where what follows does not vary like labels
+        (`img_0001.png`): stop, every image would have the same label;
       - when 90 % of the names (and 20 or more) start with a number and `_`, and the numbers count the images
         (all different, close together: `00017_AB12.png`), the number is an ID and the label follows it, said
         once (_numbered_names);
@@ -189,7 +192,7 @@ def _scan(folder):
             f"A file name is read as LABEL.png or LABEL_ID.png: the label ends at the first '_', and an ID holds a "
             f"letter or digit. Put the labels in {tsv} instead: UTF-8, one line per image, the file name and its "
             f"label separated by a TAB (a first line 'file<TAB>label' is allowed), e.g.\n    file\tlabel\n{example}")
-    items = _suffixed_names(folder, _numbered_names(folder, items))
+    items = _suffixed_names(folder, _numbered_names(folder, _worded_names(folder, items)))
     if not items:
         raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
                         f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})" + subfolder_hint(folder))
@@ -198,13 +201,60 @@ def _scan(folder):
 
 _ID_SUFFIX = re.compile(r"^(.+?)([-.]\d+)$")
 _SAID_SUFFIXED = set()  # folders whose suffixed names were reported (read_labels runs several times a run)
-_SAID_NUMBERED = set()  # folders whose names were read as ID_LABEL, likewise
+_SAID_NUMBERED = set()  # folders whose names were read as ID_LABEL or WORD_LABEL, likewise
 COUNTER_SPAN = 1.5  # numbers before the first '_' read as a counter when they span at most this times their count
 
 
 def _counter(numbers):
     """Whether `numbers` count something: all different and spanning at most COUNTER_SPAN times their count."""
     return len(set(numbers)) == len(numbers) and max(numbers) - min(numbers) + 1 <= COUNTER_SPAN * len(numbers)
+
+
+def _after_prefix(name):
+    """(the part of a file name before its first '_', the part after it up to a next '_'), copy markers removed."""
+    first, _, rest = _strip_copy(os.path.splitext(name)[0]).partition("_")
+    return first, rest.partition("_")[0]
+
+
+def _varied(texts):
+    """Whether `texts` could be captcha labels rather than IDs: they vary, and are not a counter of numbers."""
+    return (len(set(texts)) >= min(10, len(texts) / 2)
+            and not (all(t.isascii() and t.isdigit() for t in texts) and _counter([int(t) for t in texts])))
+
+
+def _worded_names(folder, items):
+    """`items` [(name, label)], or the labels after a word that 90 % of the names (and 20 or more) start with
+    (`captcha_AB12.png`, `captcha_0017_AB12.png` -> 'AB12'; said once per folder): the first '_'-joined field
+    after it that varies like labels. Where none does (`img_0001.png`, `captcha (3).png`), the names hold no
+    labels and training on them would teach one word: DataError, with the ways to label the folder."""
+    if len(items) < 20:
+        return items
+    word, count = collections.Counter(label for _, label in items).most_common(1)[0]
+    if count < 0.9 * len(items):
+        return items
+    fields = {n: _strip_copy(os.path.splitext(n)[0]).split("_")[1:] for n, label in items if label == word}
+    for k in range(max(map(len, fields.values()))):  # the first field after the word that varies like labels
+        after = {n: f[k] for n, f in fields.items() if len(f) > k and any(c.isalnum() for c in f[k])}
+        if len(after) >= 0.9 * count and _varied(list(after.values())):
+            break
+    else:
+        after = {}
+    if after:
+        if folder not in _SAID_NUMBERED:
+            _SAID_NUMBERED.add(folder)
+            example = next(iter(after))
+            print(f"note: {folder}: {count} of {len(items)} file names start with the same word '{word}_': read "
+                  f"as WORD_LABEL, the label after it ({example} -> {after[example]!r}); if '{word}' is the captcha "
+                  f"text, list the labels in {os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
+        return [(n, after.get(n, label)) for n, label in items]
+    shown = [n for n, label in items if label == word][:3]
+    raise DataError(
+        f"{folder}: {count} of {len(items)} file names give the same label {word!r} ({', '.join(shown)}, ...): they "
+        f"hold no labels (a name is read as LABEL.png or LABEL_ID.png), and a model trained on them would learn one "
+        f"word. If the images are not labelled yet, label some on the page: python app.py --label_dir={folder} "
+        f"(it writes {os.path.join(folder, LABELS_FILE)}), or train without labels: python train.py "
+        f"--train_dir={folder} --unlabeled_dir={folder} --teacher=ddddocr. If they are labelled elsewhere, list the "
+        f"labels in {os.path.join(folder, LABELS_FILE)} (file<TAB>label).")
 
 
 def _numbered_names(folder, items):
@@ -217,15 +267,13 @@ def _numbered_names(folder, items):
     whose part after the '_' is one word or a counter (`000017_x.png`, `0017_17.png`)."""
     parts = {}
     for name, _ in items:
-        number, _, rest = _strip_copy(os.path.splitext(name)[0]).partition("_")
-        label = rest.partition("_")[0]
+        number, label = _after_prefix(name)
         if number.isascii() and number.isdigit() and any(c.isalnum() for c in label):
             parts[name] = (int(number), label)
     numbers, after = [n for n, _ in parts.values()], [t for _, t in parts.values()]
     if len(items) < 20 or len(parts) < 0.9 * len(items) or not _counter(numbers):
         return items
-    if len(set(after)) < min(10, len(after) / 2) or (all(t.isascii() and t.isdigit() for t in after)
-                                                      and _counter([int(t) for t in after])):
+    if not _varied(after):
         return items  # what follows is an ID itself (`000017_x.png`, `0017_17.png`): LABEL_ID, as documented
     if folder not in _SAID_NUMBERED:
         _SAID_NUMBERED.add(folder)

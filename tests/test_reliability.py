@@ -354,6 +354,29 @@ def test_names_that_number_the_images_before_the_label_read_it_after_the_number(
     assert "ID_LABEL" not in capsys.readouterr().out
 
 
+def test_names_that_all_start_with_one_word_read_the_label_after_it_or_stop(tmp_path, capsys):
+    labels = [f"{a}{b}{c}" for a, b, c in zip("AB3DK9QZ" * 4, "X7Y2" * 8, "M4N8P" * 7)]
+    worded = folder_of(tmp_path, [f"captcha_{t}.png" for t in labels] + ["odd_one.png"], "worded")
+    assert sorted(t for _, t in data.read_labels(str(worded))) == sorted(labels + ["odd"])
+    assert "32 of 33 file names start with the same word 'captcha_': read as WORD_LABEL" in capsys.readouterr().out
+    counted = folder_of(tmp_path, [f"cap_{i:05d}_{t}_{i % 3}.png" for i, t in enumerate(labels)], "counted")
+    assert sorted(t for _, t in data.read_labels(str(counted))) == sorted(labels)
+    # a folder of images not labelled yet: one word (and a counter, or copy markers) is no label
+    for sub, names in (("numbered", [f"img_{i:04d}.png" for i in range(25)]),
+                       ("copies", ["captcha.png"] + [f"captcha ({i}).png" for i in range(1, 25)])):
+        folder = folder_of(tmp_path, names, sub)
+        with pytest.raises(data.DataError) as e:
+            data.read_labels(str(folder))
+        msg = str(e.value)
+        assert "25 of 25 file names give the same label" in msg and "hold no labels" in msg, msg
+        assert f"python app.py --label_dir={folder}" in msg and "--teacher=ddddocr" in msg and "labels.tsv" in msg
+    # a few names, or labels that are mostly different, are read as they are
+    small = folder_of(tmp_path, [f"img_{i:04d}.png" for i in range(19)], "small")
+    assert {t for _, t in data.read_labels(str(small))} == {"img"}
+    mixed = folder_of(tmp_path, [f"AB{i % 3}_{i}.png" for i in range(30)], "mixed")
+    assert {t for _, t in data.read_labels(str(mixed))} == {"AB0", "AB1", "AB2"}
+
+
 def test_files_that_are_not_images_do_not_shape_an_inferred_codec_with_skip_bad(tmp_path):
     folder = folder_of(tmp_path, [f"{i:04d}_{i}.png" for i in range(30)])
     (folder / "EMPTY_1.png").write_bytes(b"")
