@@ -193,6 +193,7 @@ def _scan(folder):
             f"letter or digit. Put the labels in {tsv} instead: UTF-8, one line per image, the file name and its "
             f"label separated by a TAB (a first line 'file<TAB>label' is allowed), e.g.\n    file\tlabel\n{example}")
     items = _suffixed_names(folder, _numbered_names(folder, _worded_names(folder, items)))
+    _say_if_counted(folder, [label for _, label in items])
     if not items:
         raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
                         f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})" + subfolder_hint(folder))
@@ -283,6 +284,21 @@ def _numbered_names(folder, items):
               f"'_' ({example} -> {parts[example][1]!r}); if the numbers are the captcha text, list the labels in "
               f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
     return [(n, parts[n][1] if n in parts else label) for n, label in items]
+
+
+def _say_if_counted(folder, labels):
+    """A note, once per folder, when the labels read from the names count the images (`1.png` ... `300.png`, each
+    number once and close together): numbered images, most likely not labelled yet. Captcha texts of digits
+    repeat and spread instead; the run goes on, as such labels may be meant."""
+    if (len(labels) < 20 or not all(t.isascii() and t.isdigit() for t in labels)
+            or not _counter([int(t) for t in labels]) or folder in _SAID_NUMBERED):
+        return
+    _SAID_NUMBERED.add(folder)
+    numbers = [int(t) for t in labels]
+    print(f"note: {folder}: the labels read from the file names count the images, each number once from "
+          f"{min(numbers)} to {max(numbers)}: if the names only number them, they hold no labels; label some on the "
+          f"page (python app.py --label_dir={folder}) or train without labels (--unlabeled_dir={folder} "
+          f"--teacher=ddddocr)")
 
 
 def _suffixed_names(folder, items):

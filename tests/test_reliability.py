@@ -375,6 +375,15 @@ def test_names_that_all_start_with_one_word_read_the_label_after_it_or_stop(tmp_
     assert {t for _, t in data.read_labels(str(small))} == {"img"}
     mixed = folder_of(tmp_path, [f"AB{i % 3}_{i}.png" for i in range(30)], "mixed")
     assert {t for _, t in data.read_labels(str(mixed))} == {"AB0", "AB1", "AB2"}
+    capsys.readouterr()
+    # names that only number the images: read as they are, with a note
+    numbered = folder_of(tmp_path, [f"{i}.png" for i in range(1, 31)], "numbered_only")
+    assert {t for _, t in data.read_labels(str(numbered))} == {str(i) for i in range(1, 31)}
+    said = capsys.readouterr().out
+    assert "count the images, each number once from 1 to 30" in said and "--label_dir=" in said
+    digits = folder_of(tmp_path, [f"{(i * 7919) % 10000:04d}.png" for i in range(30)], "digit_labels")
+    data.read_labels(str(digits))
+    assert capsys.readouterr().out == ""
 
 
 def test_files_that_are_not_images_do_not_shape_an_inferred_codec_with_skip_bad(tmp_path):
