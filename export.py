@@ -3,12 +3,17 @@
     python export.py weights/cnn_best.pt                  # -> weights/cnn_best.onnx
     python export.py weights/cnn_best.pt --out=model.onnx --bench=1
     python export.py weights/cnn_best.pt --format=ddddocr   # -> weights/cnn_best.ddddocr.onnx + .charsets.json
+    python export.py weights/cnn_best.pt --int8=1 --calibrate=my_captchas   # -> weights/cnn_best.int8.onnx
 
 The graph reads uint8 pixels (batch, height, width, channels), the array predict.py builds from an image
 file, normalises them inside, and writes log-probabilities (batch, T, K); the batch size is free. The
 checkpoint's description (model, head, charset, length, image size, channels, accuracy) is stored as
 ONNX metadata, so the file needs nothing beside it. After writing, onnxruntime's output is checked against
 torch's. --bench=1 then times one image on one CPU thread with both (docs/onnx.md).
+
+--int8=1 writes the model with 8-bit weights and activations instead (`weights/cnn_best.int8.onnx`; onnxruntime's
+static quantization, calibrated on up to 200 images of --calibrate=FOLDER, TRAIN_DIR unless given): a few
+times faster on a CPU; it says on how many of those images it reads the same texts as the float model.
 
 --format=ddddocr writes a custom model for ddddocr 1.6.1 instead: a graph that takes the tensor ddddocr
 feeds and writes scores its decoder reads as our texts, and the charsets JSON it loads beside it
@@ -116,13 +121,79 @@ def bench(checkpoint, exported, runs=500, warmup=50):
 
     Both include the uint8 -> [-1, 1] normalisation and exclude decoding (the same Python for both)."""
     torch.set_num_threads(1)
-    results = {}
-    for name, path in (("torch", checkpoint), ("onnxruntime", exported)):
-        predictor = Predictor(path, "cpu", threads=1)
-        image = np.random.default_rng(0).integers(0, 256, (1, predictor.height, predictor.width,
-                                                            predictor.channels), dtype=np.uint8)
-        results[name] = time_calls(lambda: predictor.scores(image), runs, warmup)
-    return results
+    return {name: bench_one(path, runs, warmup) for name, path in (("torch", checkpoint), ("onnxruntime", exported))}
+
+
+def bench_one(path, runs=500, warmup=50):
+    """(median ms, p90 ms) of one random image (batch 1) read by the model at `path` on one CPU thread."""
+    predictor = Predictor(path, "cpu", threads=1)
+    image = np.random.default_rng(0).integers(0, 256, (1, predictor.height, predictor.width, predictor.channels),
+                                              dtype=np.uint8)
+    return time_calls(lambda: predictor.scores(image), runs, warmup)
+
+
+CALIBRATION_IMAGES = 200  # images --int8=1 calibrates on (a seeded sample of the folder)
+
+
+def calibration_images(folder, predictor, count=CALIBRATION_IMAGES):
+    """uint8 (N, H, W, C): up to `count` images of `folder` (a seeded sample) as `predictor` reads them; files that
+    do not open as images are left out. ConfigError when the folder holds none."""
+    import random
+
+    from core import data
+
+    if not folder or not os.path.isdir(folder):
+        raise config.ConfigError(f"--int8=1 calibrates on images like those the model will read: name a folder of "
+                                 f"them with --calibrate=FOLDER (labels are not needed){'' if not folder else f'; {folder} is not a folder'}")
+    names = data.image_names(folder)
+    arrays = []
+    for name in random.Random(0).sample(names, len(names)):
+        try:
+            arrays.append(predictor.load(os.path.join(folder, name)))
+        except data.ImageError:
+            continue
+        if len(arrays) == count:
+            break
+    if not arrays:
+        raise config.ConfigError(f"--calibrate={folder}: no images there to calibrate --int8=1 on")
+    return np.stack(arrays)
+
+
+def quantize_int8(float_path, out, images):
+    """Write `out` (atomically): the ONNX model `float_path` with 8-bit weights (per channel) and activations
+    (onnxruntime's static quantization, QDQ), the activations' ranges measured on `images`; its metadata kept."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source = onnx.load(float_path)
+    name = source.graph.input[0].name
+    prepared, quantized = float_path + ".pre.onnx", float_path + ".int8.onnx"
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{name: image[None]} for image in images])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    try:
+        try:
+            quant_pre_process(float_path, prepared)
+        except Exception:  # the optional shape inference and graph clean-up: quantize the graph as it is
+            prepared = float_path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        model = onnx.load(quantized)
+        onnx.helper.set_model_props(model, {p.key: p.value for p in source.metadata_props})
+        model.doc_string = source.doc_string + "; 8-bit weights and activations (onnxruntime static quantization)"
+        atomic_write(out, model.SerializeToString())
+    finally:
+        for path in {prepared, quantized} - {float_path}:
+            if os.path.exists(path):
+                os.remove(path)
 
 
 def export_ddddocr(checkpoint, out, opset=None):
@@ -152,41 +223,66 @@ def export_ddddocr(checkpoint, out, opset=None):
 
 
 def main():
-    positional, opts = config.parse(out="", bench=False, runs=500, opset=0, format="onnx")
+    positional, opts = config.parse(out="", bench=False, runs=500, opset=0, format="onnx", int8=False,
+                                    calibrate="")
     if len(positional) > 1:
         sys.exit("usage: python export.py [CHECKPOINT.pt] [--out=MODEL.onnx] [--format=onnx|ddddocr] [--bench=1] "
-                 "[--runs=500]")
+                 "[--runs=500] [--int8=1 --calibrate=FOLDER]")
     if opts["format"] not in ("onnx", "ddddocr"):
         raise config.ConfigError(f"--format={opts['format']}: onnx (the default, for predict.py, test.py, app.py) "
                                  f"or ddddocr (a custom model for ddddocr 1.6.1)")
     checkpoint = positional[0] if positional else checkpoints.default_checkpoint()
     if opts["format"] == "ddddocr":
-        if opts["bench"]:
-            raise config.ConfigError("--bench=1 times the default format; leave it out with --format=ddddocr")
+        if opts["bench"] or opts["int8"]:
+            raise config.ConfigError(f"--{'bench' if opts['bench'] else 'int8'}=1 is for the default format; leave it "
+                                     f"out with --format=ddddocr")
         set_threads(config.THREADS)
         return export_ddddocr(checkpoint, opts["out"] or os.path.splitext(checkpoint)[0] + ".ddddocr.onnx",
                               opts["opset"] or None)
-    out = opts["out"] or os.path.splitext(checkpoint)[0] + ".onnx"
+    if str(checkpoint).endswith(".onnx"):
+        raise config.ConfigError(f"{checkpoint}: export.py exports a checkpoint written by train.py (.pt)")
+    out = opts["out"] or os.path.splitext(checkpoint)[0] + (".int8.onnx" if opts["int8"] else ".onnx")
     check_out(checkpoint, out)
     set_threads(config.THREADS)
     start = time.time()
-    meta = export_onnx(checkpoint, out, opts["opset"] or None)
-    accuracy = f", accuracy {float(meta['accuracy']):.4f}" if "accuracy" in meta else ""
-    print(f"{checkpoint} ({meta['model_name']}, {meta['head']} head{accuracy}) -> {out}: "
-          f"{os.path.getsize(out) / 1e6:.1f} MB in {time.time() - start:.1f} s")
-    predictor = Predictor(out, threads=1)
-    images = np.random.default_rng(0).integers(0, 256, (8, predictor.height, predictor.width, predictor.channels),
-                                               dtype=np.uint8)
-    same, diff = compare(checkpoint, out, images)
-    print(f"check: onnxruntime vs torch on 8 images: {'same' if same else 'DIFFERENT'} texts, "
-          f"largest probability difference {diff:.1e}")
-    if not same or diff > 1e-3:
-        sys.exit(f"error: {out} does not reproduce {checkpoint}; please report the model and options")
-    if opts["bench"]:
-        print(f"latency of one {predictor.width}x{predictor.height}x{predictor.channels} image (batch 1, one CPU "
-              f"thread, {opts['runs']} runs after 50 warm-up; decoding not included):")
-        for name, (median, p90) in bench(checkpoint, out, opts["runs"]).items():
-            print(f"  {name:<12} median {median:.3f} ms, p90 {p90:.3f} ms")
+    # --int8=1: the float graph first (beside the output, removed at the end), checked, then quantized
+    exported = out + ".float.onnx" if opts["int8"] else out
+    try:
+        meta = export_onnx(checkpoint, exported, opts["opset"] or None)
+        predictor = Predictor(exported, threads=1)
+        images = np.random.default_rng(0).integers(0, 256, (8, predictor.height, predictor.width, predictor.channels),
+                                                   dtype=np.uint8)
+        same, diff = compare(checkpoint, exported, images)
+        if not same or diff > 1e-3:
+            sys.exit(f"error: {exported} does not reproduce {checkpoint} (onnxruntime vs torch on 8 images: "
+                     f"{'same' if same else 'different'} texts, largest probability difference {diff:.1e}); please "
+                     f"report the model and options")
+        accuracy = f", accuracy {float(meta['accuracy']):.4f}" if "accuracy" in meta else ""
+        if opts["int8"]:
+            calibration = calibration_images(opts["calibrate"] or config.TRAIN_DIR, predictor)
+            quantize_int8(exported, out, calibration)
+        print(f"{checkpoint} ({meta['model_name']}, {meta['head']} head{accuracy}) -> {out}: "
+              f"{os.path.getsize(out) / 1e6:.1f} MB{', 8-bit' if opts['int8'] else ''} in {time.time() - start:.1f} s")
+        print(f"check: onnxruntime vs torch on 8 images: same texts, largest probability difference {diff:.1e}")
+        if opts["int8"]:
+            texts = [Predictor(path, threads=1).read(calibration)[0] for path in (exported, out)]
+            agree = sum(a == b for a, b in zip(*texts))
+            print(f"check: 8-bit vs float on the {len(calibration)} calibration images of "
+                  f"{opts['calibrate'] or config.TRAIN_DIR}: the same texts on {agree} ({agree / len(calibration):.1%})")
+            if agree < 0.99 * len(calibration):
+                print(f"warning: the 8-bit model reads {len(calibration) - agree} of them differently: measure it "
+                      f"(python test.py {out} --test_dir=FOLDER) before it replaces the float one")
+        if opts["bench"]:
+            print(f"latency of one {predictor.width}x{predictor.height}x{predictor.channels} image (batch 1, one CPU "
+                  f"thread, {opts['runs']} runs after 50 warm-up; decoding not included):")
+            rows = bench(checkpoint, exported, opts["runs"])
+            if opts["int8"]:
+                rows["onnxruntime 8-bit"] = bench_one(out, opts["runs"])
+            for name, (median, p90) in rows.items():
+                print(f"  {name:<17} median {median:.3f} ms, p90 {p90:.3f} ms")
+    finally:
+        if exported != out and os.path.exists(exported):
+            os.remove(exported)
 
 
 if __name__ == "__main__":

@@ -236,3 +236,48 @@ def test_onnx_file_is_replaced_atomically(model, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", real_replace)
     export.export_onnx(model["pt"], str(out))
     assert os.listdir(tmp_path) == ["m.onnx"] and Predictor(str(out)).ckpt["model_name"] == "cnn"
+
+
+@pytest.mark.slow
+def test_int8_export_reads_like_the_float_model_from_a_smaller_file(model, tmp_path):
+    out = tmp_path / "t.int8.onnx"
+    said = run_script("export.py", model["pt"], "--int8=1", f"--calibrate={model['base']}/train", f"--out={out}",
+                      "--threads=1").stdout
+    assert f"-> {out}:" in said and "8-bit" in said, said
+    assert f"check: 8-bit vs float on the 200 calibration images of {model['base']}/train" in said
+    assert os.listdir(tmp_path) == ["t.int8.onnx"]  # the float graph and the quantizer's files are removed
+    assert os.path.getsize(out) < 0.5 * os.path.getsize(model["onnx"])
+    ox, q = Predictor(model["onnx"], threads=1), Predictor(str(out), threads=1)
+    assert (q.codec.charset, q.height, q.width, q.channels) == (ox.codec.charset, 60, 160, 1)
+    truths = [os.path.basename(p).split("_")[0] for p in model["paths"]]
+    right = [sum(t == r for t, r in zip(truths, p.read(model["images"])[0])) for p in (ox, q)]
+    assert abs(right[0] - right[1]) <= 3, right  # of the 200 test images (a model trained for seconds)
+
+
+@pytest.mark.slow
+def test_int8_export_of_the_shipped_model_reads_what_it_reads(tmp_path):
+    charset = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    generate(str(tmp_path / "calibrate"), 100, 51, charset, 4, 160, 60, processes=1, quiet=True)
+    generate(str(tmp_path / "test"), 200, 52, charset, 4, 160, 60, processes=1, quiet=True)
+    shipped = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "default.pt")
+    out = tmp_path / "default.int8.onnx"
+    said = run_script("export.py", shipped, "--int8=1", f"--calibrate={tmp_path}/calibrate", f"--out={out}",
+                      "--threads=1").stdout
+    assert "warning" not in said, said
+    ds = data.load_folder(str(tmp_path / "test"), data.Codec(charset, 4), 160, 60, 1)
+    float_texts = Predictor(shipped, threads=1).read(ds.images)[0]
+    int8_texts = Predictor(str(out), threads=1).read(ds.images)[0]
+    assert sum(a == b for a, b in zip(float_texts, int8_texts)) >= 198, said  # of 200 fresh captchas
+
+
+@pytest.mark.slow
+def test_int8_export_needs_images_to_calibrate_on(model, tmp_path):
+    p = run_script("export.py", model["pt"], "--int8=1", f"--train_dir={tmp_path}/none", f"--out={tmp_path}/q.onnx",
+                   check=False)
+    assert p.returncode != 0 and "--calibrate=FOLDER" in p.stdout and "Traceback" not in p.stdout, p.stdout
+    assert not os.listdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    p = run_script("export.py", model["pt"], "--int8=1", f"--calibrate={tmp_path}/empty", check=False)
+    assert p.returncode != 0 and "no images there" in p.stdout and "Traceback" not in p.stdout, p.stdout
+    p = run_script("export.py", model["pt"], "--int8=1", "--format=ddddocr", check=False)
+    assert p.returncode != 0 and "--int8=1 is for the default format" in p.stdout
