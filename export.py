@@ -135,6 +135,17 @@ def bench_one(path, runs=500, warmup=50):
 CALIBRATION_IMAGES = 200  # images --int8=1 calibrates on (a seeded sample of the folder)
 
 
+def calibration_folder(opts):
+    """--calibrate, else TRAIN_DIR: the folder --int8=1 calibrates on; ConfigError, before any work, when it is
+    not a folder."""
+    folder = opts["calibrate"] or config.TRAIN_DIR
+    if not folder or not os.path.isdir(folder):
+        where = f"; {folder} is not a folder" if folder else ""
+        raise config.ConfigError(f"--int8=1 calibrates on images like those the model will read: name a folder of "
+                                 f"them with --calibrate=FOLDER (labels are not needed){where}")
+    return folder
+
+
 def calibration_images(folder, predictor, count=CALIBRATION_IMAGES):
     """uint8 (N, H, W, C): up to `count` images of `folder` (a seeded sample) as `predictor` reads them; files that
     do not open as images are left out. ConfigError when the folder holds none."""
@@ -142,9 +153,6 @@ def calibration_images(folder, predictor, count=CALIBRATION_IMAGES):
 
     from core import data
 
-    if not folder or not os.path.isdir(folder):
-        raise config.ConfigError(f"--int8=1 calibrates on images like those the model will read: name a folder of "
-                                 f"them with --calibrate=FOLDER (labels are not needed){'' if not folder else f'; {folder} is not a folder'}")
     names = data.image_names(folder)
     arrays = []
     for name in random.Random(0).sample(names, len(names)):
@@ -182,10 +190,14 @@ def quantize_int8(float_path, out, images):
             quant_pre_process(float_path, prepared)
         except Exception:  # the optional shape inference and graph clean-up: quantize the graph as it is
             prepared = float_path
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        except Exception as e:  # an operator the quantizer does not take: one line, and the way without it
+            raise checkpoints.CheckpointError(f"onnxruntime could not quantize this model ({type(e).__name__}: {e}); "
+                                              f"export it without --int8=1") from None
         model = onnx.load(quantized)
         onnx.helper.set_model_props(model, {p.key: p.value for p in source.metadata_props})
         model.doc_string = source.doc_string + "; 8-bit weights and activations (onnxruntime static quantization)"
@@ -243,6 +255,7 @@ def main():
         raise config.ConfigError(f"{checkpoint}: export.py exports a checkpoint written by train.py (.pt)")
     out = opts["out"] or os.path.splitext(checkpoint)[0] + (".int8.onnx" if opts["int8"] else ".onnx")
     check_out(checkpoint, out)
+    folder = calibration_folder(opts) if opts["int8"] else None
     set_threads(config.THREADS)
     start = time.time()
     # --int8=1: the float graph first (beside the output, removed at the end), checked, then quantized
@@ -259,7 +272,7 @@ def main():
                      f"report the model and options")
         accuracy = f", accuracy {float(meta['accuracy']):.4f}" if "accuracy" in meta else ""
         if opts["int8"]:
-            calibration = calibration_images(opts["calibrate"] or config.TRAIN_DIR, predictor)
+            calibration = calibration_images(folder, predictor)
             quantize_int8(exported, out, calibration)
         print(f"{checkpoint} ({meta['model_name']}, {meta['head']} head{accuracy}) -> {out}: "
               f"{os.path.getsize(out) / 1e6:.1f} MB{', 8-bit' if opts['int8'] else ''} in {time.time() - start:.1f} s")
@@ -267,8 +280,8 @@ def main():
         if opts["int8"]:
             texts = [Predictor(path, threads=1).read(calibration)[0] for path in (exported, out)]
             agree = sum(a == b for a, b in zip(*texts))
-            print(f"check: 8-bit vs float on the {len(calibration)} calibration images of "
-                  f"{opts['calibrate'] or config.TRAIN_DIR}: the same texts on {agree} ({agree / len(calibration):.1%})")
+            print(f"check: 8-bit vs float on the {len(calibration)} calibration images of {folder}: the same texts "
+                  f"on {agree} ({agree / len(calibration):.1%})")
             if agree < 0.99 * len(calibration):
                 print(f"warning: the 8-bit model reads {len(calibration) - agree} of them differently: measure it "
                       f"(python test.py {out} --test_dir=FOLDER) before it replaces the float one")

@@ -1,8 +1,10 @@
 """How a reader does on each verdict of a person's audit of a set: the images a person reads, those whose label
 a person can only guess, those nobody can read.
 
-    python benchmarks/audit_reads.py --audit=docs/colour_lines_audit.tsv --set=real_sets/colour_lines --reader=ddddocr
-    python benchmarks/audit_reads.py --audit=docs/colour_lines_audit.tsv --set=real_sets/colour_lines --reader=weights/x_best.pt
+    python benchmarks/audit_reads.py --audit=docs/colour_lines_audit.tsv --set=real_sets/colour_lines \
+        --reader=ddddocr
+    python benchmarks/audit_reads.py --audit=docs/colour_lines_audit.tsv --set=real_sets/packed/colour_lines \
+        --reader=weights/x_best.pt
 
 The audit is a TSV with a header and `file<TAB>label<TAB>verdict<TAB>why` lines, `file` relative to the set's
 folder (docs/colour_lines_audit.tsv: 60 test images of colour_lines drawn at random, seed 7). A reading is right
