@@ -20,6 +20,7 @@ feeds and writes scores its decoder reads as our texts, and the charsets JSON it
 (core/ddddocr_format.py; docs/onnx.md, "Loading the model in ddddocr").
 """
 import os
+import random
 import statistics
 import sys
 import time
@@ -33,6 +34,7 @@ import config
 from core import cli
 import models
 from core import checkpoint as checkpoints
+from core import data
 from core import ddddocr_format
 from core.batches import to_float
 from core.device import set_threads
@@ -149,10 +151,6 @@ def calibration_folder(opts):
 def calibration_images(folder, predictor, count=CALIBRATION_IMAGES):
     """uint8 (N, H, W, C): up to `count` images of `folder` (a seeded sample) as `predictor` reads them; files that
     do not open as images are left out. ConfigError when the folder holds none."""
-    import random
-
-    from core import data
-
     names = data.image_names(folder)
     arrays = []
     for name in random.Random(0).sample(names, len(names)):
@@ -278,7 +276,7 @@ def main():
               f"{os.path.getsize(out) / 1e6:.1f} MB{', 8-bit' if opts['int8'] else ''} in {time.time() - start:.1f} s")
         print(f"check: onnxruntime vs torch on 8 images: same texts, largest probability difference {diff:.1e}")
         if opts["int8"]:
-            texts = [Predictor(path, threads=1).read(calibration)[0] for path in (exported, out)]
+            texts = [p.read(calibration)[0] for p in (predictor, Predictor(out, threads=1))]
             agree = sum(a == b for a, b in zip(*texts))
             print(f"check: 8-bit vs float on the {len(calibration)} calibration images of {folder}: the same texts "
                   f"on {agree} ({agree / len(calibration):.1%})")

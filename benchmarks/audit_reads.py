@@ -24,6 +24,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as `python benchmarks/<name>.py`: the project's modules are one folder up
 
+from benchmarks.bench_teacher_zero import single_case  # noqa: E402
+
 
 def read_audit(path):
     """[(file, label, verdict)] of an audit TSV (its header line skipped)."""
@@ -81,8 +83,7 @@ def main(argv=None):
     parser.add_argument("--show", type=int, default=0, help="1: list the images read wrong")
     args = parser.parse_args(argv)
     rows = read_audit(args.audit)
-    labels = "".join(label for _, label, _ in rows)
-    fold = labels == labels.upper() or labels == labels.lower()
+    fold = single_case([label for _, label, _ in rows])
     read = make_reader(args.reader)
     right, total = collections.Counter(), collections.Counter()
     for name, label, verdict in rows:

@@ -201,8 +201,7 @@ def _scan(folder):
 
 
 _ID_SUFFIX = re.compile(r"^(.+?)([-.]\d+)$")
-_SAID_SUFFIXED = set()  # folders whose suffixed names were reported (read_labels runs several times a run)
-_SAID_NUMBERED = set()  # folders whose names were read as ID_LABEL or WORD_LABEL, likewise
+_NOTED = set()  # folders whose names were said to be read otherwise (read_labels runs several times a run)
 COUNTER_SPAN = 1.5  # numbers before the first '_' read as a counter when they span at most this times their count
 
 
@@ -211,10 +210,17 @@ def _counter(numbers):
     return len(set(numbers)) == len(numbers) and max(numbers) - min(numbers) + 1 <= COUNTER_SPAN * len(numbers)
 
 
-def _after_prefix(name):
-    """(the part of a file name before its first '_', the part after it up to a next '_'), copy markers removed."""
-    first, _, rest = _strip_copy(os.path.splitext(name)[0]).partition("_")
-    return first, rest.partition("_")[0]
+def _fields(name):
+    """A file name's '_'-joined parts, its extension and copy markers removed (`AB12_3-7 (1).png` -> AB12, 3-7)."""
+    return _strip_copy(os.path.splitext(name)[0]).split("_")
+
+
+def _note_once(folder, kind, text):
+    """Print `note: FOLDER: text` the first time a folder's names are said to be read otherwise than LABEL_ID for
+    `kind`: "first" (their first part is a word, a counter, or all there is) or "end" (an ID at their end)."""
+    if (folder, kind) not in _NOTED:
+        _NOTED.add((folder, kind))
+        print(f"note: {folder}: {text}")
 
 
 def _varied(texts):
@@ -233,7 +239,7 @@ def _worded_names(folder, items):
     word, count = collections.Counter(label for _, label in items).most_common(1)[0]
     if count < 0.9 * len(items):
         return items
-    fields = {n: _strip_copy(os.path.splitext(n)[0]).split("_")[1:] for n, label in items if label == word}
+    fields = {n: _fields(n)[1:] for n, label in items if label == word}
     for k in range(max(map(len, fields.values()))):  # the first field after the word that varies like labels
         after = {n: f[k] for n, f in fields.items() if len(f) > k and any(c.isalnum() for c in f[k])}
         if len(after) >= 0.9 * count and _varied(list(after.values())):
@@ -241,12 +247,11 @@ def _worded_names(folder, items):
     else:
         after = {}
     if after:
-        if folder not in _SAID_NUMBERED:
-            _SAID_NUMBERED.add(folder)
-            example = next(iter(after))
-            print(f"note: {folder}: {count} of {len(items)} file names start with the same word '{word}_': read "
-                  f"as WORD_LABEL, the label after it ({example} -> {after[example]!r}); if '{word}' is the captcha "
-                  f"text, list the labels in {os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
+        example = next(iter(after))
+        _note_once(folder, "first",
+                   f"{count} of {len(items)} file names start with the same word '{word}_': read as WORD_LABEL, the "
+                   f"label after it ({example} -> {after[example]!r}); if '{word}' is the captcha text, list the "
+                   f"labels in {os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
         return [(n, after.get(n, label)) for n, label in items]
     shown = [n for n, label in items if label == word][:3]
     raise DataError(
@@ -268,7 +273,7 @@ def _numbered_names(folder, items):
     whose part after the '_' is one word or a counter (`000017_x.png`, `0017_17.png`)."""
     parts = {}
     for name, _ in items:
-        number, label = _after_prefix(name)
+        number, label = (_fields(name) + [""])[:2]
         if number.isascii() and number.isdigit() and any(c.isalnum() for c in label):
             parts[name] = (int(number), label)
     numbers, after = [n for n, _ in parts.values()], [t for _, t in parts.values()]
@@ -276,13 +281,12 @@ def _numbered_names(folder, items):
         return items
     if not _varied(after):
         return items  # what follows is an ID itself (`000017_x.png`, `0017_17.png`): LABEL_ID, as documented
-    if folder not in _SAID_NUMBERED:
-        _SAID_NUMBERED.add(folder)
-        example = next(iter(parts))
-        print(f"note: {folder}: {len(parts)} of {len(items)} file names start with a number, each a different one "
-              f"from {min(numbers)} to {max(numbers)}: read as ID_LABEL, the number an ID and the label after its "
-              f"'_' ({example} -> {parts[example][1]!r}); if the numbers are the captcha text, list the labels in "
-              f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
+    example = next(iter(parts))
+    _note_once(folder, "first",
+               f"{len(parts)} of {len(items)} file names start with a number, each a different one from {min(numbers)} "
+               f"to {max(numbers)}: read as ID_LABEL, the number an ID and the label after its '_' ({example} -> "
+               f"{parts[example][1]!r}); if the numbers are the captcha text, list the labels in "
+               f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
     return [(n, parts[n][1] if n in parts else label) for n, label in items]
 
 
@@ -290,15 +294,15 @@ def _say_if_counted(folder, labels):
     """A note, once per folder, when the labels read from the names count the images (`1.png` ... `300.png`, each
     number once and close together): numbered images, most likely not labelled yet. Captcha texts of digits
     repeat and spread instead; the run goes on, as such labels may be meant."""
-    if (len(labels) < 20 or not all(t.isascii() and t.isdigit() for t in labels)
-            or not _counter([int(t) for t in labels]) or folder in _SAID_NUMBERED):
+    if len(labels) < 20 or not all(t.isascii() and t.isdigit() for t in labels):
         return
-    _SAID_NUMBERED.add(folder)
     numbers = [int(t) for t in labels]
-    print(f"note: {folder}: the labels read from the file names count the images, each number once from "
-          f"{min(numbers)} to {max(numbers)}: if the names only number them, they hold no labels; label some on the "
-          f"page (python app.py --label_dir={folder}) or train without labels (--unlabeled_dir={folder} "
-          f"--teacher=ddddocr)")
+    if _counter(numbers):
+        _note_once(folder, "first",
+                   f"the labels read from the file names count the images, each number once from {min(numbers)} to "
+                   f"{max(numbers)}: if the names only number them, they hold no labels; label some on the page "
+                   f"(python app.py --label_dir={folder}) or train without labels (--unlabeled_dir={folder} "
+                   f"--teacher=ddddocr)")
 
 
 def _suffixed_names(folder, items):
@@ -314,13 +318,12 @@ def _suffixed_names(folder, items):
     if len(suffixes) > 1 and all(m[1].isdigit() for m in found.values()):
         return items
     common = suffixes.most_common(1)[0][0]
-    if folder not in _SAID_SUFFIXED:
-        _SAID_SUFFIXED.add(folder)
-        said = f"'{common}'" if len(suffixes) == 1 else f"'{common[0]}<number>' ({len(suffixes)} different numbers)"
-        example = next(iter(found))
-        print(f"note: {folder}: {len(found)} of {len(items)} file names end in {said}: read as an ID, not as "
-              f"captcha text ({example} -> {found[example][1]!r}); if it is captcha text, list the labels in "
-              f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
+    said = f"'{common}'" if len(suffixes) == 1 else f"'{common[0]}<number>' ({len(suffixes)} different numbers)"
+    example = next(iter(found))
+    _note_once(folder, "end",
+               f"{len(found)} of {len(items)} file names end in {said}: read as an ID, not as captcha text ({example} "
+               f"-> {found[example][1]!r}); if it is captcha text, list the labels in "
+               f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
     return [(n, found[n][1] if n in found else label) for n, label in items]
 
 
