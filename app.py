@@ -43,6 +43,7 @@ from core.checkpoint import default_checkpoint
 from core.device import pick_device
 from core.files import file_kind
 from core.inference import Predictor
+from core.teacher import auto_teacher
 from serve import create_app, labelling, server_config
 from serve.models_dir import ModelsDir, load_predictor
 from serve.plumbing import HEADER_TIMEOUT, MAX_CONNECTIONS
@@ -72,8 +73,8 @@ def main():
         path = positional[0] if positional else default_checkpoint()
     else:  # suggestions come from a model trained on the user's captchas, never silently from the shipped one
         path, why = labelling.choose_model(positional[0] if positional else None)
-        if path is None and config.TEACHER:
-            why = f"the teacher {config.TEACHER} reads the images instead (TEACHER)"
+        if path is None and auto_teacher(config.TEACHER):
+            why = f"the teacher {auto_teacher(config.TEACHER)} reads the images instead (TEACHER)"
         print(f"labelling model: {path or 'none'} ({why})", flush=True)
     # One inference thread with one torch (or onnxruntime) thread by default: the event loop needs the other
     # core, and batching (not intra-op threads) is what makes small images fast. --threads=N overrides.

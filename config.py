@@ -35,10 +35,12 @@ PSEUDO_RATIO = 2.0        # pseudo-labelled images per labelled image in each ep
 PSEUDO_MODE = "online"    # "online" (FixMatch): at every step the weight average reads the step's unlabelled images
                           # and its confident readings train the model on strongly augmented copies of them;
                           # "refresh": the kept model reads every unlabelled image between epochs (PSEUDO_EVERY)
-TEACHER = ""              # "ddddocr": a pretrained general reader (pip install -r requirements-ddddocr.txt) reads the
+TEACHER = "auto"          # "ddddocr": a pretrained general reader (pip install -r requirements-ddddocr.txt) reads the
                           # unlabelled images before training: with no labels at all (UNLABELED_DIR = TRAIN_DIR, no
                           # labels.tsv) its confident readings are the training labels, charset and length included;
-                          # with some labels they are the first pseudo-labels, from epoch 1. "" = none
+                          # with some labels they are the first pseudo-labels, from epoch 1. "auto": ddddocr where it
+                          # is installed, for a run with some labels and for the labelling page (a run with no labels
+                          # names it); "" = none
 TEACHER_THRESHOLD = 0.5   # a teacher's reading is used when it reads it with at least this sequence confidence (0-1)
 
 # --- generated captchas (captchaGenerator.py, and ONLINE training) -----------------------------------------
@@ -308,7 +310,7 @@ _RANGES = {
     "CENTER_LR": (lambda v: 0 <= v <= 1, "from 0 to 1"),
     "PSEUDO_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.9"),
     "TEACHER_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.5"),
-    "TEACHER": (lambda v: v in ("", "ddddocr"), "\"\" (none) or \"ddddocr\""),
+    "TEACHER": (lambda v: v in ("", "auto", "ddddocr"), "\"auto\", \"ddddocr\" or \"\" (none)"),
     "GEN_STYLE": (lambda v: v in ("imagecaptcha", "varied"), "\"imagecaptcha\" or \"varied\""),
     "PSEUDO_FROM": (lambda v: 0 <= v <= 1, "a fraction of validation from 0 to 1"),
     "PSEUDO_EVERY": (lambda v: _number(v) and v >= 0, "0 or more"),

@@ -33,7 +33,7 @@ from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, resolve_batch, resolve_data, resolve_init)
 from core.pseudo import load_unlabeled
-from core.teach import first_pseudo_labels, teach_unlabelled, zero_labels
+from core.teach import first_pseudo_labels, resolve_teacher, teach_unlabelled, zero_labels
 from core.runs import check_paths, choose_run, restore_row, run_paths
 from core.sets import load_data, test_folder
 
@@ -424,6 +424,7 @@ def train(s, opts, rank, world, device, closing):
     lead = rank == 0
     say = print if lead else (lambda *a, **k: None)
     s, init, resume, name = resolve_start(s, opts["resume"], say, lead)
+    s = resolve_teacher(s, say)
     taught = None
     if zero_labels(s):  # TEACHER, and no labels at all: its confident readings are the training labels
         s, codec, *taught = teach_unlabelled(s, say)

@@ -16,7 +16,8 @@ import sys
 import config
 from core import data
 from core.files import atomic_write
-from core.teacher import TeacherError, filter_readings, infer_charset_length, load_teacher, usefulness
+from core.teacher import (AUTO, TeacherError, filter_readings, infer_charset_length, load_teacher, unavailable,
+                          usefulness)
 
 CHUNK = 200  # images read at a time: what an interrupted read loses at most
 LOG_EVERY = 1000  # images between progress lines where stdout is not a terminal (a log)
@@ -33,6 +34,25 @@ def zero_labels(s):
         return False
     tsv = os.path.join(s.TRAIN_DIR, data.LABELS_FILE)
     return not os.path.isfile(tsv) or not data.read_labels(s.TRAIN_DIR)
+
+
+def resolve_teacher(s, say=print):
+    """The settings with TEACHER "auto" resolved. A run with some labels and unlabelled images (UNLABELED_DIR) gets
+    AUTO where it is installed: its readings are the unlabelled images' first pseudo-labels, which read as well or
+    better than the labels alone on every set of the suite (BENCHMARKS.md). Any other run gets none: a run with no
+    labels at all names its teacher (--teacher=ddddocr), so that "auto" never reads a folder whose file names are
+    its labels as a folder without labels."""
+    if s.TEACHER != "auto":
+        return s
+    if not s.UNLABELED_DIR or s.ONLINE or zero_labels(s.replace(TEACHER=AUTO)):
+        return s.replace(TEACHER="")
+    why = unavailable(AUTO)
+    if not why:
+        say(f"TEACHER auto: {AUTO} is installed: its readings of the unlabelled images are their first pseudo-labels "
+            f"(--teacher= trains without it)")
+        return s.replace(TEACHER=AUTO)
+    say(f"TEACHER auto: no teacher ({why}; its readings of the unlabelled images read better with few labels)")
+    return s.replace(TEACHER="")
 
 
 def sample_of(paths):
@@ -184,7 +204,7 @@ def first_pseudo_labels(s, paths, codec, say=print):
     return chosen
 
 
-__all__ = ["TeacherError", "zero_labels", "read", "teach_unlabelled", "first_pseudo_labels"]
+__all__ = ["TeacherError", "resolve_teacher", "zero_labels", "read", "teach_unlabelled", "first_pseudo_labels"]
 
 
 def suggestions(name, folder, names, threads=1):

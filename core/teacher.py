@@ -212,6 +212,26 @@ class DdddocrTeacher:
 
 
 TEACHERS = {"ddddocr": DdddocrTeacher}  # name -> class(threads=...) with .name, .read(items, charset=None)
+AUTO = "ddddocr"  # TEACHER = "auto": this teacher, where its package is installed
+
+
+def unavailable(name=AUTO):
+    """Why the teacher `name` cannot read here, or "" when it can (it is loaded once to find out: 0.2 s)."""
+    import importlib.util
+    if importlib.util.find_spec(name) is None:
+        return f"{name} is not installed: pip install -r requirements-ddddocr.txt adds it"
+    try:
+        load_teacher(name, threads=1)
+    except TeacherError as e:
+        return f"{name} does not load: {e}"
+    return ""
+
+
+def auto_teacher(name):
+    """TEACHER as a teacher's name: "auto" is AUTO where it can read, else "" (none); other values as they are."""
+    if name != "auto":
+        return name
+    return "" if unavailable(AUTO) else AUTO
 
 
 def load_teacher(name="ddddocr", threads=1):

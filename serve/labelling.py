@@ -52,6 +52,7 @@ from core import data
 from core.checkpoint import DEFAULT_CHECKPOINT, latest_checkpoint
 from core import teach
 from core.device import cpu_count
+from core.teacher import auto_teacher
 from core.files import file_kind
 from serve.plumbing import ApiError
 
@@ -436,7 +437,8 @@ class LabelQueue:
         self.image_set = frozenset(names)
         todo = [n for n in names if not self.store.answered(n)]
         self.suggestions, self.seconds = {}, None
-        teacher = config.TEACHER if predictor is None else ""  # before any model: the teacher's readings, if set
+        # before any model: the teacher's readings (TEACHER "auto": ddddocr where it is installed)
+        self.teacher = teacher = auto_teacher(config.TEACHER) if predictor is None else ""
         if (predictor is not None or teacher) and todo:
             start = time.perf_counter()
             self.suggestions = (score(predictor, self.folder, todo) if predictor is not None
@@ -530,7 +532,7 @@ def mount(app, folder, predictor, web_dir, say=print):
     if predictor is not None:
         model = {"name": predictor.ckpt["model_name"], "checkpoint": os.path.basename(predictor.path)}
     else:  # the teacher's readings, when it read the folder (before any model is trained on it)
-        model = {"name": config.TEACHER, "checkpoint": None, "teacher": True} if queue.suggestions else None
+        model = {"name": queue.teacher, "checkpoint": None, "teacher": True} if queue.suggestions else None
 
     async def read_json(request):
         """The JSON object of a POST from the page: Content-Type application/json (a form or text/plain post from

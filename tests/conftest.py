@@ -72,3 +72,11 @@ def trained(tmp_path_factory):
             out = run_script("train.py", *tmp_paths(base), "--epochs=3", "--run=t", "--show=4")
             log.write_text(out.stdout)
     return base, log.read_text()
+
+
+@pytest.fixture
+def no_teacher(monkeypatch):
+    """The labelling page without a teacher: TEACHER = "auto" has ddddocr read the images before any model where it
+    is installed (test_teach.py covers the page with it); these tests check the order and answers without it."""
+    import config
+    monkeypatch.setattr(config, "TEACHER", "")

@@ -27,6 +27,8 @@ from test_app import captchas, check_error, serve, untrained_checkpoint
 
 HEADER = "file\tlabel\n"
 
+pytestmark = pytest.mark.usefixtures("no_teacher")  # conftest: the page without a teacher
+
 
 def pngs(folder, names):
     """Tiny distinct PNG (or other format by extension) files `names` in `folder`; returns the folder."""
@@ -413,7 +415,7 @@ def test_a_real_server_without_a_model_serves_the_labelling_page(tmp_path):
     untrained_checkpoint(weights / "default.pt")  # not used: it reads generated captchas
     log = tmp_path / "server.log"
     # serve() puts its first argument first: here an option, so that no model is named
-    with serve(f"--label_dir={folder}", log, f"--weights_dir={weights}") as (url, _):
+    with serve(f"--label_dir={folder}", log, f"--weights_dir={weights}", "--teacher=") as (url, _):
         with urllib.request.urlopen(url + "/api/label/next?count=5") as r:
             assert [i["file"] for i in json.loads(r.read())["items"]] == ["a.png", "b.png"]
         with urllib.request.urlopen(url + "/label") as r:

@@ -25,6 +25,8 @@ from test_label import HEADER, answer, client_for, page_token, pngs, read
 
 SECRET = b"\x89PNG\r\n\x1a\n outside the labelling folder"
 
+pytestmark = pytest.mark.usefixtures("no_teacher")  # conftest: the page without a teacher
+
 
 def outside(tmp_path, name="secret.png", raw=SECRET):
     """A file outside the labelling folder, named like an image."""
@@ -194,7 +196,7 @@ def test_a_real_server_refuses_other_hosts_and_takes_the_pages_answers(tmp_path)
     weights = tmp_path / "weights"
     weights.mkdir()
     untrained_checkpoint(weights / "default.pt")
-    with serve(f"--label_dir={folder}", tmp_path / "server.log", f"--weights_dir={weights}") as (url, _):
+    with serve(f"--label_dir={folder}", tmp_path / "server.log", f"--weights_dir={weights}", "--teacher=") as (url, _):
         port = url.rsplit(":", 1)[1]
 
         def post(body, **headers):

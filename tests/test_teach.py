@@ -139,14 +139,15 @@ def test_the_labelling_page_suggests_the_teachers_readings_before_any_model(tmp_
 
 
 @needs_civ2
-def test_the_labelling_page_names_the_teacher_as_its_model(tmp_path, monkeypatch):
+@pytest.mark.parametrize("setting", ["ddddocr", "auto"])
+def test_the_labelling_page_names_the_teacher_as_its_model(tmp_path, monkeypatch, setting):
     pytest.importorskip("ddddocr", reason="the teacher is the optional ddddocr package")
     import config
     from test_label import client_for
     links, _ = unlabelled(tmp_path, 5)
     folder = tmp_path / "copies"  # the page lists a folder's own files, never links
     shutil.copytree(links, folder)
-    monkeypatch.setattr(config, "TEACHER", "ddddocr")
+    monkeypatch.setattr(config, "TEACHER", setting)  # "auto" (the default): ddddocr, which is installed
     with client_for(folder) as c:
         assert c.get("/api/label/stats").json()["model"] == {"name": "ddddocr", "checkpoint": None, "teacher": True}
         assert c.get("/api/label/next?count=1").json()["items"][0]["text"]  # its reading, typed in

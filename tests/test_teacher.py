@@ -237,6 +237,59 @@ def test_zero_labels_only_without_labels(tmp_path):
     assert not zero_labels(s)
 
 
+def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_path, monkeypatch):
+    """TEACHER "auto" (the default): a run with some labels and unlabelled images gets ddddocr where it is
+    installed, and says so; where it is not, none, and the line says how to add it. A run without unlabelled
+    images, ONLINE, or with no labels at all (which names its teacher) gets none; "" and "ddddocr" stay."""
+    from core import plan, teach
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "ab12.png").write_bytes(b"")
+    (folder / "labels.tsv").write_text("ab12.png\tab12\n")
+    s = plan.Settings().replace(TEACHER="auto", TRAIN_DIR=str(folder), UNLABELED_DIR=str(folder), ONLINE=False)
+    said = []
+    monkeypatch.setattr(teach, "unavailable", lambda name: "")
+    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr"
+    assert said[-1].startswith("TEACHER auto: ddddocr is installed") and "--teacher= trains without it" in said[-1]
+    monkeypatch.setattr(teach, "unavailable", lambda name: "ddddocr does not load: why")
+    assert teach.resolve_teacher(s, said.append).TEACHER == ""
+    assert said[-1].startswith("TEACHER auto: no teacher (ddddocr does not load: why; ")
+    monkeypatch.setattr(teach, "unavailable", lambda name: "")
+    said.clear()
+    for other in (s.replace(UNLABELED_DIR=""), s.replace(ONLINE=True)):
+        assert teach.resolve_teacher(other, said.append).TEACHER == ""
+    (folder / "labels.tsv").unlink()  # no labels at all: "auto" does not read the file names as no labels
+    assert teach.resolve_teacher(s, said.append).TEACHER == "" and not said
+    assert teach.resolve_teacher(s.replace(LIMIT=100), said.append).TEACHER == "ddddocr"  # a sample of the names
+    for explicit in ("", "ddddocr"):
+        assert teach.resolve_teacher(s.replace(TEACHER=explicit), said.append).TEACHER == explicit
+
+
+def test_auto_teacher_names_the_teacher_the_labelling_page_uses(monkeypatch):
+    from core import teacher
+    monkeypatch.setattr(teacher, "unavailable", lambda name: "")
+    assert teacher.auto_teacher("auto") == "ddddocr" and teacher.auto_teacher("") == ""
+    monkeypatch.setattr(teacher, "unavailable", lambda name: "not installed")
+    assert teacher.auto_teacher("auto") == "" and teacher.auto_teacher("ddddocr") == "ddddocr"
+
+
+def test_unavailable_says_why_a_teacher_cannot_read(monkeypatch):
+    """'' where ddddocr loads; a missing package names the install command; a broken one says what failed."""
+    from core import teacher
+    monkeypatch.setitem(sys.modules, "ddddocr", None)  # as if it were not installed
+    assert teacher.unavailable("ddddocr") == ("ddddocr is not installed: pip install -r requirements-ddddocr.txt "
+                                              "adds it")
+    monkeypatch.delitem(sys.modules, "ddddocr")
+    if teacher.unavailable("ddddocr").endswith("not installed: pip install -r requirements-ddddocr.txt adds it"):
+        pytest.skip("the optional ddddocr package is not installed here")
+    assert teacher.unavailable("ddddocr") == ""
+
+    def broken(name, threads=1):
+        raise TeacherError("its model was not found")
+    monkeypatch.setattr(teacher, "load_teacher", broken)
+    assert teacher.unavailable("ddddocr") == "ddddocr does not load: its model was not found"
+
+
 def test_an_interrupted_read_is_kept_and_the_next_run_goes_on(tmp_path, monkeypatch):
     """Ctrl-C while the teacher reads a large folder: what it has read is kept beside the cache, the line says
     so, and the same command reads only the rest; a finished read is cached whole and the partial file goes."""
