@@ -441,6 +441,9 @@ class LabelQueue:
         self.teacher = teacher = auto_teacher(config.TEACHER) if predictor is None else ""
         if (predictor is not None or teacher) and todo:
             start = time.perf_counter()
+            if teacher:  # about 60 images a second a core: a large folder takes a while
+                say(f"labelling: {teacher} reads the {len(todo)} images to type its readings in before any model is "
+                    f"trained (TEACHER; --teacher= opens the page at once, in file-name order)")
             self.suggestions = (score(predictor, self.folder, todo) if predictor is not None
                                 else teach.suggestions(teacher, self.folder, todo, threads=cpu_count()))
             self.seconds = time.perf_counter() - start

@@ -148,6 +148,8 @@ def test_the_labelling_page_names_the_teacher_as_its_model(tmp_path, monkeypatch
     folder = tmp_path / "copies"  # the page lists a folder's own files, never links
     shutil.copytree(links, folder)
     monkeypatch.setattr(config, "TEACHER", setting)  # "auto" (the default): ddddocr, which is installed
-    with client_for(folder) as c:
+    said = []
+    with client_for(folder, messages=said) as c:
         assert c.get("/api/label/stats").json()["model"] == {"name": "ddddocr", "checkpoint": None, "teacher": True}
         assert c.get("/api/label/next?count=1").json()["items"][0]["text"]  # its reading, typed in
+    assert said[0].startswith("labelling: ddddocr reads the 5 images to type its readings in") and "--teacher=" in said[0]
