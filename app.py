@@ -73,8 +73,9 @@ def main():
         path = positional[0] if positional else default_checkpoint()
     else:  # suggestions come from a model trained on the user's captchas, never silently from the shipped one
         path, why = labelling.choose_model(positional[0] if positional else None)
-        if path is None and auto_teacher(config.TEACHER):
-            why = f"the teacher {auto_teacher(config.TEACHER)} reads the images instead (TEACHER)"
+        teacher = auto_teacher(config.TEACHER) if path is None else ""
+        if teacher:
+            why = f"the teacher {teacher} reads the images instead (TEACHER)"
         print(f"labelling model: {path or 'none'} ({why})", flush=True)
     # One inference thread with one torch (or onnxruntime) thread by default: the event loop needs the other
     # core, and batching (not intra-op threads) is what makes small images fast. --threads=N overrides.
