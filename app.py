@@ -75,7 +75,7 @@ def main():
         path, why = labelling.choose_model(positional[0] if positional else None)
         teacher = auto_teacher(config.TEACHER) if path is None else ""
         if teacher:
-            why = f"the teacher {teacher} reads the images instead (TEACHER)"
+            why = f"TEACHER: {teacher} reads the images instead"
         print(f"labelling model: {path or 'none'} ({why})", flush=True)
     # One inference thread with one torch (or onnxruntime) thread by default: the event loop needs the other
     # core, and batching (not intra-op threads) is what makes small images fast. --threads=N overrides.
