@@ -97,6 +97,26 @@ def test_few_labels_the_teachers_readings_outside_the_labels_charset_are_never_p
     assert "2 of 6 unlabelled images" in said[0]
 
 
+def test_few_labels_a_teachers_reading_of_a_letter_the_labels_hold_in_both_cases_is_left_out(monkeypatch):
+    """The teacher cannot tell case: with labels of 0-9a-zA-Z a reading holding a letter the labels have in both
+    cases is no pseudo-label; one of digits, or of a letter the labels hold in one case, is (in the labels' case)."""
+    from core import data, teach
+    from core.plan import Settings
+
+    readings = [("12ab", 0.99, ""), ("1234", 0.99, ""), ("AB12", 0.99, ""), ("12xz", 0.99, "")]
+    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: readings)
+    said = []
+    s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5)
+    codec = data.Codec(DIGITS + "abAB" + "XZ", 4)  # a, b in both cases; x, z only as capitals
+    chosen = teach.first_pseudo_labels(s, [f"{i}.png" for i in range(4)], codec, said.append)
+    assert chosen == {1: "1234", 3: "12XZ"}
+    assert said[0].endswith("; 2 more left out: they hold a letter the labels have in both cases, and ddddocr "
+                            "cannot tell case")
+    folded = data.Codec(DIGITS + "AB", 4, case_sensitive=False)  # labels read without case: nothing is left out
+    assert teach.first_pseudo_labels(s, [f"{i}.png" for i in range(4)], folded, said.append) == {
+        0: "12AB", 1: "1234", 2: "AB12"}
+
+
 def test_the_teacher_judges_a_folder_on_a_sample_drawn_across_it(tmp_path, monkeypatch):
     """A folder in name order may group its styles: the first 600 files digits only, the last 600 with letters.
     The sample the charset is inferred from is drawn across the folder, so the letters are in it."""
