@@ -210,6 +210,15 @@ def _counter(numbers):
     return len(set(numbers)) == len(numbers) and max(numbers) - min(numbers) + 1 <= COUNTER_SPAN * len(numbers)
 
 
+def _counted(texts):
+    """The numbers `texts` spell when every one is a number and together they count something (_counter), else
+    None."""
+    if not texts or not all(t.isascii() and t.isdigit() for t in texts):
+        return None
+    numbers = [int(t) for t in texts]
+    return numbers if _counter(numbers) else None
+
+
 def _fields(name):
     """A file name's '_'-joined parts, its extension and copy markers removed (`AB12_3-7 (1).png` -> AB12, 3-7)."""
     return _strip_copy(os.path.splitext(name)[0]).split("_")
@@ -225,8 +234,7 @@ def _note_once(folder, kind, text):
 
 def _varied(texts):
     """Whether `texts` could be captcha labels rather than IDs: they vary, and are not a counter of numbers."""
-    return (len(set(texts)) >= min(10, len(texts) / 2)
-            and not (all(t.isascii() and t.isdigit() for t in texts) and _counter([int(t) for t in texts])))
+    return len(set(texts)) >= min(10, len(texts) / 2) and _counted(texts) is None
 
 
 def _worded_names(folder, items):
@@ -294,10 +302,8 @@ def _say_if_counted(folder, labels):
     """A note, once per folder, when the labels read from the names count the images (`1.png` ... `300.png`, each
     number once and close together): numbered images, most likely not labelled yet. Captcha texts of digits
     repeat and spread instead; the run goes on, as such labels may be meant."""
-    if len(labels) < 20 or not all(t.isascii() and t.isdigit() for t in labels):
-        return
-    numbers = [int(t) for t in labels]
-    if _counter(numbers):
+    numbers = _counted(labels) if len(labels) >= 20 else None
+    if numbers:
         _note_once(folder, "first",
                    f"the labels read from the file names count the images, each number once from {min(numbers)} to "
                    f"{max(numbers)}: if the names only number them, they hold no labels; label some on the page "
