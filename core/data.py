@@ -193,6 +193,7 @@ def _scan(folder):
             f"letter or digit. Put the labels in {tsv} instead: UTF-8, one line per image, the file name and its "
             f"label separated by a TAB (a first line 'file<TAB>label' is allowed), e.g.\n    file\tlabel\n{example}")
     items = _suffixed_names(folder, _numbered_names(folder, _worded_names(folder, items)))
+    _refuse_ids(folder, items)
     _say_if_counted(folder, [label for _, label in items])
     if not items:
         raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
@@ -241,7 +242,7 @@ def _worded_names(folder, items):
     """`items` [(name, label)], or the labels after a word that 90 % of the names (and 20 or more) start with
     (`captcha_AB12.png`, `captcha_0017_AB12.png` -> 'AB12'; said once per folder): the first '_'-joined field
     after it that varies like labels. Where none does (`img_0001.png`, `captcha (3).png`), the names hold no
-    labels and training on them would teach one word: DataError, with the ways to label the folder."""
+    labels: they are left as they are, for _refuse_ids to refuse."""
     if len(items) < 20:
         return items
     word, count = collections.Counter(label for _, label in items).most_common(1)[0]
@@ -261,14 +262,75 @@ def _worded_names(folder, items):
                    f"label after it ({example} -> {after[example]!r}); if '{word}' is the captcha text, list the "
                    f"labels in {os.path.join(folder, LABELS_FILE)} (file<TAB>label)")
         return [(n, after.get(n, label)) for n, label in items]
-    shown = [n for n, label in items if label == word][:3]
-    raise DataError(
-        f"{folder}: {count} of {len(items)} file names give the same label {word!r} ({', '.join(shown)}, ...): they "
-        f"hold no labels (a name is read as LABEL.png or LABEL_ID.png), and a model trained on them would learn one "
-        f"word. If the images are not labelled yet, label some on the page: python app.py --label_dir={folder} "
-        f"(it writes {os.path.join(folder, LABELS_FILE)}), or train without labels: python train.py "
-        f"--train_dir={folder} --unlabeled_dir={folder} --teacher=ddddocr. If they are labelled elsewhere, list the "
-        f"labels in {os.path.join(folder, LABELS_FILE)} (file<TAB>label).")
+    return items
+
+
+class NoLabelsError(DataError):
+    """The file names of a folder without labels.tsv evidently hold no labels (read_labels: _refuse_ids); `what`
+    says how they show it."""
+
+    def __init__(self, message, what):
+        super().__init__(message)
+        self.what = what
+
+
+ID_LENGTH = 16  # names this long or longer are IDs, hashes or dates, not captcha text
+ID_DIGITS = 9  # numbers this long are IDs or dates (`1701234567.png`), not captcha text
+_WORD_NUMBER = re.compile(r"^(.*\D)(\d+)$")
+
+
+def _ids(items):
+    """(how many, what, why) when the labels read from the names are evidently not captcha texts, else None; each
+    rule holds for 90 % of them (and 20 or more): the same word (`img_0001.png`); one word of 3 or more characters
+    and then a different number each (`img1.png`, `image001.png`, `Screenshot 2023-12-01 at 10.01.33.png`); a
+    different number of ID_DIGITS or more digits each (`1701234567890.png`); ID_LENGTH characters or more
+    (`3f2a...e9.png`: a hash or UUID)."""
+    labels = [label for _, label in items]
+    if len(labels) < 20:
+        return None
+    enough = 0.9 * len(labels)
+    word, count = collections.Counter(labels).most_common(1)[0]
+    if count >= enough:
+        return count, f"give the same label {word!r}", " a model trained on them would learn one word"
+    split = [m.groups() for m in map(_WORD_NUMBER.match, labels) if m]
+    word, count = (collections.Counter(w for w, _ in split).most_common(1) or [("", 0)])[0]
+    if len(word) >= 3 and count >= enough and len({n for w, n in split if w == word}) >= enough:
+        return count, f"are the same {word!r} and a number", " they number or date the images"
+    numbers = {t for t in labels if t.isascii() and t.isdigit() and len(t) >= ID_DIGITS}
+    if len(numbers) >= enough:
+        return len(numbers), f"are numbers of {ID_DIGITS} or more digits", " they number or date the images"
+    count = sum(len(t) >= ID_LENGTH for t in labels)
+    if count >= enough:
+        return count, f"are {ID_LENGTH} characters or longer", " they are IDs, hashes or dates, not captcha text"
+    return None
+
+
+def _refuse_ids(folder, items):
+    """NoLabelsError, with the ways to label the folder, where the labels read from the names are IDs (_ids)."""
+    found = _ids(items)
+    if found:
+        count, what, why = found
+        what = f"{count} of {len(items)} file names {what}"
+        raise NoLabelsError(
+            f"{folder}: {what} ({', '.join(n for n, _ in items[:3])}, ...): they "
+            f"hold no labels (a name is read as LABEL.png or LABEL_ID.png), and{why}. If the images are not "
+            f"labelled yet, label some on the page: python app.py --label_dir={folder} (it writes "
+            f"{os.path.join(folder, LABELS_FILE)}), or train without labels: python train.py --train_dir={folder} "
+            f"--unlabeled_dir={folder} --teacher=ddddocr. If they are labelled elsewhere, list the labels in "
+            f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label).", what)
+
+
+def names_hold_no_labels(folder):
+    """How the file names of `folder` (no labels.tsv) show that they hold no labels (read_labels refuses them as
+    IDs, or they count the images: `1.png` ... `300.png`), or '' where they may be labels or cannot be read."""
+    try:
+        labels = [label for _, label in read_labels(folder)]
+    except NoLabelsError as e:
+        return e.what
+    except DataError:
+        return ""
+    numbers = _counted(labels) if len(labels) >= 20 else None
+    return f"the {len(labels)} file names count the images ({min(numbers)} to {max(numbers)})" if numbers else ""
 
 
 def _numbered_names(folder, items):

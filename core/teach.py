@@ -39,20 +39,31 @@ def zero_labels(s):
 def resolve_teacher(s, say=print):
     """The settings with TEACHER "auto" resolved. A run with some labels and unlabelled images (UNLABELED_DIR) gets
     AUTO where it is installed: its readings are the unlabelled images' first pseudo-labels, which read as well or
-    better than the labels alone on every set of the suite (BENCHMARKS.md). Any other run gets none: a run with no
-    labels at all names its teacher (--teacher=ddddocr), so that "auto" never reads a folder whose file names are
-    its labels as a folder without labels."""
+    better than the labels alone on every set of the suite (BENCHMARKS.md). A run shaped as one without labels
+    (zero_labels) gets it only where the file names evidently hold no labels (data.names_hold_no_labels: IDs,
+    dates, a counter), so that "auto" never reads a folder whose file names are its labels as a folder without
+    labels; a run of labelled names names its teacher (--teacher=ddddocr). Any other run gets none."""
     if s.TEACHER != "auto":
         return s
-    if not s.UNLABELED_DIR or s.ONLINE or zero_labels(s.replace(TEACHER=AUTO)):
+    if not s.UNLABELED_DIR or s.ONLINE:
+        return s.replace(TEACHER="")
+    unlabelled = zero_labels(s.replace(TEACHER=AUTO))
+    shown = unlabelled and data.names_hold_no_labels(s.TRAIN_DIR)
+    if unlabelled and not shown:
         return s.replace(TEACHER="")
     why = unavailable(AUTO)
-    if not why:
-        say(f"TEACHER auto: {AUTO} is installed: its readings of the unlabelled images are their first pseudo-labels "
-            f"(--teacher= trains without it)")
-        return s.replace(TEACHER=AUTO)
-    say(f"TEACHER auto: no teacher ({why}; its readings of the unlabelled images read better with few labels)")
-    return s.replace(TEACHER="")
+    if why:
+        say(f"TEACHER auto: no teacher ({why}; " + (f"the images have no labels: {shown})" if shown else
+            "its readings of the unlabelled images read better with few labels)"))
+        return s.replace(TEACHER="")
+    if shown:
+        say(f"TEACHER auto: {s.TRAIN_DIR} has no labels ({shown}, no {data.LABELS_FILE}): {AUTO} reads every "
+            f"image and its confident readings are the labels (label some on the page for more: python app.py "
+            f"--label_dir={s.TRAIN_DIR})")
+    else:
+        say(f"TEACHER auto: {AUTO} is installed: its readings of the unlabelled images are their first "
+            f"pseudo-labels (--teacher= trains without it)")
+    return s.replace(TEACHER=AUTO)
 
 
 def sample_of(paths):

@@ -370,6 +370,24 @@ def test_names_that_all_start_with_one_word_read_the_label_after_it_or_stop(tmp_
         msg = str(e.value)
         assert "25 of 25 file names give the same label" in msg and "hold no labels" in msg, msg
         assert f"python app.py --label_dir={folder}" in msg and "--teacher=ddddocr" in msg and "labels.tsv" in msg
+    # names that number, date or hash the images: a fixed start and then each different, or long IDs
+    import hashlib
+    for sub, names, what in (
+            ("counter", [f"img{i}.png" for i in range(1, 31)], "are the same 'img' and a number"),
+            ("padded", [f"image{i:03d}.jpg" for i in range(30)], "are the same 'image' and a number"),
+            ("dated", [f"{1701234567890 + 7919 * i}.png" for i in range(30)], "are numbers of 9 or more digits"),
+            ("dashed", [f"pic-{i:04d}.png" for i in range(30)], "give the same label 'pic'"),
+            ("hashed", [hashlib.md5(bytes([i])).hexdigest() + ".png" for i in range(30)],
+             "are 16 characters or longer")):
+        folder = folder_of(tmp_path, names, sub)
+        with pytest.raises(data.NoLabelsError) as e:
+            data.read_labels(str(folder))
+        msg = str(e.value)
+        assert f"30 of 30 file names {what}" in msg and "hold no labels" in msg, msg
+        assert f"python app.py --label_dir={folder}" in msg and "--teacher=ddddocr" in msg and "labels.tsv" in msg
+        (folder / data.LABELS_FILE).write_text("".join(f"{n}\tAB{i % 7}{i % 3}\n" for i, n in enumerate(names)))
+        assert len(data.read_labels(str(folder))) == 30  # labels.tsv is read as it is
+    capsys.readouterr()
     # a few names, or labels that are mostly different, are read as they are
     small = folder_of(tmp_path, [f"img_{i:04d}.png" for i in range(19)], "small")
     assert {t for _, t in data.read_labels(str(small))} == {"img"}

@@ -261,6 +261,21 @@ def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_
     (folder / "labels.tsv").unlink()  # no labels at all: "auto" does not read the file names as no labels
     assert teach.resolve_teacher(s, said.append).TEACHER == "" and not said
     assert teach.resolve_teacher(s.replace(LIMIT=100), said.append).TEACHER == "ddddocr"  # a sample of the names
+    # no labels.tsv and names that evidently hold no labels (a word and a counter): "auto" reads them
+    for i in range(25):
+        (folder / f"img{i}.png").write_bytes(b"")
+    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr"
+    assert said[-1].startswith(f"TEACHER auto: {folder} has no labels (25 of 26 file names are the same 'img' and a "
+                               f"number, no labels.tsv): ddddocr reads every image") and "--label_dir=" in said[-1]
+    monkeypatch.setattr(teach, "unavailable", lambda name: "ddddocr is not installed")
+    assert teach.resolve_teacher(s, said.append).TEACHER == ""
+    assert said[-1].startswith("TEACHER auto: no teacher (ddddocr is not installed; the images have no labels: 25 of")
+    monkeypatch.setattr(teach, "unavailable", lambda name: "")
+    (folder / "ab12.png").unlink()
+    for i in range(25):
+        (folder / f"img{i}.png").rename(folder / f"{i + 1}.png")  # names that count the images: the same
+    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr"
+    assert "has no labels (the 25 file names count the images (1 to 25), no labels.tsv)" in said[-1]
     for explicit in ("", "ddddocr"):
         assert teach.resolve_teacher(s.replace(TEACHER=explicit), said.append).TEACHER == explicit
 
