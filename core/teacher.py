@@ -307,14 +307,17 @@ def _lengths(texts, min_length_share):
     return tuple(sorted(n for n, k in counts.items() if n == top or k >= min_length_share * len(texts)))
 
 
+STRAY = 2  # a character read this often or less in the sample is a stray reading of noise, whatever its share
+
+
 def _charset(texts, min_share):
     """The characters that occur at least min_share of the count each would have in a uniform charset of the
-    characters kept (iterated until stable), and at least twice."""
+    characters kept (iterated until stable), and more than STRAY times."""
     counts = collections.Counter(c for t in texts for c in t)
     kept = set(counts)
     while kept:
         total = sum(counts[c] for c in kept)
-        floor = max(2, min_share * total / len(kept))
+        floor = max(STRAY + 1, min_share * total / len(kept))
         now = {c for c in kept if counts[c] >= floor}
         if now == kept:
             break
@@ -322,11 +325,13 @@ def _charset(texts, min_share):
     return "".join(sorted(kept))
 
 
-def infer_charset_length(readings, min_share=0.2, min_length_share=0.15, min_confidence=0.5, case_sensitive=False):
+def infer_charset_length(readings, min_share=0.1, min_length_share=0.15, min_confidence=0.5, case_sensitive=False):
     """From the readings alone: the charset, the label length(s), the letter case, and a one-line description.
 
     min_share: a character is real when it occurs at least this fraction of the count each character would
-        have if the charset were uniform (stray readings of noise occur far less often).
+        have if the charset were uniform, and more than STRAY times (stray readings of noise occur far less
+        often: at most twice in 500 images of each suite set the teacher can read, where the rarest real
+        character of a set occurs 6 to 192 times, 0.18 to 0.96 of its uniform share).
     min_length_share: a length beside the commonest one counts when this fraction of the readings has it.
     min_confidence: the readings used are those at least this confident when there are enough of them.
     case_sensitive: whether the teacher's letter case can be trusted (Teacher.case_sensitive; ddddocr: False).

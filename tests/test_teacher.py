@@ -43,6 +43,13 @@ def test_infer_charset_length_ignores_stray_characters_and_odd_lengths():
     assert "length 5" in description and "19 characters" in description and "\n" not in description
 
 
+def test_infer_charset_keeps_a_rare_real_character_and_drops_characters_read_twice():
+    # 36 characters, 'w' in a fifth of its fair share (a real set's rare letter); '/' and 'Z' read twice each
+    texts = captcha_like(480, "0123456789abcdefghijklmnopqrstuvxyz", 4) + ["w" + t[1:] for t in captcha_like(10, "0123456789", 4, seed=1)]
+    found = infer_charset_length(readings_of(texts + ["ab/c", "a/bc", "Zabc", "abZc"]))
+    assert found.charset == "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
 def test_infer_uses_all_readings_when_few_are_confident():
     low = readings_of(captcha_like(50, "0123456789", 4), confidence=0.3)
     found = infer_charset_length(low)
