@@ -80,6 +80,20 @@ SETS = [
          paths=["generated_captcha_images"], name_pattern=r"^([0-9A-Z]{4})\.png$", case=None,
          about="the WordPress 'Really Simple CAPTCHA' plugin's style (the set of A. Geitgey's 'break a CAPTCHA "
                "in 15 minutes' article): 4 of 2-9A-Z without I/O, black serif glyphs, 72x24 grey"),
+    dict(name="swust_mixed", repo="Kelab/captcha_dataset",
+         commit="3134ce4a078d79806b4ffb449f177bc7c23eb451", license="no license file",
+         paths=["20190121", "20191218", "20200226"], name_pattern=r"^([0-9A-Za-z]{4})_[0-9a-f]{32}\.jpg$",
+         case="lower",
+         about="Southwest University of Science and Technology's login captcha (cas.swust.edu.cn), three "
+               "versions of it mixed (folders 20190121, 20191218, 20200226): 4 of 0-9a-z, coloured glyphs "
+               "crossed by thin lines, JPEG 90-100x30-35; labels lower case where some images draw capitals; "
+               "the 20200226 folder was saved as the authors' earlier recogniser read it (per its README)"),
+    dict(name="receita", repo="decryptr/captchaReceitaData",
+         commit="c960e6814aede3a3ab2087b6f72c4d8f51c476ed", license="GPL-3.0",
+         paths=["inst/img"], name_pattern=r"^.*_([0-9A-Za-z]{6})\.(?:png|jpg)$", case="lower",
+         about="the Brazilian tax authority's (Receita Federal) captcha: 6 letters and digits in black serif "
+               "glyphs of either case under heavy salt-and-pepper noise and a curved line, 180x50; labels "
+               "folded to lower case (the authors read it without case)"),
 ]
 
 # The shared sets, by reference (folder under --shared; read, never copied).
