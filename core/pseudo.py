@@ -18,6 +18,13 @@ from core.teach import zero_labels
 FILL = 2.0  # labelled fillers make an epoch up to this many times its labelled images, where unlabelled ones run out
 
 
+def epoch_extra(ratio, n_train, n_unlabelled):
+    """Images an epoch adds to its n_train labelled ones: up to `ratio` times as many unlabelled images, and where
+    the folder holds fewer, labelled fillers only up to FILL times n_train (a teacher's no-label run leaves few
+    unread). Of them, min(that, n_unlabelled) are unlabelled."""
+    return min(round(ratio * n_train), max(n_unlabelled, round(FILL * n_train)))
+
+
 class PseudoLabels:
     """UNLABELED_DIR's images and their pseudo-labels: the kept model's readings of at least PSEUDO_THRESHOLD
     sequence confidence, refreshed as better models are kept.
@@ -41,9 +48,7 @@ class PseudoLabels:
         self.threshold, self.start, self.every = s.PSEUDO_THRESHOLD, s.PSEUDO_FROM, s.PSEUDO_EVERY
         self.paths, self.truths, self.codec = paths, truths, codec
         self.n_train, self.chosen = n_train, np.zeros(0, dtype=np.int64)
-        # pseudo-labelled images (or labelled fillers) per epoch: up to PSEUDO_RATIO times the labelled ones, but
-        # fillers only up to FILL times them (a folder of few unlabelled images, as a teacher's no-label run leaves)
-        self.extra = min(round(s.PSEUDO_RATIO * n_train), max(len(paths), round(FILL * n_train)))
+        self.extra = epoch_extra(s.PSEUDO_RATIO, n_train, len(paths))  # pseudo-labelled images (or fillers) an epoch
         self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
         self.readings = []  # the last refresh's texts of every unlabelled image (metrics.rare_readings)
         self.kept_state, self.reader, self.temperature = None, None, 1.0
@@ -231,8 +236,8 @@ def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
     data.check_memory(len(paths), s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, f"UNLABELED_DIR={folder}",
                       f"give it a sample of them in a folder of its own (an epoch trains on up to PSEUDO_RATIO="
                       f"{s.PSEUDO_RATIO:g} times as many unlabelled images as labelled ones: "
-                      f"{min(round(s.PSEUDO_RATIO * len(train_set)), len(paths))} here), or " + data.SMALLER_IMAGES,
-                      copies=3)
+                      f"{min(epoch_extra(s.PSEUDO_RATIO, len(train_set), len(paths)), len(paths))} here), or "
+                      + data.SMALLER_IMAGES, copies=3)
     images, ok, failed = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS,
                                             s.CACHE_DIR, quiet)
     names = data.file_list([os.path.basename(p) for p in failed])
