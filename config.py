@@ -32,7 +32,9 @@ PSEUDO_FROM = 0.0         # pseudo-labels start once the kept model reads this f
 PSEUDO_EVERY = 1.0        # refresh: read them again when a better model is kept and the run has trained on at least this
                           # many times the number of unlabelled images since the last reading (reading them costs time)
 PSEUDO_RATIO = 7.0        # unlabelled images per labelled image in each epoch, at most (FixMatch's mu); with a few
-                          # hundred labels more of them an epoch means more training in the 300 epochs a run plans
+                          # hundred labels more of them an epoch means more training in the 300 epochs a run plans.
+                          # Thousands of labels get a smaller share (at least 1): an epoch holds at most IMAGES_SEEN /
+                          # 10 images, so the shortest planned run (10 epochs) sees no more than IMAGES_SEEN
 PSEUDO_MODE = "online"    # "online" (FixMatch): at every step the weight average reads the step's unlabelled images
                           # and its confident readings train the model on strongly augmented copies of them;
                           # "refresh": the kept model reads every unlabelled image between epochs (PSEUDO_EVERY)

@@ -11,6 +11,7 @@ from core import data
 from core.augment import Augment
 from core.batches import epoch_order, to_float
 from core.device import autocast
+from core.plan import MIN_EPOCHS
 from core.sets import same_folder, test_folder
 from core.teach import zero_labels
 
@@ -18,11 +19,20 @@ from core.teach import zero_labels
 FILL = 2.0  # labelled fillers make an epoch up to this many times its labelled images, where unlabelled ones run out
 
 
-def epoch_extra(ratio, n_train, n_unlabelled):
+def epoch_extra(ratio, n_train, n_unlabelled, budget=0):
     """Images an epoch adds to its n_train labelled ones: up to `ratio` times as many unlabelled images, and where
     the folder holds fewer, labelled fillers only up to FILL times n_train (a teacher's no-label run leaves few
-    unread). Of them, min(that, n_unlabelled) are unlabelled."""
-    return min(round(ratio * n_train), max(n_unlabelled, round(FILL * n_train)))
+    unread). Of them, min(that, n_unlabelled) are unlabelled. `budget` (> 0: images an epoch may hold so that the
+    shortest planned run, MIN_EPOCHS, stays within IMAGES_SEEN) bounds it too, but never below n_train: many labels
+    and a large unlabelled folder get a smaller share instead of a run of twice the images."""
+    extra = min(round(ratio * n_train), max(n_unlabelled, round(FILL * n_train)))
+    return min(extra, max(n_train, budget - n_train)) if budget > 0 else extra
+
+
+def epoch_budget(s):
+    """The images an epoch may hold: IMAGES_SEEN / MIN_EPOCHS, so that the shortest run a plan makes sees no more
+    than IMAGES_SEEN (a resumed run and one with EPOCHS set build the same epochs)."""
+    return s.IMAGES_SEEN // MIN_EPOCHS
 
 
 class PseudoLabels:
@@ -48,7 +58,8 @@ class PseudoLabels:
         self.threshold, self.start, self.every = s.PSEUDO_THRESHOLD, s.PSEUDO_FROM, s.PSEUDO_EVERY
         self.paths, self.truths, self.codec = paths, truths, codec
         self.n_train, self.chosen = n_train, np.zeros(0, dtype=np.int64)
-        self.extra = epoch_extra(s.PSEUDO_RATIO, n_train, len(paths))  # pseudo-labelled images (or fillers) an epoch
+        # pseudo-labelled images (or fillers) an epoch
+        self.extra = epoch_extra(s.PSEUDO_RATIO, n_train, len(paths), epoch_budget(s))
         self.refreshes, self.refreshed_epoch, self.trained_since, self.last = 0, None, 0, ""
         self.readings = []  # the last refresh's texts of every unlabelled image (metrics.rare_readings)
         self.kept_state, self.reader, self.temperature = None, None, 1.0
@@ -232,11 +243,12 @@ def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
     names_are_labels = same_folder(folder, s.TRAIN_DIR) and not zero_labels(s)
     items = data.unlabeled_images(folder, labelled, truth_from_names=names_are_labels)
     paths = [p for p, _ in items]
+    share = min(epoch_extra(s.PSEUDO_RATIO, len(train_set), len(paths), epoch_budget(s)), len(paths))
     # held three times: decoded, then beside the labelled images in one array, then as the run's tensors
     data.check_memory(len(paths), s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, f"UNLABELED_DIR={folder}",
                       f"give it a sample of them in a folder of its own (an epoch trains on up to PSEUDO_RATIO="
                       f"{s.PSEUDO_RATIO:g} times as many unlabelled images as labelled ones: "
-                      f"{min(epoch_extra(s.PSEUDO_RATIO, len(train_set), len(paths)), len(paths))} here), or "
+                      f"{share} here), or "
                       + data.SMALLER_IMAGES, copies=3)
     images, ok, failed = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS,
                                             s.CACHE_DIR, quiet)

@@ -319,3 +319,26 @@ def test_an_epoch_holds_up_to_pseudo_ratio_unlabelled_images_and_labelled_filler
     assert extra(1000, 5000) == 5000         # between: every unlabelled image, up to 7 x 1000
     assert extra(90, 10_000, PSEUDO_RATIO=1.0) == 90   # the ratio is the bound: fillers never raise it
     assert extra(90, 10_000, PSEUDO_RATIO=0.0) == 0
+
+
+def test_many_labels_and_a_large_unlabelled_folder_keep_the_planned_run_within_images_seen():
+    """10 000 labels and 50 000 unlabelled images: 7 x 10 000 an epoch would make the shortest plan (MIN_EPOCHS = 10
+    epochs) see 800 000 images, twice IMAGES_SEEN; the unlabelled share shrinks to IMAGES_SEEN / 10 - 10 000, and
+    never below one unlabelled image per labelled one. The few-label runs keep their 7 x."""
+    from core.plan import MIN_EPOCHS, Settings, plan_epochs
+    from core.pseudo import PseudoLabels
+
+    codec = data.Codec("ab", 2)
+
+    def plan(n_train, unlabelled, **kw):
+        s = Settings().replace(**{"EPOCHS": 0, "IMAGES_SEEN": 400_000, **kw})
+        pseudo = PseudoLabels(s, [f"u{i}" for i in range(unlabelled)], [None] * unlabelled, codec, n_train)
+        return pseudo.extra, plan_epochs(s, pseudo.epoch_images)
+
+    assert MIN_EPOCHS == 10
+    assert plan(10_000, 50_000) == (30_000, 10)           # 40 000 an epoch, 10 epochs: 400 000 images
+    assert plan(30_000, 50_000) == (30_000, 10)           # at least as many unlabelled images as labelled ones
+    assert plan(5_000, 50_000) == (35_000, 10)            # 7 x 5 000 would be 40 000 an epoch: just within
+    assert plan(2_000, 50_000) == (14_000, 25)            # 7 x, as before
+    assert plan(90, 10_000) == (630, 300)                 # 100 labels: unchanged
+    assert plan(10_000, 50_000, IMAGES_SEEN=800_000)[0] == 50_000  # a larger budget: every unlabelled image
