@@ -81,7 +81,8 @@ def main():
     # core, and batching (not intra-op threads) is what makes small images fast. --threads=N overrides.
     threads = config.THREADS or 1
     torch.set_num_threads(threads)
-    predictor = Predictor(path, pick_device(config.DEVICE), threads, answer=answer_setting()) if path else None
+    predictor = (Predictor(path, pick_device(config.DEVICE), threads, answer=answer_setting(), copies=config.TTA)
+                 if path else None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(predictor, threads=threads, label_dir=label_dir, say=lambda m: print(m, flush=True))
     url = f"http://{config.HOST}:{config.PORT}"
@@ -123,8 +124,8 @@ def serve_folder(positional, opts):
     torch.set_num_threads(threads)
     device, answer = pick_device(config.DEVICE), answer_setting()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    models = ModelsDir(folder, functools.partial(load_predictor, device=device, threads=threads, answer=answer),
-                       default=opts["default_model"] or None)
+    load = functools.partial(load_predictor, device=device, threads=threads, answer=answer, copies=config.TTA)
+    models = ModelsDir(folder, load, default=opts["default_model"] or None)
     models.sync()  # the files there now, loaded before the server answers; the watcher starts with the server
     names = models.names()
     if models.default is not None and models.default not in models.files():

@@ -128,6 +128,11 @@ SHOW = 8                  # samples in the "truth | prediction | ok" table at th
 # --- reading (predict.py, test.py, app.py) ----------------------------------------------------------------
 ANSWER = "none"           # "arith": the captchas are sums like "12+3=?": predict.py, test.py and the API also give the
                           # computed answer. train.py stores it in the checkpoint; set it here for an older model
+TTA = 5                   # test-time augmentation: predict.py, test.py and the API read this many copies of each image,
+                          # shifted 2 pixels up, down, left and right (6-7: 4 pixels left and right too), and their
+                          # readings vote (the confidence: the winning text's summed confidence over the copies);
+                          # about that many times the compute of one reading. 1 = each image read once (training's
+                          # own validation and test lines always read once)
 MIN_CONFIDENCE = 0.0      # predict.py and the API mark a reading below this sequence confidence "unsure" (its text is
                           # kept); test.py's accuracy-against-coverage table helps choose it (0-1); 0 = never unsure
 
@@ -325,6 +330,7 @@ _RANGES = {
     "ONLINE_WORKERS": (lambda v: v >= 0, "0 (from the cores) or a number of processes"),
     "SHOW": (lambda v: v >= 0, "0 or more rows"),
     "SEED": (lambda v: v >= 0, "0 or more"),
+    "TTA": (lambda v: 1 <= v <= 7, "1 (each image read once) to 7 copies"),
     "MIN_CONFIDENCE": (lambda v: 0 <= v <= 1, "a confidence from 0 (never unsure) to 1"),
     "ANSWER": (lambda v: v in ("none", "arith"), "\"none\" or \"arith\""),
     "PORT": (lambda v: 1 <= v <= 65535, "a TCP port from 1 to 65535"),

@@ -79,7 +79,7 @@ def main():
     say = lambda text: print(text, file=sys.stderr)  # stdout carries only the readings
     answer = config.ANSWER if "ANSWER" in config.given() else None  # else what the checkpoint was trained for
     predictor = Predictor(opts["checkpoint"] or default_checkpoint(say), pick_device(config.DEVICE), config.THREADS,
-                          answer=answer)
+                          answer=answer, copies=config.TTA)
     paths, missing = expand(sources)
     for m in missing:
         print(f"warning: {m}", file=sys.stderr)

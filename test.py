@@ -5,6 +5,7 @@
     python test.py weights/cnn_best.onnx             # a model written by export.py, run by onnxruntime
     python test.py --sheet=wrong.png --wrong=wrong.tsv  # also a picture and a list of every wrong prediction
     python test.py --coverage=coverage.png           # accuracy against coverage (the default file; "" = no plot)
+    python test.py --tta=1                           # each image read once (TTA: 5 shifted copies vote, by default)
 
 It prints sequence and character accuracy, the confused characters, the wrong files, and a table of accuracy
 against coverage at a few MIN_CONFIDENCE thresholds (drawn in coverage.png), so a deployment can abstain on
@@ -56,7 +57,7 @@ def main():
     path = positional[0] if positional else default_checkpoint()
     set_threads(config.THREADS)
     answer = config.ANSWER if "ANSWER" in config.given() else None  # else what the checkpoint was trained for
-    predictor = Predictor(path, pick_device(config.DEVICE), config.THREADS, answer=answer)
+    predictor = Predictor(path, pick_device(config.DEVICE), config.THREADS, answer=answer, copies=config.TTA)
     folder = config.test_dir()
     if not folder:
         raise config.ConfigError(f"no test folder: name one with --test_dir=FOLDER (TEST_DIR is \"\" and there is no "
@@ -65,7 +66,9 @@ def main():
     r = run_test(predictor, folder, skip_bad=config.SKIP_BAD)
     n = len(r["truths"])
     wrong = [i for i in range(n) if r["truths"][i] != r["preds"][i]]
-    print(f"{path} ({r['model']}, trained {predictor.ckpt.get('epoch', '?')} epochs) on {folder}: {n} images")
+    print(f"{path} ({r['model']}, trained {predictor.ckpt.get('epoch', '?')} epochs) on {folder}: {n} images"
+          + (f", each read as {predictor.copies} shifted copies that vote (TTA={predictor.copies}; --tta=1 reads each "
+             f"once, as training's own test line does)" if predictor.copies > 1 else ""))
     print(f"sequence accuracy {r['seq_acc']:.4f} ({n - len(wrong)}/{n}), character accuracy {r['char_acc']:.4f}")
     if predictor.answer == "arith":  # a wrong reading may still give the right answer (3x4 read 4x3)
         right = sum(parse(p).ok and parse(p).value == parse(t).value for t, p in zip(r["truths"], r["preds"]))

@@ -5,6 +5,9 @@ the time to read one image, on one CPU thread.
     python benchmarks/bench_ddddocr.py --checkpoint=weights/cnn_best.onnx --count=500
     python benchmarks/bench_ddddocr.py --checkpoint=runs/x_best.pt --test_dir=real_sets/amazon/test --count=300
 
+Our model is timed twice: each image read once (TTA=1), and as predict.py, test.py and the API read it (TTA, 5
+shifted copies in one batch that vote, by default).
+
 The images: COUNT captchas of 4 characters from 0-9A-Z, 160x60, generated with seed 777 (no other script
 uses it) into dataset/ddddocr_bench the first time. Both readers get each PNG file's bytes, one image at a
 time, and are timed from bytes to text (decoding the PNG included). Accuracy: the whole label right,
@@ -88,9 +91,10 @@ def ddddocr_reader(beta=False):
     return read
 
 
-def our_reader(path):
-    """bytes -> text with our model (.pt on torch, .onnx on onnxruntime), on one thread."""
-    predictor = Predictor(path, "cpu", threads=1)
+def our_reader(path, copies=1):
+    """bytes -> text with our model (.pt on torch, .onnx on onnxruntime), on one thread; `copies` > 1: that many
+    shifted copies of the image read in one batch, voting (TTA)."""
+    predictor = Predictor(path, "cpu", threads=1, copies=copies)
 
     def read(raw):
         return predictor.predict_arrays(predictor.load(io.BytesIO(raw))[None])[0][0]
@@ -124,8 +128,10 @@ def main():
     readers = [("ddddocr 1.6.1", ddddocr_reader())]
     if opts["beta"]:
         readers.append(("ddddocr 1.6.1 beta=True", ddddocr_reader(beta=True)))
-    ours, predictor = our_reader(path)
-    readers.append((f"{os.path.basename(path)} ({predictor.ckpt['model_name']}, {predictor.runtime})", ours))
+    for copies in sorted({1, config.TTA}):  # read once, and as predict.py, test.py and the API read (TTA)
+        ours, predictor = our_reader(path, copies)
+        readers.append((f"{os.path.basename(path)} ({predictor.ckpt['model_name']}, {predictor.runtime}, "
+                        f"TTA={copies})", ours))
     if opts["test_dir"]:
         images = folder_images(opts["test_dir"], opts["count"])
         print(f"the first {len(images)} images of {opts['test_dir']}; one image at a time, one CPU thread, "

@@ -20,6 +20,36 @@ from core.metrics import accuracy
 
 log = logging.getLogger("inference")
 
+# TTA: the (rows, columns) each copy of an image is rolled by before it is read, in order (the first n are used);
+# the pixels leaving one side come back on the other (a few rows or columns of background)
+SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2), (0, -4), (0, 4))
+
+
+def shifted_copies(arrays, copies):
+    """uint8 (N, H, W, C) -> (copies x N, H, W, C): the images rolled by each of the first `copies` SHIFTS, copy by
+    copy (the unshifted images first)."""
+    return np.concatenate([np.roll(arrays, shift, axis=(1, 2)) for shift in SHIFTS[:copies]])
+
+
+def vote(texts, confidences, copies):
+    """The readings of `copies` copies of N images (copy by copy, as shifted_copies orders them) -> per image the
+    index (into texts) of the copy that stands for the vote, and the vote's confidence. The text with the largest
+    summed confidence wins (a tie: the copy read first, the unshifted image); its confidence is that sum over the
+    number of copies (copies that read another text count 0: disagreement lowers it); the copy that stands for it
+    is its most confident reading of that text (its per-character probabilities and candidates are reported)."""
+    n = len(texts) // copies
+    picked, voted = [], []
+    for i in range(n):
+        weight, best = {}, {}
+        for j in range(i, len(texts), n):
+            weight[texts[j]] = weight.get(texts[j], 0.0) + confidences[j]
+            if texts[j] not in best or confidences[j] > confidences[best[texts[j]]]:
+                best[texts[j]] = j
+        winner = max(weight, key=weight.get)  # the first text reaching the largest weight: the unshifted one on a tie
+        picked.append(best[winner])
+        voted.append(weight[winner] / copies)
+    return picked, voted
+
 
 def onnx_session(path, threads=0):
     """An onnxruntime CPU session (threads: intra-op threads, 0 = onnxruntime's choice, one per core)."""
@@ -67,8 +97,11 @@ class Predictor:
     checkpoint's).
     """
 
-    def __init__(self, path, device="cpu", threads=0, fuse=True, temperature=None, answer=None):
+    def __init__(self, path, device="cpu", threads=0, fuse=True, temperature=None, answer=None, copies=1):
         self.path = path
+        if not isinstance(copies, int) or not 1 <= copies <= len(SHIFTS):
+            raise ValueError(f"copies {copies!r}: expected 1-{len(SHIFTS)} (TTA)")
+        self.copies = copies  # TTA: shifted copies of each image read, whose readings vote (1: each image read once)
         if str(path).endswith(".onnx"):
             if not os.path.exists(path):
                 raise CheckpointError(f"no model at {path} (write one with: python export.py weights/x.pt)")
@@ -123,12 +156,27 @@ class Predictor:
             return self.model(to_float(x)).float().cpu()
 
     def predict_arrays(self, arrays):
-        """arrays: uint8 (N, H, W, C) -> texts, confidences, per-character probabilities."""
-        return self.decode(self.scores(arrays), self.codec)
+        """arrays: uint8 (N, H, W, C) -> texts, confidences, per-character probabilities (with copies > 1: the vote
+        of that many shifted copies of each image, see `vote`)."""
+        return self._predict(arrays)[:3]
+
+    def _predict(self, arrays, k=0):
+        """(texts, confidences, per-character probabilities, candidates: k per character, or None for k = 0)."""
+        n = len(arrays)
+        scores = self.scores(shifted_copies(arrays, self.copies) if self.copies > 1 and n else arrays)
+        texts, confidences, chars = self.decode(scores, self.codec)
+        candidates = self.head.candidates(scores, self.codec, k, self.temperature) if k else None
+        if self.copies == 1 or not n:
+            return texts, confidences, chars, candidates
+        picked, confidences = vote(texts, confidences, self.copies)
+        return ([texts[j] for j in picked], confidences, [chars[j] for j in picked],
+                [candidates[j] for j in picked] if k else None)
 
     def read(self, arrays, batch_size=512):
-        """predict_arrays' (texts, confidences) for any number of images, `batch_size` at a time."""
+        """predict_arrays' (texts, confidences) for any number of images, `batch_size` read at a time (copies
+        included)."""
         texts, confidences = [], []
+        batch_size = max(1, batch_size // self.copies)
         for i in range(0, len(arrays), batch_size):
             t, c, _ = self.predict_arrays(arrays[i:i + batch_size])
             texts += t
@@ -137,9 +185,8 @@ class Predictor:
 
     def predict_with_candidates(self, arrays, k):
         """predict_arrays, plus per image and per character read the k likeliest characters [(char, p), ...],
-        best first, from the same forward pass."""
-        scores = self.scores(arrays)
-        return (*self.decode(scores, self.codec), self.head.candidates(scores, self.codec, k, self.temperature))
+        best first, from the same forward pass (with copies > 1: of the copy that stands for the vote)."""
+        return self._predict(arrays, k)
 
 
 def run_test(predictor, folder, batch_size=512, skip_bad=False, quiet=False, cache_dir=None):

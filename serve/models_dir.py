@@ -26,12 +26,12 @@ EXTENSIONS = (".pt", ".onnx")  # checkpoints written by train.py, models written
 POLL = 1.0  # seconds between two looks at the folder
 
 
-def load_predictor(path, device="cpu", threads=1, answer=None):
+def load_predictor(path, device="cpu", threads=1, answer=None, copies=1):
     """A Predictor for `path`, loaded while other models serve: BatchNorm is folded (torch.fx) between two
     forward passes of theirs (batcher.TRACING), never during one."""
     if threads:
         torch.set_num_threads(threads)  # on the loading thread: as many as the inference thread uses
-    predictor = Predictor(path, device, threads, fuse=False, answer=answer)
+    predictor = Predictor(path, device, threads, fuse=False, answer=answer, copies=copies)
     if predictor.model is not None:
         with TRACING:
             folded = fold_batchnorm(predictor.model, predictor.channels, predictor.height, predictor.width,

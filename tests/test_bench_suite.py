@@ -63,4 +63,5 @@ def test_bench_ddddocr_reads_a_labelled_folder(tiny_suite):
                    "--count=8")
     assert f"the first 8 images of {test}" in p.stdout, p.stdout
     rows = [line for line in p.stdout.splitlines() if line.startswith("| ddddocr") or "pretrained.pt" in line]
-    assert len(rows) == 2 and all(len(r.split("|")) == 6 for r in rows), p.stdout
+    assert len(rows) == 3 and all(len(r.split("|")) == 6 for r in rows), p.stdout  # ours read once and with TTA
+    assert "TTA=1)" in rows[1] and "TTA=5)" in rows[2], p.stdout

@@ -214,3 +214,44 @@ def test_a_model_that_cannot_be_folded_runs_as_it_is(monkeypatch, tmp_path):
     p = Predictor(path)
     assert not p.fused and isinstance(p.model, models.CaptchaModel)
     assert len(p.predict_arrays(np.zeros((2, 60, 160, 1), np.uint8))[0]) == 2
+
+
+def test_vote_takes_the_text_of_the_largest_summed_confidence():
+    """TTA: copies that agree outweigh one confident copy; a tie goes to the unshifted copy; the vote's confidence is
+    the winner's summed confidence over the number of copies, its stand-in the winner's most confident copy."""
+    from core.inference import vote
+    # two images, three copies each, copy by copy: [image 0, image 1] for the plain copy, then each shifted one
+    texts = ["ab", "cd", "aa", "cd", "aa", "cc"]
+    confidences = [0.9, 0.5, 0.6, 0.5, 0.7, 0.5]
+    picked, voted = vote(texts, confidences, 3)
+    assert [texts[j] for j in picked] == ["aa", "cd"] and picked == [4, 1]
+    assert voted == pytest.approx([(0.6 + 0.7) / 3, (0.5 + 0.5) / 3])
+    picked, voted = vote(["x", "y"], [0.5, 0.5], 2)  # one image, a tie: the unshifted reading
+    assert picked == [0] and voted == pytest.approx([0.25])
+
+
+def test_tta_reads_shifted_copies_of_each_image_that_vote(tmp_path):
+    """A Predictor with copies=5 reads 5 shifted copies of each image and reports the vote: one text, confidence
+    and candidate list per image, the candidates those of the copy that stands for the vote; copies outside 1-7 are
+    refused."""
+    from core.inference import SHIFTS, shifted_copies
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "default.pt")
+    if not os.path.exists(path):
+        pytest.skip("no weights/default.pt")
+    once, voted = Predictor(path), Predictor(path, copies=5)
+    generate(str(tmp_path), 12, 7, once.ckpt["charset"], 4, once.width, once.height, processes=1, quiet=True)
+    files = sorted(tmp_path.glob("*.png"))
+    arrays = np.stack([once.load(str(f)) for f in files])
+    copies = shifted_copies(arrays, 5)
+    assert copies.shape == (60, *arrays.shape[1:]) and (copies[:12] == arrays).all()
+    assert (copies[12:24] == np.roll(arrays, SHIFTS[1], axis=(1, 2))).all()
+    texts, confidences, chars, candidates = voted.predict_with_candidates(arrays, 3)
+    assert len(texts) == len(confidences) == len(chars) == len(candidates) == 12
+    assert all(0 <= c <= 1 and len(p) == len(t) == len(k) for t, c, p, k in zip(texts, confidences, chars, candidates))
+    assert all(k[0][0] == ch for t, ks in zip(texts, candidates) for ch, k in zip(t, ks))
+    assert sum(t == f.name[:4] for t, f in zip(texts, files)) >= sum(t == f.name[:4] for t, f in
+                                                                    zip(once.predict_arrays(arrays)[0], files)) - 1
+    assert voted.read(arrays, batch_size=10)[0] == texts  # batches of 2 images (10 copies) read the same
+    for wrong in (0, 8, 2.5):
+        with pytest.raises(ValueError, match="copies"):
+            Predictor(path, copies=wrong)

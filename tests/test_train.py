@@ -52,8 +52,12 @@ def test_test_script_reports_accuracy_and_mistakes(trained):
     out = run_script("test.py", str(base / "weights" / "t_best.pt"), f"--test_dir={base}/test",
                      f"--cache_dir={base}/cache").stdout
     assert "sequence accuracy" in out and "character accuracy" in out and "300 images" in out
+    assert "each read as 5 shifted copies that vote (TTA=5" in out
+    once = run_script("test.py", str(base / "weights" / "t_best.pt"), f"--test_dir={base}/test",
+                      f"--cache_dir={base}/cache", "--tta=1").stdout
     tested = load_checkpoint(str(base / "weights" / "t_best.pt"))["test_accuracy"]
-    assert f"sequence accuracy {tested:.4f}" in out  # what train.py reported for the kept checkpoint
+    assert f"sequence accuracy {tested:.4f}" in once  # read once: what train.py reported for the kept checkpoint
+    assert "shifted copies" not in once
     if tested < 1:
         assert "wrong (" in out and "least confident first" in out
 
