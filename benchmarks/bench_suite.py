@@ -14,8 +14,10 @@ is given the training folder through a link, bench_suite/<set>/labelled/train, s
 beside it; the test part is never used to choose, so the figure is the one a per-epoch test would end on). A point
 with 0 labels needs TEACHER: it trains on a folder of links to the training images without their labels.tsv
 (bench_suite/<set>/unlabelled). The suite: the two sets in ../shared/datasets and the sets `python
-benchmarks/real_sets.py` builds into real_sets/ (docs/real_sets.md). Each point's logs (train.log, test.log),
-checkpoint, results and wrong readings (wrong.tsv) are kept in bench_suite/<set>/<point>/; a point already
+benchmarks/real_sets.py` builds into real_sets/ (docs/real_sets.md). The test part is read twice: each image once
+(`--tta=1`, as every point measured before TTA), then as test.py reads by default (TTA: five shifted copies that
+vote); the table gives both, `once / TTA`. Each point's logs (train.log, test.log, test_tta.log),
+checkpoint, results and wrong readings (wrong.tsv, wrong_tta.tsv) are kept in bench_suite/<set>/<point>/; a point already
 measured is read back, not run again.
 """
 import json
@@ -105,18 +107,25 @@ def run_point(name, folder, labels, extra):
         print(f"{name} {labels}: train.py failed (exit {code}); see {out}/train.log", file=sys.stderr)
         return None
     threads = [a for a in extra if a.startswith("--threads")]
-    test = [sys.executable, "test.py", m[1], f"--test_dir={os.path.join(folder, 'test')}",
-            f"--cache_dir={os.path.join(OUT, '.cache')}", f"--wrong={out}/wrong.tsv", f"--coverage={out}/coverage.png",
-            "--show=0", *threads]
-    with open(os.path.join(out, "test.log"), "w") as log:
-        code = subprocess.run(test, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-    t = TESTED.search(open(os.path.join(out, "test.log")).read())
-    if code or not t:
-        print(f"{name} {labels}: test.py failed (exit {code}); see {out}/test.log", file=sys.stderr)
-        return None
+    # read twice: each image once (as every point before TTA, and training's own test line), then as test.py
+    # reads by default (TTA: shifted copies that vote)
+    tests = {}
+    for log_name, suffix, tta in (("test.log", "", ["--tta=1"]), ("test_tta.log", "_tta", [])):
+        test = [sys.executable, "test.py", m[1], f"--test_dir={os.path.join(folder, 'test')}",
+                f"--cache_dir={os.path.join(OUT, '.cache')}", f"--wrong={out}/wrong{suffix}.tsv",
+                f"--coverage={out}/coverage{suffix}.png", "--show=0", *threads, *tta]
+        with open(os.path.join(out, log_name), "w") as log:
+            code = subprocess.run(test, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        t = TESTED.search(open(os.path.join(out, log_name)).read())
+        if code or not t:
+            print(f"{name} {labels}: test.py failed (exit {code}); see {out}/{log_name}", file=sys.stderr)
+            return None
+        tests[log_name] = test, t
+    (test, t), (test_tta, tta) = tests["test.log"], tests["test_tta.log"]
     point = dict(set=name, labels=labels, test_seq=float(t[1]), test_char=float(t[4]), epoch=int(m[2]),
                  minutes=minutes, command=" ".join(cmd[1:]), test_command=" ".join(test[1:]),
-                 test_images=f"{t[3]} images", test_right=int(t[2]))
+                 test_images=f"{t[3]} images", test_right=int(t[2]), tta_seq=float(tta[1]), tta_right=int(tta[2]),
+                 tta_command=" ".join(test_tta[1:]))
     with open(done, "w") as f:
         json.dump(point, f, indent=1)
     return point
@@ -127,14 +136,17 @@ def table(points, labels):
     sets = sorted({p["set"] for p in points})
     at = {(p["set"], p["labels"]): p for p in points}
     lines = ["| set | " + " | ".join(f"{n} labels" for n in labels) + " |", "|---|" + "--:|" * len(labels)]
+    cell = lambda p: f"{p['test_seq']:.2%}" + (f" / {p['tta_seq']:.2%}" if "tta_seq" in p else "")
     for s in sets:
-        cells = [f"{at[s, n]['test_seq']:.2%}" if (s, n) in at else "" for n in labels]
+        cells = [cell(at[s, n]) if (s, n) in at else "" for n in labels]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for what, fn in (("worst", min), ("median", statistics.median)):
         cells = []
         for n in labels:
             values = [at[s, n]["test_seq"] for s in sets if (s, n) in at]
-            cells.append(f"{fn(values):.2%}" if values else "")
+            voted = [at[s, n]["tta_seq"] for s in sets if (s, n) in at and "tta_seq" in at[s, n]]
+            cells.append((f"{fn(values):.2%}" if values else "")
+                         + (f" / {fn(voted):.2%}" if voted and len(voted) == len(values) else ""))
         lines.append(f"| **{what}** | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -173,8 +185,9 @@ def main():
             p = run_point(name, folder, n, extra)
             if p:
                 points.append(p)
-                print(f"{name:18s} {n:>4s} labels: test {p['test_seq']:.2%} (char {p['test_char']:.2%}), "
-                      f"epoch {p['epoch']}, {p['minutes']} min", flush=True)
+                print(f"{name:18s} {n:>4s} labels: test {p['test_seq']:.2%} (char {p['test_char']:.2%})"
+                      + (f", with TTA {p['tta_seq']:.2%}" if "tta_seq" in p else "")
+                      + f", epoch {p['epoch']}, {p['minutes']} min", flush=True)
     print(table(points, labels))
 
 
