@@ -128,11 +128,11 @@ SHOW = 8                  # samples in the "truth | prediction | ok" table at th
 # --- reading (predict.py, test.py, app.py) ----------------------------------------------------------------
 ANSWER = "none"           # "arith": the captchas are sums like "12+3=?": predict.py, test.py and the API also give the
                           # computed answer. train.py stores it in the checkpoint; set it here for an older model
-TTA = 5                   # test-time augmentation: predict.py, test.py and the API read this many copies of each image,
-                          # shifted 2 pixels up, down, left and right (6-7: 4 pixels left and right too), and their
-                          # readings vote (the confidence: the winning text's summed confidence over the copies);
-                          # about that many times the compute of one reading. 1 = each image read once (training's
-                          # own validation and test lines always read once)
+TTA = 5                   # test-time augmentation: predict.py, test.py and the API read an image they read with a
+                          # confidence under 0.95 again as this many copies, shifted 2 pixels up, down, left and right
+                          # (6-7: 4 pixels left and right too), whose readings vote (the confidence: the winning
+                          # text's summed confidence over the copies); the others keep their reading. 1 = each image
+                          # read once (training's own validation and test lines always read once)
 MIN_CONFIDENCE = 0.0      # predict.py and the API mark a reading below this sequence confidence "unsure" (its text is
                           # kept); test.py's accuracy-against-coverage table helps choose it (0-1); 0 = never unsure
 

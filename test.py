@@ -5,7 +5,7 @@
     python test.py weights/cnn_best.onnx             # a model written by export.py, run by onnxruntime
     python test.py --sheet=wrong.png --wrong=wrong.tsv  # also a picture and a list of every wrong prediction
     python test.py --coverage=coverage.png           # accuracy against coverage (the default file; "" = no plot)
-    python test.py --tta=1                           # each image read once (TTA: 5 shifted copies vote, by default)
+    python test.py --tta=1                           # each image read once (TTA: unsure ones re-read as 5 copies)
 
 It prints sequence and character accuracy, the confused characters, the wrong files, and a table of accuracy
 against coverage at a few MIN_CONFIDENCE thresholds (drawn in coverage.png), so a deployment can abstain on
@@ -25,7 +25,7 @@ from core.answers import parse
 from core.checkpoint import default_checkpoint
 from core.coverage import coverage_table, format_table, plot_coverage
 from core.device import pick_device, set_threads
-from core.inference import Predictor, check_labels, run_test
+from core.inference import REREAD_BELOW, Predictor, check_labels, run_test
 from core.metrics import confusions, one_confusion
 
 
@@ -67,8 +67,9 @@ def main():
     n = len(r["truths"])
     wrong = [i for i in range(n) if r["truths"][i] != r["preds"][i]]
     print(f"{path} ({r['model']}, trained {predictor.ckpt.get('epoch', '?')} epochs) on {folder}: {n} images"
-          + (f", each read as {predictor.copies} shifted copies that vote (TTA={predictor.copies}; --tta=1 reads each "
-             f"once, as training's own test line does)" if predictor.copies > 1 else ""))
+          + (f"; those read with confidence below {REREAD_BELOW} read again as {predictor.copies} shifted copies that "
+             f"vote (TTA={predictor.copies}; --tta=1 reads each once, as training's own test line does)"
+             if predictor.copies > 1 else ""))
     print(f"sequence accuracy {r['seq_acc']:.4f} ({n - len(wrong)}/{n}), character accuracy {r['char_acc']:.4f}")
     if predictor.answer == "arith":  # a wrong reading may still give the right answer (3x4 read 4x3)
         right = sum(parse(p).ok and parse(p).value == parse(t).value for t, p in zip(r["truths"], r["preds"]))

@@ -214,7 +214,7 @@ def start_server(checkpoint, port, log):
     """app.py in a child process on 127.0.0.1:port; returns it once /healthz answers."""
     cmd = [sys.executable, os.path.join(ROOT, "app.py"),
            *([checkpoint] if checkpoint else []), "--host=127.0.0.1", f"--port={port}",
-           f"--weights_dir={config.WEIGHTS_DIR}", f"--threads={config.THREADS}"]
+           f"--weights_dir={config.WEIGHTS_DIR}", f"--threads={config.THREADS}", f"--tta={config.TTA}"]
     process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     if not wait_healthy(f"http://127.0.0.1:{port}", process):
         stop_server(process)

@@ -32,7 +32,7 @@ def test_points_are_tested_once_on_the_kept_checkpoint(tiny_suite):
     assert abs(few["test_seq"] - few["test_right"] / 20) < 1e-3
     # read once (--tta=1) and as test.py reads by default (TTA), both kept and in the table as `once / TTA`
     assert "--tta=1" in few["test_command"] and "--tta" not in few["tta_command"] and 0 <= few["tta_right"] <= 20
-    assert "each read as 5 shifted copies" in (point / "test_tta.log").read_text()
+    assert "read again as 5 shifted copies" in (point / "test_tta.log").read_text()
     assert f"| {few['test_seq']:.2%} / {few['tta_seq']:.2%} |" in p.stdout, p.stdout
     log = (point / "train.log").read_text()
     assert "no test folder (TEST_DIR)" in log and "test seq acc" not in log  # trained without the per-epoch test

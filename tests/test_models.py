@@ -230,11 +230,12 @@ def test_vote_takes_the_text_of_the_largest_summed_confidence():
     assert picked == [0] and voted == pytest.approx([0.25])
 
 
-def test_tta_reads_shifted_copies_of_each_image_that_vote(tmp_path):
-    """A Predictor with copies=5 reads 5 shifted copies of each image and reports the vote: one text, confidence
-    and candidate list per image, the candidates those of the copy that stands for the vote; copies outside 1-7 are
-    refused."""
-    from core.inference import SHIFTS, shifted_copies
+def test_tta_reads_shifted_copies_of_the_unsure_images_that_vote(tmp_path, monkeypatch):
+    """A Predictor with copies=5 keeps the reading of an image read with confidence REREAD_BELOW or more, and reads
+    the others again as 5 shifted copies whose vote replaces their reading (one text, confidence and candidate
+    list per image, the candidates those of the copy that stands for the vote); copies outside 1-7 are refused."""
+    from core import inference
+    from core.inference import SHIFTS, shifted_copies, vote
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "default.pt")
     if not os.path.exists(path):
         pytest.skip("no weights/default.pt")
@@ -245,13 +246,20 @@ def test_tta_reads_shifted_copies_of_each_image_that_vote(tmp_path):
     copies = shifted_copies(arrays, 5)
     assert copies.shape == (60, *arrays.shape[1:]) and (copies[:12] == arrays).all()
     assert (copies[12:24] == np.roll(arrays, SHIFTS[1], axis=(1, 2))).all()
+    plain_texts, plain_confidences, _ = once.predict_arrays(arrays)
     texts, confidences, chars, candidates = voted.predict_with_candidates(arrays, 3)
     assert len(texts) == len(confidences) == len(chars) == len(candidates) == 12
     assert all(0 <= c <= 1 and len(p) == len(t) == len(k) for t, c, p, k in zip(texts, confidences, chars, candidates))
     assert all(k[0][0] == ch for t, ks in zip(texts, candidates) for ch, k in zip(t, ks))
-    assert sum(t == f.name[:4] for t, f in zip(texts, files)) >= sum(t == f.name[:4] for t, f in
-                                                                    zip(once.predict_arrays(arrays)[0], files)) - 1
-    assert voted.read(arrays, batch_size=10)[0] == texts  # batches of 2 images (10 copies) read the same
+    sure = [i for i, c in enumerate(plain_confidences) if c >= inference.REREAD_BELOW]
+    assert sure and all(texts[i] == plain_texts[i] and confidences[i] == plain_confidences[i] for i in sure)
+    # every image re-read: the vote of all five copies of each
+    monkeypatch.setattr(inference, "REREAD_BELOW", 1.01)
+    all_texts, all_confidences, _ = once.predict_arrays(copies)
+    picked, expected = vote(all_texts, all_confidences, 5)
+    texts, confidences, _ = voted.predict_arrays(arrays)
+    assert texts == [all_texts[j] for j in picked] and confidences == pytest.approx(expected, abs=1e-5)
+    assert voted.read(arrays, batch_size=5)[0] == texts
     for wrong in (0, 8, 2.5):
         with pytest.raises(ValueError, match="copies"):
             Predictor(path, copies=wrong)

@@ -52,7 +52,7 @@ def test_test_script_reports_accuracy_and_mistakes(trained):
     out = run_script("test.py", str(base / "weights" / "t_best.pt"), f"--test_dir={base}/test",
                      f"--cache_dir={base}/cache").stdout
     assert "sequence accuracy" in out and "character accuracy" in out and "300 images" in out
-    assert "each read as 5 shifted copies that vote (TTA=5" in out
+    assert "read again as 5 shifted copies that vote (TTA=5" in out
     once = run_script("test.py", str(base / "weights" / "t_best.pt"), f"--test_dir={base}/test",
                       f"--cache_dir={base}/cache", "--tta=1").stdout
     tested = load_checkpoint(str(base / "weights" / "t_best.pt"))["test_accuracy"]
