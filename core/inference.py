@@ -98,7 +98,8 @@ class Predictor:
     unless fuse=False) or a model written by export.py (.onnx, run by onnxruntime on the CPU with `threads`
     intra-op threads; 0 = one per core). Either way `ckpt` describes the model, `head` is its head-kind record
     (models/kinds.py) and the same decoder reads its output, with confidences at `temperature` (None: the
-    checkpoint's).
+    checkpoint's). `copies` > 1 (TTA): an image read with a confidence under REREAD_BELOW is read again as that many
+    shifted copies (SHIFTS), and their vote replaces its reading.
     """
 
     def __init__(self, path, device="cpu", threads=0, fuse=True, temperature=None, answer=None, copies=1):
