@@ -76,7 +76,8 @@ def part_training(s, folder, seconds, rate, passed, smoke):
         return False
     s.record("point", point)
     s.say(f"test: {point['test_seq']:.2%} ({point['test_right']}/{point['test_images'].split()[0]}), character "
-          f"{point['test_char']:.2%}; kept epoch {point['epoch']}; {time.time() - start:.0f} s")
+          f"{point['test_char']:.2%}; with TTA (test.py's default reading) {point['tta_seq']:.2%} "
+          f"({point['tta_right']}); kept epoch {point['epoch']}; {time.time() - start:.0f} s")
     return True
 
 

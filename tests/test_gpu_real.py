@@ -50,6 +50,7 @@ def test_smoke_run_trains_and_tests_a_set_with_all_its_labels(tmp_path):
     assert re.search(r"plan: 200 training images \(smoke\); python train.py --train_dir=\S+/train --images_seen=200",
                      text)
     assert re.search(r"test: \d+\.\d\d% \(\d+/20\), character", text)
+    assert re.search(r"with TTA \(test.py's default reading\) \d+\.\d\d% \(\d+\)", text)
     assert sorted(p.name for p in out.iterdir()) == ["cnn_ctc_best.pt", "point.json", "summary.json", "summary.txt",
                                                     "test.log", "train.log"]
     summary = json.loads((out / "summary.json").read_text())
