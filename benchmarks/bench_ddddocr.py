@@ -5,8 +5,8 @@ the time to read one image, on one CPU thread.
     python benchmarks/bench_ddddocr.py --checkpoint=weights/cnn_best.onnx --count=500
     python benchmarks/bench_ddddocr.py --checkpoint=runs/x_best.pt --test_dir=real_sets/amazon/test --count=300
 
-Our model is timed twice: each image read once (TTA=1), and as predict.py, test.py and the API read it (TTA, 5
-shifted copies in one batch that vote, by default).
+Our model is timed twice: each image read once (TTA=1), and as predict.py, test.py and the API read it (TTA: an
+image read with confidence under 0.95 read again as 5 shifted copies that vote, by default).
 
 The images: COUNT captchas of 4 characters from 0-9A-Z, 160x60, generated with seed 777 (no other script
 uses it) into dataset/ddddocr_bench the first time. Both readers get each PNG file's bytes, one image at a
@@ -92,8 +92,8 @@ def ddddocr_reader(beta=False):
 
 
 def our_reader(path, copies=1):
-    """bytes -> text with our model (.pt on torch, .onnx on onnxruntime), on one thread; `copies` > 1: that many
-    shifted copies of the image read in one batch, voting (TTA)."""
+    """bytes -> text with our model (.pt on torch, .onnx on onnxruntime), on one thread; `copies` > 1: an unsure
+    reading is replaced by the vote of that many shifted copies of the image (TTA)."""
     predictor = Predictor(path, "cpu", threads=1, copies=copies)
 
     def read(raw):

@@ -15,10 +15,10 @@ beside it; the test part is never used to choose, so the figure is the one a per
 with 0 labels needs TEACHER: it trains on a folder of links to the training images without their labels.tsv
 (bench_suite/<set>/unlabelled). The suite: the two sets in ../shared/datasets and the sets `python
 benchmarks/real_sets.py` builds into real_sets/ (docs/real_sets.md). The test part is read twice: each image once
-(`--tta=1`, as every point measured before TTA), then as test.py reads by default (TTA: five shifted copies that
-vote); the table gives both, `once / TTA`. Each point's logs (train.log, test.log, test_tta.log),
-checkpoint, results and wrong readings (wrong.tsv, wrong_tta.tsv) are kept in bench_suite/<set>/<point>/; a point already
-measured is read back, not run again.
+(`--tta=1`, as every point measured before TTA), then as test.py reads by default (TTA: an unsure image read
+again as five shifted copies that vote); the table gives both, `once / TTA`. Each point's logs (train.log,
+test.log, test_tta.log), checkpoint, results and wrong readings (wrong.tsv, wrong_tta.tsv) are kept in
+bench_suite/<set>/<point>/; a point already measured is read back, not run again.
 """
 import json
 import os
@@ -108,7 +108,7 @@ def run_point(name, folder, labels, extra):
         return None
     threads = [a for a in extra if a.startswith("--threads")]
     # read twice: each image once (as every point before TTA, and training's own test line), then as test.py
-    # reads by default (TTA: shifted copies that vote)
+    # reads by default (TTA: an unsure image read again as shifted copies that vote)
     tests = {}
     for log_name, suffix, tta in (("test.log", "", ["--tta=1"]), ("test_tta.log", "_tta", [])):
         test = [sys.executable, "test.py", m[1], f"--test_dir={os.path.join(folder, 'test')}",

@@ -5,8 +5,9 @@ pixels; the copies vote (each reading weighted by its confidence) and the text w
 
 Prints the accuracy of each shifted copy alone, then of each vote, with its `O`/`0` swaps: which shifts
 the model is robust to, and what reading 3 or 7 copies buys against reading one. A shift rolls the image
-(pixels leaving one side come back on the other: a few columns or rows of background). The vote of the first
-five (none, up 2, down 2, left 2, right 2) is what predict.py, test.py and the API read by default (TTA = 5).
+(pixels leaving one side come back on the other: a few columns or rows of background). Every image's copies vote
+here; predict.py, test.py and the API (TTA = 5) give the vote of the first five (none, up 2, down 2, left 2,
+right 2) only to an image they read with confidence under core.inference.REREAD_BELOW.
 """
 import os
 import sys
@@ -32,8 +33,8 @@ VOTES = [("none", "left 2", "right 2"), ("none", "up 2", "down 2"), ("none", "up
 
 def vote(readings, names):
     """The winning text of each image over the copies `names` (core.inference.vote: the largest summed confidence;
-    the first copy named wins a tie): what predict.py, test.py and the API read with TTA = len(names) when `names`
-    are the first SHIFTS."""
+    the first copy named wins a tie): what predict.py, test.py and the API read for an unsure image with
+    TTA = len(names) when `names` are the first SHIFTS."""
     texts = [t for name in names for t in readings[name][0]]
     confidences = [c for name in names for c in readings[name][1]]
     picked, _ = inference.vote(texts, confidences, len(names))
