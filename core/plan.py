@@ -15,6 +15,8 @@ AUTO_SMOOTHING = 0.1        # LABEL_SMOOTHING = -1: the weight used for a small 
 MIN_EPOCHS, MAX_EPOCHS = 10, 300  # EPOCHS = 0: the range the data-sized budget is kept in
 SMALL_VALIDATION = 50       # a validation part of fewer images chooses nothing: one image is 2 % or more of it, and
                             # the epoch it would choose is noise; the run follows its schedule and keeps the last epoch
+REFERENCE_PIXELS = 160 * 60  # IMAGES_SEEN counts images of this size (the generator's) or larger: a smaller image costs
+SMALL_IMAGE_FACTOR = 2.0     # less to train on, so a run plans proportionally more of them, at most this many times
 PERFECT_COOLDOWN = 0.1      # validation read without a mistake: the learning rate falls to 0 over this fraction of
                             # the planned epochs (at least 1), then the run stops (a longer run cannot read it better)
 
@@ -93,11 +95,20 @@ def resolve_data(s, say=print):
                      IMAGE_WIDTH=width, IMAGE_HEIGHT=height, CHANNELS=channels), codec
 
 
+def planned_images(s):
+    """The images a run with EPOCHS = 0 plans to see: IMAGES_SEEN for images of REFERENCE_PIXELS (160x60) or more;
+    for smaller ones as many more as they are smaller (the same compute), at most SMALL_IMAGE_FACTOR times as many:
+    96x35 captchas get 2 x IMAGES_SEEN, 152x48 ones 1.32 x (an image size not yet resolved counts as large)."""
+    pixels = s.IMAGE_WIDTH * s.IMAGE_HEIGHT
+    factor = min(SMALL_IMAGE_FACTOR, REFERENCE_PIXELS / pixels) if pixels else 1.0
+    return round(s.IMAGES_SEEN * max(1.0, factor))
+
+
 def plan_epochs(s, n_train):
-    """EPOCHS, or (0) enough epochs to see about IMAGES_SEEN images, kept within MIN_EPOCHS..MAX_EPOCHS."""
+    """EPOCHS, or (0) enough epochs to see about planned_images(s), kept within MIN_EPOCHS..MAX_EPOCHS."""
     if s.EPOCHS:
         return s.EPOCHS
-    return max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(s.IMAGES_SEEN / max(1, n_train))))
+    return max(MIN_EPOCHS, min(MAX_EPOCHS, math.ceil(planned_images(s) / max(1, n_train))))
 
 
 def plan_cooldown(s, epochs, epoch):

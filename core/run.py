@@ -31,7 +31,7 @@ from core.files import RESULT_COLUMNS, append_row
 from core.metrics import accuracy, rare_readings
 from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
-                       plan_epochs, plan_patience, resolve_batch, resolve_data, resolve_init)
+                       plan_epochs, plan_patience, planned_images, resolve_batch, resolve_data, resolve_init)
 from core.pseudo import load_unlabeled
 from core.teach import first_pseudo_labels, resolve_teacher, teach_unlabelled, zero_labels
 from core.runs import check_paths, choose_run, restore_row, run_paths
@@ -237,7 +237,7 @@ def describe_plan(r, budget):
     times = f" x {r.world}" if r.world > 1 else ""
     r.say(f"run {r.name}: model {s.MODEL}, {params / 1e6:.2f} M parameters, on {r.device}"
           + (f" x {r.world} processes" if r.world > 1 else "")
-          + f"\n  plan      {r.epochs} epochs" + ("" if budget else f" (EPOCHS=0: about {s.IMAGES_SEEN} images)")
+          + f"\n  plan      {r.epochs} epochs" + ("" if budget else f" (EPOCHS=0: about {planned_images(s)} images)")
           + f" of {r.steps} steps, batch {s.BATCH_SIZE}{times}"
           + (f", stop after {r.patience} epochs without progress on validation" if r.patience else "")
           + f"\n  augment   {r.augment}" + (f", label smoothing {s.LABEL_SMOOTHING:g}" * (s.LABEL_SMOOTHING > 0))

@@ -176,6 +176,24 @@ def test_budget_follows_the_data_size():
     assert (r.AUGMENT, r.LABEL_SMOOTHING) == (0.0, 0.3)                           # the size
 
 
+def test_small_images_plan_proportionally_more_of_them_up_to_twice_images_seen():
+    """IMAGES_SEEN counts images of 160x60 (the generator's) or larger; a smaller image costs less to train on, so
+    a run plans as many more as it is smaller, at most SMALL_IMAGE_FACTOR times as many."""
+    s = Settings().replace(EPOCHS=0, IMAGES_SEEN=400_000)
+    planned = lambda w, h: plan.planned_images(s.replace(IMAGE_WIDTH=w, IMAGE_HEIGHT=h))
+    assert plan.REFERENCE_PIXELS == 160 * 60 and plan.SMALL_IMAGE_FACTOR == 2.0
+    assert planned(160, 60) == planned(200, 50) == planned(352, 64) == 400_000  # as large or larger: as it is
+    assert planned(152, 48) == round(400_000 * 9600 / 7296)                     # 1.32 x
+    assert planned(96, 35) == planned(72, 32) == 800_000                        # at most twice
+    assert planned(0, 0) == 400_000                                             # not yet resolved: as large
+    small = s.replace(IMAGE_WIDTH=96, IMAGE_HEIGHT=35)
+    assert plan.plan_epochs(small, 3_200) == 250 and plan.plan_epochs(s, 3_200) == 125
+    assert plan.plan_epochs(small, 800) == plan.MAX_EPOCHS            # the range still holds
+    assert plan.plan_epochs(small.replace(EPOCHS=7), 3_200) == 7      # EPOCHS set: kept
+    from core.pseudo import epoch_budget
+    assert epoch_budget(small) == 80_000 and epoch_budget(s) == 40_000  # an epoch's bound follows the plan
+
+
 def test_keeper_chooses_on_validation_errors_then_loss():
     k = engine.Keeper(100)  # slack: one image
     assert k.offer(1, 0.90, 0.97, 0.50)                          # first: kept
