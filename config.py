@@ -33,8 +33,8 @@ PSEUDO_EVERY = 1.0        # refresh: read them again when a better model is kept
                           # many times the number of unlabelled images since the last reading (reading them costs time)
 PSEUDO_RATIO = 7.0        # unlabelled images per labelled image in each epoch, at most (FixMatch's mu); with a few
                           # hundred labels more of them an epoch means more training in the 300 epochs a run plans.
-                          # Thousands of labels get a smaller share (at least 1): an epoch holds at most a tenth of the
-                          # planned images (IMAGES_SEEN), so the shortest planned run (10 epochs) sees no more
+                          # Thousands of labels get a smaller share (at least 1): an epoch holds at most IMAGES_SEEN /
+                          # 10 images, so the shortest planned run (10 epochs) sees no more than IMAGES_SEEN
 PSEUDO_MODE = "online"    # "online" (FixMatch): at every step the weight average reads the step's unlabelled images
                           # and its confident readings train the model on strongly augmented copies of them;
                           # "refresh": the kept model reads every unlabelled image between epochs (PSEUDO_EVERY)
@@ -83,7 +83,8 @@ PRETRAINED = ""           # local torchvision weight file (.pth) to start the ba
 EPOCHS = 0                # passes over the training images; 0 = from their number (about IMAGES_SEEN images in all,
                           # 10-300 epochs); the run also stops early (PATIENCE, TIME_LIMIT, TARGET_ACCURACY)
 IMAGES_SEEN = 400_000     # with EPOCHS = 0: training images the run plans to see (a small set is seen more often); images
-                          # under 160x60 pixels are cheaper: proportionally more, at most twice as many (96x35: 800 000)
+                          # under 160x60 pixels are cheaper: proportionally more, at most twice as many (96x35: 800 000),
+                          # except in a run with UNLABELED_DIR
 PATIENCE = 0              # stop after this many epochs without progress on validation (fewer errors, a better character
                           # accuracy or a lower loss); 0 = a quarter of the planned epochs (at least 3); negative = never
 COOLDOWN = 0.0            # > 0: when PATIENCE ends a run, the learning rate first falls linearly to 0 over this fraction

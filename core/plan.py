@@ -98,9 +98,11 @@ def resolve_data(s, say=print):
 def planned_images(s):
     """The images a run with EPOCHS = 0 plans to see: IMAGES_SEEN for images of REFERENCE_PIXELS (160x60) or more;
     for smaller ones as many more as they are smaller (the same compute), at most SMALL_IMAGE_FACTOR times as many:
-    96x35 captchas get 2 x IMAGES_SEEN, 152x48 ones 1.32 x (an image size not yet resolved counts as large)."""
+    96x35 captchas get 2 x IMAGES_SEEN, 152x48 ones 1.32 x (an image size not yet resolved counts as large). A run
+    with unlabelled images (UNLABELED_DIR) plans IMAGES_SEEN whatever the size: trained longer on its own readings,
+    it keeps more of its mistakes (BENCHMARKS.md)."""
     pixels = s.IMAGE_WIDTH * s.IMAGE_HEIGHT
-    factor = min(SMALL_IMAGE_FACTOR, REFERENCE_PIXELS / pixels) if pixels else 1.0
+    factor = min(SMALL_IMAGE_FACTOR, REFERENCE_PIXELS / pixels) if pixels and not s.UNLABELED_DIR else 1.0
     return round(s.IMAGES_SEEN * max(1.0, factor))
 
 

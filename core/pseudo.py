@@ -11,7 +11,7 @@ from core import data
 from core.augment import Augment
 from core.batches import epoch_order, to_float
 from core.device import autocast
-from core.plan import MIN_EPOCHS, planned_images
+from core.plan import MIN_EPOCHS
 from core.sets import same_folder, test_folder
 from core.teach import zero_labels
 
@@ -23,17 +23,16 @@ def epoch_extra(ratio, n_train, n_unlabelled, budget=0):
     """Images an epoch adds to its n_train labelled ones: up to `ratio` times as many unlabelled images, and where
     the folder holds fewer, labelled fillers only up to FILL times n_train (a teacher's no-label run leaves few
     unread). Of them, min(that, n_unlabelled) are unlabelled. `budget` (> 0: images an epoch may hold so that the
-    shortest planned run, MIN_EPOCHS, stays within the planned images) bounds it too, but never below n_train: many labels
+    shortest planned run, MIN_EPOCHS, stays within IMAGES_SEEN) bounds it too, but never below n_train: many labels
     and a large unlabelled folder get a smaller share instead of a run of twice the images."""
     extra = min(round(ratio * n_train), max(n_unlabelled, round(FILL * n_train)))
     return min(extra, max(n_train, budget - n_train)) if budget > 0 else extra
 
 
 def epoch_budget(s):
-    """The images an epoch may hold: the planned images (IMAGES_SEEN, more for small images: planned_images) over
-    MIN_EPOCHS, so that the shortest run a plan makes sees no more than those (a resumed run and one with EPOCHS set
-    build the same epochs)."""
-    return planned_images(s) // MIN_EPOCHS
+    """The images an epoch may hold: IMAGES_SEEN / MIN_EPOCHS, so that the shortest run a plan makes sees no more
+    than IMAGES_SEEN (a resumed run and one with EPOCHS set build the same epochs)."""
+    return s.IMAGES_SEEN // MIN_EPOCHS
 
 
 class PseudoLabels:

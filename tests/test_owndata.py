@@ -178,7 +178,8 @@ def test_budget_follows_the_data_size():
 
 def test_small_images_plan_proportionally_more_of_them_up_to_twice_images_seen():
     """IMAGES_SEEN counts images of 160x60 (the generator's) or larger; a smaller image costs less to train on, so
-    a run plans as many more as it is smaller, at most SMALL_IMAGE_FACTOR times as many."""
+    a run plans as many more as it is smaller, at most SMALL_IMAGE_FACTOR times as many; a run with unlabelled
+    images keeps IMAGES_SEEN."""
     s = Settings().replace(EPOCHS=0, IMAGES_SEEN=400_000)
     planned = lambda w, h: plan.planned_images(s.replace(IMAGE_WIDTH=w, IMAGE_HEIGHT=h))
     assert plan.REFERENCE_PIXELS == 160 * 60 and plan.SMALL_IMAGE_FACTOR == 2.0
@@ -190,8 +191,10 @@ def test_small_images_plan_proportionally_more_of_them_up_to_twice_images_seen()
     assert plan.plan_epochs(small, 3_200) == 250 and plan.plan_epochs(s, 3_200) == 125
     assert plan.plan_epochs(small, 800) == plan.MAX_EPOCHS            # the range still holds
     assert plan.plan_epochs(small.replace(EPOCHS=7), 3_200) == 7      # EPOCHS set: kept
+    semi = small.replace(UNLABELED_DIR="unlabelled")  # with unlabelled images: IMAGES_SEEN whatever the size
+    assert plan.planned_images(semi) == 400_000 and plan.plan_epochs(semi, 3_200) == 125
     from core.pseudo import epoch_budget
-    assert epoch_budget(small) == 80_000 and epoch_budget(s) == 40_000  # an epoch's bound follows the plan
+    assert epoch_budget(semi) == 40_000
 
 
 def test_keeper_chooses_on_validation_errors_then_loss():
