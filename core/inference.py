@@ -29,10 +29,10 @@ SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2), (0, -4), (0, 4))
 REREAD_BELOW = 0.95
 
 
-def shifted_copies(arrays, copies):
-    """uint8 (N, H, W, C) -> (copies x N, H, W, C): the images rolled by each of the first `copies` SHIFTS, copy by
-    copy (the unshifted images first)."""
-    return np.concatenate([np.roll(arrays, shift, axis=(1, 2)) for shift in SHIFTS[:copies]])
+def shifted_copies(arrays, copies, first=0):
+    """uint8 (N, H, W, C) -> ((copies - first) x N, H, W, C): the images rolled by each of the first `copies` SHIFTS
+    from the `first`-th on, copy by copy (first=0: the unshifted images first; first=1: only the shifted ones)."""
+    return np.concatenate([np.roll(arrays, shift, axis=(1, 2)) for shift in SHIFTS[first:copies]])
 
 
 def vote(texts, confidences, copies):
@@ -175,7 +175,7 @@ class Predictor:
         unsure = [i for i, c in enumerate(confidences) if c < REREAD_BELOW] if self.copies > 1 else []
         if not unsure:
             return texts, confidences, chars, candidates
-        more = self.scores(shifted_copies(arrays[unsure], self.copies)[len(unsure):])  # the shifted copies only
+        more = self.scores(shifted_copies(arrays[unsure], self.copies, first=1))  # the shifted copies only
         t, c, p = self.decode(more, self.codec)
         all_texts, all_confidences = [texts[i] for i in unsure] + t, [confidences[i] for i in unsure] + c
         all_chars = [chars[i] for i in unsure] + p

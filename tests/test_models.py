@@ -246,6 +246,7 @@ def test_tta_reads_shifted_copies_of_the_unsure_images_that_vote(tmp_path, monke
     copies = shifted_copies(arrays, 5)
     assert copies.shape == (60, *arrays.shape[1:]) and (copies[:12] == arrays).all()
     assert (copies[12:24] == np.roll(arrays, SHIFTS[1], axis=(1, 2))).all()
+    assert (shifted_copies(arrays, 5, first=1) == copies[12:]).all()  # the shifted copies only
     plain_texts, plain_confidences, _ = once.predict_arrays(arrays)
     texts, confidences, chars, candidates = voted.predict_with_candidates(arrays, 3)
     assert len(texts) == len(confidences) == len(chars) == len(candidates) == 12
