@@ -82,9 +82,9 @@ PRETRAINED = ""           # local torchvision weight file (.pth) to start the ba
 # --- training -------------------------------------------------------------------------------------------
 EPOCHS = 0                # passes over the training images; 0 = from their number (about IMAGES_SEEN images in all,
                           # 10-300 epochs); the run also stops early (PATIENCE, TIME_LIMIT, TARGET_ACCURACY)
-IMAGES_SEEN = 400_000     # with EPOCHS = 0: training images the run plans to see (a small set is seen more often); images
-                          # under 160x60 pixels are cheaper: proportionally more, at most twice as many (96x35: 800 000),
-                          # except in a run with UNLABELED_DIR
+IMAGES_SEEN = 400_000     # with EPOCHS = 0: training images the run plans to see (a small set is seen more often);
+                          # images under 160x60 pixels are cheaper: proportionally more, at most twice as many
+                          # (96x35: 800 000), except in a run with UNLABELED_DIR
 PATIENCE = 0              # stop after this many epochs without progress on validation (fewer errors, a better character
                           # accuracy or a lower loss); 0 = a quarter of the planned epochs (at least 3); negative = never
 COOLDOWN = 0.0            # > 0: when PATIENCE ends a run, the learning rate first falls linearly to 0 over this fraction

@@ -9,8 +9,9 @@
 
 Three sets, three jobs: the training images; a seeded VALIDATION part held out from TRAIN_DIR, which picks the
 best checkpoint and decides when to stop; TEST_DIR, only reported (after every epoch and at the end). The
-length of a run follows the data (EPOCHS = 0: about IMAGES_SEEN images, more of smaller ones, a small set many more times) and it
-stops early once validation stops improving (PATIENCE). A run never replaces another run's checkpoints.
+length of a run follows the data (EPOCHS = 0: about IMAGES_SEEN images, more of smaller ones, a small set many
+more times) and it stops early once validation stops improving (PATIENCE). A run never replaces another run's
+checkpoints.
 
 The decoded uint8 set sits on the device when it fits (batches are index slices; normalisation and
 augmentation run there, in batch); otherwise it stays in pinned host memory and chunks stream in ahead of
