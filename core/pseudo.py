@@ -14,6 +14,7 @@ from core.device import autocast
 from core.plan import MIN_EPOCHS
 from core.sets import same_folder, test_folder
 from core.teach import zero_labels
+from models.losses import with_candidates
 
 
 FILL = 2.0  # labelled fillers make an epoch up to this many times its labelled images, where unlabelled ones run out
@@ -64,6 +65,7 @@ class PseudoLabels:
         self.readings = []  # the last refresh's texts of every unlabelled image (metrics.rare_readings)
         self.kept_state, self.reader, self.temperature = None, None, 1.0
         self.teacher = {}  # {index: text}: a teacher's first pseudo-labels (TEACHER)
+        self.candidates = {}  # {character: characters}: where the teacher's reading of it may be another one
         self.online = s.PSEUDO_MODE == "online"
         self.active = self.online and not self.start  # online: reading from the first step, or once PSEUDO_FROM is met
         self.read = self.used = 0  # online: unlabelled images read, and trained on, since the last report
@@ -101,22 +103,30 @@ class PseudoLabels:
         if self.online:
             tensors[2][self.n_train:] = -1
 
-    def _write(self, tensors, chosen):
+    def _row(self, text, taught):
+        """The label row of a pseudo-label; a teacher's reading (`taught`) with the candidates of its characters."""
+        ids = self.codec.encode(text)
+        if not (taught and self.candidates):
+            return ids
+        return with_candidates(ids, [tuple(self.codec.index[b] for b in self.candidates.get(c, ())) for c in text])
+
+    def _write(self, tensors, chosen, mine=()):
         """Make {index into the unlabelled images: text} the pseudo-labels: their label rows in `tensors` (online:
-        their lengths as -1 - n, so the rows stay marked as unlabelled)."""
+        their lengths as -1 - n, so the rows stay marked as unlabelled). Those not in `mine` are the teacher's."""
         _, labels, lengths = tensors
         self.chosen = np.array(sorted(chosen), dtype=np.int64)
         if len(self.chosen):
-            rows = torch.tensor([self.codec.encode(chosen[i]) for i in self.chosen], dtype=torch.int64)
+            rows = torch.tensor([self._row(chosen[i], i not in mine) for i in self.chosen], dtype=torch.int64)
             at = torch.from_numpy(self.chosen + self.n_train).to(labels.device)
             labels[at] = rows.to(labels.device)
             n = torch.tensor([len(chosen[i]) for i in self.chosen], dtype=torch.int64, device=lengths.device)
             lengths[at] = -1 - n if self.online else n
 
-    def seed(self, chosen, tensors, say):
+    def seed(self, chosen, tensors, say, candidates=None):
         """A teacher's readings ({index: text}) as the first pseudo-labels, trained on from the first epoch; a
-        model refresh keeps them where the model is not confident."""
-        self.teacher = dict(chosen)
+        model refresh keeps them where the model is not confident. `candidates` ({character: characters}, from
+        core.teach.teacher_candidates): where a reading holds such a character, its position accepts those too."""
+        self.teacher, self.candidates = dict(chosen), dict(candidates or {})
         self._write(tensors, self.teacher)
         say("pseudo-labels from the teacher: " + f"{len(chosen)} of {len(self)} unlabelled images"
             + self.audit(None, chosen))
@@ -141,7 +151,7 @@ class PseudoLabels:
         mine = {i: t for i, (t, c) in enumerate(zip(texts, confidences)) if self.accepts(t, c)}
         chosen = {**self.teacher, **mine}
         self.readings = texts
-        self._write(tensors, chosen)
+        self._write(tensors, chosen, mine)
         self.refreshes += 1
         self.refreshed_epoch, self.trained_since = kept_epoch, 0
         self.last = (f"pseudo-labels from the model of epoch {kept_epoch}: {len(mine)} of {len(self)} unlabelled "

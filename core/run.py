@@ -33,7 +33,7 @@ from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, planned_images, resolve_batch, resolve_data, resolve_init)
 from core.pseudo import load_unlabeled
-from core.teach import first_pseudo_labels, resolve_teacher, teach_unlabelled, zero_labels
+from core.teach import first_pseudo_labels, resolve_teacher, teach_unlabelled, teacher_candidates, zero_labels
 from core.runs import check_paths, choose_run, restore_row, run_paths
 from core.sets import load_data, test_folder
 
@@ -159,7 +159,9 @@ def load_sets(r, opts, closing, lead, taught=None):
     if r.pseudo:
         r.pseudo.attach(r.tensors)
     if r.pseudo and s.TEACHER and not taught:  # the teacher's readings: pseudo-labels from the first epoch
-        r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line))
+        labelled = r.train_set.paths[:n_train], r.train_set.texts[:n_train]
+        r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line),
+                      teacher_candidates(s, *labelled, r.codec, say))
     held = lambda part: part.tensors(r.device if fits_on_device(part.images.nbytes, r.device) else torch.device("cpu"))
     r.val, r.test = (held(part) if part else None for part in (r.val_set, r.test_set))
     r.steps = (r.producer.steps if r.producer else

@@ -7,6 +7,7 @@ Readings are cached in CACHE_DIR (keyed by the files' paths, sizes and times, th
 second run on the same folder starts at once; a run interrupted while the teacher reads keeps what it has read
 (`<key>.partial.json`), and the same command goes on from there.
 """
+import collections
 import contextlib
 import hashlib
 import json
@@ -198,12 +199,9 @@ def teach_unlabelled(s, say=print):
     return s, codec, kept, texts
 
 
-def first_pseudo_labels(s, paths, codec, say=print):
-    """A few labels: {index into paths: text} of the unlabelled images the teacher reads confidently within the
-    labels' charset and lengths (their first pseudo-labels). A reading that holds a letter the labels hold in both
-    cases is left out: the teacher cannot tell case (generated captchas of 0-9a-zA-Z: 28 % of its confident
-    readings right, with the case they took)."""
-    readings = _readings(read(s, paths, codec.charset, say))
+def _within_labels(readings, s, codec):
+    """({index: text} of the readings the teacher makes confidently within the labels' charset and lengths, how
+    many more were left out for a letter the labels hold in both cases)."""
     lo, hi = codec.length
     both = {c for c in codec.charset if c != c.swapcase() and c.swapcase() in codec.index}
     chosen, caseless = {}, 0
@@ -215,6 +213,15 @@ def first_pseudo_labels(s, paths, codec, say=print):
             caseless += 1
         elif codec.check(text) is None:
             chosen[i] = text
+    return chosen, caseless
+
+
+def first_pseudo_labels(s, paths, codec, say=print):
+    """A few labels: {index into paths: text} of the unlabelled images the teacher reads confidently within the
+    labels' charset and lengths (their first pseudo-labels). A reading that holds a letter the labels hold in both
+    cases is left out: the teacher cannot tell case (generated captchas of 0-9a-zA-Z: 28 % of its confident
+    readings right, with the case they took)."""
+    chosen, caseless = _within_labels(_readings(read(s, paths, codec.charset, say)), s, codec)
     say(f"  teacher   {len(chosen)} of {len(paths)} unlabelled images read by {s.TEACHER} with confidence >= "
         f"{s.TEACHER_THRESHOLD} (TEACHER_THRESHOLD): their first pseudo-labels"
         + (f"; {caseless} more left out: they hold a letter the labels have in both cases, and {s.TEACHER} cannot "
@@ -222,7 +229,43 @@ def first_pseudo_labels(s, paths, codec, say=print):
     return chosen
 
 
-__all__ = ["TeacherError", "resolve_teacher", "zero_labels", "read", "teach_unlabelled", "first_pseudo_labels"]
+# the teacher reads a character where the labels hold another one at least CONFUSED_TIMES times, and in at least
+# CONFUSED_SHARE of its readings of that character: the other one becomes a candidate wherever it reads that
+# character. Two of one pair is a pattern (a single mistake may be noise), and a candidate only hands the choice
+# between the two to the labels (swust_mixed, 300 labels: 'l' for 'i' 2 of 21 times on the labelled images, 14 of
+# the test mistakes when left alone)
+CONFUSED_TIMES = 2
+CONFUSED_SHARE = 0.05
+
+
+def teacher_candidates(s, paths, texts, codec, say=print):
+    """{character: (up to two characters)} where the teacher's readings of labelled images (`paths`, their labels
+    `texts`; a SAMPLE of them) show it systematically reads that character for another one: an 'o' that is often
+    a 'q'. Where its pseudo-labels hold such a character, the position accepts either (models.losses), and the
+    labels decide between them; dropping those readings instead leaves the model short of the characters the
+    teacher reads right. Readings of another length than the label are not counted."""
+    picked = sample_of(range(len(paths)))
+    chosen, _ = _within_labels(_readings(read(s, [paths[i] for i in picked], codec.charset, say)), s, codec)
+    said, wrong = collections.Counter(), collections.Counter()
+    for j, text in chosen.items():
+        truth = codec.normalize(texts[picked[j]])
+        if len(truth) == len(text):
+            said.update(text)
+            wrong.update((a, b) for a, b in zip(text, truth) if a != b)
+    found = {}
+    for (a, b), k in wrong.most_common():
+        if k >= CONFUSED_TIMES and k >= CONFUSED_SHARE * said[a] and len(found.get(a, ())) < 2:
+            found[a] = found.get(a, ()) + (b,)
+    if found:
+        shown = "; ".join(f"its {a!r} may be " + " or ".join(f"{b!r} ({wrong[a, b]} of {said[a]})" for b in found[a])
+                          for a in sorted(found))
+        say(f"  teacher   on {len(chosen)} of {len(picked)} labelled images it reads confidently, it reads a character "
+            f"for another one: {shown}; its pseudo-labels accept either there, and the labels decide")
+    return found
+
+
+__all__ = ["TeacherError", "resolve_teacher", "zero_labels", "read", "teach_unlabelled", "first_pseudo_labels",
+           "teacher_candidates"]
 
 
 def suggestions(name, folder, names, threads=1):

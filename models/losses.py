@@ -1,5 +1,10 @@
 """Training losses of the heads: per-position cross-entropy (fixed-length) and CTC, and the center loss
-that either can carry. Each takes (logits (B, T, K), labels (B, max_len) codec ids, lengths (B,))."""
+that either can carry. Each takes (logits (B, T, K), labels (B, max_len) codec ids, lengths (B,)).
+
+A label position may hold candidates instead of one character (`with_candidates`): the character a teacher
+read, and up to two it is known to read in their place ('o' where the labels show its 'o' is often a 'q').
+The loss of such a row is that of the candidates together (-log of the summed probability of every text they
+spell), so the teacher's reading says which characters the position holds and the labels decide between them."""
 import functools
 
 import torch
@@ -10,9 +15,60 @@ from models.decoding import greedy_path
 from models.heads import CTCHead
 
 
+SHIFT = 16  # a label value: the character's id, then each candidate's id + 1 in the next SHIFT bits (0: none)
+MASK = (1 << SHIFT) - 1
+MOST_TEXTS = 8  # texts a row's candidates may spell; positions past that keep their first character only
+
+
+def with_candidates(ids, candidates):
+    """A label row (codec ids) whose position i also accepts candidates[i] (a tuple of at most two ids)."""
+    row = list(ids)
+    for i, others in enumerate(candidates):
+        for j, other in enumerate(others[:2]):
+            row[i] += (other + 1) << (SHIFT * (j + 1))
+    return row
+
+
+def first_ids(labels):
+    """The labels with each position's first character only (candidates dropped)."""
+    return labels & MASK
+
+
+def has_candidates(labels):
+    return bool((labels > MASK).any())
+
+
+def spelled(labels, lengths):
+    """Every text a batch's candidates spell: (rows (N,) into the batch, labels (N, max_len) plain, lengths (N,)).
+    A row without candidates spells one; a row spells at most MOST_TEXTS."""
+    rows, texts = [], []
+    for b, (row, n) in enumerate(zip(labels.tolist(), lengths.tolist())):
+        options = [[v & MASK] + [(v >> (SHIFT * j) & MASK) - 1 for j in (1, 2) if v >> (SHIFT * j) & MASK]
+                   for v in row]
+        spell = [[]]
+        for i, chars in enumerate(options):
+            if i >= n or len(spell) * len(chars) > MOST_TEXTS:
+                chars = chars[:1]
+            spell = [t + [c] for t in spell for c in chars]
+        rows += [b] * len(spell)
+        texts += spell
+    device = labels.device
+    rows = torch.tensor(rows, device=device)
+    return rows, torch.tensor(texts, dtype=labels.dtype, device=device).view(len(rows), -1), lengths[rows]
+
+
 def fixed_loss(logits, labels, lengths, label_smoothing=0.0):
-    """Per-position softmax cross-entropy; padding positions are a class of their own."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), label_smoothing=label_smoothing)
+    """Per-position softmax cross-entropy; padding positions are a class of their own. A position with
+    candidates: -log of their summed probability."""
+    if not has_candidates(labels):
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), label_smoothing=label_smoothing)
+    log_probs = logits.float().log_softmax(-1)  # (B, T, K)
+    picked = log_probs.gather(-1, first_ids(labels)[..., None])[..., 0]
+    for j in (1, 2):
+        other = (labels >> (SHIFT * j) & MASK) - 1
+        more = log_probs.gather(-1, other.clamp(min=0)[..., None])[..., 0]
+        picked = torch.where(other >= 0, torch.logaddexp(picked, more), picked)
+    return -(1 - label_smoothing) * picked.mean() - label_smoothing * log_probs.mean()
 
 
 def ctc_targets(labels, lengths):
@@ -29,12 +85,36 @@ def ctc_loss(logits, labels, lengths, label_smoothing=0.0):
     """
     log_probs = logits.float().log_softmax(-1)  # (B, T, K)
     b, t, _ = log_probs.shape
-    steps = torch.full((b,), t, dtype=torch.long, device=logits.device)
-    loss = F.ctc_loss(log_probs.transpose(0, 1), ctc_targets(labels, lengths), steps, lengths, blank=0,
-                      zero_infinity=True)
+    if has_candidates(labels):
+        loss = _ctc_candidates(log_probs, labels, lengths)
+    else:
+        steps = torch.full((b,), t, dtype=torch.long, device=logits.device)
+        loss = F.ctc_loss(log_probs.transpose(0, 1), ctc_targets(labels, lengths), steps, lengths, blank=0,
+                          zero_infinity=True)
     if label_smoothing:
         loss = (1 - label_smoothing) * loss - label_smoothing * log_probs.mean()
     return loss
+
+
+def _ctc_candidates(log_probs, labels, lengths):
+    """ctc_loss's mean when some rows hold candidates: a row's loss is -log of the summed probability of the texts
+    its candidates spell, per target character. A text that cannot fit the columns (with the blanks a repeated
+    character needs) counts as impossible; a row with no possible text has no loss, as zero_infinity gives."""
+    b, t, _ = log_probs.shape
+    rows, texts, n = spelled(labels, lengths)
+    steps = torch.full((len(rows),), t, dtype=torch.long, device=log_probs.device)
+    per = F.ctc_loss(log_probs[rows].transpose(0, 1), ctc_targets(texts, n), steps, n, blank=0,
+                     reduction="none", zero_infinity=True)  # -log p(text), 0 where impossible
+    inside = torch.arange(texts.shape[1], device=texts.device)[None, 1:] < n[:, None]
+    repeats = ((texts[:, 1:] == texts[:, :-1]) & inside).sum(1)
+    possible = n + repeats <= t
+    score = torch.where(possible, -per, torch.full_like(per, -torch.inf))  # log p(text)
+    top = torch.full((b,), -torch.inf, device=per.device).scatter_reduce(0, rows, score, "amax")
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = torch.zeros(b, device=per.device).index_add(0, rows, (score - top[rows]).exp())
+    nll = -(top + total.clamp(min=1e-30).log())
+    nll = torch.where(total > 0, nll, torch.zeros_like(nll))
+    return (nll / lengths.clamp(min=1)).mean()
 
 
 class CenterLoss(nn.Module):
@@ -80,7 +160,7 @@ class CenterLoss(nn.Module):
 
     def forward(self, logits, labels, lengths):
         loss = self.loss_fn(logits, labels, lengths)
-        classes = self.classes(logits.detach(), labels, lengths).flatten()
+        classes = self.classes(logits.detach(), first_ids(labels), lengths).flatten()
         keep = classes >= 0
         if not keep.any():
             return loss
