@@ -65,7 +65,7 @@ class PseudoLabels:
         self.readings = []  # the last refresh's texts of every unlabelled image (metrics.rare_readings)
         self.kept_state, self.reader, self.temperature = None, None, 1.0
         self.teacher = {}  # {index: text}: a teacher's first pseudo-labels (TEACHER)
-        self.candidates = {}  # {character: characters}: where the teacher's reading of it may be another one
+        self.candidates = {}  # {character: ((character, weight), ...)}: where the teacher's reading may be another
         self.online = s.PSEUDO_MODE == "online"
         self.active = self.online and not self.start  # online: reading from the first step, or once PSEUDO_FROM is met
         self.read = self.used = 0  # online: unlabelled images read, and trained on, since the last report
@@ -108,7 +108,8 @@ class PseudoLabels:
         ids = self.codec.encode(text)
         if not (taught and self.candidates):
             return ids
-        return with_candidates(ids, [tuple(self.codec.index[b] for b in self.candidates.get(c, ())) for c in text])
+        return with_candidates(ids, [tuple((self.codec.index[b], w) for b, w in self.candidates.get(c, ()))
+                                     for c in text])
 
     def _write(self, tensors, chosen, mine=()):
         """Make {index into the unlabelled images: text} the pseudo-labels: their label rows in `tensors` (online:
@@ -124,8 +125,9 @@ class PseudoLabels:
 
     def seed(self, chosen, tensors, say, candidates=None):
         """A teacher's readings ({index: text}) as the first pseudo-labels, trained on from the first epoch; a
-        model refresh keeps them where the model is not confident. `candidates` ({character: characters}, from
-        core.teach.teacher_candidates): where a reading holds such a character, its position accepts those too."""
+        model refresh keeps them where the model is not confident. `candidates` ({character: ((character, weight),
+        ...)}, core.teach.teacher_candidates): where a reading holds such a character, its position accepts those
+        too."""
         self.teacher, self.candidates = dict(chosen), dict(candidates or {})
         self._write(tensors, self.teacher)
         say("pseudo-labels from the teacher: " + f"{len(chosen)} of {len(self)} unlabelled images"

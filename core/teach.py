@@ -239,28 +239,33 @@ CONFUSED_SHARE = 0.05
 
 
 def teacher_candidates(s, paths, texts, codec, say=print):
-    """{character: (up to two characters)} where the teacher's readings of labelled images (`paths`, their labels
-    `texts`; a SAMPLE of them) show it systematically reads that character for another one: an 'o' that is often
-    a 'q'. Where its pseudo-labels hold such a character, the position accepts either (models.losses), and the
-    labels decide between them; dropping those readings instead leaves the model short of the characters the
-    teacher reads right. Readings of another length than the label are not counted."""
+    """{character: ((candidate, weight), ...)}, at most two candidates, where the teacher's readings of labelled
+    images (`paths`, their labels `texts`; a SAMPLE of them) show it systematically reads that character for
+    another one: an 'o' that is often a 'q'. A candidate's weight is how often the teacher reads the candidate so
+    (its 'q' read 'o'), relative to how often it reads the character itself so (its 'o' read 'o'), at most 1.
+    Where its pseudo-labels hold such a character, the position accepts the candidates with their weights
+    (models.losses), and the labels decide between them; dropping those readings instead leaves the model short
+    of the characters the teacher reads right. Readings of another length than the label are not counted."""
     picked = sample_of(range(len(paths)))
     chosen, _ = _within_labels(_readings(read(s, [paths[i] for i in picked], codec.charset, say)), s, codec)
-    said, wrong = collections.Counter(), collections.Counter()
+    said, held, pairs = collections.Counter(), collections.Counter(), collections.Counter()
     for j, text in chosen.items():
         truth = codec.normalize(texts[picked[j]])
         if len(truth) == len(text):
             said.update(text)
-            wrong.update((a, b) for a, b in zip(text, truth) if a != b)
+            held.update(truth)
+            pairs.update(zip(text, truth))
     found = {}
-    for (a, b), k in wrong.most_common():
-        if k >= CONFUSED_TIMES and k >= CONFUSED_SHARE * said[a] and len(found.get(a, ())) < 2:
-            found[a] = found.get(a, ()) + (b,)
+    for (a, b), k in pairs.most_common():
+        if a != b and k >= CONFUSED_TIMES and k >= CONFUSED_SHARE * said[a] and len(found.get(a, ())) < 2:
+            right = pairs[a, a] / held[a] if held[a] else 0.0  # the teacher reads an 'o' as 'o' ...
+            weight = min(1.0, k / held[b] / right) if right else 1.0  # ... and a 'q' as 'o'
+            found[a] = found.get(a, ()) + ((b, round(weight, 2)),)
     if found:
-        shown = "; ".join(f"its {a!r} may be " + " or ".join(f"{b!r} ({wrong[a, b]} of {said[a]})" for b in found[a])
-                          for a in sorted(found))
+        shown = "; ".join(f"its {a!r} may be " + " or ".join(f"{b!r} ({pairs[a, b]} of {said[a]}, weight {w:.2f})"
+                                                             for b, w in found[a]) for a in sorted(found))
         say(f"  teacher   on {len(chosen)} of {len(picked)} labelled images it reads confidently, it reads a character "
-            f"for another one: {shown}; its pseudo-labels accept either there, and the labels decide")
+            f"for another one: {shown}; its pseudo-labels accept those there, and the labels decide")
     return found
 
 

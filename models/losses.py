@@ -1,11 +1,14 @@
 """Training losses of the heads: per-position cross-entropy (fixed-length) and CTC, and the center loss
 that either can carry. Each takes (logits (B, T, K), labels (B, max_len) codec ids, lengths (B,)).
 
-A label position may hold candidates instead of one character (`with_candidates`): the character a teacher
-read, and up to two it is known to read in their place ('o' where the labels show its 'o' is often a 'q').
-The loss of such a row is that of the candidates together (-log of the summed probability of every text they
-spell), so the teacher's reading says which characters the position holds and the labels decide between them."""
+A label position may hold candidates beside its character (`with_candidates`): the character a teacher read,
+and up to two it is known to read in their place ('o' where the labels show its 'o' is often a 'q'), each with
+a weight: how likely the teacher is to read it so, relative to the character itself. The loss of such a row is
+-log of the weighted sum of the probabilities of the texts they spell (a noisy label's likelihood under the
+teacher's confusions, the forward correction of Patrini et al., CVPR 2017): a teacher's 'o' still leans to 'o'
+as far as the labels say it is right, and the labels decide the rest."""
 import functools
+import math
 
 import torch
 import torch.nn as nn
@@ -15,18 +18,29 @@ from models.decoding import greedy_path
 from models.heads import CTCHead
 
 
-SHIFT = 16  # a label value: the character's id, then each candidate's id + 1 in the next SHIFT bits (0: none)
+SHIFT = 16  # bits of a character's id in a label value; each candidate then takes a FIELD: its id + 1, its weight
+WEIGHT_BITS = 7
+LEVELS = (1 << WEIGHT_BITS) - 1  # a candidate's weight in steps of 1 / LEVELS, (0, 1]
+FIELD = SHIFT + WEIGHT_BITS
 MASK = (1 << SHIFT) - 1
 MOST_TEXTS = 8  # texts a row's candidates may spell; positions past that keep their first character only
 
 
 def with_candidates(ids, candidates):
-    """A label row (codec ids) whose position i also accepts candidates[i] (a tuple of at most two ids)."""
+    """A label row (codec ids) whose position i also accepts candidates[i]: at most two (id, weight), a weight in
+    (0, 1] (the first character's is 1)."""
     row = list(ids)
     for i, others in enumerate(candidates):
-        for j, other in enumerate(others[:2]):
-            row[i] += (other + 1) << (SHIFT * (j + 1))
+        for j, (other, weight) in enumerate(others[:2]):
+            level = max(1, min(LEVELS, round(weight * LEVELS)))
+            row[i] += ((other + 1) | level << SHIFT) << (SHIFT + FIELD * j)
     return row
+
+
+def candidate(labels, j):
+    """The j-th candidate (0 or 1) of each position: (ids, -1 where none; weights)."""
+    field = labels >> (SHIFT + FIELD * j)
+    return (field & MASK) - 1, (field >> SHIFT & LEVELS).float() / LEVELS
 
 
 def first_ids(labels):
@@ -39,34 +53,40 @@ def has_candidates(labels):
 
 
 def spelled(labels, lengths):
-    """Every text a batch's candidates spell: (rows (N,) into the batch, labels (N, max_len) plain, lengths (N,)).
-    A row without candidates spells one; a row spells at most MOST_TEXTS."""
-    rows, texts = [], []
+    """Every text a batch's candidates spell: (rows (N,) into the batch, labels (N, max_len) plain, lengths (N,),
+    log weights (N,): the sum of its candidates' log weights). A row without candidates spells one text; a row
+    spells at most MOST_TEXTS."""
+    rows, texts, weights = [], [], []
     for b, (row, n) in enumerate(zip(labels.tolist(), lengths.tolist())):
-        options = [[v & MASK] + [(v >> (SHIFT * j) & MASK) - 1 for j in (1, 2) if v >> (SHIFT * j) & MASK]
-                   for v in row]
-        spell = [[]]
-        for i, chars in enumerate(options):
-            if i >= n or len(spell) * len(chars) > MOST_TEXTS:
-                chars = chars[:1]
-            spell = [t + [c] for t in spell for c in chars]
+        spell = [([], 0.0)]
+        for i, v in enumerate(row):
+            options = [(v & MASK, 0.0)]
+            for j in (0, 1):
+                field = v >> (SHIFT + FIELD * j)
+                if field & MASK:
+                    options.append(((field & MASK) - 1, math.log((field >> SHIFT & LEVELS) / LEVELS)))
+            if i >= n or len(spell) * len(options) > MOST_TEXTS:
+                options = options[:1]
+            spell = [(t + [c], w + x) for t, w in spell for c, x in options]
         rows += [b] * len(spell)
-        texts += spell
+        texts += [t for t, _ in spell]
+        weights += [w for _, w in spell]
     device = labels.device
     rows = torch.tensor(rows, device=device)
-    return rows, torch.tensor(texts, dtype=labels.dtype, device=device).view(len(rows), -1), lengths[rows]
+    return (rows, torch.tensor(texts, dtype=labels.dtype, device=device).view(len(rows), -1), lengths[rows],
+            torch.tensor(weights, device=device))
 
 
 def fixed_loss(logits, labels, lengths, label_smoothing=0.0):
     """Per-position softmax cross-entropy; padding positions are a class of their own. A position with
-    candidates: -log of their summed probability."""
+    candidates: -log of their weighted summed probability."""
     if not has_candidates(labels):
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), label_smoothing=label_smoothing)
     log_probs = logits.float().log_softmax(-1)  # (B, T, K)
     picked = log_probs.gather(-1, first_ids(labels)[..., None])[..., 0]
-    for j in (1, 2):
-        other = (labels >> (SHIFT * j) & MASK) - 1
-        more = log_probs.gather(-1, other.clamp(min=0)[..., None])[..., 0]
+    for j in (0, 1):
+        other, weight = candidate(labels, j)
+        more = log_probs.gather(-1, other.clamp(min=0)[..., None])[..., 0] + weight.clamp(min=1 / LEVELS).log()
         picked = torch.where(other >= 0, torch.logaddexp(picked, more), picked)
     return -(1 - label_smoothing) * picked.mean() - label_smoothing * log_probs.mean()
 
@@ -97,18 +117,19 @@ def ctc_loss(logits, labels, lengths, label_smoothing=0.0):
 
 
 def _ctc_candidates(log_probs, labels, lengths):
-    """ctc_loss's mean when some rows hold candidates: a row's loss is -log of the summed probability of the texts
-    its candidates spell, per target character. A text that cannot fit the columns (with the blanks a repeated
-    character needs) counts as impossible; a row with no possible text has no loss, as zero_infinity gives."""
+    """ctc_loss's mean when some rows hold candidates: a row's loss is -log of the weighted sum of the probabilities
+    of the texts its candidates spell, per target character. A text that cannot fit the columns (with the blanks a
+    repeated character needs) counts as impossible; a row with no possible text has no loss, as zero_infinity
+    gives."""
     b, t, _ = log_probs.shape
-    rows, texts, n = spelled(labels, lengths)
+    rows, texts, n, log_weights = spelled(labels, lengths)
     steps = torch.full((len(rows),), t, dtype=torch.long, device=log_probs.device)
     per = F.ctc_loss(log_probs[rows].transpose(0, 1), ctc_targets(texts, n), steps, n, blank=0,
                      reduction="none", zero_infinity=True)  # -log p(text), 0 where impossible
     inside = torch.arange(texts.shape[1], device=texts.device)[None, 1:] < n[:, None]
     repeats = ((texts[:, 1:] == texts[:, :-1]) & inside).sum(1)
     possible = n + repeats <= t
-    score = torch.where(possible, -per, torch.full_like(per, -torch.inf))  # log p(text)
+    score = torch.where(possible, log_weights - per, torch.full_like(per, -torch.inf))  # log (weight p(text))
     top = torch.full((b,), -torch.inf, device=per.device).scatter_reduce(0, rows, score, "amax")
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     total = torch.zeros(b, device=per.device).index_add(0, rows, (score - top[rows]).exp())

@@ -118,31 +118,35 @@ def test_few_labels_a_teachers_reading_of_a_letter_the_labels_hold_in_both_cases
 
 
 def test_few_labels_a_character_the_teacher_reads_for_another_accepts_both_in_its_pseudo_labels(monkeypatch):
-    """On the labelled images the teacher reads 'o' where the labels hold 'q' (3 of its 8 'o'): its pseudo-labels'
-    'o' accepts 'q' too, and the labels decide; a character read wrong once (7 for 1) or another length counts
-    not. The model's own readings that replace the teacher's hold no candidates."""
+    """On the labelled images the teacher reads 'o' where the labels hold 'q' (3 of its 8 'o'; 3 of the labels'
+    4 'q', against 5 of 5 'o' read 'o': weight 0.75): its pseudo-labels' 'o' accepts 'q' too, and the labels
+    decide; a character read wrong once (7 for 1) or another length counts not. The model's own readings that
+    replace the teacher's hold no candidates."""
     import torch
 
     from core import data, pseudo, teach
     from core.plan import Settings
-    from models.losses import MASK, SHIFT
+    from models.losses import MASK, candidate
 
-    truths = ["qo12", "q0o3", "q345", "o567", "o789", "7o12", "1234", "5678"]
-    read = ["oo12", "o0o3", "o345", "o567", "o789", "1o12", "1234", "567"]
+    truths = ["qo12", "q0o3", "q345", "o567", "o789", "7o12", "1234", "5678", "1q23"]
+    read = ["oo12", "o0o3", "o345", "o567", "o789", "1o12", "1234", "567", "1q23"]
     monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: [(t, 0.99, "") for t in read])
     said = []
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5)
     codec = data.Codec(DIGITS + "oq", 4)
-    found = teach.teacher_candidates(s, [f"{i}.png" for i in range(8)], truths, codec, said.append)
-    assert found == {"o": ("q",)}
-    assert "its 'o' may be 'q' (3 of 8)" in said[0]
+    found = teach.teacher_candidates(s, [f"{i}.png" for i in range(9)], truths, codec, said.append)
+    assert found == {"o": (("q", 0.75),)}
+    assert "its 'o' may be 'q' (3 of 8, weight 0.75)" in said[0]
 
     labels = pseudo.PseudoLabels(s.replace(PSEUDO_MODE="refresh"), ["a.png", "b.png"], [None, None], codec, 1)
     tensors = (None, torch.zeros(3, 4, dtype=torch.int64), torch.zeros(3, dtype=torch.int64))
     labels.seed({0: "1o2o", 1: "1234"}, tensors, said.append, found)
     row = tensors[1][1].tolist()
     assert [v & MASK for v in row] == codec.encode("1o2o")
-    assert [(v >> SHIFT) - 1 for v in row] == [-1, codec.index["q"], -1, codec.index["q"]]
+    ids, weights = candidate(tensors[1][1], 0)
+    assert ids.tolist() == [-1, codec.index["q"], -1, codec.index["q"]]
+    assert weights[1].item() == pytest.approx(0.75, abs=0.005)
+    assert candidate(tensors[1][1], 1)[0].tolist() == [-1] * 4
     assert tensors[1][2].tolist() == codec.encode("1234")
     labels._write(tensors, {0: "1o2o", 1: "1234"}, mine={0: "1o2o"})  # the model read it: its reading, as it is
     assert tensors[1][1].tolist() == codec.encode("1o2o")

@@ -1,6 +1,7 @@
 """The model zoo: every registered model x head, each trick on resnet18, CTC loss and decoding, the center
 loss, local weight files, options from config.py, and a CTC learning run on variable-length captchas."""
 import importlib
+import math
 import re
 
 import pytest
@@ -18,7 +19,7 @@ import models
 from conftest import DIGITS, run_script, tmp_paths
 from models import adapt, tricks
 from models.decoding import ctc_candidates, ctc_decode, fixed_decode, greedy_path, length_paths
-from models.losses import CenterLoss, ctc_loss, ctc_targets, fixed_loss, with_candidates
+from models.losses import LEVELS, CenterLoss, ctc_loss, ctc_targets, fixed_loss, with_candidates
 
 H, W = 32, 96  # small images keep 31 models fast; 96 / 8 = 12 CTC columns, enough for 4 characters
 TEXTS = ["301", "4556", "7007", "129"]  # variable length (3-4), genuine doubles
@@ -228,18 +229,20 @@ def test_ctc_loss_reads_padded_labels():
     assert smooth > ctc_loss(good, labels, lengths)  # over-confident frames are penalised
 
 
-def test_a_position_with_candidates_costs_minus_log_of_their_summed_probability():
-    """A teacher's 'o' that the labels show is often a 'q' or a '0': the row's loss is -log of the summed
-    probability of the texts its candidates spell (per target character, as ctc_loss averages), and a row without
-    candidates costs what it did; the fixed head likewise per position."""
+def test_a_position_with_candidates_costs_minus_log_of_their_weighted_summed_probability():
+    """A teacher's 'o' that the labels show is often a 'q' or a '0': the row's loss is -log of the weighted sum of
+    the probabilities of the texts its candidates spell (per target character, as ctc_loss averages), and a row
+    without candidates costs what it did; the fixed head likewise per position."""
     torch.manual_seed(0)
+    stored = lambda weight: round(weight * LEVELS) / LEVELS  # a weight is kept in steps of 1 / LEVELS
     codec = data.Codec(DIGITS, (2, 4))
     logits = torch.randn(3, 12, codec.ctc_classes, requires_grad=True)
     texts = ["1122", "35", "906"]
     plain = torch.tensor([codec.encode(t) for t in texts])
     lengths = torch.tensor([len(t) for t in texts])
     labels = plain.clone()
-    labels[2] = torch.tensor(with_candidates(codec.encode("906"), [(), (codec.index["7"], codec.index["8"]), ()]))
+    labels[2] = torch.tensor(with_candidates(codec.encode("906"), [(), ((codec.index["7"], 1.0), (codec.index["8"], 0.5)),
+                                                                   ()]))
     log_probs = logits.log_softmax(-1)
 
     def nll(row, text):
@@ -247,7 +250,7 @@ def test_a_position_with_candidates_costs_minus_log_of_their_summed_probability(
         return F.ctc_loss(log_probs[row:row + 1].transpose(0, 1), target, torch.tensor([12]),
                           torch.tensor([len(text)]), reduction="sum")
 
-    either = -torch.logsumexp(torch.stack([-nll(2, t) for t in ("906", "976", "986")]), 0)
+    either = -torch.logsumexp(torch.stack([-nll(2, "906"), -nll(2, "976"), math.log(stored(0.5)) - nll(2, "986")]), 0)
     expected = (nll(0, "1122") / 4 + nll(1, "35") / 2 + either / 3) / 3
     loss = ctc_loss(logits, labels, lengths)
     assert torch.allclose(loss, expected, atol=1e-5)
@@ -257,16 +260,17 @@ def test_a_position_with_candidates_costs_minus_log_of_their_summed_probability(
     assert torch.isfinite(logits.grad).all()
     # a text that cannot fit the columns (11 repeated characters need 21) is impossible: only the other one counts
     long = data.Codec(DIGITS, 11)
-    row = torch.tensor([with_candidates(long.encode("1" * 11), [(2,)] + [()] * 10)])
+    row = torch.tensor([with_candidates(long.encode("1" * 11), [((2, 1.0),)] + [()] * 10)])
     alone = torch.tensor([long.encode("2" + "1" * 10)])
     few = torch.randn(1, 20, long.ctc_classes)
     n = torch.tensor([11])
     assert torch.allclose(ctc_loss(few, row, n), ctc_loss(few, alone, n))
 
     fixed = torch.randn(2, 4, len(DIGITS) + 1)
-    rows = torch.tensor([codec.encode("1234"), with_candidates(codec.encode("56"), [(7,), ()])])
+    rows = torch.tensor([codec.encode("1234"), with_candidates(codec.encode("56"), [((7, 0.25),), ()])])
     lp = fixed.log_softmax(-1)
-    expected = -(lp[0, [0, 1, 2, 3], [1, 2, 3, 4]].sum() + torch.logaddexp(lp[1, 0, 5], lp[1, 0, 7]) + lp[1, 1, 6]
+    expected = -(lp[0, [0, 1, 2, 3], [1, 2, 3, 4]].sum() + torch.logaddexp(lp[1, 0, 5], lp[1, 0, 7] + math.log(stored(0.25)))
+                 + lp[1, 1, 6]
                  + lp[1, 2, codec.pad] + lp[1, 3, codec.pad]) / 8
     assert torch.allclose(fixed_loss(fixed, rows, None), expected, atol=1e-5)
     # label smoothing as F.cross_entropy mixes it in: the cross-entropy to the uniform distribution
