@@ -252,9 +252,10 @@ def place(dataset, device, stream="auto", say=print):
     return dataset.tensors(device), False
 
 
-def make_model(s, codec, device, init=None, say=print, channels_last=None):
+def make_model(s, codec, device, init=None, say=print, channels_last=None, candidates=False):
     """(model on `device`, build_args, loss_fn, channels_last) for s.MODEL with its options read from the settings
-    `s`; `init`: a checkpoint to start from (fine-tuning). channels_last (None: on) puts the weights in NHWC, the layout fast
+    `s`; `init`: a checkpoint to start from (fine-tuning); `candidates`: the training labels may hold candidates
+    (models.losses). channels_last (None: on) puts the weights in NHWC, the layout fast
     convolutions use on GPUs and, with oneDNN, on CPUs (BENCHMARKS.md "Thread settings")."""
     name = s.MODEL
     try:  # an unknown model, a trick it does not take, or an unusable weight file: a configuration error
@@ -270,7 +271,8 @@ def make_model(s, codec, device, init=None, say=print, channels_last=None):
             say(load_matching(model, init, codec))
         channels_last = True if channels_last is None else channels_last
         model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-        loss_fn = models.losses.make_loss(kind.loss, model, classes, s.LABEL_SMOOTHING, s.CENTER_LOSS, s.CENTER_LR)
+        loss_fn = models.losses.make_loss(kind.loss, model, classes, s.LABEL_SMOOTHING, s.CENTER_LOSS, s.CENTER_LR,
+                                          candidates)
     except (KeyError, ValueError) as e:
         raise config.ConfigError(e.args[0]) from None
     return model, build_args, loss_fn, channels_last

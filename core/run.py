@@ -194,7 +194,8 @@ def build(r, init, resume, opts):
     """The model, optimizer, schedule, keeper and weight average; a resumed run's state restored into them."""
     s, say = r.s, r.say
     seed_everything(s.SEED)
-    r.model, r.build_args, r.loss_fn, r.channels_last = make_model(s, r.codec, r.device, init, say)
+    r.model, r.build_args, r.loss_fn, r.channels_last = make_model(
+        s, r.codec, r.device, init, say, candidates=bool(r.pseudo and r.pseudo.candidates))
     r.optimizer = make_optimizer(s, r.model, r.device)
     r.scheduler = torch.optim.lr_scheduler.OneCycleLR(r.optimizer, s.LR, total_steps=r.epochs * r.steps,
                                                       pct_start=0.15)

@@ -232,8 +232,8 @@ def first_pseudo_labels(s, paths, codec, say=print):
 # the teacher reads a character where the labels hold another one at least CONFUSED_TIMES times, and in at least
 # CONFUSED_SHARE of its readings of that character: the other one becomes a candidate wherever it reads that
 # character. Two of one pair is a pattern (a single mistake may be noise), and a candidate only hands the choice
-# between the two to the labels (swust_mixed, 300 labels: 'l' for 'i' 2 of 21 times on the labelled images, 14 of
-# the test mistakes when left alone)
+# between the two to the labels, as far as they show the teacher wrong (swust_mixed, 300 labels: 'l' for 'i' 2 of
+# the 21 times it read 'l' on the labelled images, yet 16 test images read 'i' as 'l' without candidates)
 CONFUSED_TIMES = 2
 CONFUSED_SHARE = 0.05
 

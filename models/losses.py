@@ -77,10 +77,11 @@ def spelled(labels, lengths):
             torch.tensor(weights, device=device))
 
 
-def fixed_loss(logits, labels, lengths, label_smoothing=0.0):
-    """Per-position softmax cross-entropy; padding positions are a class of their own. A position with
-    candidates: -log of their weighted summed probability."""
-    if not has_candidates(labels):
+def fixed_loss(logits, labels, lengths, label_smoothing=0.0, candidates=False):
+    """Per-position softmax cross-entropy; padding positions are a class of their own. `candidates`: the labels
+    may hold candidates (looking costs a host sync a step); a position with them: -log of their weighted summed
+    probability."""
+    if not (candidates and has_candidates(labels)):
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), label_smoothing=label_smoothing)
     log_probs = logits.float().log_softmax(-1)  # (B, T, K)
     picked = log_probs.gather(-1, first_ids(labels)[..., None])[..., 0]
@@ -97,7 +98,7 @@ def ctc_targets(labels, lengths):
     return labels[keep] + 1
 
 
-def ctc_loss(logits, labels, lengths, label_smoothing=0.0):
+def ctc_loss(logits, labels, lengths, label_smoothing=0.0, candidates=False):
     """CTC over the columns (mean over the batch of the loss per target character).
 
     label_smoothing mixes in the cross-entropy of every frame to the uniform distribution, the usual
@@ -105,7 +106,7 @@ def ctc_loss(logits, labels, lengths, label_smoothing=0.0):
     """
     log_probs = logits.float().log_softmax(-1)  # (B, T, K)
     b, t, _ = log_probs.shape
-    if has_candidates(labels):
+    if candidates and has_candidates(labels):
         loss = _ctc_candidates(log_probs, labels, lengths)
     else:
         steps = torch.full((b,), t, dtype=torch.long, device=logits.device)
@@ -194,10 +195,11 @@ class CenterLoss(nn.Module):
         return loss + self.weight * 0.5 * (feats - centers).pow(2).sum(1).mean()
 
 
-def make_loss(loss_fn, model, num_classes, label_smoothing=0.0, center_weight=0.0, center_lr=0.5):
+def make_loss(loss_fn, model, num_classes, label_smoothing=0.0, center_weight=0.0, center_lr=0.5, candidates=False):
     """The training loss (logits, labels, lengths) -> scalar: `loss_fn` (a head kind's loss) with label
-    smoothing, plus the center loss when center_weight > 0. Call it after moving the model to its device."""
+    smoothing, plus the center loss when center_weight > 0; `candidates`: its labels may hold candidates (a
+    teacher's pseudo-labels). Call it after moving the model to its device."""
     if not 0 <= label_smoothing < 1:  # -1 (by the set's size) is resolved by train.resolve_small_set first
         raise ValueError(f"LABEL_SMOOTHING {label_smoothing}: expected 0-1 (or -1 before the training set is known)")
-    loss_fn = functools.partial(loss_fn, label_smoothing=label_smoothing)
+    loss_fn = functools.partial(loss_fn, label_smoothing=label_smoothing, candidates=candidates)
     return CenterLoss(model, num_classes, loss_fn, center_weight, center_lr) if center_weight else loss_fn

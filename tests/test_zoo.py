@@ -241,8 +241,8 @@ def test_a_position_with_candidates_costs_minus_log_of_their_weighted_summed_pro
     plain = torch.tensor([codec.encode(t) for t in texts])
     lengths = torch.tensor([len(t) for t in texts])
     labels = plain.clone()
-    labels[2] = torch.tensor(with_candidates(codec.encode("906"), [(), ((codec.index["7"], 1.0), (codec.index["8"], 0.5)),
-                                                                   ()]))
+    others = ((codec.index["7"], 1.0), (codec.index["8"], 0.5))
+    labels[2] = torch.tensor(with_candidates(codec.encode("906"), [(), others, ()]))
     log_probs = logits.log_softmax(-1)
 
     def nll(row, text):
@@ -252,7 +252,7 @@ def test_a_position_with_candidates_costs_minus_log_of_their_weighted_summed_pro
 
     either = -torch.logsumexp(torch.stack([-nll(2, "906"), -nll(2, "976"), math.log(stored(0.5)) - nll(2, "986")]), 0)
     expected = (nll(0, "1122") / 4 + nll(1, "35") / 2 + either / 3) / 3
-    loss = ctc_loss(logits, labels, lengths)
+    loss = ctc_loss(logits, labels, lengths, candidates=True)
     assert torch.allclose(loss, expected, atol=1e-5)
     assert loss < ctc_loss(logits, plain, lengths)  # more texts accepted: a smaller loss
     assert torch.allclose(ctc_loss(logits[:2], labels[:2], lengths[:2]), ctc_loss(logits[:2], plain[:2], lengths[:2]))
@@ -264,17 +264,17 @@ def test_a_position_with_candidates_costs_minus_log_of_their_weighted_summed_pro
     alone = torch.tensor([long.encode("2" + "1" * 10)])
     few = torch.randn(1, 20, long.ctc_classes)
     n = torch.tensor([11])
-    assert torch.allclose(ctc_loss(few, row, n), ctc_loss(few, alone, n))
+    assert torch.allclose(ctc_loss(few, row, n, candidates=True), ctc_loss(few, alone, n))
 
     fixed = torch.randn(2, 4, len(DIGITS) + 1)
     rows = torch.tensor([codec.encode("1234"), with_candidates(codec.encode("56"), [((7, 0.25),), ()])])
     lp = fixed.log_softmax(-1)
-    expected = -(lp[0, [0, 1, 2, 3], [1, 2, 3, 4]].sum() + torch.logaddexp(lp[1, 0, 5], lp[1, 0, 7] + math.log(stored(0.25)))
-                 + lp[1, 1, 6]
-                 + lp[1, 2, codec.pad] + lp[1, 3, codec.pad]) / 8
-    assert torch.allclose(fixed_loss(fixed, rows, None), expected, atol=1e-5)
+    either = torch.logaddexp(lp[1, 0, 5], lp[1, 0, 7] + math.log(stored(0.25)))
+    expected = -(lp[0, [0, 1, 2, 3], [1, 2, 3, 4]].sum() + either + lp[1, 1, 6] + lp[1, 2:, codec.pad].sum()) / 8
+    assert torch.allclose(fixed_loss(fixed, rows, None, candidates=True), expected, atol=1e-5)
     # label smoothing as F.cross_entropy mixes it in: the cross-entropy to the uniform distribution
-    assert torch.allclose(fixed_loss(fixed, rows, None, 0.1), 0.9 * expected - 0.1 * lp.mean(), atol=1e-5)
+    assert torch.allclose(fixed_loss(fixed, rows, None, 0.1, candidates=True), 0.9 * expected - 0.1 * lp.mean(),
+                          atol=1e-5)
 
 
 def test_label_smoothing_fixed_head():
