@@ -41,9 +41,10 @@ PSEUDO_MODE = "online"    # "online" (FixMatch): at every step the weight averag
 TEACHER = "auto"          # "ddddocr": a pretrained general reader (pip install -r requirements-ddddocr.txt) reads the
                           # unlabelled images before training: with no labels at all (UNLABELED_DIR = TRAIN_DIR, no
                           # labels.tsv) its confident readings are the training labels, charset and length included;
-                          # with some labels they are the first pseudo-labels, from epoch 1. "auto": ddddocr where it
-                          # is installed, for a run with some labels and for the labelling page (a run with no labels
-                          # names it); "" = none
+                          # with some labels they are the first pseudo-labels, from epoch 1 (a character it reads for
+                          # another one on the labelled images, an 'o' for a 'q', accepts both, weighted by the
+                          # labels). "auto": ddddocr where it is installed, for a run with some labels and for the
+                          # labelling page (a run with no labels names it); "" = none
 TEACHER_THRESHOLD = 0.5   # a teacher's reading is used when it reads it with at least this sequence confidence (0-1)
 
 # --- generated captchas (captchaGenerator.py, and ONLINE training) -----------------------------------------
