@@ -57,14 +57,11 @@ def spelled(labels, lengths):
     log weights (N,): the sum of its candidates' log weights). A row without candidates spells one text; a row
     spells at most MOST_TEXTS."""
     rows, texts, weights = [], [], []
-    for b, (row, n) in enumerate(zip(labels.tolist(), lengths.tolist())):
+    others = [[part.tolist() for part in candidate(labels, j)] for j in (0, 1)]  # [[ids, weights]] per candidate
+    for b, (row, n) in enumerate(zip(first_ids(labels).tolist(), lengths.tolist())):
         spell = [([], 0.0)]
-        for i, v in enumerate(row):
-            options = [(v & MASK, 0.0)]
-            for j in (0, 1):
-                field = v >> (SHIFT + FIELD * j)
-                if field & MASK:
-                    options.append(((field & MASK) - 1, math.log((field >> SHIFT & LEVELS) / LEVELS)))
+        for i, c in enumerate(row):
+            options = [(c, 0.0)] + [(ids[b][i], math.log(w[b][i])) for ids, w in others if ids[b][i] >= 0]
             if i >= n or len(spell) * len(options) > MOST_TEXTS:
                 options = options[:1]
             spell = [(t + [c], w + x) for t, w in spell for c, x in options]
