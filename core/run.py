@@ -33,7 +33,8 @@ from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, planned_images, resolve_batch, resolve_data, resolve_init)
 from core.pseudo import load_unlabeled
-from core.teach import first_pseudo_labels, resolve_teacher, teach_unlabelled, teacher_candidates, zero_labels
+from core.teach import (first_pseudo_labels, missing_from_labels, resolve_teacher, teach_unlabelled, teacher_candidates,
+                        zero_labels)
 from core.runs import check_paths, choose_run, restore_row, run_paths
 from core.sets import load_data, test_folder
 
@@ -162,6 +163,8 @@ def load_sets(r, opts, closing, lead, taught=None):
         labelled = r.train_set.paths[:n_train], r.train_set.texts[:n_train]
         r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line),
                       teacher_candidates(s, *labelled, r.codec, say))
+        if config.CHARSET == "infer":  # a charset that is set is the user's word on what the captchas hold
+            missing_from_labels(s, r.pseudo.paths, labelled[1] + (r.val_set.texts if r.val_set else []), r.codec, say)
     held = lambda part: part.tensors(r.device if fits_on_device(part.images.nbytes, r.device) else torch.device("cpu"))
     r.val, r.test = (held(part) if part else None for part in (r.val_set, r.test_set))
     r.steps = (r.producer.steps if r.producer else

@@ -269,8 +269,47 @@ def teacher_candidates(s, paths, texts, codec, say=print):
     return found
 
 
+# a character the teacher reads in at least MISSING_TIMES of a sample of the unlabelled images, of a kind the labels
+# hold (a digit, a letter) but in none of them: the model cannot learn it (swust_mixed: 'w' is in 90 of its 3755
+# labels, so 100 labels drawn at random lack it about one time in ten, 50 labels one time in three; where 50 lacked
+# it the teacher read it in 5-15 of 500 images, and a stray misreading in 3 at most, captcha_images_v2's 'z').
+# Unless the labels, at the rate the teacher reads it, would hold it MISSING_EXPECTED times or more: then their
+# lacking it says the teacher reads it for another character (a real one is missing that often under exp(-3), 5 %)
+MISSING_TIMES = 5
+MISSING_EXPECTED = 3.0
+
+
+def missing_from_labels(s, paths, labels, codec, say=print):
+    """[(character, images)]: characters the teacher reads confidently (TEACHER_THRESHOLD, a length the labels have)
+    in at least MISSING_TIMES of a SAMPLE of the unlabelled images `paths`, of a kind the labels hold (digits,
+    letters), that none of the `labels` (texts) holds in either case, and rarely enough that they may lack it by
+    chance (MISSING_EXPECTED); said with the fix (label images that show them). Its readings are those of the
+    teacher without a charset (the sample a run without labels reads first, cached)."""
+    readings = _readings(read(s, sample_of(paths), None, say))
+    lo, hi = codec.length
+    digits, letters = any(c.isdigit() for c in codec.charset), any(c.isalpha() for c in codec.charset)
+    case = {c.islower() for c in codec.charset if c.isalpha()}  # {True}: the labels' letters are all lower case
+    counts = collections.Counter()
+    confident = filter_readings(readings, s.TEACHER_THRESHOLD, tuple(range(lo, hi + 1)))
+    for i in confident:
+        for c in set(codec.normalize(readings[i].text)):
+            known = c in codec.index or c.swapcase() in codec.index
+            if not known and (c.isascii() and c.isdigit() and digits or c.isascii() and c.isalpha() and letters):
+                counts[c.lower() if case == {True} else c.upper() if case == {False} else c] += 1
+    found = sorted((c, k) for c, k in counts.items()
+                   if k >= MISSING_TIMES and k / len(confident) * len(labels) < MISSING_EXPECTED)
+    if found:
+        shown = ", ".join(f"{c!r} in {k}" for c, k in found)
+        one = len(found) == 1
+        say(f"  teacher   reads {shown} of {len(readings)} unlabelled images, "
+            f"{'a character none of the labels holds' if one else 'characters none of the labels hold'}: the model "
+            f"reads only the labels' characters (CHARSET); if your captchas hold {'it' if one else 'them'}, label some "
+            f"images that show {'it' if one else 'them'} (python app.py --label_dir={s.UNLABELED_DIR})")
+    return found
+
+
 __all__ = ["TeacherError", "resolve_teacher", "zero_labels", "read", "teach_unlabelled", "first_pseudo_labels",
-           "teacher_candidates"]
+           "teacher_candidates", "missing_from_labels"]
 
 
 def suggestions(name, folder, names, threads=1):
