@@ -69,3 +69,21 @@ def test_bench_ddddocr_reads_a_labelled_folder(tiny_suite):
     rows = [line for line in p.stdout.splitlines() if line.startswith("| ddddocr") or "pretrained.pt" in line]
     assert len(rows) == 3 and all(len(r.split("|")) == 6 for r in rows), p.stdout  # ours read once and with TTA
     assert "TTA=1)" in rows[1] and "TTA=5)" in rows[2], p.stdout
+
+
+def test_missing_chars_draws_labels_as_limit_does_and_refuses_unknown_sets(tiny_suite):
+    """benchmarks/missing_chars.py: a draw is LIMIT's seeded sample (the rest unlabelled); an unknown set is one
+    line naming the known ones."""
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.missing_chars import draw, seeds
+    from core import data
+
+    assert seeds("1-3,7") == [1, 2, 3, 7] and seeds(2) == [2]
+    folder = str(tiny_suite / "sets" / "tiny" / "train")
+    labelled, unlabelled = draw(folder, 10, 3)
+    items = data.read_labels(folder)
+    assert labelled == [items[i] for i in data.sample_indices(len(items), 10, 3)]
+    assert len(unlabelled) == 50 and not {p for p, _ in labelled} & set(unlabelled)
+    p = run_script("benchmarks/missing_chars.py", f"--real_sets={tiny_suite / 'sets'}", "--sets=nope", check=False)
+    assert p.returncode == 1 and "unknown set(s) nope; known: " in p.stdout and "tiny" in p.stdout, p.stdout
