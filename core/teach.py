@@ -272,7 +272,7 @@ def teacher_candidates(s, paths, texts, codec, say=print):
 # a character the teacher reads in at least MISSING_TIMES of a sample of the unlabelled images, of a kind the labels
 # hold (a digit, a letter) but in none of them: the model cannot learn it (swust_mixed: 'w' is in 90 of its 3755
 # labels, so 100 labels drawn at random lack it about one time in ten, 50 labels one time in three; where 50 lacked
-# it the teacher read it in 5-15 of 500 images, and a stray misreading in 3 at most, captcha_images_v2's 'z').
+# it the teacher read it in 5-19 of 500 images, and a stray misreading in 3 at most, captcha_images_v2's 'z').
 # Unless the labels, at the rate the teacher reads it, would hold it MISSING_EXPECTED times or more: then their
 # lacking it says the teacher reads it for another character (a real one is missing that often under exp(-5), 1 %;
 # swust_mixed's 'm', in 4.3 % of its images, was missing from a draw of 100 labels, the labels' expected 4.0)
