@@ -33,8 +33,8 @@ from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, planned_images, resolve_batch, resolve_data, resolve_init)
 from core.pseudo import load_unlabeled
-from core.teach import (first_pseudo_labels, missing_from_labels, resolve_teacher, teach_unlabelled, teacher_candidates,
-                        zero_labels)
+from core.teach import (SAMPLE, first_pseudo_labels, missing_from_labels, resolve_teacher, teach_unlabelled,
+                        teacher_candidates, zero_labels)
 from core.runs import check_paths, choose_run, restore_row, run_paths
 from core.sets import load_data, test_folder
 
@@ -112,6 +112,8 @@ def load_sets(r, opts, closing, lead, taught=None):
         barrier(r.device)
     r.train_set, r.val_set, r.test_set = load_data(s, r.codec, quiet=not lead, taught=taught)
     r.pseudo, unlabeled = load_unlabeled(s, r.train_set, r.val_set, r.test_set, r.codec, quiet=not lead)
+    if r.pseudo and s.TEACHER and not taught and config.CHARSET == "infer":  # a CHARSET that is set is the user's word
+        r.s = s = add_missing(r, s, say)
     if lead:
         barrier(r.device)
     n_train = len(r.train_set) if r.train_set else None
@@ -163,8 +165,6 @@ def load_sets(r, opts, closing, lead, taught=None):
         labelled = r.train_set.paths[:n_train], r.train_set.texts[:n_train]
         r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line),
                       teacher_candidates(s, *labelled, r.codec, say))
-        if config.CHARSET == "infer":  # a charset that is set is the user's word on what the captchas hold
-            missing_from_labels(s, r.pseudo.paths, labelled[1] + (r.val_set.texts if r.val_set else []), r.codec, say)
     held = lambda part: part.tensors(r.device if fits_on_device(part.images.nbytes, r.device) else torch.device("cpu"))
     r.val, r.test = (held(part) if part else None for part in (r.val_set, r.test_set))
     r.steps = (r.producer.steps if r.producer else
@@ -176,6 +176,28 @@ def load_sets(r, opts, closing, lead, taught=None):
         raise data.DataError(f"{what} training images, fewer than one batch (BATCH_SIZE={s.BATCH_SIZE}"
                              + (f" x {r.world} processes" if r.world > 1 else "") + f"); lower --batch_size{more}")
     return budget
+
+
+def add_missing(r, s, say):
+    """The settings, with the characters of a kind the labels hold that the teacher reads in the unlabelled images
+    and no label holds (core.teach.missing_from_labels) added to the charset: the run's codec, its sets' labels and
+    its pseudo-labels take them, so that the teacher's readings teach them (a few labels lack a rare character)."""
+    labels = r.train_set.texts + (r.val_set.texts if r.val_set else [])
+    found = missing_from_labels(s, r.pseudo.paths, labels, r.codec, say)
+    if not found:
+        return s
+    r.codec = data.Codec("".join(sorted(set(r.codec.charset) | {c for c, _ in found})), r.codec.length,
+                         r.codec.case_sensitive)
+    r.train_set, r.val_set, r.test_set = (data.CaptchaSet(p.paths, p.texts, p.images, r.codec) if p else None
+                                          for p in (r.train_set, r.val_set, r.test_set))
+    r.pseudo.codec = r.codec
+    one = len(found) == 1
+    say(f"  charset   + {''.join(c for c, _ in found)!r}: the teacher reads "
+        f"{', '.join(f'{c!r} in {k}' for c, k in found)} of {min(SAMPLE, len(r.pseudo.paths))} unlabelled images, "
+        f"{'a character' if one else 'characters'} of a kind the labels hold that none of them holds: its readings "
+        f"teach {'it' if one else 'them'} (label some images that show {'it' if one else 'them'} to be sure: "
+        f"python app.py --label_dir={s.UNLABELED_DIR}; --charset=... sets the characters yourself)")
+    return s.replace(CHARSET=r.codec.charset)
 
 
 def replay_pool(s, r):
@@ -443,7 +465,7 @@ def train(s, opts, rank, world, device, closing):
             last_path=last_path, codec=codec, start_epoch=resume["epoch"] + 1 if resume else 1)
     budget = load_sets(r, opts, closing, lead, taught)
     if resume:
-        check_resume(r.s, resume, last_path, codec, r.epochs)
+        check_resume(r.s, resume, last_path, r.codec, r.epochs)
     build(r, init, resume, opts)
     describe_plan(r, budget)
     try:

@@ -284,8 +284,8 @@ def missing_from_labels(s, paths, labels, codec, say=print):
     """[(character, images)]: characters the teacher reads confidently (TEACHER_THRESHOLD, a length the labels have)
     in at least MISSING_TIMES of a SAMPLE of the unlabelled images `paths`, of a kind the labels hold (digits,
     letters), that none of the `labels` (texts) holds in either case, and rarely enough that they may lack it by
-    chance (MISSING_EXPECTED); said with the fix (label images that show them). Its readings are those of the
-    teacher without a charset (the sample a run without labels reads first, cached)."""
+    chance (MISSING_EXPECTED). Its readings are those of the teacher without a charset (the sample a run without
+    labels reads first, cached); the run adds what it finds to the charset (core.run.add_missing)."""
     readings = _readings(read(s, sample_of(paths), None, say))
     lo, hi = codec.length
     digits, letters = any(c.isdigit() for c in codec.charset), any(c.isalpha() for c in codec.charset)
@@ -299,13 +299,6 @@ def missing_from_labels(s, paths, labels, codec, say=print):
                 counts[c.lower() if case == {True} else c.upper() if case == {False} else c] += 1
     found = sorted((c, k) for c, k in counts.items()
                    if k >= MISSING_TIMES and k / len(confident) * len(labels) < MISSING_EXPECTED)
-    if found:
-        shown = ", ".join(f"{c!r} in {k}" for c, k in found)
-        one = len(found) == 1
-        say(f"  teacher   reads {shown} of {len(readings)} unlabelled images, "
-            f"{'a character none of the labels holds' if one else 'characters none of the labels hold'}: the model "
-            f"reads only the labels' characters (CHARSET); if your captchas hold {'it' if one else 'them'}, label some "
-            f"images that show {'it' if one else 'them'} (python app.py --label_dir={s.UNLABELED_DIR})")
     return found
 
 

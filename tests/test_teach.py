@@ -152,11 +152,16 @@ def test_few_labels_a_character_the_teacher_reads_for_another_accepts_both_in_it
     assert tensors[1][1].tolist() == codec.encode("1o2o")
 
 
-def test_few_labels_a_character_the_teacher_reads_that_no_label_holds_is_named_with_the_fix(monkeypatch):
+def test_few_labels_a_character_the_teacher_reads_that_no_label_holds_joins_the_charset(monkeypatch):
     """Labels of digits and lower-case letters without a 'w': the teacher reads 'w' (or 'W') confidently in 6 of
-    the unlabelled images: it is named, with the fix; a character read in fewer than MISSING_TIMES images, one of a
-    kind the labels do not hold (digits only), or one read so often that the labels would hold it is not."""
-    from core import data, teach
+    the unlabelled images: it is found, and the run adds it to the charset (its sets' labels encoded again, its
+    pseudo-labels' codec too) and says so; a character read in fewer than MISSING_TIMES images, one of a kind the
+    labels do not hold (digits only), or one read so often that the labels would hold it is not."""
+    import types
+
+    import numpy as np
+
+    from core import data, run, teach
     from core.plan import Settings
 
     read = ["w123", "1w23", "12W3", "ww12", "3w21", "9w87", "k123", "k321", "1234", "5678", "abcd", "xw12"]
@@ -166,15 +171,21 @@ def test_few_labels_a_character_the_teacher_reads_that_no_label_holds_is_named_w
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5, UNLABELED_DIR="mine")
     paths = [f"{i}.png" for i in range(len(read))]
     codec = data.Codec(DIGITS + "abcd", 4)
-    said = []
-    assert teach.missing_from_labels(s, paths, ["12ab", "34cd"], codec, said.append) == [("w", 6)]  # 'k': 2 only
-    assert said == ["  teacher   reads 'w' in 6 of 12 unlabelled images, a character none of the labels holds: the model "
-                    "reads only the labels' characters (CHARSET); if your captchas hold it, label some images that "
-                    "show it (python app.py --label_dir=mine)"]
-    assert teach.missing_from_labels(s, paths, ["1234"] * 2, data.Codec(DIGITS, 4), said.append) == []  # digits only
+    assert teach.missing_from_labels(s, paths, ["12ab", "34cd"], codec) == [("w", 6)]  # 'k': 2 only
+    assert teach.missing_from_labels(s, paths, ["1234"] * 2, data.Codec(DIGITS, 4)) == []  # digits only
     # 6 of 11 confident readings hold a 'w': 30 labels would hold about 16, so lacking it, the teacher misreads
-    assert teach.missing_from_labels(s, paths, ["12ab"] * 30, codec, said.append) == []
-    assert len(said) == 1
+    assert teach.missing_from_labels(s, paths, ["12ab"] * 30, codec) == []
+
+    images = np.zeros((1, 8, 8, 1), np.uint8)
+    part = lambda text: data.CaptchaSet(["x.png"], [text], images, codec)
+    r = types.SimpleNamespace(codec=codec, train_set=part("12ab"), val_set=part("34cd"), test_set=None,
+                              pseudo=types.SimpleNamespace(paths=paths, codec=codec))
+    said = []
+    s2 = run.add_missing(r, s, said.append)
+    assert r.codec.charset == DIGITS + "abcdw" == s2.CHARSET and r.pseudo.codec is r.codec
+    assert r.train_set.codec is r.codec and r.train_set.labels.tolist() == [r.codec.encode("12ab")]
+    assert said[0].startswith("  charset   + 'w': the teacher reads 'w' in 6 of 12 unlabelled images, a character of "
+                              "a kind the labels hold that none of them holds: its readings teach it") and "mine" in said[0]
 
 
 def test_the_teacher_judges_a_folder_on_a_sample_drawn_across_it(tmp_path, monkeypatch):
