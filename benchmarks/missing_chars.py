@@ -1,7 +1,7 @@
-"""Few labels that lack a character of the set, and whether the run names it: for each suite set and draw, N of
+"""Few labels that lack a character of the set, and whether the run finds it: for each suite set and draw, N of
 its training images are the labels (a labels.tsv listing them is all a user would have: the charset comes from
-them), the others unlabelled; prints what the labels lack and what `core.teach.missing_from_labels` names (the
-line a run with the teacher prints before training), one row per draw.
+them), the others unlabelled; prints what the labels lack and what `core.teach.missing_from_labels` finds (what a
+run with the teacher adds to its charset before training, and says), one row per draw.
 
     python benchmarks/missing_chars.py --sets=swust_mixed --labels=50 --seeds=1-6
     python benchmarks/missing_chars.py --labels=100 --seeds=1              # every suite set, one draw each
@@ -51,7 +51,7 @@ def main():
     if unknown:
         sys.exit(f"error: unknown set(s) {', '.join(unknown)}; known: {', '.join(sets)}")
     s = Settings().replace(TEACHER=teach.AUTO, CACHE_DIR=opts["cache_dir"], THREADS=int(opts["threads"]))
-    print("| set | labels | seed | the labels lack | the run names |\n|---|--:|--:|---|---|")
+    print("| set | labels | seed | the labels lack | the run adds |\n|---|--:|--:|---|---|")
     for name in names:
         train = os.path.join(sets[name], "train")
         every = {c for _, t in data.read_labels(train) for c in t}
