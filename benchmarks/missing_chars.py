@@ -30,9 +30,9 @@ def seeds(text):
     return out
 
 
-def draw(folder, labels, seed):
-    """(labelled [(path, text)], unlabelled paths) of one draw of `labels` images of `folder`."""
-    items = data.read_labels(folder)
+def draw(items, labels, seed):
+    """(labelled [(path, text)], unlabelled paths) of one draw of `labels` of a folder's labelled `items`
+    (data.read_labels)."""
     picked = set(data.sample_indices(len(items), labels, seed).tolist())
     return [items[i] for i in sorted(picked)], [p for i, (p, _) in enumerate(items) if i not in picked]
 
@@ -54,9 +54,10 @@ def main():
     print("| set | labels | seed | the labels lack | the run adds |\n|---|--:|--:|---|---|")
     for name in names:
         train = os.path.join(sets[name], "train")
-        every = {c for _, t in data.read_labels(train) for c in t}
+        items = data.read_labels(train)  # read once: every draw of the set is a sample of them
+        every = {c for _, t in items for c in t}
         for seed in seeds(opts["seeds"]):
-            labelled, unlabelled = draw(train, int(opts["labels"]), seed)
+            labelled, unlabelled = draw(items, int(opts["labels"]), seed)
             texts = [t for _, t in labelled]
             codec = data.Codec("".join(sorted({c for t in texts for c in t})),
                                (min(map(len, texts)), max(map(len, texts))))

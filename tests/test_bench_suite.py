@@ -81,8 +81,8 @@ def test_missing_chars_draws_labels_as_limit_does_and_refuses_unknown_sets(tiny_
 
     assert seeds("1-3,7") == [1, 2, 3, 7] and seeds(2) == [2]
     folder = str(tiny_suite / "sets" / "tiny" / "train")
-    labelled, unlabelled = draw(folder, 10, 3)
     items = data.read_labels(folder)
+    labelled, unlabelled = draw(items, 10, 3)
     assert labelled == [items[i] for i in data.sample_indices(len(items), 10, 3)]
     assert len(unlabelled) == 50 and not {p for p, _ in labelled} & set(unlabelled)
     p = run_script("benchmarks/missing_chars.py", f"--real_sets={tiny_suite / 'sets'}", "--sets=nope", check=False)
