@@ -236,12 +236,12 @@ class PseudoLabels:
 STRONG = Augment(affine=1.0, perspective=0.5, blur=0.3, noise=0.05, contrast=0.6, lines=0.3)
 
 
-def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
-    """(PseudoLabels without readings yet, their images (N, H, W, C) uint8), or (None, None) without UNLABELED_DIR.
-    Never the run's labelled, validation or test images (UNLABELED_DIR = the test folder is refused)."""
+def unlabeled_folder(s):
+    """UNLABELED_DIR, or "" without one; a ConfigError where a run cannot use it (ONLINE, the test folder, no
+    validation part)."""
     folder = s.UNLABELED_DIR
     if not folder:
-        return None, None
+        return ""
     if s.ONLINE:
         raise config.ConfigError("UNLABELED_DIR is for training on a folder, not with ONLINE (fresh labelled captchas)")
     if same_folder(folder, test_folder(s)):
@@ -250,6 +250,15 @@ def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
     if not s.VALIDATION:
         raise config.ConfigError("UNLABELED_DIR needs a validation part (VALIDATION > 0): it decides when the model "
                                  "is good enough to give pseudo-labels (PSEUDO_FROM)")
+    return folder
+
+
+def load_unlabeled(s, train_set, val_set, test_set, codec, quiet=False):
+    """(PseudoLabels without readings yet, their images (N, H, W, C) uint8), or (None, None) without UNLABELED_DIR.
+    Never the run's labelled, validation or test images (UNLABELED_DIR = the test folder is refused)."""
+    folder = unlabeled_folder(s)
+    if not folder:
+        return None, None
     labelled = [p for part in (train_set, val_set, test_set) if part for p in part.paths]
     # file names are labels only in a folder of labelled images (not in one a teacher reads for want of labels)
     names_are_labels = same_folder(folder, s.TRAIN_DIR) and not zero_labels(s)

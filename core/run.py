@@ -32,11 +32,11 @@ from core.metrics import accuracy, rare_readings
 from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, planned_images, resolve_batch, resolve_data, resolve_init)
-from core.pseudo import load_unlabeled
+from core.pseudo import load_unlabeled, unlabeled_folder
 from core.teach import (SAMPLE, first_pseudo_labels, missing_from_labels, resolve_teacher, teach_unlabelled,
                         teacher_candidates, zero_labels)
 from core.runs import check_paths, choose_run, restore_row, run_paths
-from core.sets import load_data, test_folder
+from core.sets import labelled_items, load_data, test_folder
 
 
 @dataclass
@@ -110,10 +110,10 @@ def load_sets(r, opts, closing, lead, taught=None):
     s, say = r.s, r.say
     if not lead:  # rank 0 decodes first and fills the cache; the others then read it
         barrier(r.device)
+    if s.TEACHER and not taught and config.CHARSET == "infer" and unlabeled_folder(s):  # a set CHARSET is the user's
+        r.s, r.codec = s, _ = add_missing(s, r.codec, say)
     r.train_set, r.val_set, r.test_set = load_data(s, r.codec, quiet=not lead, taught=taught)
     r.pseudo, unlabeled = load_unlabeled(s, r.train_set, r.val_set, r.test_set, r.codec, quiet=not lead)
-    if r.pseudo and s.TEACHER and not taught and config.CHARSET == "infer":  # a CHARSET that is set is the user's word
-        r.s = s = add_missing(r, s, say)
     if lead:
         barrier(r.device)
     n_train = len(r.train_set) if r.train_set else None
@@ -178,26 +178,27 @@ def load_sets(r, opts, closing, lead, taught=None):
     return budget
 
 
-def add_missing(r, s, say):
-    """The settings, with the characters of a kind the labels hold that the teacher reads in the unlabelled images
-    and no label holds (core.teach.missing_from_labels) added to the charset: the run's codec, its sets' labels and
-    its pseudo-labels take them, so that the teacher's readings teach them (a few labels lack a rare character)."""
-    labels = r.train_set.texts + (r.val_set.texts if r.val_set else [])
-    found = missing_from_labels(s, r.pseudo.paths, labels, r.codec, say)
+def add_missing(s, codec, say):
+    """(settings, codec): the characters of a kind the labels hold that the teacher reads in the unlabelled images
+    and no label holds (core.teach.missing_from_labels) added to the charset, before the sets are loaded, so that
+    the labels (the test folder's too) are checked against it and the teacher's readings teach them (a few labels
+    may lack a rare character)."""
+    items = labelled_items(s)
+    test = test_folder(s)
+    exclude = [p for p, _ in items] + ([p for p, _ in data.read_labels(test)] if test else [])
+    paths = [p for p, _ in data.unlabeled_images(s.UNLABELED_DIR, exclude)]
+    found = missing_from_labels(s, paths, [t for _, t in items], codec, say) if paths else []
     if not found:
-        return s
-    r.codec = data.Codec("".join(sorted(set(r.codec.charset) | {c for c, _ in found})), r.codec.length,
-                         r.codec.case_sensitive)
-    r.train_set, r.val_set, r.test_set = (data.CaptchaSet(p.paths, p.texts, p.images, r.codec) if p else None
-                                          for p in (r.train_set, r.val_set, r.test_set))
-    r.pseudo.codec = r.codec
+        return s, codec
+    codec = data.Codec("".join(sorted(set(codec.charset) | {c for c, _ in found})), codec.length,
+                       codec.case_sensitive)
     one = len(found) == 1
     say(f"  charset   + {''.join(c for c, _ in found)!r}: the teacher reads "
-        f"{', '.join(f'{c!r} in {k}' for c, k in found)} of {min(SAMPLE, len(r.pseudo.paths))} unlabelled images, "
+        f"{', '.join(f'{c!r} in {k}' for c, k in found)} of {min(SAMPLE, len(paths))} unlabelled images, "
         f"{'a character' if one else 'characters'} of a kind the labels hold that none of them holds: its readings "
         f"teach {'it' if one else 'them'} (label some images that show {'it' if one else 'them'} to be sure: "
         f"python app.py --label_dir={s.UNLABELED_DIR}; --charset=... sets the characters yourself)")
-    return s.replace(CHARSET=r.codec.charset)
+    return s.replace(CHARSET=codec.charset), codec
 
 
 def replay_pool(s, r):

@@ -34,6 +34,16 @@ def limit_draw(s):
     return s.LIMIT, s.SEED + 1
 
 
+def labelled_items(s):
+    """[(path, label)]: the labelled images of TRAIN_DIR a run trains and validates on, read as load_data reads
+    them (every one, or LIMIT's seeded sample), before they are checked against a charset or decoded."""
+    items = data.read_labels(s.TRAIN_DIR)
+    count, seed = limit_draw(s)
+    if 0 < count < len(items):
+        items = [items[i] for i in data.sample_indices(len(items), count, seed)]
+    return items
+
+
 def taught_set(s, codec, taught, quiet=False):
     """The CaptchaSet of a teacher's readings (paths, texts): the training images of a run without labels (LIMIT:
     a seeded sample of them, as of a labelled folder)."""
