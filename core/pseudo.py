@@ -159,18 +159,26 @@ class PseudoLabels:
         self.last = (f"pseudo-labels from the model of epoch {kept_epoch}: {len(mine)} of {len(self)} unlabelled "
                      f"images read with confidence >= {self.threshold}"
                      + (f", {len(chosen) - len(mine)} more keep the teacher's reading" if self.teacher else "")
-                     + self.audit(texts, chosen))
+                     + self.audit(texts, chosen, mine))
         say(self.last)
 
-    def audit(self, readings, chosen):
+    def _holds(self, text, truth, taught):
+        """Whether a pseudo-label accepts `truth`: it is its text, or (a teacher's reading) one its candidates spell."""
+        if not (taught and self.candidates):
+            return text == truth
+        return len(text) == len(truth) and all(a == b or b in {c for c, _ in self.candidates.get(a, ())}
+                                               for a, b in zip(text, truth))
+
+    def audit(self, readings, chosen, mine=()):
         """', right: ...' for the images whose labels the folder knows (none: ''): how many pseudo-labels (`chosen`,
-        {index: text}) are right, and how many of all the unlabelled images `readings` (a list, or None) reads right."""
+        {index: text}; those not in `mine` the teacher's, right where their candidates spell the label) are right,
+        and how many of all the unlabelled images `readings` (a list, or None) reads right."""
         known = [i for i, t in enumerate(self.truths) if t is not None]
         if not known:
             return ""
         truth = lambda i: self.codec.normalize(self.truths[i])
         picked = [i for i in chosen if self.truths[i] is not None]
-        right = sum(chosen[i] == truth(i) for i in picked)
+        right = sum(self._holds(chosen[i], truth(i), i not in mine) for i in picked)
         line = f"; right: {right} of {len(picked)} with known labels" + (f" ({right / len(picked):.2%})" if picked else "")
         if readings is not None:
             line += f" (all unlabelled images: {sum(readings[i] == truth(i) for i in known) / len(known):.2%} read right)"

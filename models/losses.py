@@ -23,7 +23,8 @@ WEIGHT_BITS = 7
 LEVELS = (1 << WEIGHT_BITS) - 1  # a candidate's weight in steps of 1 / LEVELS, (0, 1]
 FIELD = SHIFT + WEIGHT_BITS
 MASK = (1 << SHIFT) - 1
-MOST_TEXTS = 8  # texts a row's candidates may spell; positions past that keep their first character only
+MOST_TEXTS = 16  # texts a row's candidates may spell (4 letters read without case); positions past that keep their
+# first character only
 
 
 def with_candidates(ids, candidates):

@@ -97,24 +97,50 @@ def test_few_labels_the_teachers_readings_outside_the_labels_charset_are_never_p
     assert "2 of 6 unlabelled images" in said[0]
 
 
-def test_few_labels_a_teachers_reading_of_a_letter_the_labels_hold_in_both_cases_is_left_out(monkeypatch):
-    """The teacher cannot tell case: with labels of 0-9a-zA-Z a reading holding a letter the labels have in both
-    cases is no pseudo-label; one of digits, or of a letter the labels hold in one case, is (in the labels' case)."""
-    from core import data, teach
-    from core.plan import Settings
+def test_few_labels_a_letter_the_labels_hold_in_both_cases_is_read_without_case_and_either_case_is_right(
+        monkeypatch):
+    """The teacher cannot tell case: with labels of 0-9a-zA-Z it reads a letter the labels hold in both cases with
+    its two cases' probabilities summed (the charset it is given holds the lower case only), its pseudo-label holds
+    it in lower case, and the upper case is its candidate at full weight, so that the loss accepts either and the
+    labels teach case; a letter the labels hold in one case is read in that case, digits as they are. A candidate
+    read without case stands for both cases."""
+    import torch
 
-    readings = [("12ab", 0.99, ""), ("1234", 0.99, ""), ("AB12", 0.99, ""), ("12xz", 0.99, "")]
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: readings)
+    from core import data, pseudo, teach
+    from core.plan import Settings
+    from models.losses import candidate, spelled
+
+    readings = [("12ab", 0.99, ""), ("1234", 0.99, ""), ("AB12", 0.99, ""), ("12xz", 0.99, ""), ("1a23", 0.7, ""),
+                ("5678", 0.7, ""), ("1023", 0.99, ""), ("1023", 0.99, "")]  # read without case, a letter needs
+    # CASELESS_THRESHOLD (0.9), digits do not; the last two: an 'a' and an 'A' read '0'
+    asked = []
+    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: asked.append(charset) or readings)
     said = []
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5)
     codec = data.Codec(DIGITS + "abAB" + "XZ", 4)  # a, b in both cases; x, z only as capitals
-    chosen = teach.first_pseudo_labels(s, [f"{i}.png" for i in range(4)], codec, said.append)
-    assert chosen == {1: "1234", 3: "12XZ"}
-    assert said[0].endswith("; 2 more left out: they hold a letter the labels have in both cases, and ddddocr "
-                            "cannot tell case")
-    folded = data.Codec(DIGITS + "AB", 4, case_sensitive=False)  # labels read without case: nothing is left out
-    assert teach.first_pseudo_labels(s, [f"{i}.png" for i in range(4)], folded, said.append) == {
-        0: "12AB", 1: "1234", 2: "AB12"}
+    chosen = teach.first_pseudo_labels(s, [f"{i}.png" for i in range(8)], codec, said.append)
+    assert chosen == {0: "12ab", 1: "1234", 2: "ab12", 3: "12XZ", 5: "5678", 6: "1023", 7: "1023"}
+    assert asked == [DIGITS + "abXZ"]
+    assert said[0].endswith("; the 2 letters the labels hold in both cases read without case (ddddocr cannot tell "
+                            "case; a reading holding one needs confidence >= 0.9): either case is right for them, "
+                            "and the labels teach it")
+    found = teach.teacher_candidates(s, [f"{i}.png" for i in range(8)],
+                                     ["12Ab", "1234", "aB12", "12XZ", "1A23", "5678", "1a23", "1A23"], codec, said.append)
+    # its '0' may be an 'a' read without case: both cases are its candidates
+    assert found == {"a": (("A", 1.0),), "b": (("B", 1.0),), "0": (("a", 1.0), ("A", 1.0))}, found
+    assert "its '0' may be 'a' or 'A' (2 of 2, weight 1.00)" in said[1]
+
+    labels = pseudo.PseudoLabels(s.replace(PSEUDO_MODE="refresh"), ["u.png"], [None], codec, 1)
+    tensors = (None, torch.zeros(2, 4, dtype=torch.int64), torch.zeros(2, dtype=torch.int64))
+    labels.seed({0: "ab12"}, tensors, said.append, found)
+    row = tensors[1][1]
+    assert candidate(row, 0)[0].tolist() == [codec.index["A"], codec.index["B"], -1, -1]
+    _, texts, _, weights = spelled(row[None], torch.tensor([4]))
+    assert sorted(codec.decode(t.tolist()) for t in texts) == ["AB12", "Ab12", "aB12", "ab12"]
+    assert weights.tolist() == [0.0] * 4
+    folded = data.Codec(DIGITS + "AB", 4, case_sensitive=False)  # labels read without case: as they are
+    assert teach.first_pseudo_labels(s, [f"{i}.png" for i in range(8)], folded, said.append) == {
+        0: "12AB", 1: "1234", 2: "AB12", 4: "1A23", 5: "5678", 6: "1023", 7: "1023"}
 
 
 def test_few_labels_a_character_the_teacher_reads_for_another_accepts_both_in_its_pseudo_labels(monkeypatch):
