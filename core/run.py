@@ -111,7 +111,8 @@ def load_sets(r, opts, closing, lead, taught=None):
     if not lead:  # rank 0 decodes first and fills the cache; the others then read it
         barrier(r.device)
     if s.TEACHER and not taught and config.CHARSET == "infer" and unlabeled_folder(s):  # a set CHARSET is the user's
-        r.s, r.codec = s, _ = add_missing(s, r.codec, say)
+        s, r.codec = add_missing(s, r.codec, say)
+        r.s = s
     r.train_set, r.val_set, r.test_set = load_data(s, r.codec, quiet=not lead, taught=taught)
     r.pseudo, unlabeled = load_unlabeled(s, r.train_set, r.val_set, r.test_set, r.codec, quiet=not lead)
     if lead:
