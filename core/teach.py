@@ -75,15 +75,19 @@ def sample_of(paths):
     return [paths[i] for i in data.sample_indices(len(paths), SAMPLE, 0)]
 
 
+def _stamp(path):
+    """A file's size and modification time ("-" when it cannot be read): a cached reading of it holds while they do."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{st.st_size} {st.st_mtime_ns}"
+
+
 def _key(paths, name, charset):
     h = hashlib.sha1(f"teacher {name} {charset!r}".encode())
     for p in paths:
-        try:
-            st = os.stat(p)
-            stamp = f"{st.st_size} {st.st_mtime_ns}"
-        except OSError:
-            stamp = "-"
-        h.update(f"{p}\0{stamp}\n".encode("utf-8", "surrogateescape"))
+        h.update(f"{p}\0{_stamp(p)}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 
@@ -335,19 +339,54 @@ __all__ = ["TeacherError", "resolve_teacher", "zero_labels", "read", "teach_unla
            "teacher_candidates", "missing_from_labels"]
 
 
-def suggestions(name, folder, names, threads=1):
+def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
     """{file name: {text, confidence, chars}} for the labelling page before any model is trained: a teacher's
     readings of the images `names` of `folder`, restricted to the charset it reads in a sample of SAMPLE of them
     (letters in capitals unless it reads them in lower case; its case cannot be trusted). An image it cannot read
-    gets confidence None and its error. TeacherError when the teacher cannot be loaded."""
+    gets confidence None and its error. With `cache_dir` the readings are kept there, one file per folder and
+    teacher: a later start reads only the images that are new or changed since (size, modification time), with
+    the charset of the first. announce(to read, read before, cache file) is called before any reading.
+    TeacherError when the teacher cannot be loaded."""
+    cache = (os.path.join(cache_dir, "suggestions-" + hashlib.sha1(f"{name}\0{os.path.realpath(folder)}".encode(
+        "utf-8", "surrogateescape")).hexdigest()[:16] + ".json") if cache_dir else None)
+    kept = _load_suggestions(cache)
+    stamps = {n: _stamp(os.path.join(folder, n)) for n in names}
+    found = {n: kept["items"][n][1] for n in names if n in kept["items"] and kept["items"][n][0] == stamps[n]}
+    todo = [n for n in names if n not in found]
+    if announce:
+        announce(len(todo), len(found), cache)
+    if not todo:
+        return found
     teacher = load_teacher(name, threads=threads)
-    paths = [os.path.join(folder, n) for n in names]
-    charset, _, case, _ = infer_charset_length(teacher.read(sample_of(paths)), min_length_share=0.3)
-    fold = str.lower if case == "lower" else str.upper
-    found = {}
-    for n, r in zip(names, teacher.read(paths, charset=charset or None)):
+    paths = [os.path.join(folder, n) for n in todo]
+    if kept["charset"] is None:
+        charset, _, case, _ = infer_charset_length(teacher.read(sample_of(paths)), min_length_share=0.3)
+        kept.update(charset=charset, case=case)
+    fold = str.lower if kept["case"] == "lower" else str.upper
+    for n, r in zip(todo, teacher.read(paths, charset=kept["charset"] or None)):
         text = fold(r.text)
         found[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
                     "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
                     **({"error": r.error} if r.error else {})}
+        kept["items"][n] = [stamps[n], found[n]]
+    if cache:
+        _write(cache, kept)
     return found
+
+
+def _load_suggestions(path):
+    """{"charset", "case", "items": {file name: [stamp, suggestion]}} kept in `path`; empty when there is none or
+    it does not read."""
+    empty = {"charset": None, "case": None, "items": {}}
+    if not path or not os.path.isfile(path):
+        return empty
+    try:
+        with open(path, encoding="utf-8") as f:
+            kept = json.load(f)
+        if isinstance(kept, dict) and isinstance(kept.get("items"), dict) and isinstance(kept.get("charset"), str):
+            items = {n: v for n, v in kept["items"].items() if isinstance(v, list) and len(v) == 2
+                     and isinstance(v[1], dict)}
+            return {"charset": kept["charset"], "case": kept.get("case"), "items": items}
+    except (OSError, ValueError):
+        pass
+    return empty

@@ -441,15 +441,25 @@ class LabelQueue:
         self.teacher = teacher = auto_teacher(config.TEACHER) if predictor is None else ""
         if (predictor is not None or teacher) and todo:
             start = time.perf_counter()
-            if teacher:  # about 60 images a second a core: a large folder takes a while
-                say(f"labelling: {teacher} reads the {len(todo)} images to type its readings in before any model is "
-                    f"trained (TEACHER; --teacher= opens the page at once, in file-name order)")
+
+            counted = {"read": len(todo)}
+
+            def announce(to_read, before, cache):  # about 60 images a second a core: a large folder takes a while
+                counted["read"] = to_read
+                kept = f"its readings of {before} {'more ' * bool(to_read)}from an earlier start are kept in {cache}"
+                say(f"labelling: {teacher} types its readings in before any model is trained (TEACHER; --teacher= "
+                    f"opens the page at once, in file-name order): {kept}" if not to_read else
+                    f"labelling: {teacher} reads the {to_read} images to type its readings in before any model is "
+                    f"trained (TEACHER; --teacher= opens the page at once, in file-name order)"
+                    + (f"; {kept}" if before else ""))
             self.suggestions = (score(predictor, self.folder, todo) if predictor is not None
-                                else teach.suggestions(teacher, self.folder, todo, threads=cpu_count()))
+                                else teach.suggestions(teacher, self.folder, todo, threads=cpu_count(),
+                                                       cache_dir=config.CACHE_DIR, announce=announce))
             self.seconds = time.perf_counter() - start
             by = f"read by {teacher}, " if teacher else ""
-            say(f"labelling: {by}scored {len(todo)} images in {self.seconds:.1f} s "
-                f"({len(todo) / max(self.seconds, 1e-9):.0f} per second); least confident first")
+            say(f"labelling: {by}scored {counted['read']} images in {self.seconds:.1f} s "
+                f"({counted['read'] / max(self.seconds, 1e-9):.0f} per second); least confident first"
+                if counted['read'] else f"labelling: {len(todo)} images, least confident first")
             low = {n: s["confidence"] for n, s in self.suggestions.items()}
             todo.sort(key=lambda n: (low[n] is not None, low[n] or 0.0, n))
         self.order = dict.fromkeys(todo)  # insertion order is the offer order: a skip moves a name to the end

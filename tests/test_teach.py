@@ -281,6 +281,47 @@ def test_the_labelling_page_suggests_the_teachers_readings_before_any_model(tmp_
         assert 0 <= s["confidence"] <= 1 and len(s["chars"]) == len(s["text"])
 
 
+def test_the_labelling_pages_teacher_readings_are_kept_and_a_later_start_reads_only_new_or_changed_images(
+        tmp_path, monkeypatch):
+    """The page's suggestions before any model are kept in CACHE_DIR: a second start reads nothing, one after an
+    image changed or was added reads that image alone, with the charset the first start inferred; a cache that
+    does not read is read again from the images."""
+    from core import teach
+    from core.teacher import Reading
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}.png").write_bytes(b"x" * (i + 1))  # never opened: the stand-in teacher reads the names
+    reads = []
+
+    class Stub:
+        def read(self, items, charset=None, progress=None):
+            items = list(items)
+            reads.append(([os.path.basename(p) for p in items], charset))
+            return [Reading("ab12", 0.9, (0.99, 0.99, 0.95, 0.97)) for _ in items]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Stub())
+    told = []
+    ask = lambda names: teach.suggestions("ddddocr", str(folder), names, cache_dir=str(tmp_path / "c"),
+                                          announce=lambda *a: told.append(a[:2]))
+    first = ask(["0.png", "1.png", "2.png", "3.png"])
+    assert [names for names, _ in reads] == [["0.png", "1.png", "2.png", "3.png"]] * 2  # the sample, then all
+    charset = reads[1][1]
+    assert first["2.png"]["text"] == "ab12" and first["2.png"]["chars"][2] == {"char": "1", "confidence": 0.95}
+    reads.clear()
+    assert ask(["1.png", "2.png", "3.png"]) == {n: first[n] for n in ("1.png", "2.png", "3.png")} and reads == []
+    (folder / "2.png").write_bytes(b"changed")
+    (folder / "4.png").write_bytes(b"new")
+    assert set(ask(["1.png", "2.png", "3.png", "4.png"])) == {"1.png", "2.png", "3.png", "4.png"}
+    assert reads == [(["2.png", "4.png"], charset)]  # the first start's charset, no new sample
+    assert told == [(4, 0), (0, 3), (2, 2)]
+    for cache in (tmp_path / "c").iterdir():
+        cache.write_text("{not json")
+    reads.clear()
+    assert len(ask(["1.png", "2.png"])) == 2 and len(reads) == 2
+
+
 @needs_civ2
 @pytest.mark.parametrize("setting", ["ddddocr", "auto"])
 def test_the_labelling_page_names_the_teacher_as_its_model(tmp_path, monkeypatch, setting):
@@ -291,8 +332,13 @@ def test_the_labelling_page_names_the_teacher_as_its_model(tmp_path, monkeypatch
     folder = tmp_path / "copies"  # the page lists a folder's own files, never links
     shutil.copytree(links, folder)
     monkeypatch.setattr(config, "TEACHER", setting)  # "auto" (the default): ddddocr, which is installed
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
     said = []
     with client_for(folder, messages=said) as c:
         assert c.get("/api/label/stats").json()["model"] == {"name": "ddddocr", "checkpoint": None, "teacher": True}
         assert c.get("/api/label/next?count=1").json()["items"][0]["text"]  # its reading, typed in
     assert said[0].startswith("labelling: ddddocr reads the 5 images to type its readings in") and "--teacher=" in said[0]
+    with client_for(folder, messages=said) as c:  # a second start: its readings are kept
+        assert c.get("/api/label/next?count=1").json()["items"][0]["text"]
+    assert said[2].startswith("labelling: ddddocr types its readings in before any model is trained") and (
+        f"its readings of 5 from an earlier start are kept in {tmp_path / 'cache' / 'suggestions-'}" in said[2]), said[2]
