@@ -26,7 +26,7 @@ from core.checkpoint import default_checkpoint
 from core.coverage import coverage_table, format_table, plot_coverage
 from core.device import pick_device, set_threads
 from core.inference import REREAD_BELOW, Predictor, check_labels, run_test
-from core.metrics import confusions, one_confusion
+from core.metrics import case_only, confusions, one_confusion
 
 
 def shorten(text, chars):
@@ -71,6 +71,11 @@ def main():
              f"vote (TTA={predictor.copies}; --tta=1 reads each once, as training's own test line does)"
              if predictor.copies > 1 else ""))
     print(f"sequence accuracy {r['seq_acc']:.4f} ({n - len(wrong)}/{n}), character accuracy {r['char_acc']:.4f}")
+    by_case = case_only(r["truths"], r["preds"]) if predictor.codec.case_sensitive else 0
+    if by_case:
+        print(f"case ignored {(n - len(wrong) + by_case) / n:.4f} ({n - len(wrong) + by_case}/{n}): {by_case} of the "
+              f"{len(wrong)} wrong readings differ from their label in a letter's case alone (a site that takes its "
+              f"answer without case accepts them)")
     if predictor.answer == "arith":  # a wrong reading may still give the right answer (3x4 read 4x3)
         right = sum(parse(p).ok and parse(p).value == parse(t).value for t, p in zip(r["truths"], r["preds"]))
         print(f"answer accuracy {right / max(1, n):.4f} ({right}/{n}): the computed answer of the reading is the "

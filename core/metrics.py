@@ -19,6 +19,12 @@ def accuracy(truths, preds):
     return max(0.0, 1 - errors / chars), seq
 
 
+def case_only(truths, preds):
+    """How many readings differ from their label in a letter's case alone ('aB3' for 'Ab3'): right where a site
+    takes its answer without case, as many do."""
+    return sum(t != p and t.lower() == p.lower() for t, p in zip(truths, preds))
+
+
 def confusions(truths, preds):
     """Counter of (true char, predicted char) over same-length predictions."""
     pairs = collections.Counter()

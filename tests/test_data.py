@@ -197,6 +197,12 @@ def test_shared_real_datasets_load(tmp_path, name, charset, length, size, n):
     assert ds.images.std() > 10  # real pictures, not blanks
 
 
+def test_readings_wrong_by_a_letters_case_alone_are_counted():
+    """test.py says how many wrong readings differ from their label in case alone (a site may take them)."""
+    from core.metrics import case_only
+    assert case_only(["Ab3x", "Ab3x", "Ab3x", "Ab3x", "12"], ["aB3x", "Ab3x", "Ab3y", "ab3", "12"]) == 1
+
+
 def test_one_confusion_making_most_mistakes_is_named_with_the_fix():
     """test.py's advice when one look-alike pair makes most character mistakes (a rare labelled character read
     as its look-alike), and none when the mistakes are spread or few."""
