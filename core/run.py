@@ -33,8 +33,8 @@ from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, planned_images, resolve_batch, resolve_data, resolve_init)
 from core.pseudo import load_unlabeled, unlabeled_folder
-from core.teach import (SAMPLE, first_pseudo_labels, missing_from_labels, resolve_teacher, teach_unlabelled,
-                        teacher_candidates, zero_labels)
+from core.teach import (SAMPLE, both_cases, first_pseudo_labels, missing_from_labels, resolve_teacher,
+                        teach_unlabelled, teacher_candidates, zero_labels)
 from core.runs import check_paths, choose_run, restore_row, run_paths
 from core.sets import labelled_items, load_data, test_folder
 
@@ -191,11 +191,13 @@ def add_missing(s, codec, say):
     found = missing_from_labels(s, paths, [t for _, t in items], codec, say) if paths else []
     if not found:
         return s, codec
-    codec = data.Codec("".join(sorted(set(codec.charset) | {c for c, _ in found})), codec.length,
-                       codec.case_sensitive)
+    cased = both_cases(codec)  # the labels hold letters in both cases: a letter they lack joins in both
+    added = {c for c, _ in found} | ({c.upper() for c, _ in found} if cased else set())
+    codec = data.Codec("".join(sorted(set(codec.charset) | added)), codec.length, codec.case_sensitive)
     one = len(found) == 1
-    say(f"  charset   + {''.join(c for c, _ in found)!r}: the teacher reads "
-        f"{', '.join(f'{c!r} in {k}' for c, k in found)} of {min(SAMPLE, len(paths))} unlabelled images, "
+    say(f"  charset   + {''.join(sorted(added))!r}: the teacher reads "
+        f"{', '.join(f'{c!r} in {k}' for c, k in found)}{' (either case)' if cased else ''} of "
+        f"{min(SAMPLE, len(paths))} unlabelled images, "
         f"{'a character' if one else 'characters'} of a kind the labels hold that none of them holds: its readings "
         f"teach {'it' if one else 'them'} (label some images that show {'it' if one else 'them'} to be sure: "
         f"python app.py --label_dir={s.UNLABELED_DIR}; --charset=... sets the characters yourself)")

@@ -318,18 +318,20 @@ def missing_from_labels(s, paths, labels, codec, say=print):
     in at least MISSING_TIMES of a SAMPLE of the unlabelled images `paths`, of a kind the labels hold (digits,
     letters), that none of the `labels` (texts) holds in either case, and rarely enough that they may lack it by
     chance (MISSING_EXPECTED). Its readings are those of the teacher without a charset (the sample a run without
-    labels reads first, cached); the run adds what it finds to the charset (core.run.add_missing)."""
+    labels reads first, cached); the run adds what it finds to the charset (core.run.add_missing). A letter is
+    given in the labels' case; where they hold letters in both cases, in lower case and counted in either (the
+    teacher cannot tell case), and the run adds both cases."""
     readings = _readings(read(s, sample_of(paths), None, say))
     lo, hi = codec.length
     digits, letters = any(c.isdigit() for c in codec.charset), any(c.isalpha() for c in codec.charset)
     case = {c.islower() for c in codec.charset if c.isalpha()}  # {True}: the labels' letters are all lower case
+    fold = (str.lower if case == {True} or both_cases(codec) else str.upper if case == {False} else str)
     counts = collections.Counter()
     confident = filter_readings(readings, s.TEACHER_THRESHOLD, tuple(range(lo, hi + 1)))
     for i in confident:
-        for c in set(codec.normalize(readings[i].text)):
-            known = c in codec.index or c.swapcase() in codec.index
-            if not known and (c.isascii() and c.isdigit() and digits or c.isascii() and c.isalpha() and letters):
-                counts[c.lower() if case == {True} else c.upper() if case == {False} else c] += 1
+        counts.update({fold(c) for c in codec.normalize(readings[i].text)
+                       if not (c in codec.index or c.swapcase() in codec.index)
+                       and (c.isascii() and c.isdigit() and digits or c.isascii() and c.isalpha() and letters)})
     found = sorted((c, k) for c, k in counts.items()
                    if k >= MISSING_TIMES and k / len(confident) * len(labels) < MISSING_EXPECTED)
     return found

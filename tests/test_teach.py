@@ -182,7 +182,8 @@ def test_few_labels_a_character_the_teacher_reads_that_no_label_holds_joins_the_
     """Labels of digits and lower-case letters without a 'w': the teacher reads 'w' (or 'W') confidently in 6 of
     the unlabelled images: it is found (in lower case, as the labels' letters are); a character read in fewer than
     MISSING_TIMES images, one of a kind the labels do not hold (digits only), or one read so often that the labels
-    would hold it (MISSING_EXPECTED) is not."""
+    would hold it (MISSING_EXPECTED) is not. Where the labels hold letters in both cases it is counted in either
+    and joins the charset in both."""
     from core import data, teach
     from core.plan import Settings
 
@@ -198,6 +199,17 @@ def test_few_labels_a_character_the_teacher_reads_that_no_label_holds_joins_the_
     # 6 of 11 confident readings hold a 'w': 30 labels would hold about 16, so lacking it, the teacher misreads
     assert teach.missing_from_labels(s, paths, ["12ab"] * 30, codec) == []
     assert teach.missing_from_labels(s, paths, ["12ab"] * 9, codec) == [("w", 6)]  # 4.9 of 9 expected: still lacking
+    # labels with letters in both cases: counted in either case (5 'w' and a 'W'), and the run adds both cases
+    both = data.Codec(DIGITS + "abAB", 4)
+    assert teach.missing_from_labels(s, paths, ["12aB", "34Ab"], both) == [("w", 6)]
+    from core import run
+    monkeypatch.setattr(run, "missing_from_labels", lambda s, paths, labels, codec, say: [("w", 6)])
+    monkeypatch.setattr(run, "labelled_items", lambda s: [("l.png", "12aB")])
+    monkeypatch.setattr(run.data, "unlabeled_images", lambda folder, exclude: [("u.png", None)])
+    said = []
+    s2, wider = run.add_missing(s.replace(TRAIN_DIR="mine", TEST_DIR=""), both, said.append)
+    assert wider.charset == DIGITS + "ABWabw" == s2.CHARSET and wider.case_sensitive
+    assert said[0].startswith("  charset   + 'Ww': the teacher reads 'w' in 6 (either case) of 1 unlabelled images")
 
 
 def test_few_labels_a_character_only_the_test_folder_and_the_teacher_show_joins_the_charset_before_the_sets_load(
