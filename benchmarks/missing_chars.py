@@ -7,8 +7,9 @@ run with the teacher adds to its charset before training, and says), one row per
     python benchmarks/missing_chars.py --labels=100 --seeds=1              # every suite set, one draw each
 
 Needs the teacher (pip install -r requirements-ddddocr.txt); its readings are cached in --cache_dir
-(bench_suite/.cache), so a second run reads none again. The draw is LIMIT's seeded sample (`--seed=K` of
-train.py) of the folder's labelled images.
+(bench_suite/.cache), so a second run reads none again. Draw K is data.sample_indices(n, N, K) of the folder's
+n labelled images: LIMIT's seeded sample, the one `train.py --limit=N --seed=K-1` takes (core.sets.limit_draw
+draws with SEED + 1).
 """
 import os
 import sys

@@ -72,8 +72,8 @@ def test_bench_ddddocr_reads_a_labelled_folder(tiny_suite):
 
 
 def test_missing_chars_draws_labels_as_limit_does_and_refuses_unknown_sets(tiny_suite):
-    """benchmarks/missing_chars.py: a draw is LIMIT's seeded sample (the rest unlabelled); an unknown set is one
-    line naming the known ones."""
+    """benchmarks/missing_chars.py: draw K is LIMIT's seeded sample with seed K (train.py's --seed=K-1), the rest
+    unlabelled; an unknown set is one line naming the known ones."""
     import sys
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from benchmarks.missing_chars import draw, seeds
