@@ -215,13 +215,18 @@ def both_cases(codec):
     return {c.lower() for c in codec.charset if c != c.swapcase() and c.swapcase() in codec.index}
 
 
+def _without_case(text, caseless):
+    """`text` with the letters of `caseless` (both_cases) in lower case, as the teacher reads them."""
+    return "".join(c.lower() if c.lower() in caseless else c for c in text)
+
+
 def _within_labels(s, paths, codec, say):
     """{index into paths: text} of the teacher's confident readings (TEACHER_THRESHOLD) of `paths` within the
     labels' charset and lengths. A letter the labels hold in both cases is read without case (its two cases'
     probabilities summed, as a letter of a one-case charset is) and written in lower case: the teacher cannot tell
     case (generated captchas of 0-9a-zA-Z: 28 % of its confident readings right with the case they took)."""
     caseless = both_cases(codec)
-    charset = "".join(dict.fromkeys(c.lower() if c.lower() in caseless else c for c in codec.charset))
+    charset = "".join(dict.fromkeys(_without_case(codec.charset, caseless)))
     readings = _readings(read(s, paths, charset, say))
     lo, hi = codec.length
     chosen = {}
@@ -229,7 +234,7 @@ def _within_labels(s, paths, codec, say):
         text = codec.normalize(readings[i].text)
         if codec.check(text) is not None:  # a letter in the other case than the labels': the labels' case
             text = "".join(c if c in codec.index else c.swapcase() for c in text)
-        text = "".join(c.lower() if c.lower() in caseless else c for c in text)
+        text = _without_case(text, caseless)
         sure = readings[i].confidence >= CASELESS_THRESHOLD or not caseless.intersection(text)
         if codec.check(text) is None and sure:
             chosen[i] = text
@@ -274,7 +279,7 @@ def teacher_candidates(s, paths, texts, codec, say=print):
     caseless = both_cases(codec)
     said, held, pairs = collections.Counter(), collections.Counter(), collections.Counter()
     for j, text in chosen.items():
-        truth = "".join(c.lower() if c.lower() in caseless else c for c in codec.normalize(texts[picked[j]]))
+        truth = _without_case(codec.normalize(texts[picked[j]]), caseless)
         if len(truth) == len(text):
             said.update(text)
             held.update(truth)
@@ -292,11 +297,11 @@ def teacher_candidates(s, paths, texts, codec, say=print):
     for c in sorted(caseless):
         kept[c] = ((c.upper(), 1.0),) + kept.get(c, ())
     kept = {a: others[:2] for a, others in kept.items()}
-    shown = {a: [(b, w) for b, w in others if b in dict(kept[a])] for a, others in sorted(found.items())}
-    if any(shown.values()):
+    used = {a: [(b, w) for b, w in others if b in dict(kept[a])] for a, others in sorted(found.items())}
+    if any(used.values()):
         shown = "; ".join(f"its {a!r} may be " + " or ".join(
             f"{b!r}{' or ' + repr(b.upper()) if b in caseless else ''} ({pairs[a, b]} of {said[a]}, weight {w:.2f})"
-            for b, w in others) for a, others in shown.items() if others)
+            for b, w in others) for a, others in used.items() if others)
         say(f"  teacher   on {len(chosen)} of {len(picked)} labelled images it reads confidently, it reads a character "
             f"for another one: {shown}; its pseudo-labels accept those there, and the labels decide")
     return kept
