@@ -808,6 +808,12 @@ def sample_indices(total, count, seed):
     return np.sort(torch.randperm(total, generator=torch.Generator().manual_seed(seed)).numpy()[:count])
 
 
+def take_sample(items, count, seed):
+    """LIMIT's seeded sample of a list: `count` of its items, in their order; every item where count is 0 or not
+    below their number."""
+    return [items[i] for i in sample_indices(len(items), count, seed)] if 0 < count < len(items) else items
+
+
 def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad=False, quiet=False,
                 unlabeled_ok=False, copies=2, sample=0, seed=0):
     """Scan, check and decode a folder into a CaptchaSet (labels: read_labels). Problems (listed files missing,
@@ -821,10 +827,8 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
     if unlabeled_ok:
         unlisted = []
     items = [(p, codec.normalize(t)) for p, t in items]
-    of = ""
-    if 0 < sample < len(items):
-        of = f" (a seeded sample of its {len(items)})"
-        items = [items[i] for i in sample_indices(len(items), sample, seed)]
+    of = f" (a seeded sample of its {len(items)})" if 0 < sample < len(items) else ""
+    items = take_sample(items, sample, seed)
     missing = [p for p, _ in items if not os.path.exists(p)]
     bad_labels = {}
     for path, text in items:

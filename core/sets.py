@@ -37,21 +37,14 @@ def limit_draw(s):
 def labelled_items(s):
     """[(path, label)]: the labelled images of TRAIN_DIR a run trains and validates on, read as load_data reads
     them (every one, or LIMIT's seeded sample), before they are checked against a charset or decoded."""
-    items = data.read_labels(s.TRAIN_DIR)
-    count, seed = limit_draw(s)
-    if 0 < count < len(items):
-        items = [items[i] for i in data.sample_indices(len(items), count, seed)]
-    return items
+    return data.take_sample(data.read_labels(s.TRAIN_DIR), *limit_draw(s))
 
 
 def taught_set(s, codec, taught, quiet=False):
     """The CaptchaSet of a teacher's readings (paths, texts): the training images of a run without labels (LIMIT:
     a seeded sample of them, as of a labelled folder)."""
-    paths, texts = taught
-    count, seed = limit_draw(s)
-    if 0 < count < len(paths):
-        keep = data.sample_indices(len(paths), count, seed)
-        paths, texts = [paths[i] for i in keep], [texts[i] for i in keep]
+    read = data.take_sample(list(zip(*taught)), *limit_draw(s))
+    paths, texts = [p for p, _ in read], [t for _, t in read]
     data.check_memory(len(paths), s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, f"TRAIN_DIR={s.TRAIN_DIR}", data.SMALLER)
     images, ok, _ = data.decode_images(paths, s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS, s.CACHE_DIR, quiet)
     keep = np.flatnonzero(ok)

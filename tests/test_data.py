@@ -95,6 +95,29 @@ def test_limit_samples_before_decoding(tmp_path, monkeypatch):
         data.load_folder(str(tmp_path), codec, 160, 60, 1, sample=10, seed=holding)  # a sample holding it
 
 
+def test_limit_draws_the_same_sample_of_labels_of_a_folder_and_of_a_teachers_readings(tmp_path):
+    """LIMIT's sample is one draw: the labelled images a run trains on (load_data), the ones the charset finder
+    counts (labelled_items) and, in a run without labels, the teacher's readings it keeps (taught_set) are the
+    same seeded choice of the folder's images in their order."""
+    from core import sets
+    from core.plan import Settings
+    names = [f"{i:04d}.png" for i in range(30)]
+    for i, name in enumerate(names):
+        write_png(tmp_path / name, (200, 50), color=i)
+    (tmp_path / "labels.tsv").write_text("".join(f"{n}\t{i % 100:04d}\n" for i, n in enumerate(names)))
+    s = Settings().replace(TRAIN_DIR=str(tmp_path), LIMIT=8, SEED=4, IMAGE_WIDTH=160, IMAGE_HEIGHT=60, CHANNELS=1,
+                           CACHE_DIR="")
+    codec = data.Codec("0123456789", 4)
+    picked = [names[i] for i in data.sample_indices(30, 8, 5)]
+    assert [os.path.basename(p) for p, _ in sets.labelled_items(s)] == picked
+    loaded = data.load_folder(str(tmp_path), codec, 160, 60, 1, sample=8, seed=sets.limit_draw(s)[1])
+    assert [os.path.basename(p) for p in loaded.paths] == picked
+    read = ([str(tmp_path / n) for n in names], [f"{i:04d}" for i in range(30)])
+    taught = sets.taught_set(s, codec, read, quiet=True)
+    assert [os.path.basename(p) for p in taught.paths] == picked and taught.texts == [n[:4] for n in picked]
+    assert data.take_sample(names, 0, 5) == names and data.take_sample(names, 30, 5) == names
+
+
 def test_a_folder_of_folders_names_its_subfolders(tmp_path, monkeypatch):
     """A folder whose images sit in subfolders (an unpacked archive, a set's train/ and test/): training,
     test.py, predict.py and UNLABELED_DIR say that only the folder itself is read and name the subfolders that
