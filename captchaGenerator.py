@@ -19,7 +19,7 @@ from core.generate import generate
 
 
 def main():
-    _, opts = config.parse(split="train", count=1000, seed=-1, processes=0)
+    _, opts = config.parse(arguments=0, split="train", count=1000, seed=-1, processes=0)
     seed = opts["seed"] if opts["seed"] >= 0 else random.SystemRandom().randrange(2**31)
     out_dir = os.path.join(config.DATASET_DIR, opts["split"])
     what = ("sums like '12+7=?' (ANSWER=arith; labels in labels.tsv)" if config.ANSWER == "arith"

@@ -661,7 +661,7 @@ def plot_ablation(table, out):
 
 def main():
     script_options = dict(ablation=False, variants="", retry_failed=True, dry_run=False)
-    _, opts = config.parse(**script_options)
+    _, opts = config.parse(arguments=0, **script_options)
     overrides = user_overrides(sys.argv[1:], script_options)
     if config.COMPARE_PRESET not in PRESETS:
         raise config.ConfigError(f"COMPARE_PRESET={config.COMPARE_PRESET!r}: choose from {', '.join(PRESETS)}")

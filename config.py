@@ -7,6 +7,7 @@ match the type of the default below; an unknown name is refused with the list of
 import ast
 import math
 import os
+import re
 import string
 import sys
 
@@ -236,11 +237,13 @@ def given():
     return set(_given)
 
 
-def parse(argv=None, **options):
+def parse(argv=None, arguments=None, folder_option="", **options):
     """Apply `--NAME=value` overrides from argv to this module.
 
     `options` are a script's own settings with their defaults (e.g. split="train"); they are parsed the
     same way. `--help` prints the settings and exits. Returns (positional arguments, dict of the script's options).
+    `arguments`: the most positional arguments the command takes (None: any number); more are refused, naming
+    the first one left over and, for a folder, the option that takes one (`folder_option`, e.g. "train_dir").
     """
     argv = sys.argv[1:] if argv is None else argv
     module = sys.modules[__name__]
@@ -270,8 +273,25 @@ def parse(argv=None, **options):
         else:
             raise ConfigError(f"unknown option --{key}{suggest(key, sorted(extra) + sorted(valid))}; "
                               f"`--help` lists every setting")
+    if arguments is not None and len(positional) > arguments:
+        raise ConfigError(_stray(positional[arguments], arguments, folder_option, sorted(extra) + sorted(valid)))
     check()  # every setting in range before any work starts
     return positional, result
+
+
+def _stray(arg, arguments, folder_option, names):
+    """The message for a positional argument a command does not take (it would otherwise be dropped unread)."""
+    key, sep, value = arg.partition("=")
+    key = key.lstrip("-").lower().replace("-", "_")
+    if sep and key in names:
+        hint = f": write --{key}={value}"
+    elif folder_option and os.path.isdir(arg):
+        hint = f": a folder is named with --{folder_option}={arg}"
+    else:
+        hint = "; options are written --NAME=value (`--help` lists them)"
+    takes = ("no arguments, only --NAME=value options" if arguments == 0 else
+             f"at most {arguments} argument{'s' * (arguments > 1)} besides its --NAME=value options")
+    return f"{arg!r}: {os.path.basename(sys.argv[0]) or 'this command'} takes {takes}{hint}"
 
 
 def _number(v):
@@ -340,6 +360,11 @@ _RANGES = {
     "MAX_IMAGE_BYTES": (lambda v: v >= 1, "at least 1"),
     "MAX_IMAGE_PIXELS": (lambda v: v >= 1, "at least 1"),
     "MAX_BATCH": (lambda v: v >= 1, "at least 1"),
+    "RUN": (lambda v: v == "" or bool(re.fullmatch(r"[\w+-][\w.+-]*", v)),
+            "\"\" (named after MODEL) or a plain name of letters, digits, '_', '-', '+' and '.' (no folder: "
+            "checkpoints go to WEIGHTS_DIR), e.g. swust100"),
+    "DEVICE": (lambda v: v in ("auto", "cpu", "cuda", "mps") or bool(re.fullmatch(r"cuda:\d+", v)),
+               "\"auto\", \"cpu\", \"cuda\", \"cuda:N\" or \"mps\""),
 }
 
 

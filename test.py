@@ -53,7 +53,8 @@ def contact_sheet(r, wrong, path, columns=4, cell=(210, 90)):
 
 
 def main():
-    positional, opts = config.parse(show=20, sheet="", wrong="", coverage="coverage.png")
+    positional, opts = config.parse(arguments=1, folder_option="test_dir", show=20, sheet="", wrong="",
+                                    coverage="coverage.png")
     path = positional[0] if positional else default_checkpoint()
     set_threads(config.THREADS)
     answer = config.ANSWER if "ANSWER" in config.given() else None  # else what the checkpoint was trained for
@@ -62,11 +63,16 @@ def main():
     if not folder:
         raise config.ConfigError(f"no test folder: name one with --test_dir=FOLDER (TEST_DIR is \"\" and there is no "
                                  f"'test' folder beside TRAIN_DIR={config.TRAIN_DIR})")
-    check_labels(predictor.codec, folder, path)
+    try:
+        check_labels(predictor.codec, folder, path)
+    except data.NoLabelsError as e:  # its advice is for a folder to train on; a test folder needs its labels
+        raise data.DataError(f"{folder}: {e.what}, so they hold no labels to test against: a test folder needs "
+                             f"its images' labels, in {os.path.join(folder, data.LABELS_FILE)} (file<TAB>label) or "
+                             f"typed on the labelling page (python app.py --label_dir={folder})") from None
     r = run_test(predictor, folder, skip_bad=config.SKIP_BAD)
     n = len(r["truths"])
     wrong = [i for i in range(n) if r["truths"][i] != r["preds"][i]]
-    print(f"{path} ({r['model']}, trained {predictor.ckpt.get('epoch', '?')} epochs) on {folder}: {n} images"
+    print(f"{path} ({r['model']}, epoch {predictor.ckpt.get('epoch', '?')} of its run) on {folder}: {n} images"
           + (f"; those read with confidence below {REREAD_BELOW} read again as {predictor.copies} shifted copies that "
              f"vote (TTA={predictor.copies}; --tta=1 reads each once, as training's own test line does)"
              if predictor.copies > 1 else ""))

@@ -10,7 +10,7 @@ from core.plot import plot_results
 
 
 def main():
-    positional, opts = config.parse(out="results.png")
+    positional, opts = config.parse(arguments=1, out="results.png")
     path = positional[0] if positional else config.RESULTS
     if not os.path.exists(path):
         sys.exit(f"error: {path} not found (python train.py writes it)")

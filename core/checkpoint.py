@@ -55,6 +55,20 @@ def save_checkpoint(path, model, build_args, codec, **extra):
                               f"and no temporary file is left") from None
 
 
+def _unreadable(path, error):
+    """Why torch could not read `path`, and the fix, for a person: its size, the first sentence of torch's reason."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "the file is empty (0 bytes); copy it again, or train one (python train.py)"
+    reason = str(error).splitlines()[0] if str(error) else ""
+    reason = reason.split(". ")[0].rstrip(".")  # torch's first sentence; the rest is advice about its own files
+    if len(reason) > 160:
+        reason = reason[:160].rsplit(" ", 1)[0] + " ..."
+    return (f"cut short, damaged or another kind of file ({size} bytes; {type(error).__name__}"
+            f"{': ' + reason if reason else ''}); copy it again, or name a checkpoint train.py wrote "
+            f"(weights/<RUN>_best.pt)")
+
+
 def load_checkpoint(path):
     """Load a checkpoint without executing code from it (weights_only); clear errors for bad files."""
     if not os.path.exists(path):
@@ -73,8 +87,7 @@ def load_checkpoint(path):
                                                                        "In PyTorch"))), type(e).__name__)
         raise CheckpointError(f"{path} is not a readable checkpoint ({detail[:200]})") from None
     except Exception as e:  # truncated zip, foreign file, ...: torch raises many kinds
-        first = str(e).splitlines()[0][:300] if str(e) else ""
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {first})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint: {_unreadable(path, e)}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_name" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint written by train.py")
     why = _checkpoint_problem(ckpt)

@@ -1,5 +1,6 @@
 """How every command ends: a user's mistake is one line naming the fix (exit 1), Ctrl-C one line saying what
 was kept (exit 130); never a traceback for either. No torch here: the generator uses it too."""
+import os
 import sys
 
 import config
@@ -25,6 +26,15 @@ def run(main, errors=()):
             stream.reconfigure(errors="backslashreplace")
     try:
         code = main()
+        sys.stdout.flush()  # a reader that left early is found here, not as a traceback at exit
+    except BrokenPipeError:
+        _reader_gone()
+    except SystemExit:  # --help, or a command's own exit: its output is flushed the same way
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _reader_gone()
+        raise
     except KeyboardInterrupt as e:
         print(f"\ninterrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         sys.exit(130)
@@ -33,3 +43,11 @@ def run(main, errors=()):
             sys.exit(f"error: {e}")
         raise
     sys.exit(code)
+
+
+def _reader_gone():
+    """stdout's reader has gone (`predict.py F | head -n 3`): stop quietly, as other shell tools do; the rest of
+    the output goes nowhere (Python's documented way: stdout pointed at the null device, exit 1)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)

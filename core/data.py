@@ -12,11 +12,12 @@ import multiprocessing as mp
 import os
 import re
 import stat
+import unicodedata
 import warnings
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from core.files import atomic_write, file_kind
 
@@ -143,8 +144,8 @@ def read_labels(folder):
 
     labels.tsv, UTF-8 (a BOM and CRLF line ends are fine), one `file<TAB>label` line per image:
       - a first line whose first field is not a file in the folder and has no image extension is a header
-        (`file<TAB>label`) and is skipped; empty lines are skipped; columns after the second are ignored;
-        spaces around the file name and the label are removed;
+        (`file<TAB>label`) and is skipped; empty lines are skipped; columns after the second are ignored (the
+        confidence of predict.py's lines); spaces around the file name and the label are removed;
       - a file listed twice with the same label counts once; with different labels: stop, naming them;
       - non-UTF-8 bytes, or a line without a TAB: stop, naming the line;
       - listed files that do not exist, and images in the folder that the file does not list, are reported by
@@ -198,7 +199,7 @@ def _scan(folder):
     if not items:
         raise DataError(f"{folder}: no images found (expected LABEL.png, LABEL_ID.png or a {LABELS_FILE} beside "
                         f"the images; extensions {', '.join(IMAGE_EXTENSIONS)})" + subfolder_hint(folder))
-    return [(os.path.join(folder, n), label) for n, label in items], []
+    return [(os.path.join(folder, n), unicodedata.normalize("NFC", label)) for n, label in items], []
 
 
 _ID_SUFFIX = re.compile(r"^(.+?)([-.]\d+)$")
@@ -462,7 +463,7 @@ def read_tsv(folder, tsv):
         if len(fields) < 2 or not name:
             bad.append(f"line {n}: {line[:60]!r}")
             continue
-        label = fields[1].strip()
+        label = unicodedata.normalize("NFC", fields[1].strip())  # é typed as e + accent (macOS names) is one character
         key = os.path.normpath(os.path.join(folder, name))
         if key not in labels:
             labels[key], where[key] = label, n
@@ -630,12 +631,26 @@ def _pixels(image, name, width, height, channels, header_only=False):
     if getattr(image, "n_frames", 1) > 1 and image.tell():
         image.seek(0)
     image.load()
+    image = upright(image)
     image = _eight_bit(image)
     image = image.convert("L" if channels == 1 else "RGB") if image.mode != ("L" if channels == 1 else "RGB") else image
     if width and height and image.size != (width, height):  # 0 x 0: the image's own size
         image = image.resize((width, height), Image.BILINEAR)
     array = np.asarray(image, dtype=np.uint8)
     return array[:, :, None] if channels == 1 else array
+
+
+def upright(image):
+    """`image` turned as its EXIF orientation tag says (a photo or a phone's screenshot saved sideways), as a browser
+    shows it, so that the labelling page, training and reading see the same upright text; itself without a tag."""
+    try:
+        turned = image.getexif().get(ORIENTATION, 1) not in (1, None)
+    except Exception:  # a broken EXIF block: the pixels as they are
+        return image
+    return ImageOps.exif_transpose(image) if turned else image
+
+
+ORIENTATION = 0x0112  # the EXIF orientation tag
 
 
 def _eight_bit(image):
@@ -676,7 +691,8 @@ def _decode(task):
 
 # --- the decoded-folder cache -------------------------------------------------------------------------------
 
-CACHE_VERSION = 2  # part of every cache key; 2: 16-bit, alpha and CMYK images read like their 8-bit equivalents
+CACHE_VERSION = 3  # part of every cache key; 2: 16-bit, alpha and CMYK images read like their 8-bit equivalents;
+# 3: images with an EXIF orientation read upright
 _cache_warned = []  # folders whose failed cache write was reported (once each)
 
 

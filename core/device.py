@@ -8,9 +8,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+import config
+
 
 def pick_device(name="auto", index=None):
-    """DEVICE as a torch.device; `index` (torchrun's LOCAL_RANK) picks this process's GPU for "auto" / "cuda"."""
+    """DEVICE as a torch.device; `index` (torchrun's LOCAL_RANK) picks this process's GPU for "auto" / "cuda".
+    A device this machine lacks is refused in one line (config.ConfigError), never as torch's traceback."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise config.ConfigError(f"DEVICE={name!r}: this machine has no CUDA GPU torch can use (torch "
+                                 f"{torch.__version__}); --device=auto takes the best one there is, --device=cpu the CPU")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise config.ConfigError(f"DEVICE={name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                                 f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise config.ConfigError("DEVICE='mps': this machine has no Apple GPU torch can use; --device=auto or --device=cpu")
     if name == "cuda" or name == "auto" and torch.cuda.is_available():
         return torch.device("cuda", index) if index is not None else torch.device("cuda")
     if name != "auto":

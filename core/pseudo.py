@@ -252,6 +252,9 @@ def unlabeled_folder(s):
         return ""
     if s.ONLINE:
         raise config.ConfigError("UNLABELED_DIR is for training on a folder, not with ONLINE (fresh labelled captchas)")
+    if not os.path.isdir(folder):
+        raise config.ConfigError(f"UNLABELED_DIR={folder}: " + ("no such folder" if not os.path.exists(folder) else
+                                                                f"not a folder ({data.file_kind(folder)})"))
     if same_folder(folder, test_folder(s)):
         raise config.ConfigError(f"UNLABELED_DIR={folder} is the test folder: test images must never be trained on, "
                                  f"not even with pseudo-labels; name another folder")

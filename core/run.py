@@ -35,7 +35,7 @@ from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_re
 from core.pseudo import load_unlabeled, unlabeled_folder
 from core.teach import (SAMPLE, both_cases, first_pseudo_labels, missing_from_labels, resolve_teacher,
                         teach_unlabelled, teacher_candidates, zero_labels)
-from core.runs import check_paths, choose_run, restore_row, run_paths
+from core.runs import check_paths, choose_run, restore_row, run_paths, unfinished
 from core.sets import labelled_items, load_data, test_folder
 
 
@@ -83,6 +83,7 @@ class Run:
 def resolve_start(s, resume, say, lead):
     """(settings, init checkpoint, resume checkpoint, run name): the starting point (INIT), the run's name and the
     checkpoint a --resume=1 continues; the model and its options come from whichever checkpoint is continued."""
+    test_folder(s)  # the training folder named as the test folder is refused before anything is written
     check_paths(s)
     s = s.replace(INIT=resolve_init(s, resume, say))
     init = load_checkpoint(s.INIT) if s.INIT else None
@@ -92,8 +93,10 @@ def resolve_start(s, resume, say, lead):
     base = s.run_name()
     name = choose_run(s, base, resume)
     if name != base and not resume and lead:
+        left = unfinished(s, base)
         say(f"run {base!r} exists in {s.WEIGHTS_DIR}/: this run is {name!r} "
-            f"(--resume=1 continues the newest; --run=NAME names a run)")
+            + (f"({base!r} stopped after epoch {left[0]} of {left[1]}: --resume=1 instead continues it; "
+               f"--run=NAME names a run)" if left else "(--resume=1 continues the newest; --run=NAME names a run)"))
     last_path = run_paths(s, name)[1]
     before = load_checkpoint(last_path) if resume else None
     if before:
@@ -140,7 +143,11 @@ def load_sets(r, opts, closing, lead, taught=None):
                                     f"render them, else drawn from the last {r.pool.capacity} rendered "
                                     "(ONLINE_REPLAY),")
     else:
-        source = f"{n_train} training images" + (f" (a sample: LIMIT={s.LIMIT})" if s.LIMIT else "")
+        total = n_train + (len(r.val_set) if r.val_set else 0)
+        whole = s.LIMIT > total and not s.SKIP_BAD  # LIMIT past the folder's labelled images takes them all
+        source = f"{n_train} training images" + (
+            f" (LIMIT={s.LIMIT} is more than the {total} labelled images: all of them)" if s.LIMIT and whole else
+            f" (a sample: LIMIT={s.LIMIT})" if s.LIMIT else "")
     say(f"  split     {source}, {len(r.val_set) if r.val_set else 0} validation"
         + (f" (VALIDATION={s.VALIDATION}, SEED={s.SEED})" if not s.ONLINE else "")
         + (f", test {test_folder(s)}: {len(r.test_set)} images (reported, never used to choose)" if r.test_set

@@ -3,6 +3,8 @@ training, and the results row a killed run did not write."""
 import os
 import re
 
+import torch
+
 import config
 from core.checkpoint import CheckpointError
 from core.files import RESULT_COLUMNS, append_row, read_results
@@ -18,7 +20,8 @@ def taken(s, run):
 
 def choose_run(s, base, resume):
     """The run name: a new run takes `base`, or base-2, base-3, ... when that is taken (never replacing another run's
-    checkpoints); --resume=1 continues the newest existing one of them."""
+    checkpoints); --resume=1 continues the newest of them that stopped before its planned epochs (one that was
+    killed), else the newest."""
     if resume:
         pattern = re.compile(re.escape(base) + r"(-\d+)?_last\.pt")
         found = [f for f in os.listdir(s.WEIGHTS_DIR) if pattern.fullmatch(f)] if os.path.isdir(
@@ -26,9 +29,22 @@ def choose_run(s, base, resume):
         if not found:
             raise CheckpointError(f"--resume=1: no {run_paths(s, base)[1]} to continue (RUN={base!r}); "
                                   f"start a new run without --resume")
-        newest = max(found, key=lambda f: os.path.getmtime(os.path.join(s.WEIGHTS_DIR, f)))
-        return newest[:-len("_last.pt")]
+        found.sort(key=lambda f: os.path.getmtime(os.path.join(s.WEIGHTS_DIR, f)), reverse=True)
+        names = [f[:-len("_last.pt")] for f in found]
+        return next((n for n in names if unfinished(s, n)), names[0])
     return next(n for n in [base] + [f"{base}-{k}" for k in range(2, 100_000)] if not taken(s, n))
+
+
+def unfinished(s, run):
+    """(epoch, planned epochs) of a run whose last checkpoint is short of its planned epochs (killed, or stopped early
+    by PATIENCE or TIME_LIMIT), else None (all its epochs run, or no readable last checkpoint)."""
+    path = run_paths(s, run)[1]
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        epoch, planned = int(ckpt["epoch"]), int(ckpt["planned_epochs"])
+    except Exception:  # missing, damaged, or from before planned_epochs was kept
+        return None
+    return (epoch, planned) if epoch < planned else None
 
 
 def check_paths(s):

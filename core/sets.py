@@ -24,8 +24,16 @@ def split_validation(s, train_set, fraction, seed):
 
 
 def test_folder(s):
-    """The folder reported as the test set ("" = none); ONLINE reads no TRAIN_DIR, so it has no sibling test folder."""
-    return s.TEST_DIR if s.ONLINE else s.test_dir()
+    """The folder reported as the test set ("" = none); ONLINE reads no TRAIN_DIR, so it has no sibling test folder.
+    TRAIN_DIR itself is refused (ConfigError): its figure would be the model reading its own training images."""
+    if s.ONLINE:
+        return s.TEST_DIR
+    folder = s.test_dir()
+    if same_folder(folder, s.TRAIN_DIR):
+        raise config.ConfigError(f"TEST_DIR={folder} is TRAIN_DIR: a test folder holds images the run never trains "
+                                 f"on (else its figure says how well the model learnt its own training images); name a "
+                                 f"folder of other labelled images, or leave --test_dir out")
+    return folder
 
 
 def limit_draw(s):
@@ -57,7 +65,7 @@ def load_data(s, codec, quiet=False, taught=None):
     taught: (paths, texts) a teacher read, the training images of a run without labels (core.teach)."""
     size = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)
     test_dir = test_folder(s)
-    test = data.load_folder(test_dir, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet) if test_dir else None
+    test = load_test(s, test_dir, codec, size, quiet) if test_dir else None
     if s.ONLINE:
         seed = f"online-test{s.SEED}"
         images, texts = fresh.render_set(seed, s.ONLINE_TEST, codec.charset, codec.length, *size, s.FONTS,
@@ -70,6 +78,19 @@ def load_data(s, codec, quiet=False, taught=None):
         s.TRAIN_DIR, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet, unlabeled_ok=same_folder(s.UNLABELED_DIR, s.TRAIN_DIR),
         sample=count, seed=seed)
     return (*split_validation(s, train_set, s.VALIDATION, s.SEED), test)
+
+
+def load_test(s, folder, codec, size, quiet):
+    """The test folder's CaptchaSet; its problems say it is the test folder (and that it was found by itself when
+    TEST_DIR was not given) and, for a character the training labels lack, what the model can and cannot do."""
+    try:
+        return data.load_folder(folder, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet)
+    except data.DataError as e:
+        found = "" if s.TEST_DIR else " (the folder 'test' beside TRAIN_DIR, taken by itself; --test_dir=F names another)"
+        lacking = ("\nA character no training label holds is one the model cannot learn to read: fix the test label "
+                   "if it is wrong, else label training images that show it (or name it in --charset=)"
+                   if "characters not in CHARSET" in str(e) else "")
+        raise data.DataError(f"test folder{found}: {e}{lacking}") from None
 
 
 def same_folder(a, b):

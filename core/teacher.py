@@ -72,12 +72,14 @@ def _image_input(item):
     """A PIL image opened from a path, bytes or a PIL image."""
     from PIL import Image
 
+    from core.data import upright  # turned as its EXIF orientation says, as training reads it
+
     if isinstance(item, Image.Image):
-        return item
+        return upright(item)
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return Image.open(io.BytesIO(bytes(item)))
+        return upright(Image.open(io.BytesIO(bytes(item))))
     if isinstance(item, (str, os.PathLike)):
-        return Image.open(item)
+        return upright(Image.open(item))
     raise TypeError(f"an image is a path, bytes or a PIL image, not {type(item).__name__}")
 
 

@@ -73,3 +73,61 @@ def test_test_dir_defaults_to_the_sibling_test_folder(cfg, tmp_path):
     assert cfg.test_dir() == ""  # only a folder named "train" has a sibling test folder
     cfg.parse([f"--test_dir={tmp_path}/b"])
     assert cfg.test_dir() == f"{tmp_path}/b"
+
+
+def test_an_argument_a_command_does_not_take_is_refused_naming_the_option(cfg, tmp_path):
+    """A positional argument a command does not read is refused, never dropped: a folder names the option that
+    takes it, NAME=value without dashes names its spelling; commands that take some still take them."""
+    with pytest.raises(cfg.ConfigError, match=f"a folder is named with --train_dir={tmp_path}"):
+        cfg.parse([str(tmp_path)], arguments=0, folder_option="train_dir")
+    with pytest.raises(cfg.ConfigError, match="takes no arguments.*: write --epochs=3"):
+        cfg.parse(["epochs=3"], arguments=0)
+    with pytest.raises(cfg.ConfigError, match="'b.pt'.* at most 1 argument besides"):
+        cfg.parse(["a.pt", "b.pt"], arguments=1)
+    assert cfg.parse(["a.pt", "--epochs=2"], arguments=1)[0] == ["a.pt"]
+    assert cfg.parse(["a.png", "b.png"])[0] == ["a.png", "b.png"]  # arguments=None: any number
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere", "a/b", "/tmp/x", ".hidden", "a\\b", "tab\there"])
+def test_a_run_name_that_is_a_path_is_refused(cfg, name):
+    """RUN names the checkpoints' files in WEIGHTS_DIR: a path would write them elsewhere."""
+    with pytest.raises(cfg.ConfigError, match="RUN="):
+        cfg.parse([f"--run={name}"])
+
+
+@pytest.mark.parametrize("value, ok", [("auto", True), ("cpu", True), ("cuda", True), ("cuda:1", True),
+                                       ("mps", True), ("tpu", False), ("cuda:x", False), ("gpu", False)])
+def test_device_values(cfg, value, ok):
+    if ok:
+        cfg.parse([f"--device={value}"])
+    else:
+        with pytest.raises(cfg.ConfigError, match="DEVICE="):
+            cfg.parse([f"--device={value}"])
+
+
+def test_a_device_this_machine_lacks_is_refused_in_one_line():
+    import torch
+    from core.device import pick_device
+    if torch.cuda.is_available():
+        with pytest.raises(config.ConfigError, match=r"cuda:0 to cuda:"):
+            pick_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(config.ConfigError, match="no CUDA GPU"):
+            pick_device("cuda")
+    assert pick_device("cpu").type == "cpu"
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`predict.py F | head -n 3`: once the reader has gone the command stops without a traceback (exit 1)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from core import cli\n"
+            "def main():\n    for i in range(200000):\n        print('x' * 80)\n"
+            "cli.run(main)")
+    p = subprocess.Popen([sys.executable, "-c", code, root], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline() == b"x" * 80 + b"\n"
+    p.stdout.close()  # the reader goes, as head does after its lines
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 1 and "Traceback" not in err and "BrokenPipeError" not in err, err

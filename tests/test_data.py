@@ -263,3 +263,63 @@ def test_a_character_the_model_stops_reading_is_named_after_training():
                            "and train again")
     assert rare_readings(labels, [t.replace("8", "B") for t in truths[:10]]) == ""  # too few readings to say
     assert rare_readings([], truths) == "" and rare_readings(labels, []) == ""
+
+
+def test_an_image_with_an_exif_orientation_is_read_upright(tmp_path):
+    """A JPEG stored sideways with an orientation tag (a phone's photo or screenshot) is read as a browser shows
+    it, by training, reading and the teacher alike: the labelling page shows it upright, and the label is the
+    upright text. A tag that says nothing is to be turned leaves the pixels alone."""
+    from core.teacher import _image_input
+    upright = np.zeros((30, 90, 3), np.uint8)
+    upright[:, :10] = 255  # a white band at the left
+    exif = Image.Exif()
+    exif[data.ORIENTATION] = 6  # "turn 90 degrees clockwise to view"
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    read = data.load_image(str(tmp_path / "turned.jpg"), 0, 0, 3)
+    assert read.shape == (30, 90, 3) and read[:, :10].mean() > 200 and read[:, -10:].mean() < 50
+    assert _image_input(str(tmp_path / "turned.jpg")).size == (90, 30)
+    exif[data.ORIENTATION] = 1
+    Image.fromarray(upright).save(tmp_path / "plain.jpg", exif=exif, quality=95)
+    assert data.load_image(str(tmp_path / "plain.jpg"), 0, 0, 3).shape == (30, 90, 3)
+
+
+def test_labels_written_in_decomposed_unicode_read_as_one_character(tmp_path):
+    """é written as e + a combining accent (file names from macOS) is the same character as é: one class, one
+    position, whether the label comes from a file name or labels.tsv."""
+    import unicodedata
+    nfd, nfc = unicodedata.normalize("NFD", "é12"), "é12"
+    assert nfd != nfc
+    names = tmp_path / "names"
+    names.mkdir()
+    write_png(names / f"{nfd}_1.png")
+    write_png(names / f"{nfc}_2.png")
+    assert {label for _, label in data.read_labels(str(names))} == {nfc}
+    tsv = tmp_path / "tsv"
+    tsv.mkdir()
+    write_png(tsv / "a.png")
+    (tsv / "labels.tsv").write_text(f"a.png\t{nfd}\n", encoding="utf-8")
+    assert data.read_labels(str(tsv))[0][1] == nfc
+
+
+def test_the_test_folder_is_never_the_training_folder_and_its_problems_say_it_is_the_test_folder(tmp_path):
+    """TEST_DIR naming TRAIN_DIR (however spelt) is refused; a test label with a character the training labels
+    lack says which folder it is, that it was taken by itself when TEST_DIR was not given, and what to do."""
+    import config
+    from core import sets
+    from core.plan import Settings
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    for name in ("AB12_1.png", "BA21_2.png"):
+        write_png(train / name)
+    write_png(test / "AB1C_1.png")
+    s = Settings().replace(TRAIN_DIR=str(train), TEST_DIR=f"{tmp_path}/./train", CACHE_DIR="", IMAGE_WIDTH=100,
+                           IMAGE_HEIGHT=40, CHANNELS=1)
+    with pytest.raises(config.ConfigError, match="is TRAIN_DIR"):
+        sets.test_folder(s)
+    s = s.replace(TEST_DIR="")
+    assert sets.test_folder(s) == str(test)
+    with pytest.raises(data.DataError) as e:
+        sets.load_data(s, data.Codec("12AB", 4), quiet=True)
+    assert str(e.value).startswith("test folder (the folder 'test' beside TRAIN_DIR, taken by itself")
+    assert "AB1C_1.png" in str(e.value) and "label training images that show it" in str(e.value)

@@ -118,7 +118,7 @@ def test_predict_and_test_scripts_read_onnx_like_pt(model, run_main):
     assert with_onnx == run_main(predict, model["pt"], *images) and with_onnx.count("\n") == 5
     folders = [f"--test_dir={model['base'] / 'test'}", f"--cache_dir={model['base'] / 'cache'}", "--threads=1"]
     reports = [run_script("test.py", path, *folders).stdout for path in (model["pt"], model["onnx"])]
-    assert "sequence accuracy" in reports[1] and "t_best.onnx (cnn, trained 4 epochs)" in reports[1]
+    assert "sequence accuracy" in reports[1] and "t_best.onnx (cnn, epoch 4 of its run)" in reports[1]
     assert reports[1].replace("t_best.onnx", "t_best.pt") == reports[0]
 
 

@@ -186,6 +186,19 @@ OTHERS_OUT_OF_RANGE = [("predict.py", "--batch_size=-1", "--batch_size"),
                        ("predict.py", "--min_confidence=2", "MIN_CONFIDENCE")]
 
 
+def STRAY_COMMANDS(settings, stray):
+    """(key, train.py arguments) of command lines that name a folder or setting the wrong way: a folder given as an
+    argument, NAME=value without its dashes, a run name that is a path, a device that does not exist, the training
+    folder as the test folder."""
+    folder = str(settings / "train")
+    return [("folder argument", [folder, *train_args(stray)]),
+            ("dashless option", ["epochs=1", *train_args(settings)]),
+            ("run path", train_args(settings, "--run=../../elsewhere")),
+            ("no such device", train_args(settings, "--device=tpu")),
+            ("test is train", train_args(settings, f"--test_dir={folder}", f"--weights_dir={stray}/weights",
+                                         f"--cache_dir={stray}/cache"))]
+
+
 @pytest.fixture(scope="module")
 def refusals(tmp_path_factory, interrupted, bad_records):
     """The command lines below that must end at once, run in one interpreter (run_commands); (folders, results)."""
@@ -207,6 +220,10 @@ def refusals(tmp_path_factory, interrupted, bad_records):
         commands += [(f"predict {field}", "predict.py", [path, f"{bad_records[0]}/images", "--threads=1"]),
                      (f"test {field}", "test.py", [path, f"--test_dir={bad_records[0]}/images",
                                                    f"--cache_dir={bad_records[0]}/cache", "--threads=1"])]
+    stray = base / "stray"  # command lines a person gets wrong: each refused before anything is read or written
+    commands += [(key, "train.py", args) for key, args in STRAY_COMMANDS(base / "settings", stray)]
+    (base / "empty.pt").write_bytes(b"")
+    commands += [("empty checkpoint", "predict.py", [str(base / "empty.pt"), str(tsv), "--threads=1"])]
     commands += [("not utf8", "train.py", train_args(base / "not_utf8", "--epochs=1")),
                  ("read only", "train.py", train_args(base / "read_only", "--epochs=1")),
                  ("other model", "train.py", [*interrupted[1], "--resume=1", "--model=cnn"]),
@@ -379,6 +396,29 @@ def test_a_setting_out_of_range_is_refused_before_any_work(refusals, script, arg
     r = refusals[1][f"{script} {arg}"]
     refused(r["code"], r["out"] + r["err"], name)
     assert not r["out"].strip() and r["seconds"] < 5, r  # nothing read, nothing trained
+
+
+@pytest.mark.parametrize("key, names", [("folder argument", ["train.py", "--train_dir="]),
+                                        ("dashless option", ["'epochs=1'", "--epochs=1"]),
+                                        ("run path", ["RUN=", "no folder"]), ("no such device", ["DEVICE='tpu'"]),
+                                        ("test is train", ["TEST_DIR=", "is TRAIN_DIR"])])
+def test_a_command_line_that_names_something_the_wrong_way_is_refused(refusals, key, names):
+    """Never dropped or taken as it is: an argument train.py does not take (a folder meant for --train_dir trained
+    nothing or the default folder), a run name that writes checkpoints outside WEIGHTS_DIR, a device this machine
+    lacks (torch's traceback), the training folder as the test folder (a figure of the training images)."""
+    r = refusals[1][key]
+    refused(r["code"], r["out"] + r["err"], *names)
+    assert "epoch 1/" not in r["out"]
+    assert not os.path.exists(refusals[0] / "elsewhere_best.pt") and not os.path.exists(refusals[0] / "stray" / "weights")
+
+
+def test_an_empty_or_foreign_checkpoint_says_what_it_is(refusals, tmp_path):
+    r = refusals[1]["empty checkpoint"]
+    assert "empty (0 bytes)" in refused(r["code"], r["out"] + r["err"], "empty.pt")
+    from core.checkpoint import CheckpointError, load_checkpoint
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match=r"cut short, damaged or another kind of file \(5 bytes; .*copy it again"):
+        load_checkpoint(str(tmp_path / "text.pt"))
 
 
 def test_settings_out_of_range_write_nothing(refusals):

@@ -395,3 +395,23 @@ def test_test_folder_never_changes_the_kept_checkpoint(digits_data, tmp_path):
         ckpt = load_checkpoint(str(base / "weights" / "x_best.pt"))
         kept.append((ckpt["epoch"], ckpt["accuracy"], state_digest(ckpt["model"])))
     assert kept[0] == kept[1]
+
+
+def test_resume_continues_the_run_that_was_cut_short_not_a_later_finished_one(tmp_path):
+    """A run killed after epoch 1 ('c'), then the same command again, which becomes 'c-2' and runs to its end:
+    --resume=1 --run=c continues 'c', and the second command said that 'c' was left short. With every run
+    finished, the newest."""
+    from core.runs import choose_run, unfinished
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    s = Settings().replace(WEIGHTS_DIR=str(weights))
+    torch.save({"epoch": 1, "planned_epochs": 6}, weights / "c_last.pt")
+    torch.save({"epoch": 6, "planned_epochs": 6}, weights / "c-2_last.pt")
+    os.utime(weights / "c_last.pt", (1, 1))  # the killed run is the older one
+    assert unfinished(s, "c") == (1, 6) and unfinished(s, "c-2") is None
+    assert choose_run(s, "c", resume=True) == "c"
+    torch.save({"epoch": 6, "planned_epochs": 6}, weights / "c_last.pt")
+    os.utime(weights / "c_last.pt", (1, 1))
+    assert choose_run(s, "c", resume=True) == "c-2"
+    (weights / "c-2_last.pt").write_bytes(b"")  # unreadable: not taken for unfinished
+    assert unfinished(s, "c-2") is None and choose_run(s, "c", resume=False) == "c-3"
