@@ -92,7 +92,7 @@ def read_batch(files, predictor, max_bytes, max_pixels):
 
 def usage(field):
     return (f"send the image as multipart/form-data in the field '{field}' (curl -F {field}=@captcha.png URL), "
-            f"as JSON {{\"{'images' if field == 'files' else 'image'}\": base64}}"
+            + ("as JSON {\"images\": [base64, ...]}" if field == "files" else "as JSON {\"image\": base64}")
             + (", or as the raw bytes with Content-Type: image/png" if field == "file" else ""))
 
 
@@ -143,7 +143,8 @@ async def read_files(request, field, max_files, off_loop):
             raise ApiError(400, f"the JSON is nested too deeply; {usage(field)}") from None
         key = "images" if field == "files" else "image"
         if not isinstance(payload, dict) or key not in payload:
-            got = f"keys {', '.join(map(repr, payload))}" if isinstance(payload, dict) else type(payload).__name__
+            got = (f"keys {', '.join(map(repr, payload))}" if payload else "an empty object") if isinstance(
+                payload, dict) else type(payload).__name__
             raise ApiError(422, f"expected a JSON object with the key '{key}', got {got}; {usage(field)}")
         if key == "image":
             return [("image", decode_base64(payload["image"], "'image'"))]
