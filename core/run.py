@@ -36,7 +36,7 @@ from core.pseudo import load_unlabeled, unlabeled_folder
 from core.teach import (SAMPLE, both_cases, first_pseudo_labels, missing_from_labels, resolve_teacher,
                         teach_unlabelled, teacher_candidates, zero_labels)
 from core.runs import check_paths, choose_run, restore_row, run_paths, unfinished
-from core.sets import labelled_items, load_data, test_folder
+from core.sets import labelled_items, load_data, say_test_copies, test_folder
 
 
 @dataclass
@@ -120,6 +120,7 @@ def load_sets(r, opts, closing, lead, taught=None):
     r.pseudo, unlabeled = load_unlabeled(s, r.train_set, r.val_set, r.test_set, r.codec, quiet=not lead)
     if lead:
         barrier(r.device)
+        say_test_copies(r.test_set, [p for part in (r.train_set, r.val_set, r.pseudo) if part for p in part.paths], say)
     n_train = len(r.train_set) if r.train_set else None
     budget = s.EPOCHS
     r.epochs = plan_epochs(s, r.pseudo.epoch_images if r.pseudo else n_train if n_train else s.ONLINE_COUNT)

@@ -1,5 +1,8 @@
 """A run's three sets: the training images, the seeded validation part held out from them, and the test folder
 (reported only); or, with ONLINE, fresh captchas and a rendered validation set."""
+import collections
+import contextlib
+import hashlib
 import os
 
 import numpy as np
@@ -91,6 +94,43 @@ def load_test(s, folder, codec, size, quiet):
                    "if it is wrong, else label training images that show it (or name it in --charset=)"
                    if "characters not in CHARSET" in str(e) else "")
         raise data.DataError(f"test folder{found}: {e}{lacking}") from None
+
+
+def copies_of(paths, others):
+    """The files of `paths` whose bytes equal a file's of `others` (sizes first: only files of a size both lists
+    hold are read and hashed, so folders of different images cost a stat each)."""
+    sizes = collections.defaultdict(list)
+    for p in others:
+        with contextlib.suppress(OSError):
+            sizes[os.path.getsize(p)].append(p)
+
+    def digest(p):
+        with open(p, "rb") as f:
+            return hashlib.sha1(f.read()).digest()
+
+    known, found = {}, []  # size -> the digests of `others` of that size, each file read once at most
+    for p in paths:
+        with contextlib.suppress(OSError):
+            size = os.path.getsize(p)
+            if size in sizes:
+                if size not in known:
+                    known[size] = {digest(o) for o in sizes[size]}
+                if digest(p) in known[size]:
+                    found.append(p)
+    return found
+
+
+def say_test_copies(test_set, trained, say):
+    """A warning where test images are byte-identical copies of images the run trains on (labelled, validation or
+    unlabelled): the test figure would count them as read."""
+    if not test_set:
+        return
+    same = copies_of(test_set.paths, trained)
+    if same:
+        say(f"warning: {len(same)} of the {len(test_set)} test images are byte-identical copies of images this run "
+            f"trains on (labelled or unlabelled), so the test figure counts images it learnt: "
+            f"{', '.join(os.path.basename(p) for p in same[:data.SHOW_FILES])}{', ...' if len(same) > data.SHOW_FILES else ''}"
+            f"; keep each image in one folder")
 
 
 def same_folder(a, b):

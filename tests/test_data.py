@@ -323,3 +323,25 @@ def test_the_test_folder_is_never_the_training_folder_and_its_problems_say_it_is
         sets.load_data(s, data.Codec("12AB", 4), quiet=True)
     assert str(e.value).startswith("test folder (the folder 'test' beside TRAIN_DIR, taken by itself")
     assert "AB1C_1.png" in str(e.value) and "label training images that show it" in str(e.value)
+
+
+def test_test_images_that_are_copies_of_training_images_are_named(tmp_path):
+    """A test image byte for byte the same as a labelled or unlabelled training image (a folder copied twice) is
+    named in a warning: the test figure would count an image the run learnt. Same size, other bytes: no copy."""
+    from core import sets
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    write_png(train / "AB12_1.png", color=10)
+    write_png(train / "BA21_2.png", color=20)
+    (test / "AB12_9.png").write_bytes((train / "AB12_1.png").read_bytes())
+    write_png(test / "BA21_8.png", color=30)
+    assert os.path.getsize(test / "BA21_8.png") == os.path.getsize(train / "BA21_2.png")  # same size, other bytes
+    said = []
+    codec = data.Codec("12AB", 4)
+    test_set = data.load_folder(str(test), codec, 100, 40, 1)
+    sets.say_test_copies(test_set, [str(train / "AB12_1.png"), str(train / "BA21_2.png")], said.append)
+    assert len(said) == 1 and "1 of the 2 test images are byte-identical copies" in said[0] and "AB12_9.png" in said[0]
+    said.clear()
+    sets.say_test_copies(test_set, [str(train / "BA21_2.png")], said.append)
+    assert said == []
