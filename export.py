@@ -152,14 +152,18 @@ def calibration_images(folder, predictor, count=CALIBRATION_IMAGES):
     """uint8 (N, H, W, C): up to `count` images of `folder` (a seeded sample) as `predictor` reads them; files that
     do not open as images are left out. ConfigError when the folder holds none."""
     names = data.image_names(folder)
-    arrays = []
+    arrays, skipped = [], []
     for name in random.Random(0).sample(names, len(names)):
         try:
             arrays.append(predictor.load(os.path.join(folder, name)))
-        except data.ImageError:
+        except data.ImageError as e:
+            skipped.append(f"{name} ({e.reason})")
             continue
         if len(arrays) == count:
             break
+    if skipped:
+        print(f"warning: --calibrate={folder}: left out {len(skipped)} file(s) that do not read as images: "
+              f"{', '.join(skipped[:data.SHOW_FILES])}{', ...' if len(skipped) > data.SHOW_FILES else ''}")
     if not arrays:
         raise config.ConfigError(f"--calibrate={folder}: no images there to calibrate --int8=1 on")
     return np.stack(arrays)

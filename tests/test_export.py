@@ -281,3 +281,21 @@ def test_int8_export_needs_images_to_calibrate_on(model, tmp_path):
     assert p.returncode != 0 and "no images there" in p.stdout and "Traceback" not in p.stdout, p.stdout
     p = run_script("export.py", model["pt"], "--int8=1", "--format=ddddocr", check=False)
     assert p.returncode != 0 and "--int8=1 is for the default format" in p.stdout
+
+
+def test_calibration_names_the_files_it_leaves_out(tmp_path, capsys):
+    """--int8=1 --calibrate=F: a file that does not read as an image is named in a warning, not passed over
+    quietly; the images are calibrated on."""
+    import export
+    from core import data
+    from PIL import Image
+    Image.new("L", (100, 40), 200).save(tmp_path / "good.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+
+    class Reader:
+        def load(self, path):
+            return data.load_image(path, 100, 40, 1)
+    images = export.calibration_images(str(tmp_path), Reader())
+    assert images.shape == (1, 40, 100, 1)
+    warning = capsys.readouterr().out
+    assert "left out 1 file(s)" in warning and "broken.png (not an image file" in warning
