@@ -345,8 +345,8 @@ def run_epoch(r, epoch, bar):
     return f
 
 
-def save_epoch(r, epoch, f):
-    """The kept and last checkpoints (atomic) and the results row of this epoch."""
+def save_epoch(r, epoch, f, finished=False):
+    """The kept and last checkpoints (atomic) and the results row of this epoch; `finished`: the run ends here."""
     row = dict(run=r.name, epoch=epoch, train_loss=f"{f['loss']:.5f}", val_loss=f"{f['val_loss']:.5f}",
                char_acc=f"{f['val_char']:.5f}", seq_acc=f"{f['val_seq']:.5f}", test_char_acc=f"{f['test_char']:.5f}",
                test_seq_acc=f"{f['test_seq']:.5f}", lr=f"{r.scheduler.get_last_lr()[0]:.3e}",
@@ -358,7 +358,7 @@ def save_epoch(r, epoch, f):
     # the last checkpoint carries its results row: a run killed before the row is written writes it on resume
     trained = dict(trained=host_state(r.model), average_updates=r.average.updates) if r.average else {}
     save_checkpoint(r.last_path, r.shown, r.build_args, r.codec, **meta, keeper=r.keeper.state(),
-                    planned_epochs=r.epochs, row=row, optimizer=r.optimizer.state_dict(),
+                    planned_epochs=r.epochs, finished=finished, row=row, optimizer=r.optimizer.state_dict(),
                     scheduler=r.scheduler.state_dict(), **trained)
     append_row(r.s.RESULTS, RESULT_COLUMNS, row)
 
@@ -410,9 +410,9 @@ def stop_reason(r, epoch, f):
 def run_epochs(r, bar):
     for epoch in range(r.start_epoch, r.epochs + 1):
         f = run_epoch(r, epoch, bar)
-        if r.rank == 0:
-            save_epoch(r, epoch, f)
         stop, cool = stop_reason(r, epoch, f)
+        if r.rank == 0:  # a run that stops here on purpose is finished: --resume=1 prefers one that was cut short
+            save_epoch(r, epoch, f, finished=bool(stop) or epoch == r.epochs)
         if r.world > 1:  # rank 0 decides for every process (its clock, its cool-down)
             flag = torch.tensor([float(bool(stop)), float(cool)], device=r.device)
             dist.broadcast(flag, 0)

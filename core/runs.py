@@ -20,8 +20,7 @@ def taken(s, run):
 
 def choose_run(s, base, resume):
     """The run name: a new run takes `base`, or base-2, base-3, ... when that is taken (never replacing another run's
-    checkpoints); --resume=1 continues the newest of them that stopped before its planned epochs (one that was
-    killed), else the newest."""
+    checkpoints); --resume=1 continues the newest of them that was cut short (killed, Ctrl-C), else the newest."""
     if resume:
         pattern = re.compile(re.escape(base) + r"(-\d+)?_last\.pt")
         found = [f for f in os.listdir(s.WEIGHTS_DIR) if pattern.fullmatch(f)] if os.path.isdir(
@@ -36,15 +35,16 @@ def choose_run(s, base, resume):
 
 
 def unfinished(s, run):
-    """(epoch, planned epochs) of a run whose last checkpoint is short of its planned epochs (killed, or stopped early
-    by PATIENCE or TIME_LIMIT), else None (all its epochs run, or no readable last checkpoint)."""
+    """(epoch, planned epochs) of a run cut short (killed, or Ctrl-C): its last checkpoint short of its planned
+    epochs and not marked finished (a stop by PATIENCE, TIME_LIMIT or TARGET_ACCURACY is); else None (finished, or
+    no readable last checkpoint)."""
     path = run_paths(s, run)[1]
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         epoch, planned = int(ckpt["epoch"]), int(ckpt["planned_epochs"])
     except Exception:  # missing, damaged, or from before planned_epochs was kept
         return None
-    return (epoch, planned) if epoch < planned else None
+    return (epoch, planned) if epoch < planned and not ckpt.get("finished") else None
 
 
 def check_paths(s):

@@ -409,6 +409,8 @@ def test_resume_continues_the_run_that_was_cut_short_not_a_later_finished_one(tm
     torch.save({"epoch": 6, "planned_epochs": 6}, weights / "c-2_last.pt")
     os.utime(weights / "c_last.pt", (1, 1))  # the killed run is the older one
     assert unfinished(s, "c") == (1, 6) and unfinished(s, "c-2") is None
+    torch.save({"epoch": 3, "planned_epochs": 6, "finished": True}, weights / "p_last.pt")  # stopped by PATIENCE
+    assert unfinished(s, "p") is None
     assert choose_run(s, "c", resume=True) == "c"
     torch.save({"epoch": 6, "planned_epochs": 6}, weights / "c_last.pt")
     os.utime(weights / "c_last.pt", (1, 1))
