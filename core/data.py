@@ -847,17 +847,20 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
     items = take_sample(items, sample, seed)
     missing = [p for p, _ in items if not os.path.exists(p)]
     bad_labels = {}
+
+    def shown(path):  # a file of the folder by its name; one labels.tsv lists elsewhere by its whole path
+        return os.path.basename(path) if os.path.dirname(os.path.normpath(path)) == os.path.normpath(folder) else path
     for path, text in items:
         why = codec.check(text)
         if why:
-            bad_labels.setdefault(why, []).append(os.path.basename(path) + (f" ({text!r})" if text else ""))
+            bad_labels.setdefault(why, []).append(shown(path) + (f" ({text!r})" if text else ""))
 
     check_memory(len(items), width, height, channels, folder, SMALLER, copies)
     images, ok, failed = decode_images([p for p, _ in items], width, height, channels, cache_dir, quiet,
                                        labels=[t for _, t in items])
-    unreadable = [f"{os.path.basename(p)} ({why})" for p, why in failed.items() if os.path.exists(p)]
+    unreadable = [f"{shown(p)} ({why})" for p, why in failed.items() if os.path.exists(p)]
 
-    problems = [_problem("listed files are missing", [os.path.basename(p) for p in missing])] if missing else []
+    problems = [_problem("listed files are missing", [shown(p) for p in missing])] if missing else []
     if unlisted:
         problems.append(_problem(f"images are not listed in {LABELS_FILE} (add a 'file<TAB>label' line for each, "
                                  f"or train with --unlabeled_dir={folder} to use them without labels)",

@@ -345,3 +345,15 @@ def test_test_images_that_are_copies_of_training_images_are_named(tmp_path):
     said.clear()
     sets.say_test_copies(test_set, [str(train / "BA21_2.png")], said.append)
     assert said == []
+
+
+def test_a_file_labels_tsv_lists_outside_its_folder_is_named_by_its_whole_path(tmp_path):
+    """labels.tsv may list images elsewhere (`../x.png`, an absolute path); a problem with one names the whole
+    path, not a bare file name the folder does not hold."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    write_png(folder / "AB10.png")
+    (folder / "labels.tsv").write_text(f"AB10.png\tAB10\n../gone.png\tAB11\n{tmp_path}/else/x.png\tAB12\n")
+    with pytest.raises(data.DataError) as e:
+        data.load_folder(str(folder), data.Codec("AB01", 4), 100, 40, 1)
+    assert f"listed files are missing: {tmp_path}/gone.png, {tmp_path}/else/x.png" in str(e.value)
