@@ -175,7 +175,9 @@ def _scan(folder):
         listed = {os.path.normpath(p) for p, _ in items} | unreadable_marks(folder)
         unlisted = [os.path.join(folder, n) for n in names if os.path.normpath(os.path.join(folder, n)) not in listed]
         if not items:
-            raise DataError(f"{tsv} lists no images: write one 'file<TAB>label' line per image")
+            raise DataError(f"{tsv} lists no images: write one 'file<TAB>label' line per image (the labelling page "
+                            f"does: python app.py --label_dir={folder}); with no labels at all, the teacher reads the "
+                            f"folder: python train.py --train_dir={folder} --unlabeled_dir={folder} --teacher=ddddocr")
         return items, unlisted
     items, unclear = [], []
     marked = unreadable_marks(folder)
@@ -319,6 +321,12 @@ def _refuse_ids(folder, items):
             f"{os.path.join(folder, LABELS_FILE)}), or train without labels: python train.py --train_dir={folder} "
             f"--unlabeled_dir={folder} --teacher=ddddocr. If they are labelled elsewhere, list the labels in "
             f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label).", what)
+
+
+def empty_labels_file(folder):
+    """Whether `folder` holds a labels.tsv that lists no image (a header at most): a folder said to have no labels."""
+    tsv = os.path.join(folder, LABELS_FILE)
+    return os.path.isfile(tsv) and not read_tsv(folder, tsv)
 
 
 def names_hold_no_labels(folder):
@@ -532,12 +540,16 @@ def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
                                          f"common {lo if lo == hi else f'{lo}-{hi}'}",
                                          [f"{os.path.basename(p)} ({t!r})" for p, t in far]))
     if problems:
-        report = (f"{folder}: {len(odd)} of {len(items)} labels look like file-name debris (copy markers, "
-                  f"brackets, stray spaces), not captcha text:\n" + "\n".join(problems))
+        listed = os.path.isfile(os.path.join(folder, LABELS_FILE))  # typed labels, not file names
+        report = (f"{folder}: {len(odd)} of {len(items)} labels " + (
+            f"in {LABELS_FILE} look like slips (brackets, stray spaces, a length far from the rest's)" if listed else
+            "look like file-name debris (copy markers, brackets, stray spaces)") + ", not captcha text:\n"
+            + "\n".join(problems))
         if not skip_bad:
-            raise DataError(report + "\nRename these files (or correct labels.tsv). If the labels are right, set "
-                                     "CHARSET and LENGTH yourself (config.py or --charset=... --length=...); "
-                                     "--skip_bad=1 infers them from the other labels and leaves these out.")
+            raise DataError(report + ("\nCorrect those lines of labels.tsv." if listed else
+                                      "\nRename these files (or list the labels in labels.tsv).")
+                            + " If the labels are right, set CHARSET and LENGTH yourself (config.py or --charset=... "
+                              "--length=...); --skip_bad=1 infers them from the other labels and leaves these out.")
         said.append(report + "\nCHARSET / LENGTH are inferred from the other labels (SKIP_BAD)")
         items = [(p, t) for p, t in items if p not in odd]
         if not items:

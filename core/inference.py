@@ -222,12 +222,19 @@ def check_labels(codec, folder, path):
     if not outside:
         return
     folded = sorted({c for c in outside if c.swapcase() in codec.index})
-    if folded and len(folded) == len(outside):
+    letters = {c for c in codec.charset if c.isalpha()}
+    both = any(c.islower() for c in letters) and any(c.isupper() for c in letters)
+    if folded and len(folded) == len(outside) and not both:  # the model's charset is of one case, the labels not
         case = "lower" if all(c.islower() for c in folded) else "mixed"
         raise data.DataError(f"{folder}: its labels are {case}-case, {path}'s charset {codec.charset!r} is not: "
                              f"train a model on such labels (labels keep their case), or train with "
                              f"--case_sensitive=0 to fold case")
     bad = sum(any(c in outside for c in codec.normalize(t)) for t in texts)
+    if both and folded:  # a case-sensitive model whose labels never held one case of a letter
+        raise data.DataError(f"{folder}: {bad} of {len(texts)} labels hold characters {''.join(outside)!r} that {path} "
+                             f"cannot read: its charset {codec.charset!r} holds letters in both cases, but no training "
+                             f"label held {', '.join(repr(c) for c in outside)}; label training images that show "
+                             f"{'it' if len(outside) == 1 else 'them'} and train again")
     raise data.DataError(f"{folder}: {bad} of {len(texts)} labels hold characters {''.join(outside)!r} that {path} "
                          f"cannot read (its charset {codec.charset!r}): test on captchas of the kind it was trained on, "
                          f"or train a model on this folder (python train.py --train_dir=...)")

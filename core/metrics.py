@@ -34,7 +34,7 @@ def confusions(truths, preds):
     return pairs
 
 
-def one_confusion(pairs, least=10, share=0.5):
+def one_confusion(pairs, least=10, share=0.5, folder="<your training folder>"):
     """For confusions()' Counter: a line of advice when one (true, read) pair makes most of the character
     mistakes (at least `least` of them and `share` of all), else "". A character read as its look-alike this
     consistently is one the training labels hold too few of (the model's own readings of unlabelled images then
@@ -47,20 +47,21 @@ def one_confusion(pairs, least=10, share=0.5):
         return ""
     return (f"one confusion makes most mistakes: {a!r} read as {b!r} {k} times, of {total} wrong characters; "
             f"the training labels may hold too few {a!r}s: label more images that show {a!r} (the labelling page, "
-            f"python app.py --label_dir=FOLDER) and train again")
+            f"python app.py --label_dir={folder}) and train again")
 
 
-def rare_readings(labels, readings, ratio=0.2, least=20):
+def rare_readings(labels, readings, ratio=0.2, least=20, folder="<your training folder>", min_chars=100):
     """A line of advice, or "": the character the model reads far more rarely in `readings` (its texts of the
     unlabelled images) than the `labels` hold it: under `ratio` times its share of the labels' characters, where
     that share would give at least `least`. A character the labels hold few of that the model has learnt to read
     as a look-alike (a rare `8` read as `B`) all but vanishes from its readings, and its own pseudo-labels keep it
     so; no test folder is needed to see it. Measured on models trained with 50-100 labels: such a character read
-    0.01-0.05 times its labels' share; in seven runs without such a collapse, every character at least 0.49 times."""
+    0.01-0.05 times its labels' share; in seven runs without such a collapse, every character at least 0.49 times.
+    Labels of fewer than `min_chars` characters (a few labels) give no share to compare with: nothing is said."""
     held = collections.Counter(c for t in labels for c in t)
     read = collections.Counter(c for t in readings for c in t)
     n_held, n_read = sum(held.values()), sum(read.values())
-    if not n_held or not n_read:
+    if n_held < min_chars or not n_read:
         return ""
     expected = {c: k / n_held * n_read for c, k in held.items()}
     rare = [c for c in held if expected[c] >= least and read[c] < ratio * expected[c]]
@@ -74,5 +75,5 @@ def rare_readings(labels, readings, ratio=0.2, least=20):
     other = max((o for o in read if o != c), key=lambda o: (read[o] - expected.get(o, 0.0), o))
     if expected.get(other) and read[other] >= 2 * expected[other]:
         line += f" (it reads {other!r} {read[other] / expected[other]:.1f} times as often as the labels hold it)"
-    return (line + f"; label more images that show {c!r} (the labelling page, python app.py --label_dir=FOLDER) "
+    return (line + f"; label more images that show {c!r} (the labelling page, python app.py --label_dir={folder}) "
             f"and train again")

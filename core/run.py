@@ -442,7 +442,7 @@ def report(r):
             f"PSEUDO_FROM)")
     if r.pseudo and r.pseudo.readings and not zero_labels(s):  # a character the labels hold few of, read as another
         labels = [t for part in (r.train_set, r.val_set) if part for t in part.texts]
-        advice = rare_readings(labels, r.pseudo.readings)
+        advice = rare_readings(labels, r.pseudo.readings, folder=s.TRAIN_DIR)
         if advice:
             say("==> " + advice)
     kept = r.keeper.kept

@@ -20,7 +20,9 @@ def split_validation(s, train_set, fraction, seed):
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed)).numpy()
     cut = max(1, round(len(train_set) * fraction)) if fraction else 0
     if cut and len(train_set) - cut < 1:
-        raise data.DataError(f"{s.TRAIN_DIR}: {len(train_set)} images are too few to hold out a validation part")
+        raise data.DataError(f"{s.TRAIN_DIR}: {len(train_set)} labelled image{'s are' if len(train_set) != 1 else ' is'} "
+                             f"too few to hold out a validation part: label more (a few dozen at least; the labelling "
+                             f"page: python app.py --label_dir={s.TRAIN_DIR})")
     pick = lambda ix: data.CaptchaSet([train_set.paths[i] for i in ix], [train_set.texts[i] for i in ix],
                                       train_set.images[ix], train_set.codec)
     return pick(np.sort(order[cut:])), (pick(np.sort(order[:cut])) if cut else None)

@@ -235,7 +235,7 @@ def test_one_confusion_making_most_mistakes_is_named_with_the_fix():
     preds = ["BAB2"] * 30 + ["XYZ8", "WXY2"]
     advice = one_confusion(confusions(truths, preds))
     assert advice.startswith("one confusion makes most mistakes: '8' read as 'B' 30 times, of 32 wrong characters")
-    assert "label more images that show '8'" in advice and "python app.py --label_dir=FOLDER" in advice
+    assert "label more images that show '8'" in advice and "python app.py --label_dir=<your training folder>" in advice
     assert one_confusion(confusions(["8AB2"] * 9, ["BAB2"] * 9)) == ""  # too few to say
     spread = confusions(["8A"] * 12 + ["ZC"] * 12 + ["QD"] * 12, ["BA"] * 12 + ["2C"] * 12 + ["OD"] * 12)
     assert one_confusion(spread) == ""  # a third each: no one pair
@@ -259,9 +259,14 @@ def test_a_character_the_model_stops_reading_is_named_after_training():
     assert advice.startswith(f"the model reads '8' in 0 of the 12000 characters it reads in the unlabelled images, "
                              f"against about {eights / 400 * 12000:.0f} by its share of the labels ({eights} of 400)")
     assert "(it reads 'B' 2.1 times as often as the labels hold it)" in advice
-    assert advice.endswith("label more images that show '8' (the labelling page, python app.py --label_dir=FOLDER) "
-                           "and train again")
+    assert advice.endswith("label more images that show '8' (the labelling page, python app.py "
+                           "--label_dir=<your training folder>) and train again")
+    assert "--label_dir=my_captchas)" in rare_readings(labels, [t.replace("8", "B") for t in truths],
+                                                        folder="my_captchas")
     assert rare_readings(labels, [t.replace("8", "B") for t in truths[:10]]) == ""  # too few readings to say
+    few = [t for t in labels if "8" in t][:3]  # 12 labelled characters, an '8' among them: no share to go by
+    assert rare_readings(few, [t.replace("8", "B") for t in truths]) == ""
+    assert rare_readings(few, [t.replace("8", "B") for t in truths], min_chars=1) != ""
     assert rare_readings([], truths) == "" and rare_readings(labels, []) == ""
 
 
@@ -357,3 +362,17 @@ def test_a_file_labels_tsv_lists_outside_its_folder_is_named_by_its_whole_path(t
     with pytest.raises(data.DataError) as e:
         data.load_folder(str(folder), data.Codec("AB01", 4), 100, 40, 1)
     assert f"listed files are missing: {tmp_path}/gone.png, {tmp_path}/else/x.png" in str(e.value)
+
+
+def test_a_test_label_a_case_sensitive_model_never_learnt_is_named_not_blamed_on_case(tmp_path):
+    """test.py on a model of a case-sensitive site (letters in both cases) and a test label with 'n' where training
+    held only 'N': the missing character is named with the fix, not "train with --case_sensitive=0"; a model whose
+    charset is of one case still gets the case advice."""
+    from core.inference import check_labels
+    write_png(tmp_path / "aBn1_x.png")
+    with pytest.raises(data.DataError) as e:
+        check_labels(data.Codec("1BNab", 4), str(tmp_path), "m.pt")
+    assert "holds letters in both cases, but no training label held 'n'" in str(e.value)
+    assert "case_sensitive" not in str(e.value)
+    with pytest.raises(data.DataError, match="its labels are lower-case.*--case_sensitive=0"):
+        check_labels(data.Codec("1ABN", 4), str(tmp_path), "m.pt")

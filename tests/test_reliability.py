@@ -294,7 +294,17 @@ def test_debris_in_an_inferred_charset_or_length_is_reported_not_trained_on(tmp_
     assert "4 of 44 labels look like file-name debris" in msg
     assert "2 labels hold ' []'" in msg and "123456[1].png" in msg and "12 456.png" in msg
     assert "lengths [1, 10], far from the common 6" in msg and "7.png ('7')" in msg
-    assert "set CHARSET and LENGTH yourself" in msg and "--skip_bad=1" in msg
+    assert "set CHARSET and LENGTH yourself" in msg and "--skip_bad=1" in msg and "Rename these files" in msg
+    typed = tmp_path / "typed"  # the same slips typed into labels.tsv (the labelling page) are called slips
+    typed.mkdir()
+    for name in names[:4]:
+        (typed / name).write_bytes((folder / name).read_bytes())
+    (typed / "labels.tsv").write_text("".join(f"{n}\t{t}\n" for n, t in zip(names[:4], ["123456", "123456",
+                                                                                        "123456", "1"])))
+    with pytest.raises(data.DataError) as e:
+        data.infer_codec(str(typed), "infer", 0)
+    assert "1 of 4 labels in labels.tsv look like slips" in str(e.value)
+    assert "Correct those lines of labels.tsv" in str(e.value) and "Rename" not in str(e.value)
     codec, said = data.infer_codec(str(folder), "infer", 0, skip_bad=True)
     assert codec.charset == "0123456789" and codec.length == (6, 6) and "SKIP_BAD" in said
     ds = data.load_folder(str(folder), codec, 32, 20, 1, skip_bad=True, quiet=True)

@@ -266,7 +266,8 @@ def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_
     for other in (s.replace(UNLABELED_DIR=""), s.replace(ONLINE=True)):
         assert teach.resolve_teacher(other, said.append).TEACHER == ""
     (folder / "labels.tsv").unlink()  # no labels at all: "auto" does not read the file names as no labels
-    assert teach.resolve_teacher(s, said.append).TEACHER == "" and not said
+    assert teach.resolve_teacher(s, said.append).TEACHER == ""  # ... and says that no image is left unlabelled
+    assert len(said) == 1 and "read as labels" in said[0] and "UNLABELED_DIR adds none" in said[0]
     assert teach.resolve_teacher(s.replace(LIMIT=100), said.append).TEACHER == "ddddocr"  # a sample of the names
     # no labels.tsv and names that evidently hold no labels (a word and a counter): "auto" reads them
     for i in range(25):
