@@ -36,7 +36,8 @@ def main():
     # resume: continue weights/<RUN>_last.pt; stream: "1" keeps the set in host memory even when it fits on the
     # device; compile_backend: torch.compile's backend; state_hash: a path, each rank writes the SHA-256 of the
     # weights it would save (with EMA: the average)
-    _, opts = config.parse(resume=False, stream="auto", compile_backend="inductor", state_hash="")
+    _, opts = config.parse(arguments=0, folder_option="train_dir", resume=False, stream="auto",
+                           compile_backend="inductor", state_hash="")
     s = Settings()
     rank, world, local_rank = distributed()
     device = pick_device(s.DEVICE, local_rank)
