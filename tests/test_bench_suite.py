@@ -87,3 +87,30 @@ def test_missing_chars_draws_labels_as_limit_does_and_refuses_unknown_sets(tiny_
     assert len(unlabelled) == 50 and not {p for p, _ in labelled} & set(unlabelled)
     p = run_script("benchmarks/missing_chars.py", f"--real_sets={tiny_suite / 'sets'}", "--sets=nope", check=False)
     assert p.returncode == 1 and "unknown set(s) nope; known: " in p.stdout and "tiny" in p.stdout, p.stdout
+
+
+@pytest.mark.slow
+def test_page_loop_labels_the_pages_order_round_by_round(tiny_suite):
+    """benchmarks/page_loop.py: the set's training images copied without labels, the first round's labels the
+    first images the page offers (file-name order without a teacher), the next round's the ones the round's model
+    reads least surely; each round trained and tested, a measured round read back."""
+    out = tiny_suite / "loop"
+    args = ["benchmarks/page_loop.py", f"--set={tiny_suite / 'sets' / 'tiny'}", f"--out={out}", "--rounds=20,30",
+            "--teacher=", "--epochs=1", "--threads=1", "--batch_size=16"]
+    p = run_script(*args)
+    assert "tiny: 20 labels, the page's order:" in p.stdout and "tiny: 30 labels" in p.stdout, p.stdout
+    folder = out / "tiny" / "folder"
+    images = sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))
+    assert len(images) == 60 and not (folder / "labels.tsv").is_symlink()
+    first = (out / "tiny" / "round20" / "labels.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in first] == images[:20]
+    both = (folder / "labels.tsv").read_text().splitlines()
+    assert len(both) == 30 and both[:20] == first and len({line.split("\t")[0] for line in both}) == 30
+    truth = dict(line.split("\t") for line in (tiny_suite / "sets" / "tiny" / "train" / "labels.tsv")
+                 .read_text().splitlines() if "\t" in line)
+    assert all(truth[name] == label for name, label in (line.split("\t") for line in both))
+    point = json.loads((out / "tiny" / "round30" / "point.json").read_text())
+    assert point["tta"][1] == 20 and point["once"][1] == 20 and 0 <= point["tta"][0] <= 20
+    assert "27 training images, 3 validation" in (out / "tiny" / "round30" / "train.log").read_text()
+    again = run_script(*args)
+    assert again.stdout.count("labels, the page's order") == 2  # read back
