@@ -79,11 +79,10 @@ def main():
         raise config.ConfigError(f"--rounds={opts['rounds']}: label counts, rising, e.g. 100,150")
     name = os.path.basename(os.path.normpath(opts["set"]))
     base = os.path.abspath(os.path.join(opts["out"], name))
-    folder, cache = os.path.join(base, "folder"), os.path.join(base, "cache")
+    folder, cache = os.path.join(base, "folder"), config.CACHE_DIR  # the page keeps the teacher's readings there too
     truth = dict(data.read_labels(os.path.join(opts["set"], "train")))
     truth = {os.path.basename(p): t for p, t in truth.items()}
     copy_images(os.path.join(opts["set"], "train"), folder)
-    config.CACHE_DIR = cache  # the page keeps the teacher's readings there
     threads = str(config.THREADS)
     own = ("set", "rounds", "out", "threads", "cache_dir")
     extra = [a for a in sys.argv[1:] if a.startswith("--") and a[2:].partition("=")[0].lower() not in own]

@@ -96,7 +96,7 @@ def test_page_loop_labels_the_pages_order_round_by_round(tiny_suite):
     reads least surely; each round trained and tested, a measured round read back."""
     out = tiny_suite / "loop"
     args = ["benchmarks/page_loop.py", f"--set={tiny_suite / 'sets' / 'tiny'}", f"--out={out}", "--rounds=20,30",
-            "--teacher=", "--epochs=1", "--threads=1", "--batch_size=16"]
+            "--teacher=", "--epochs=1", "--threads=1", "--batch_size=16", f"--cache_dir={tiny_suite / 'cache'}"]
     p = run_script(*args)
     assert "tiny: 20 labels, the page's order:" in p.stdout and "tiny: 30 labels" in p.stdout, p.stdout
     folder = out / "tiny" / "folder"
