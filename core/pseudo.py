@@ -259,8 +259,9 @@ def unlabeled_folder(s):
         raise config.ConfigError(f"UNLABELED_DIR={folder} is the test folder: test images must never be trained on, "
                                  f"not even with pseudo-labels; name another folder")
     if not s.VALIDATION:
-        raise config.ConfigError("UNLABELED_DIR needs a validation part (VALIDATION > 0): it decides when the model "
-                                 "is good enough to give pseudo-labels (PSEUDO_FROM)")
+        raise config.ConfigError("UNLABELED_DIR needs a validation part (VALIDATION > 0): a pseudo-label's "
+                                 "confidence is read at the temperature the validation images fit (and PSEUDO_FROM "
+                                 "waits on them); leave --validation at its 0.1")
     return folder
 
 
