@@ -277,10 +277,12 @@ def first_pseudo_labels(s, paths, codec, say=print):
 # the 21 times it read 'l' on the labelled images, yet 16 test images read 'i' as 'l' without candidates)
 CONFUSED_TIMES = 2
 CONFUSED_SHARE = 0.05
-# ... of at least CONFUSED_READS readings of that character: 2 of 3 is as likely chance as a pattern, and its weight
-# (2 of 3 read wrong: 1.0, the teacher's reading no evidence at all) taught the model the mistake (swust_mixed, the
-# labelling page's second round: 150 labels, 15 of them read confidently, '0' may be 'o' 2 of 3: 0 read as 'o' 44
-# times). Every candidate of the suite's 100- and 300-label runs stood on 6 readings or more, but one (2 of 4)
+# ... of at least CONFUSED_READS readings of that character: 2 of 3 may be chance as well as a pattern, and its
+# weight (2 of 3 read wrong: 1.0, the teacher's reading then no evidence at all) taught a model the mistake
+# (swust_mixed, the labelling page's second round, 150 labels, 15 of them read confidently: '0' may be 'o' 2 of 3:
+# 0 read as 'o' 44 times, 844 of 939 test images against 890 without it; capped at weight 0.6, 862). Every
+# candidate of the suite's random draws of 100 and 300 labels stood on 6 readings or more, but one (2 of 4). Where
+# such a pair is real, few labels lose it (generated 0-9a-zA-Z, 100 labels: '0' may be 'o' 2 of 3 and 2 of 4)
 CONFUSED_READS = 5
 
 
