@@ -383,12 +383,14 @@ def test_runs_never_replace_each_other_and_resume_checks_settings(digits_data, t
 def test_test_folder_never_changes_the_kept_checkpoint(digits_data, tmp_path):
     """Two runs that differ only in TEST_DIR keep the same checkpoint (same epoch, same weights)."""
     import shutil
-    other = tmp_path / "other_test"  # another test folder: 40 images of the training folder
-    other.mkdir()
-    for name in sorted(os.listdir(f"{digits_data}/train"))[:40]:
-        shutil.copy(f"{digits_data}/train/{name}", other / name)
+    folders = [tmp_path / "test_a", tmp_path / "test_b"]  # two test folders: 40 images each of the fixture's train
+    names = sorted(os.listdir(f"{digits_data}/train"))
+    for folder, part in zip(folders, (names[:40], names[40:80])):
+        folder.mkdir()
+        for name in part:
+            shutil.copy(f"{digits_data}/train/{name}", folder / name)
     kept = []
-    for k, test_dir in enumerate([f"{digits_data}/test", str(other)]):
+    for k, test_dir in enumerate(map(str, folders)):
         base = tmp_path / str(k)
         short_run(base, f"--test_dir={test_dir}", "--epochs=2", "--run=x", "--patience=-1",
                   train_dir=f"{digits_data}/test")

@@ -101,7 +101,7 @@ def test_plot_script(trained, tmp_path):
 
 def test_sigkill_then_resume_continues(digits_data, tmp_path):
     # the 300 test images as a small training set: ~1 s epochs
-    args = [f"--train_dir={digits_data}/test", f"--test_dir={digits_data}/test", f"--cache_dir={digits_data}/cache",
+    args = [f"--train_dir={digits_data}/test", "--test_dir=", f"--cache_dir={digits_data}/cache",
             f"--weights_dir={tmp_path}/w", f"--results={tmp_path}/r.txt", f"--charset={DIGITS}", "--epochs=8",
             "--run=k", "--batch_size=32", "--patience=-1"]  # 300 images get learnt by heart: never stop early
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT,
