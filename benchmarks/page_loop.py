@@ -80,8 +80,7 @@ def main():
     name = os.path.basename(os.path.normpath(opts["set"]))
     base = os.path.abspath(os.path.join(opts["out"], name))
     folder, cache = os.path.join(base, "folder"), config.CACHE_DIR  # the page keeps the teacher's readings there too
-    truth = dict(data.read_labels(os.path.join(opts["set"], "train")))
-    truth = {os.path.basename(p): t for p, t in truth.items()}
+    truth = {os.path.basename(p): t for p, t in data.read_labels(os.path.join(opts["set"], "train"))}
     copy_images(os.path.join(opts["set"], "train"), folder)
     threads = str(config.THREADS)
     own = ("set", "rounds", "out", "threads", "cache_dir")

@@ -49,7 +49,8 @@ def resolve_teacher(s, say=print):
     if not s.UNLABELED_DIR or s.ONLINE:
         return s.replace(TEACHER="")
     unlabelled = zero_labels(s.replace(TEACHER=AUTO))
-    shown = unlabelled and (f"its {data.LABELS_FILE} lists no image" if data.empty_labels_file(s.TRAIN_DIR) else
+    listed = unlabelled and data.empty_labels_file(s.TRAIN_DIR)  # a labels.tsv holding a header at most
+    shown = unlabelled and (f"its {data.LABELS_FILE} lists no image" if listed else
                             data.names_hold_no_labels(s.TRAIN_DIR))
     if unlabelled and not shown:  # the names may be labels: read as labels, and said, since no image is unlabelled
         named = data.read_labels(s.TRAIN_DIR)
@@ -64,7 +65,6 @@ def resolve_teacher(s, say=print):
             "its readings of the unlabelled images read better with few labels)"))
         return s.replace(TEACHER="")
     if shown:
-        listed = data.empty_labels_file(s.TRAIN_DIR)
         say(f"TEACHER auto: {s.TRAIN_DIR} has no labels ({shown}{'' if listed else ', no ' + data.LABELS_FILE}): "
             f"{AUTO} reads every "
             f"image and its confident readings are the labels (label some on the page for more: python app.py "
