@@ -28,7 +28,12 @@ SMALLER = "read fewer of them (a folder holding a sample), or " + SMALLER_IMAGES
 
 
 class DataError(Exception):
-    """A problem with the user's data, reported as one readable message (no traceback)."""
+    """A problem with the user's data, reported as one readable message (no traceback). `unknown`: the characters
+    of its labels that CHARSET lacks (load_folder), for a caller to explain them in its own terms."""
+
+    def __init__(self, message, unknown=""):
+        super().__init__(message)
+        self.unknown = unknown
 
 
 def file_list(files):
@@ -885,7 +890,8 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
         total = len(items) + len(unlisted)
         report = (f"{folder}: {total - int(keep.sum())} of {total} files{of} are unusable\n" + "\n".join(problems))
         if not skip_bad or not keep.any():
-            raise DataError(report + "\nFix or remove them, or run with --skip_bad=1 to leave them out.")
+            unknown = "".join(sorted({c for _, t in items for c in t if c not in codec.index}))
+            raise DataError(report + "\nFix or remove them, or run with --skip_bad=1 to leave them out.", unknown)
         if not quiet:
             print(f"warning: {report}\nleaving them out (SKIP_BAD)")
     paths = [p for (p, _), k in zip(items, keep) if k]

@@ -154,8 +154,10 @@ def load_sets(r, opts, closing, lead, taught=None):
         + (f", test {test_folder(s)}: {len(r.test_set)} images (reported, never used to choose)" if r.test_set
            else ", no test folder (TEST_DIR)"))
     if r.pseudo is not None:
+        share, fill = min(r.pseudo.extra, len(r.pseudo)), r.pseudo.extra - min(r.pseudo.extra, len(r.pseudo))
         say(f"  unlabeled {len(r.pseudo)} images from {s.UNLABELED_DIR} (UNLABELED_DIR): up to "
-            f"{r.pseudo.extra} pseudo-labelled images an epoch (PSEUDO_RATIO={s.PSEUDO_RATIO}), read with "
+            f"{share} pseudo-labelled images an epoch (PSEUDO_RATIO={s.PSEUDO_RATIO}"
+            + (f"; {fill} more labelled ones fill the epoch" if fill else "") + "), read with "
             f"confidence >= {s.PSEUDO_THRESHOLD} by the "
             + ("weight average at every step, trained on strongly augmented (PSEUDO_MODE=online), "
                if s.PSEUDO_MODE == "online" else "kept model ")

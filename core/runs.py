@@ -40,7 +40,7 @@ def unfinished(s, run):
     no readable last checkpoint)."""
     path = run_paths(s, run)[1]
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # two numbers: no tensor is read
         epoch, planned = int(ckpt["epoch"]), int(ckpt["planned_epochs"])
     except Exception:  # missing, damaged, or from before planned_epochs was kept
         return None

@@ -92,9 +92,9 @@ def load_test(s, folder, codec, size, quiet):
         return data.load_folder(folder, codec, *size, s.CACHE_DIR, s.SKIP_BAD, quiet)
     except data.DataError as e:
         found = "" if s.TEST_DIR else " (the folder 'test' beside TRAIN_DIR, taken by itself; --test_dir=F names another)"
-        lacking = ("\nA character no training label holds is one the model cannot learn to read: fix the test label "
-                   "if it is wrong, else label training images that show it (or name it in --charset=)"
-                   if "characters not in CHARSET" in str(e) else "")
+        lacking = (f"\nA character no training label holds ({e.unknown!r}) is one the model cannot learn to read: fix "
+                   "the test label if it is wrong, else label training images that show it (or name it in --charset=)"
+                   if e.unknown else "")
         raise data.DataError(f"test folder{found}: {e}{lacking}") from None
 
 

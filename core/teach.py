@@ -43,12 +43,15 @@ def resolve_teacher(s, say=print):
     better than the labels alone on every set of the suite (BENCHMARKS.md). A run shaped as one without labels
     (zero_labels) gets it only where the file names evidently hold no labels (data.names_hold_no_labels: IDs,
     dates, a counter), so that "auto" never reads a folder whose file names are its labels as a folder without
-    labels; a run of labelled names names its teacher (--teacher=ddddocr). Any other run gets none."""
+    labels; a run of labelled names names its teacher (--teacher=ddddocr). Any other run gets none (PSEUDO_RATIO 0
+    with labels trains on no unlabelled image)."""
     if s.TEACHER != "auto":
         return s
     if not s.UNLABELED_DIR or s.ONLINE:
         return s.replace(TEACHER="")
     unlabelled = zero_labels(s.replace(TEACHER=AUTO))
+    if not unlabelled and not s.PSEUDO_RATIO:  # an epoch holds no unlabelled image: nothing to read them for
+        return s.replace(TEACHER="")
     listed = unlabelled and data.empty_labels_file(s.TRAIN_DIR)  # a labels.tsv holding a header at most
     shown = unlabelled and (f"its {data.LABELS_FILE} lists no image" if listed else
                             data.names_hold_no_labels(s.TRAIN_DIR))

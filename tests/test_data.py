@@ -328,6 +328,12 @@ def test_the_test_folder_is_never_the_training_folder_and_its_problems_say_it_is
         sets.load_data(s, data.Codec("12AB", 4), quiet=True)
     assert str(e.value).startswith("test folder (the folder 'test' beside TRAIN_DIR, taken by itself")
     assert "AB1C_1.png" in str(e.value) and "label training images that show it" in str(e.value)
+    assert "A character no training label holds ('C')" in str(e.value)
+    os.remove(test / "AB1C_1.png")
+    write_png(test / "AB1_1.png")  # a wrong length: the message names it, without the hint about characters
+    with pytest.raises(data.DataError) as e:
+        sets.load_data(s, data.Codec("12AB", 4), quiet=True)
+    assert "AB1_1.png" in str(e.value) and "no training label holds" not in str(e.value)
 
 
 def test_test_images_that_are_copies_of_training_images_are_named(tmp_path):

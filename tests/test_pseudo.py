@@ -109,6 +109,8 @@ def test_partially_labelled_folder(tmp_path):
     out = run_script("train.py", f"--train_dir={folder}", f"--unlabeled_dir={folder}", "--epochs=2",
                      "--batch_size=16", *outputs(tmp_path / "b")).stdout
     assert "unlabeled 18 images" in out and "split     36 training images, 4 validation" in out
+    # 7 x 36 would be 252, the folder holds 18: labelled images fill the epoch up to twice the labels (FILL)
+    assert "up to 18 pseudo-labelled images an epoch (PSEUDO_RATIO=7.0; 54 more labelled ones fill the epoch)" in out
 
 
 @pytest.mark.slow

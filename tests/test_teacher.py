@@ -247,7 +247,8 @@ def test_zero_labels_only_without_labels(tmp_path):
 def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_path, monkeypatch):
     """TEACHER "auto" (the default): a run with some labels and unlabelled images gets ddddocr where it is
     installed, and says so; where it is not, none, and the line says how to add it. A run without unlabelled
-    images, ONLINE, or with no labels at all (which names its teacher) gets none; "" and "ddddocr" stay."""
+    images, ONLINE, PSEUDO_RATIO 0 with labels, or with no labels at all (which names its teacher) gets none; "" and
+    "ddddocr" stay."""
     from core import plan, teach
     folder = tmp_path / "f"
     folder.mkdir()
@@ -263,8 +264,8 @@ def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_
     assert said[-1].startswith("TEACHER auto: no teacher (ddddocr does not load: why; ")
     monkeypatch.setattr(teach, "unavailable", lambda name: "")
     said.clear()
-    for other in (s.replace(UNLABELED_DIR=""), s.replace(ONLINE=True)):
-        assert teach.resolve_teacher(other, said.append).TEACHER == ""
+    for other in (s.replace(UNLABELED_DIR=""), s.replace(ONLINE=True), s.replace(PSEUDO_RATIO=0.0)):
+        assert teach.resolve_teacher(other, said.append).TEACHER == ""  # PSEUDO_RATIO 0: no unlabelled image is used
     (folder / "labels.tsv").unlink()  # no labels at all: "auto" does not read the file names as no labels
     assert teach.resolve_teacher(s, said.append).TEACHER == ""  # ... and says that no image is left unlabelled
     assert len(said) == 1 and "read as labels" in said[0] and "UNLABELED_DIR adds none" in said[0]
@@ -284,6 +285,7 @@ def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_
         (folder / f"img{i}.png").rename(folder / f"{i + 1}.png")  # names that count the images: the same
     assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr"
     assert "has no labels (the 25 file names count the images (1 to 25), no labels.tsv)" in said[-1]
+    assert teach.resolve_teacher(s.replace(PSEUDO_RATIO=0.0), said.append).TEACHER == "ddddocr"  # its readings: the labels
     for explicit in ("", "ddddocr"):
         assert teach.resolve_teacher(s.replace(TEACHER=explicit), said.append).TEACHER == explicit
 
