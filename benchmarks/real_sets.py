@@ -17,8 +17,8 @@ Each set is written to `<out>/<name>/{train,test}/` with the images' original by
 --train_dir=real_sets/amazon/train --test_dir=real_sets/amazon/test`). `<out>/<name>/sources.tsv` says which
 repository file each image is, and `<out>/<name>/set.json` what the set holds (read by --list).
 
-Labels come from the file names (each set's NAME pattern). Dropped, and counted: files whose name gives no
-label, labels with a character outside 0-9A-Za-z, unreadable images, Git LFS pointers, and exact duplicates
+Labels come from the file names (each set's name pattern), or from a text file of one label a line that the name
+numbers (line_labels). Dropped, and counted: files whose name (or line) gives no label, labels with a character outside 0-9A-Za-z, unreadable images, Git LFS pointers, and exact duplicates
 (the same bytes twice: the first in path order is kept, so no image is in both parts). The split is the
 repository's own where it has one, else a seeded shuffle (SEED) of the images in path order with TEST_FRACTION
 of them in test/: the same sources give the same split on any machine.
@@ -50,7 +50,9 @@ LFS_POINTER = b"version https://git-lfs"
 # One record per set. repo: GitHub owner/name; commit: pinned; paths: folders inside the repository;
 # name_pattern: a file name -> the label (group 1); case: None (as published) or "upper"/"lower" (labels
 # folded: the set is read without case); fetch: what gets the pinned commit into a clone when a plain
-# `git clone` does not; test_paths: the repository's own test folders, if it has a split.
+# `git clone` does not; test_paths: the repository's own test folders, if it has a split; line_labels: a text
+# file of the repository holding one label a line, the name pattern's group 1 then being the 1-based line number
+# (an image past the file's last label has none).
 SETS = [
     dict(name="lzu_digits", repo="HollowMan6/Captcha-Data-Set-Marking-Tool",
          commit="39777fe678c16a69a5f17c47e3fd3f7275912c21", license="GPL-3.0",
@@ -94,6 +96,12 @@ SETS = [
          about="the Brazilian tax authority's (Receita Federal) captcha: 6 letters and digits in black serif "
                "glyphs of either case under heavy salt-and-pepper noise and a curved line, 180x50; labels "
                "folded to lower case (the authors read it without case)"),
+    dict(name="agah_digits", repo="mnwato/captcha-recognition",
+         commit="e894063d13cf187d7d122ca071bff7db156b428d", license="no license file",
+         paths=["dataset-cat4"], name_pattern=r"^captcha(\d+)\.jpg$", line_labels="labels2.txt", case=None,
+         about="the login captcha the repository's Agah_Captcha_Solver.py reads (its dataset-cat4): 4 digits, "
+               "outlined or filled, in a colour on a plain background of another (dark or light), crossed by "
+               "thin curves, 152x42 JPEG; labels2.txt gives the first 4099 images' labels, one a line"),
 ]
 
 # The shared sets, by reference (folder under --shared; read, never copied).
@@ -268,6 +276,19 @@ def size_text(sizes):
     return f"{w}x{h} (most {top})"
 
 
+def line_labels(kind, where, spec):
+    """The labels of spec's line_labels file, one a line (stripped), or None when the names hold the labels."""
+    if not spec.get("line_labels"):
+        return None
+    path = spec["line_labels"]
+    if kind == "git":
+        data = _git(where, "show", f"{spec['commit']}:{path}")
+    else:
+        with open(os.path.join(where, path), "rb") as f:
+            data = f.read()
+    return [line.strip() for line in data.decode("utf-8").splitlines()]
+
+
 def build_set(spec, mirrors, out, quiet=False):
     """Write <out>/<name>/{train,test}/ (images + labels.tsv), sources.tsv and set.json; return the record."""
     kind, where = locate(spec, mirrors)
@@ -275,6 +296,7 @@ def build_set(spec, mirrors, out, quiet=False):
     if not entries:
         raise SourceError(f"{spec['name']}: no files under {', '.join(spec['paths'])} in {where}")
     pattern = re.compile(spec["name_pattern"])
+    lines = line_labels(kind, where, spec)
     dropped = collections.Counter()
     keep = []  # (path, blob, label)
     for path, blob in entries:
@@ -285,12 +307,14 @@ def build_set(spec, mirrors, out, quiet=False):
             continue
         m = pattern.match(base)
         label = m.group(1) if m else ""
+        if lines is not None:
+            label = lines[int(label) - 1] if label and 0 < int(label) <= len(lines) else ""
         if spec.get("case") == "upper":
             label = label.upper()
         elif spec.get("case") == "lower":
             label = label.lower()
         if not label:
-            dropped["no label in the name"] += 1
+            dropped["no label in the name" if lines is None else f"no label in {spec['line_labels']}"] += 1
         elif not set(label) <= TYPABLE:
             dropped["untypable label"] += 1
         else:

@@ -125,3 +125,22 @@ def test_every_suite_set_is_pinned_and_licensed():
     assert len(names) == len(set(names)) and len(real_sets.SETS) >= 3
     for s in real_sets.SETS:
         assert len(s["commit"]) == 40 and s["license"] and s["paths"]
+
+
+def test_labels_one_a_line_in_a_text_file(tmp_path):
+    """line_labels: the name pattern gives the line number (1-based) of the image's label in a text file of the
+    repository; an image past the file's last line has no label and is dropped, counted under the file's name."""
+    repo = tmp_path / "mirrors" / "fake-captchas"
+    os.makedirs(repo / "caps")
+    for i, label in enumerate(LABELS[:6], 1):
+        (repo / "caps" / f"captcha{i}.jpg").write_bytes(png(label, i))
+    (repo / "caps" / "captcha7.jpg").write_bytes(png("none", 7))  # beyond the 6 labels
+    (repo / "labels.txt").write_text("".join(f"{label}  \n" for label in LABELS[:6]))  # trailing spaces too
+    one = dict(spec(), name_pattern=r"^captcha(\d+)\.jpg$", line_labels="labels.txt")
+    record = real_sets.build_set(one, str(tmp_path / "mirrors"), str(tmp_path / "out"), quiet=True)
+    assert (record["train"], record["test"]) == (5, 1) and record["dropped"] == {"no label in labels.txt": 1}
+    read = {}
+    for part in ("train", "test"):
+        for name, label in read_part(tmp_path / "out" / "fake" / part)[0]:
+            read[label] = (tmp_path / "out" / "fake" / part / name).read_bytes()
+    assert read == {label: png(label, i) for i, label in enumerate(LABELS[:6], 1)}
