@@ -395,6 +395,13 @@ def test_names_that_all_start_with_one_word_read_the_label_after_it_or_stop(tmp_
         msg = str(e.value)
         assert f"30 of 30 file names {what}" in msg and "hold no labels" in msg, msg
         assert f"python app.py --label_dir={folder}" in msg and "--teacher=ddddocr" in msg and "labels.tsv" in msg
+        assert "another form" not in msg  # no text file beside them
+        if sub == "counter":  # labels kept in a text file of one label a line (a common published layout)
+            (tmp_path / "labels2.txt").write_text("".join(f"AB{i % 10}{i % 7}\n" for i in range(30)))
+            with pytest.raises(data.NoLabelsError) as e:
+                data.read_labels(str(folder))
+            assert f"{tmp_path / 'labels2.txt'} (30 lines) may hold them in another form" in str(e.value)
+            (tmp_path / "labels2.txt").unlink()
         (folder / data.LABELS_FILE).write_text("".join(f"{n}\tAB{i % 7}{i % 3}\n" for i, n in enumerate(names)))
         assert len(data.read_labels(str(folder))) == 30  # labels.tsv is read as it is
     capsys.readouterr()
