@@ -325,15 +325,16 @@ def _refuse_ids(folder, items):
             f"labelled yet, label some on the page: python app.py --label_dir={folder} (it writes "
             f"{os.path.join(folder, LABELS_FILE)}), or train without labels: python train.py --train_dir={folder} "
             f"--unlabeled_dir={folder} --teacher=ddddocr. If they are labelled elsewhere, list the labels in "
-            f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label){label_lists(folder)}.", what)
+            f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label){label_lists(folder, len(items))}.", what)
 
 
 LIST_EXTENSIONS = (".txt", ".csv", ".tsv", ".json")  # files that may hold a folder's labels in another form
 
 
-def label_lists(folder):
+def label_lists(folder, images):
     """'; ... may hold them in another form', naming the text files in `folder` and the folder above it that may
-    hold its labels (labels.txt, one label a line; a CSV of names and labels) with their line counts; '' if none."""
+    hold the labels of its `images` (labels.txt, one label a line; a CSV of names and labels: 20 lines or more,
+    and at least half as many as the images) with their line counts; '' if none."""
     found = []
     for where in (folder, os.path.dirname(os.path.abspath(folder))):
         with contextlib.suppress(OSError):
@@ -342,7 +343,9 @@ def label_lists(folder):
                 if (name.lower().endswith(LIST_EXTENSIONS) and name not in (LABELS_FILE, UNREADABLE_FILE)
                         and not name.startswith(".") and os.path.isfile(path) and os.path.getsize(path) < 50 << 20):
                     with open(path, "rb") as f:
-                        found.append(f"{path} ({sum(1 for _ in f)} lines)")
+                        lines = sum(1 for _ in f)
+                    if lines >= max(20, images / 2):
+                        found.append(f"{path} ({lines} lines)")
     if not found:
         return ""
     return f"; {file_list(found)} may hold them in another form"

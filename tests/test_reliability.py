@@ -401,6 +401,10 @@ def test_names_that_all_start_with_one_word_read_the_label_after_it_or_stop(tmp_
             with pytest.raises(data.NoLabelsError) as e:
                 data.read_labels(str(folder))
             assert f"{tmp_path / 'labels2.txt'} (30 lines) may hold them in another form" in str(e.value)
+            (tmp_path / "labels2.txt").write_text("torch\nnumpy\n")  # too short to hold 30 labels: not named
+            with pytest.raises(data.NoLabelsError) as e:
+                data.read_labels(str(folder))
+            assert "another form" not in str(e.value)
             (tmp_path / "labels2.txt").unlink()
         (folder / data.LABELS_FILE).write_text("".join(f"{n}\tAB{i % 7}{i % 3}\n" for i, n in enumerate(names)))
         assert len(data.read_labels(str(folder))) == 30  # labels.tsv is read as it is
