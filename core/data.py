@@ -468,6 +468,16 @@ def unreadable_marks(folder):
         return {os.path.normpath(os.path.join(folder, line.strip().lstrip("\ufeff"))) for line in f if line.strip()}
 
 
+def with_extension(path):
+    """`path`, or where it does not exist and names no image file type, the one image file that is `path` plus an
+    image extension (a list of names without theirs: `captcha17` for captcha17.jpg); `path` when none or several."""
+    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS or os.path.lexists(path):
+        return path
+    found = [path + e for e in dict.fromkeys(x for ext in IMAGE_EXTENSIONS for x in (ext, ext.upper()))
+             if os.path.isfile(path + e)]
+    return found[0] if len(found) == 1 else path
+
+
 def read_tsv(folder, tsv):
     """[(path, label)] from a labels.tsv (rules in read_labels; the labelling page reads it the same way)."""
     if not os.path.isfile(tsv):
@@ -494,13 +504,13 @@ def read_tsv(folder, tsv):
         if first:
             first = False
             if (len(fields) > 1 and os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS
-                    and not os.path.exists(os.path.join(folder, name))):
+                    and not os.path.exists(with_extension(os.path.join(folder, name)))):
                 continue  # a header
         if len(fields) < 2 or not name:
             bad.append(f"line {n}: {line[:60]!r}")
             continue
         label = unicodedata.normalize("NFC", fields[1].strip())  # é typed as e + accent (macOS names) is one character
-        key = os.path.normpath(os.path.join(folder, name))
+        key = with_extension(os.path.normpath(os.path.join(folder, name)))
         if key not in labels:
             labels[key], where[key] = label, n
         elif labels[key] != label:
@@ -957,9 +967,11 @@ def infer_geometry(paths, sample=200, seed=0, height=0):
     (the median read a mix of 30-, 24- and 80-pixel-high styles at 32 pixels)."""
     import random
 
-    paths = [p for p in paths if os.path.isfile(p)]
+    listed, paths = paths, [p for p in paths if os.path.isfile(p)]
     if not paths:
-        raise DataError("no readable images to infer IMAGE_WIDTH / IMAGE_HEIGHT / CHANNELS from")
+        raise DataError(f"none of the {len(listed)} labelled files is an existing file ({file_list(listed)}): check "
+                        f"the names {LABELS_FILE} lists against the folder's files" if listed else
+                        "no readable images to infer IMAGE_WIDTH / IMAGE_HEIGHT / CHANNELS from")
     chosen = random.Random(seed).sample(paths, min(sample, len(paths)))
     sizes, coloured = [], 0
     for path in chosen:

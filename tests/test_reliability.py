@@ -285,6 +285,21 @@ def test_labels_tsv_unlisted_and_missing_files(tmp_path):
     assert ds.texts == ["AB", "BA"]
 
 
+def test_labels_tsv_names_without_their_extension(tmp_path):
+    """A published label list often names `captcha17` for captcha17.jpg: a name without an image extension is the
+    one image file of that name plus an extension (the first line too, which is then no header); where two such
+    files exist it stays missing. A list none of whose files exists says so, not that no image is readable."""
+    folder = folder_of(tmp_path, ["c1.jpg", "c2.jpg", "c3.png", "c3.jpg"])
+    (folder / "labels.tsv").write_text("c1\tAB\nc2\tBA\nc3\tAA\n")
+    assert [(os.path.basename(p), t) for p, t in data.read_labels(str(folder))] == [
+        ("c1.jpg", "AB"), ("c2.jpg", "BA"), ("c3", "AA")]
+    with pytest.raises(data.DataError) as e:
+        data.load_folder(str(folder), data.Codec("AB", 2), 32, 20, 1)
+    assert "1 listed files are missing: c3" in str(e.value) and "c3.jpg, c3.png" in str(e.value)
+    with pytest.raises(data.DataError, match=r"none of the 2 labelled files is an existing file \(.*gone1, .*gone2\)"):
+        data.infer_geometry([str(folder / "gone1"), str(folder / "gone2")])
+
+
 def test_debris_in_an_inferred_charset_or_length_is_reported_not_trained_on(tmp_path):
     names = [f"{i:06d}_x.png" for i in range(40)] + ["123456[1].png", "12 456.png", "7.png", "1234567890.png"]
     folder = folder_of(tmp_path, names)
