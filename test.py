@@ -68,7 +68,7 @@ def main():
     except data.NoLabelsError as e:  # its advice is for a folder to train on; a test folder needs its labels
         raise data.DataError(f"{folder}: {e.what}, so they hold no labels to test against: a test folder needs "
                              f"its images' labels, in {os.path.join(folder, data.LABELS_FILE)} (file<TAB>label) or "
-                             f"typed on the labelling page (python app.py --label_dir={folder})") from None
+                             f"typed on the labelling page (python app.py --label_dir={folder}){e.hint}") from None
     r = run_test(predictor, folder, skip_bad=config.SKIP_BAD)
     n = len(r["truths"])
     wrong = [i for i in range(n) if r["truths"][i] != r["preds"][i]]

@@ -8,6 +8,7 @@ import codecs
 import collections
 import contextlib
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import re
@@ -277,9 +278,9 @@ class NoLabelsError(DataError):
     """The file names of a folder without labels.tsv evidently hold no labels (read_labels: _refuse_ids); `what`
     says how they show it."""
 
-    def __init__(self, message, what):
+    def __init__(self, message, what, hint=""):
         super().__init__(message)
-        self.what = what
+        self.what, self.hint = what, hint
 
 
 ID_LENGTH = 16  # names this long or longer are IDs, hashes or dates, not captcha text
@@ -290,7 +291,9 @@ _WORD_NUMBER = re.compile(r"^(.*\D)(\d+)$")
 def _ids(items):
     """(how many, what, why) when the labels read from the names are evidently not captcha texts, else None; each
     rule holds for 90 % of them (and 20 or more): the same word (`img_0001.png`); one word of 3 or more characters
-    and then a different number each (`img1.png`, `image001.png`, `Screenshot 2023-12-01 at 10.01.33.png`); a
+    and then a different number each (`img1.png`, `image001.png`, `Screenshot 2023-12-01 at 10.01.33.png`), or a
+    shorter one and unpadded numbers that count the images (`c1.png` ... `c40.png`: _counter, of several lengths;
+    `AB00` ... `AB29` may be labels); a
     different number of ID_DIGITS or more digits each (`1701234567890.png`); ID_LENGTH characters or more
     (`3f2a...e9.png`: a hash or UUID)."""
     labels = [label for _, label in items]
@@ -302,7 +305,10 @@ def _ids(items):
         return count, f"give the same label {word!r}", " a model trained on them would learn one word"
     split = [m.groups() for m in map(_WORD_NUMBER.match, labels) if m]
     word, count = (collections.Counter(w for w, _ in split).most_common(1) or [("", 0)])[0]
-    if len(word) >= 3 and count >= enough and len({n for w, n in split if w == word}) >= enough:
+    spelt = [n for w, n in split if w == word]
+    numbers = [int(n) for n in spelt]
+    if count >= enough and (len(set(numbers)) >= enough if len(word) >= 3 else
+                            _counter(numbers) and len({len(n) for n in spelt}) > 1):
         return count, f"are the same {word!r} and a number", " they number or date the images"
     numbers = {t for t in labels if t.isascii() and t.isdigit() and len(t) >= ID_DIGITS}
     if len(numbers) >= enough:
@@ -314,8 +320,14 @@ def _ids(items):
 
 
 def _refuse_ids(folder, items):
-    """NoLabelsError, with the ways to label the folder, where the labels read from the names are IDs (_ids)."""
+    """NoLabelsError, with the ways to label the folder, where the labels read from the names are IDs (_ids), or
+    count the images (`1.png` ... `40.png`) while a file beside them may hold their labels (label_lists)."""
     found = _ids(items)
+    hint = label_lists(folder, len(items))
+    numbers = _counted([label for _, label in items]) if len(items) >= 20 and hint else None
+    if numbers:
+        found = (len(items), f"count the images, each number once from {min(numbers)} to {max(numbers)}",
+                 " a file beside them may hold their labels")
     if found:
         count, what, why = found
         what = f"{count} of {len(items)} file names {what}"
@@ -325,30 +337,60 @@ def _refuse_ids(folder, items):
             f"labelled yet, label some on the page: python app.py --label_dir={folder} (it writes "
             f"{os.path.join(folder, LABELS_FILE)}), or train without labels: python train.py --train_dir={folder} "
             f"--unlabeled_dir={folder} --teacher=ddddocr. If they are labelled elsewhere, list the labels in "
-            f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label){label_lists(folder, len(items))}.", what)
+            f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label){hint}.", what, hint)
 
 
 LIST_EXTENSIONS = (".txt", ".csv", ".tsv", ".json")  # files that may hold a folder's labels in another form
 
 
+def _entries(path):
+    """How many labels a text file could hold: a JSON file's entries (a single line, as json.dump writes), else its
+    lines."""
+    if path.lower().endswith(".json"):
+        with contextlib.suppress(ValueError, OSError, UnicodeDecodeError):
+            with open(path, encoding="utf-8") as f:
+                found = json.load(f)
+            if isinstance(found, (dict, list)):
+                return len(found)
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
 def label_lists(folder, images):
-    """'; ... may hold them in another form', naming the text files in `folder` and the folder above it that may
-    hold the labels of its `images` (labels.txt, one label a line; a CSV of names and labels: 20 lines or more,
-    and at least half as many as the images) with their line counts; '' if none."""
-    found = []
-    for where in (folder, os.path.dirname(os.path.abspath(folder))):
+    """'; ... may hold them in another form', naming what near `folder` may hold the labels of its `images`: text
+    files in it, else in the folder above it (labels.txt, one label a line; a CSV of names and labels; a JSON
+    object) of 20 entries or more, and at least half as many as the images, with their counts; a labels.tsv in
+    the folder above (read by naming that folder); a text file beside each image named like it (captcha1.txt,
+    captcha1.gt.txt). '' if none."""
+    found, said = [], []
+    parent = os.path.dirname(os.path.abspath(folder))
+    for where in (folder, parent):
+        if found and where == parent:  # the folder's own lists first; a cluttered folder above adds only noise
+            break
         with contextlib.suppress(OSError):
             for name in sorted(os.listdir(where)):
                 path = os.path.join(where, name)
-                if (name.lower().endswith(LIST_EXTENSIONS) and name not in (LABELS_FILE, UNREADABLE_FILE)
-                        and not name.startswith(".") and os.path.isfile(path) and os.path.getsize(path) < 50 << 20):
-                    with open(path, "rb") as f:
-                        lines = sum(1 for _ in f)
-                    if lines >= max(20, images / 2):
-                        found.append(f"{path} ({lines} lines)")
-    if not found:
-        return ""
-    return f"; {file_list(found)} may hold them in another form"
+                if (not name.lower().endswith(LIST_EXTENSIONS) or name.startswith(".") or name == UNREADABLE_FILE
+                        or not os.path.isfile(path) or os.path.getsize(path) >= 50 << 20):
+                    continue
+                if name == LABELS_FILE:
+                    if where == parent and os.path.abspath(folder) != parent:
+                        said.append(f"{path} lists images: --train_dir={parent} reads it (its lines name files "
+                                    f"below it, such as {os.path.basename(os.path.normpath(folder))}/NAME)")
+                    continue
+                count = _entries(path)
+                if count >= max(20, images / 2):
+                    found.append(f"{path} ({count} {'entries' if path.lower().endswith('.json') else 'lines'})")
+    with contextlib.suppress(OSError):
+        names = set(os.listdir(folder))
+        stems = [os.path.splitext(n)[0] for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
+        beside = [f for f in (next((t + e for e in (".txt", ".gt.txt") if t + e in names), None) for t in stems) if f]
+        if beside and len(beside) >= max(20, images / 2):
+            said.append(f"{len(beside)} images have a text file of their name beside them ({file_list(sorted(beside))}), "
+                        f"which may hold their labels")
+    parts = ([f"{', '.join(found[:3])}{', ...' if len(found) > 3 else ''} may hold them in another form"]
+             if found else []) + said
+    return "".join(f"; {p}" for p in parts)
 
 
 def empty_labels_file(folder):
@@ -494,7 +536,7 @@ def read_tsv(folder, tsv):
         column = e.start - raw.rfind(b"\n", 0, e.start)
         raise DataError(f"{tsv}:{line}: byte 0x{raw[e.start]:02x} at column {column} is not UTF-8; save the file "
                         f"as UTF-8 text (an editor's 'Save as ... UTF-8', or: iconv -f LATIN1 -t UTF-8)") from None
-    labels, where, bad, clashes, first = {}, {}, [], {}, True
+    labels, where, bad, clashes, first, rows = {}, {}, [], {}, True, []
     for n, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -510,7 +552,10 @@ def read_tsv(folder, tsv):
             bad.append(f"line {n}: {line[:60]!r}")
             continue
         label = unicodedata.normalize("NFC", fields[1].strip())  # é typed as e + accent (macOS names) is one character
+        if "\\" in name and not os.path.lexists(os.path.join(folder, name)):
+            name = name.replace("\\", "/")  # a list written on Windows: sub\a.png
         key = with_extension(os.path.normpath(os.path.join(folder, name)))
+        rows.append((key, label, n))
         if key not in labels:
             labels[key], where[key] = label, n
         elif labels[key] != label:
@@ -519,6 +564,13 @@ def read_tsv(folder, tsv):
         hint = " (separated by a comma or spaces? use one TAB)" if any("," in b or " " in b for b in bad) else ""
         raise DataError(f"{tsv}: {len(bad)} {'lines are' if len(bad) > 1 else 'line is'} not 'file<TAB>label'{hint}: "
                         f"{'; '.join(bad[:SHOW_FILES])}{'; ...' if len(bad) > SHOW_FILES else ''}")
+    swapped = [(k, t, n) for k, t, n in rows if not os.path.lexists(k) and t and os.path.isfile(
+        with_extension(os.path.join(folder, t)))] if rows and not os.path.lexists(rows[0][0]) else []
+    if swapped and len(swapped) >= len(rows) / 2:
+        key, label, n = swapped[0]
+        raise DataError(f"{tsv}: in {len(swapped)} of {len(rows)} lines the second column names a file of the folder "
+                        f"and the first does not (line {n}: {os.path.relpath(key, folder)!r} then {label!r}): a "
+                        f"line is 'file<TAB>label', the file first")
     if clashes:
         shown = "; ".join(f"{os.path.relpath(k, folder)} ({', '.join(v)})"
                           for k, v in list(clashes.items())[:SHOW_FILES])

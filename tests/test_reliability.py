@@ -300,6 +300,51 @@ def test_labels_tsv_names_without_their_extension(tmp_path):
         data.infer_geometry([str(folder / "gone1"), str(folder / "gone2")])
 
 
+def test_published_label_layouts_are_named_in_the_message(tmp_path):
+    """Datasets as they are published: `1.png` ... `40.png` with a Kaggle train.csv beside them stop (the numbers
+    would be trained on as labels) naming the CSV; `c1.png` ... `c40.png` number the images too; a JSON object
+    counts its entries, sidecar text files (captcha1.txt, captcha1.gt.txt) and a labels.tsv in the folder above are
+    named; a labels.tsv written on Windows (sub\\a.png) is read; one with its columns swapped says so."""
+    import json
+    kaggle = tmp_path / "kaggle"
+    kaggle.mkdir()
+    folder = folder_of(kaggle, [f"{i}.png" for i in range(1, 41)], "train")
+    (kaggle / "train.csv").write_text("id,label\n" + "".join(f"{i},AB{i % 7}\n" for i in range(1, 41)))
+    with pytest.raises(data.NoLabelsError) as e:
+        data.read_labels(str(folder))
+    assert "40 of 40 file names count the images, each number once from 1 to 40" in str(e.value)
+    assert e.value.hint == f"; {kaggle / 'train.csv'} (41 lines) may hold them in another form"
+    (kaggle / "train.csv").unlink()  # without it: read as they are, with a note (digit labels may be meant)
+    assert len(data.read_labels(str(folder))) == 40
+    short = folder_of(tmp_path, [f"c{i}.png" for i in range(1, 41)], "short")
+    with pytest.raises(data.NoLabelsError, match="40 of 40 file names are the same 'c' and a number"):
+        data.read_labels(str(short))
+    (short / "labels.json").write_text(json.dumps({f"c{i}.png": f"AB{i % 7}" for i in range(1, 41)}))
+    with pytest.raises(data.NoLabelsError) as e:
+        data.read_labels(str(short))
+    assert f"{short / 'labels.json'} (40 entries) may hold them in another form" in e.value.hint
+    side = folder_of(tmp_path, [f"captcha{i}.png" for i in range(1, 31)], "side")
+    for i in range(1, 31):
+        (side / f"captcha{i}.gt.txt").write_text(f"AB{i % 7}\n")
+    with pytest.raises(data.NoLabelsError) as e:
+        data.read_labels(str(side))
+    assert "30 images have a text file of their name beside them (captcha1.gt.txt, captcha10.gt.txt" in e.value.hint
+    above = tmp_path / "above"
+    above.mkdir()
+    images = folder_of(above, [f"captcha{i}.png" for i in range(1, 31)], "images")
+    (above / "labels.tsv").write_text("".join(f"images/captcha{i}.png\tAB{i % 7}\n" for i in range(1, 31)))
+    with pytest.raises(data.NoLabelsError) as e:
+        data.read_labels(str(images))
+    assert f"{above / 'labels.tsv'} lists images: --train_dir={above} reads it" in e.value.hint
+    assert len(data.read_labels(str(above))) == 30
+    (above / "labels.tsv").write_text("".join(f"images\\captcha{i}.png\tAB{i % 7}\n" for i in range(1, 31)))
+    assert len(data.read_labels(str(above))) == 30  # Windows separators
+    (images / "labels.tsv").write_text("".join(f"AB{i % 7}\tcaptcha{i}.png\n" for i in range(1, 31)))
+    with pytest.raises(data.DataError, match=r"in 29 of 29 lines the second column names a file of the folder and "
+                                             r"the first does not \(line 2: 'AB2' then 'captcha2.png'\)"):
+        data.read_labels(str(images))
+
+
 def test_debris_in_an_inferred_charset_or_length_is_reported_not_trained_on(tmp_path):
     names = [f"{i:06d}_x.png" for i in range(40)] + ["123456[1].png", "12 456.png", "7.png", "1234567890.png"]
     folder = folder_of(tmp_path, names)
