@@ -388,7 +388,8 @@ def label_lists(folder, images):
         if beside and len(beside) >= max(20, images / 2):
             said.append(f"{len(beside)} images have a text file of their name beside them ({file_list(sorted(beside))}), "
                         f"which may hold their labels")
-    parts = ([f"{', '.join(found[:3])}{', ...' if len(found) > 3 else ''} may hold them in another form"]
+    parts = ([f"{', '.join(found[:3])}{', ...' if len(found) > 3 else ''} may hold them in another form (one "
+              f"line of Python turns it into {LABELS_FILE}: docs/own_data.md, 'Labels published in another form')"]
              if found else []) + said
     return "".join(f"; {p}" for p in parts)
 
