@@ -477,7 +477,8 @@ def _suffixed_names(folder, items):
 
 def subfolder_hint(folder):
     """For a folder without images: '; images are read from the folder itself, not its subfolders: ...' naming
-    the subfolders that hold images (and how many), or '' when none does."""
+    the subfolders that hold images (and how many), or '' when none does. Many subfolders of a few images each
+    (a folder per label) get the labels.tsv line that reads them instead of the advice to name one."""
     try:
         subs = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     except OSError:
@@ -491,9 +492,14 @@ def subfolder_hint(folder):
     if not held:
         return ""
     most = max(held, key=held.get)  # a set's train/ rather than its test/
+    listed = file_list([f"{name} ({n})" for name, n in held.items()])
+    if len(held) >= 10 and sum(held.values()) < 5 * len(held):  # many small folders: one per label, as some sets
+        return (f"; images are read from the folder itself, not its subfolders, and {len(held)} subfolders hold a "
+                f"few images each ({listed}): if their names are the labels, list every image in "
+                f"{os.path.join(folder, LABELS_FILE)} by its path below the folder, e.g. '{most}/"
+                f"{image_names(os.path.join(folder, most))[0]}<TAB>{most}'")
     return (f"; images are read from the folder itself, not its subfolders, and these hold images: "
-            f"{file_list([f'{name} ({n})' for name, n in held.items()])}; name one of them, e.g. "
-            f"{os.path.join(folder, most)}")
+            f"{listed}; name one of them, e.g. {os.path.join(folder, most)}")
 
 
 def image_names(folder):

@@ -304,7 +304,8 @@ def test_published_label_layouts_are_named_in_the_message(tmp_path):
     """Datasets as they are published: `1.png` ... `40.png` with a Kaggle train.csv beside them stop (the numbers
     would be trained on as labels) naming the CSV; `c1.png` ... `c40.png` number the images too; a JSON object
     counts its entries, sidecar text files (captcha1.txt, captcha1.gt.txt) and a labels.tsv in the folder above are
-    named; a labels.tsv written on Windows (sub\\a.png) is read; one with its columns swapped says so."""
+    named; a labels.tsv written on Windows (sub\\a.png) is read; one with its columns swapped says so; a subfolder
+    per label gets the labels.tsv line that reads it."""
     import json
     kaggle = tmp_path / "kaggle"
     kaggle.mkdir()
@@ -339,6 +340,14 @@ def test_published_label_layouts_are_named_in_the_message(tmp_path):
     assert len(data.read_labels(str(above))) == 30
     (above / "labels.tsv").write_text("".join(f"images\\captcha{i}.png\tAB{i % 7}\n" for i in range(1, 31)))
     assert len(data.read_labels(str(above))) == 30  # Windows separators
+    per_label = tmp_path / "per_label"  # a subfolder per label: the labels.tsv line that reads it, not "name one"
+    per_label.mkdir()
+    for i in range(12):
+        folder_of(per_label, ["1.png", "2.png"], f"AB{i:02d}")
+    with pytest.raises(data.DataError, match=r"12 subfolders hold a few images each \(AB00 \(2\), .*: if their names "
+                                             r"are the labels, list every image in .*labels.tsv by its path below the "
+                                             r"folder, e.g. 'AB00/1.png<TAB>AB00'"):
+        data.read_labels(str(per_label))
     (images / "labels.tsv").write_text("".join(f"AB{i % 7}\tcaptcha{i}.png\n" for i in range(1, 31)))
     with pytest.raises(data.DataError, match=r"in 29 of 29 lines the second column names a file of the folder and "
                                              r"the first does not \(line 2: 'AB2' then 'captcha2.png'\)"):
