@@ -323,9 +323,9 @@ def _refuse_ids(folder, items):
     """NoLabelsError, with the ways to label the folder, where the labels read from the names are IDs (_ids), or
     count the images (`1.png` ... `40.png`) while a file beside them may hold their labels (label_lists)."""
     found = _ids(items)
-    hint = label_lists(folder, len(items))
-    numbers = _counted([label for _, label in items]) if len(items) >= 20 and hint else None
-    if numbers:
+    numbers = _counted([label for _, label in items]) if len(items) >= 20 and not found else None
+    hint = label_lists(folder, len(items)) if found or numbers else ""  # only for a folder refused or in doubt
+    if numbers and hint:
         found = (len(items), f"count the images, each number once from {min(numbers)} to {max(numbers)}",
                  " a file beside them may hold their labels")
     if found:
