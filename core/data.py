@@ -386,8 +386,8 @@ def label_lists(folder, images):
         stems = [os.path.splitext(n)[0] for n in names if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS]
         beside = [f for f in (next((t + e for e in (".txt", ".gt.txt") if t + e in names), None) for t in stems) if f]
         if beside and len(beside) >= max(20, images / 2):
-            said.append(f"{len(beside)} images have a text file of their name beside them ({file_list(sorted(beside))}), "
-                        f"which may hold their labels")
+            said.append(f"{len(beside)} images have a text file of their name beside them "
+                        f"({file_list(sorted(beside))}), which may hold their labels")
     parts = ([f"{', '.join(found[:3])}{', ...' if len(found) > 3 else ''} may hold them in another form (one "
               f"line of Python turns it into {LABELS_FILE}: docs/own_data.md, 'Labels published in another form')"]
              if found else []) + said
@@ -543,7 +543,7 @@ def read_tsv(folder, tsv):
         column = e.start - raw.rfind(b"\n", 0, e.start)
         raise DataError(f"{tsv}:{line}: byte 0x{raw[e.start]:02x} at column {column} is not UTF-8; save the file "
                         f"as UTF-8 text (an editor's 'Save as ... UTF-8', or: iconv -f LATIN1 -t UTF-8)") from None
-    labels, where, bad, clashes, first, rows = {}, {}, [], {}, True, []
+    labels, where, bad, clashes, first, rows = {}, {}, [], {}, True, []  # rows: (path, label, line) as written
     for n, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -571,11 +571,13 @@ def read_tsv(folder, tsv):
         hint = " (separated by a comma or spaces? use one TAB)" if any("," in b or " " in b for b in bad) else ""
         raise DataError(f"{tsv}: {len(bad)} {'lines are' if len(bad) > 1 else 'line is'} not 'file<TAB>label'{hint}: "
                         f"{'; '.join(bad[:SHOW_FILES])}{'; ...' if len(bad) > SHOW_FILES else ''}")
+    rows = rows[:100]  # enough to tell a swapped file (checked only when its first file is missing)
     swapped = [(k, t, n) for k, t, n in rows if not os.path.lexists(k) and t and os.path.isfile(
         with_extension(os.path.join(folder, t)))] if rows and not os.path.lexists(rows[0][0]) else []
     if swapped and len(swapped) >= len(rows) / 2:
         key, label, n = swapped[0]
-        raise DataError(f"{tsv}: in {len(swapped)} of {len(rows)} lines the second column names a file of the folder "
+        raise DataError(f"{tsv}: in {len(swapped)} of its first {len(rows)} lines the second column names a file of "
+                        f"the folder "
                         f"and the first does not (line {n}: {os.path.relpath(key, folder)!r} then {label!r}): a "
                         f"line is 'file<TAB>label', the file first")
     if clashes:

@@ -349,8 +349,8 @@ def test_published_label_layouts_are_named_in_the_message(tmp_path):
                                              r"folder, e.g. 'AB00/1.png<TAB>AB00'"):
         data.read_labels(str(per_label))
     (images / "labels.tsv").write_text("".join(f"AB{i % 7}\tcaptcha{i}.png\n" for i in range(1, 31)))
-    with pytest.raises(data.DataError, match=r"in 29 of 29 lines the second column names a file of the folder and "
-                                             r"the first does not \(line 2: 'AB2' then 'captcha2.png'\)"):
+    with pytest.raises(data.DataError, match=r"in 29 of its first 29 lines the second column names a file of the "
+                                             r"folder and the first does not \(line 2: 'AB2' then 'captcha2.png'\)"):
         data.read_labels(str(images))
 
 
