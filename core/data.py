@@ -517,13 +517,33 @@ def unreadable_marks(folder):
         return {os.path.normpath(os.path.join(folder, line.strip().lstrip("\ufeff"))) for line in f if line.strip()}
 
 
-def with_extension(path):
+class Stems:
+    """Image files by their name without its extension, one folder listing each (read once, when first asked)."""
+
+    def __init__(self):
+        self.folders = {}
+
+    def matches(self, path):
+        """The image files that are `path` plus an image extension (`captcha17` -> [captcha17.jpg])."""
+        folder, stem = os.path.split(path)
+        if folder not in self.folders:
+            index = collections.defaultdict(list)
+            with contextlib.suppress(OSError):
+                for name in os.listdir(folder or "."):
+                    base, ext = os.path.splitext(name)
+                    if ext.lower() in IMAGE_EXTENSIONS and not name.startswith("."):
+                        index[base].append(os.path.join(folder, name))
+            self.folders[folder] = index
+        return sorted(self.folders[folder].get(stem, []))
+
+
+def with_extension(path, stems=None):
     """`path`, or where it does not exist and names no image file type, the one image file that is `path` plus an
-    image extension (a list of names without theirs: `captcha17` for captcha17.jpg); `path` when none or several."""
+    image extension (a list of names without theirs: `captcha17` for captcha17.jpg); `path` when none or several.
+    `stems`: a Stems shared by many calls (a folder listed once)."""
     if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS or os.path.lexists(path):
         return path
-    found = [path + e for e in dict.fromkeys(x for ext in IMAGE_EXTENSIONS for x in (ext, ext.upper()))
-             if os.path.isfile(path + e)]
+    found = (stems or Stems()).matches(path)
     return found[0] if len(found) == 1 else path
 
 
@@ -543,26 +563,27 @@ def read_tsv(folder, tsv):
         column = e.start - raw.rfind(b"\n", 0, e.start)
         raise DataError(f"{tsv}:{line}: byte 0x{raw[e.start]:02x} at column {column} is not UTF-8; save the file "
                         f"as UTF-8 text (an editor's 'Save as ... UTF-8', or: iconv -f LATIN1 -t UTF-8)") from None
-    labels, where, bad, clashes, first, rows = {}, {}, [], {}, True, []  # rows: (path, label, line) as written
+    labels, where, bad, clashes, first, rows = {}, {}, [], {}, True, []  # rows: (path, label, line, extension)
+    stems = Stems()
     for n, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
         if not line.strip():
             continue
         fields = line.split("\t")
         name = fields[0].strip()
+        if "\\" in name and not os.path.lexists(os.path.join(folder, name)):
+            name = name.replace("\\", "/")  # a list written on Windows: sub\a.png
+        key = with_extension(os.path.normpath(os.path.join(folder, name)), stems)
+        typed = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
         if first:
             first = False
-            if (len(fields) > 1 and os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS
-                    and not os.path.exists(with_extension(os.path.join(folder, name)))):
-                continue  # a header
+            if len(fields) > 1 and not typed and not os.path.exists(key) and not any(c.isdigit() for c in name):
+                continue  # a header (file, filename, image, ...); a name without its extension holds digits or exists
         if len(fields) < 2 or not name:
             bad.append(f"line {n}: {line[:60]!r}")
             continue
         label = unicodedata.normalize("NFC", fields[1].strip())  # é typed as e + accent (macOS names) is one character
-        if "\\" in name and not os.path.lexists(os.path.join(folder, name)):
-            name = name.replace("\\", "/")  # a list written on Windows: sub\a.png
-        key = with_extension(os.path.normpath(os.path.join(folder, name)))
-        rows.append((key, label, n))
+        rows.append((key, label, n, typed))
         if key not in labels:
             labels[key], where[key] = label, n
         elif labels[key] != label:
@@ -572,8 +593,8 @@ def read_tsv(folder, tsv):
         raise DataError(f"{tsv}: {len(bad)} {'lines are' if len(bad) > 1 else 'line is'} not 'file<TAB>label'{hint}: "
                         f"{'; '.join(bad[:SHOW_FILES])}{'; ...' if len(bad) > SHOW_FILES else ''}")
     rows = rows[:100]  # enough to tell a swapped file (checked only when its first file is missing)
-    swapped = [(k, t, n) for k, t, n in rows if not os.path.lexists(k) and t and os.path.isfile(
-        with_extension(os.path.join(folder, t)))] if rows and not os.path.lexists(rows[0][0]) else []
+    swapped = [(k, t, n) for k, t, n, typed in rows if not typed and not os.path.lexists(k) and t and os.path.isfile(
+        with_extension(os.path.join(folder, t), stems))] if rows and not os.path.lexists(rows[0][0]) else []
     if swapped and len(swapped) >= len(rows) / 2:
         key, label, n = swapped[0]
         raise DataError(f"{tsv}: in {len(swapped)} of its first {len(rows)} lines the second column names a file of "
@@ -971,7 +992,12 @@ def load_folder(folder, codec, width, height, channels, cache_dir=None, skip_bad
                                        labels=[t for _, t in items])
     unreadable = [f"{shown(p)} ({why})" for p, why in failed.items() if os.path.exists(p)]
 
-    problems = [_problem("listed files are missing", [shown(p) for p in missing])] if missing else []
+    stems = Stems()
+
+    def which(path):  # a name without its extension that two image files could be (captcha5.jpg, captcha5.png)
+        both = stems.matches(path) if os.path.splitext(path)[1].lower() not in IMAGE_EXTENSIONS else []
+        return f" (is it {' or '.join(map(shown, both))}? write its extension)" if len(both) > 1 else ""
+    problems = [_problem("listed files are missing", [shown(p) + which(p) for p in missing])] if missing else []
     if unlisted:
         problems.append(_problem(f"images are not listed in {LABELS_FILE} (add a 'file<TAB>label' line for each, "
                                  f"or train with --unlabeled_dir={folder} to use them without labels)",
