@@ -1045,6 +1045,30 @@ def unlabeled_images(folder, exclude=(), truth_from_names=False):
 MIN_HEIGHT, MAX_HEIGHT = 32, 64  # heights the models read well: >= 2 rows after their /16, and cheap on a CPU
 
 
+ODD_SIZE = 4.0  # an image whose height or aspect ratio is this many times off the others' median is far from them
+
+
+def odd_sizes(paths, sample=1000, seed=0):
+    """([(path, (width, height))], how many were looked at): of a seeded sample of `paths` (their headers only: a
+    few ms for 1000), the images whose height or aspect ratio lies ODD_SIZE times or more from the sample's median
+    (a 1-pixel-high strip, a screenshot among captchas): resized to the run's size, they are trained on stretched."""
+    import random
+    from PIL import Image
+
+    chosen = random.Random(seed).sample(paths, min(sample, len(paths)))
+    sizes = []
+    for path in chosen:
+        with contextlib.suppress(Exception):  # unreadable files are named when the folder is loaded
+            with Image.open(path) as im:
+                sizes.append((path, im.size))
+    if len(sizes) < 10:
+        return [], len(sizes)
+    tall = float(np.median([h for _, (w, h) in sizes]))
+    wide = float(np.median([w / h for _, (w, h) in sizes if h]))
+    off = lambda v, m: v <= 0 or max(v / m, m / v) >= ODD_SIZE
+    return [(p, (w, h)) for p, (w, h) in sizes if off(h, tall) or (h and off(w / h, wide))], len(sizes)
+
+
 def infer_geometry(paths, sample=200, seed=0, height=0):
     """(width, height, channels) for images like those at `paths` (a seeded sample of them is opened): the height
     of the larger images (the 90th percentile of the sample) brought into MIN_HEIGHT..MAX_HEIGHT (or `height`, when

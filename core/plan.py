@@ -85,12 +85,19 @@ def resolve_data(s, say=print):
         codec, _ = data.infer_codec(folder, s.CHARSET, s.LENGTH, s.CASE_SENSITIVE, s.SKIP_BAD)
         inferred = {n for n, v in (("CHARSET", s.CHARSET == "infer"), ("LENGTH", not s.LENGTH)) if v}
         geometry = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)
+        paths = [p for p, _ in data.read_labels(folder)]
         if not all(geometry):
-            found = data.infer_geometry([p for p, _ in data.read_labels(folder)], height=s.IMAGE_HEIGHT)
+            found = data.infer_geometry(paths, height=s.IMAGE_HEIGHT)
             geometry = tuple(g or f for g, f in zip(geometry, found))
             inferred |= {"IMAGE"}
     describe_data(folder, codec, inferred, geometry, say)
     width, height, channels = geometry
+    odd, looked = data.odd_sizes(paths) if not s.ONLINE else ([], 0)
+    if odd:
+        say(f"  warning   {len(odd)} of {looked} images looked at are far from the others' size ("
+            + ", ".join(f"{os.path.basename(p)} {w}x{h}" for p, (w, h) in odd[:data.SHOW_FILES])
+            + f"{', ...' if len(odd) > data.SHOW_FILES else ''}): each is stretched to {width}x{height}; if they are "
+              f"not captchas of this kind, remove them")
     return s.replace(CHARSET=codec.charset, LENGTH=codec.length if codec.variable else codec.length[0],
                      IMAGE_WIDTH=width, IMAGE_HEIGHT=height, CHANNELS=channels), codec
 

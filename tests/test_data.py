@@ -382,3 +382,20 @@ def test_a_test_label_a_case_sensitive_model_never_learnt_is_named_not_blamed_on
     assert "case_sensitive" not in str(e.value)
     with pytest.raises(data.DataError, match="its labels are lower-case.*--case_sensitive=0"):
         check_labels(data.Codec("1ABN", 4), str(tmp_path), "m.pt")
+
+
+def test_images_far_from_the_others_size_are_named_before_training(tmp_path):
+    """A 1-pixel-high strip or a screenshot among captchas is stretched to the run's size: the data block names it.
+    Captchas whose width follows their text (2x-5x wider) are not far."""
+    from core import plan
+    from core.plan import Settings
+    for i in range(30):
+        Image.new("L", (60 + 10 * (i % 20), 40), 255).save(tmp_path / f"AB{i:02d}_{i}.png")
+    Image.new("L", (120, 1), 255).save(tmp_path / "CD12_1.png")
+    Image.new("L", (1920, 1080), 255).save(tmp_path / "CD21_2.png")
+    odd, looked = data.odd_sizes([str(p) for p in sorted(tmp_path.glob("*.png"))])
+    assert looked == 32 and sorted(os.path.basename(p) for p, _ in odd) == ["CD12_1.png", "CD21_2.png"]
+    said = []
+    plan.resolve_data(Settings().replace(TRAIN_DIR=str(tmp_path), CACHE_DIR=""), said.append)
+    assert any(line.startswith("  warning   2 of 32 images looked at are far from the others' size (") and
+               "CD12_1.png 120x1" in line and "is stretched to" in line for line in said), said
