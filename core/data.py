@@ -547,6 +547,9 @@ def with_extension(path, stems=None):
     return found[0] if len(found) == 1 else path
 
 
+SWAP_ROWS = 100  # lines of a labels.tsv enough to tell its columns swapped (checked when its first file is missing)
+
+
 def read_tsv(folder, tsv):
     """[(path, label)] from a labels.tsv (rules in read_labels; the labelling page reads it the same way)."""
     if not os.path.isfile(tsv):
@@ -563,7 +566,8 @@ def read_tsv(folder, tsv):
         column = e.start - raw.rfind(b"\n", 0, e.start)
         raise DataError(f"{tsv}:{line}: byte 0x{raw[e.start]:02x} at column {column} is not UTF-8; save the file "
                         f"as UTF-8 text (an editor's 'Save as ... UTF-8', or: iconv -f LATIN1 -t UTF-8)") from None
-    labels, where, bad, clashes, first, rows = {}, {}, [], {}, True, []  # rows: (path, label, line, extension)
+    labels, where, bad, clashes, first = {}, {}, [], {}, True
+    rows = []  # the first SWAP_ROWS lines: (path, label, line number, whether the name has an image extension)
     stems = Stems()
     for n, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")
@@ -583,7 +587,8 @@ def read_tsv(folder, tsv):
             bad.append(f"line {n}: {line[:60]!r}")
             continue
         label = unicodedata.normalize("NFC", fields[1].strip())  # é typed as e + accent (macOS names) is one character
-        rows.append((key, label, n, typed))
+        if len(rows) < SWAP_ROWS:
+            rows.append((key, label, n, typed))
         if key not in labels:
             labels[key], where[key] = label, n
         elif labels[key] != label:
@@ -592,15 +597,13 @@ def read_tsv(folder, tsv):
         hint = " (separated by a comma or spaces? use one TAB)" if any("," in b or " " in b for b in bad) else ""
         raise DataError(f"{tsv}: {len(bad)} {'lines are' if len(bad) > 1 else 'line is'} not 'file<TAB>label'{hint}: "
                         f"{'; '.join(bad[:SHOW_FILES])}{'; ...' if len(bad) > SHOW_FILES else ''}")
-    rows = rows[:100]  # enough to tell a swapped file (checked only when its first file is missing)
     swapped = [(k, t, n) for k, t, n, typed in rows if not typed and not os.path.lexists(k) and t and os.path.isfile(
         with_extension(os.path.join(folder, t), stems))] if rows and not os.path.lexists(rows[0][0]) else []
     if swapped and len(swapped) >= len(rows) / 2:
         key, label, n = swapped[0]
         raise DataError(f"{tsv}: in {len(swapped)} of its first {len(rows)} lines the second column names a file of "
-                        f"the folder "
-                        f"and the first does not (line {n}: {os.path.relpath(key, folder)!r} then {label!r}): a "
-                        f"line is 'file<TAB>label', the file first")
+                        f"the folder and the first does not (line {n}: {os.path.relpath(key, folder)!r} then "
+                        f"{label!r}): a line is 'file<TAB>label', the file first")
     if clashes:
         shown = "; ".join(f"{os.path.relpath(k, folder)} ({', '.join(v)})"
                           for k, v in list(clashes.items())[:SHOW_FILES])
@@ -1052,10 +1055,9 @@ def odd_sizes(paths, sample=1000, seed=0):
     """([(path, (width, height))], how many were looked at): of a seeded sample of `paths` (their headers only: a
     few ms for 1000), the images whose height or aspect ratio lies ODD_SIZE times or more from the sample's median
     (a 1-pixel-high strip, a screenshot among captchas): resized to the run's size, they are trained on stretched."""
-    import random
     from PIL import Image
 
-    chosen = random.Random(seed).sample(paths, min(sample, len(paths)))
+    chosen = take_sample(paths, sample, seed)
     sizes = []
     for path in chosen:
         with contextlib.suppress(Exception):  # unreadable files are named when the folder is loaded

@@ -80,6 +80,7 @@ def resolve_data(s, say=print):
         codec = data.Codec(charset, s.LENGTH or s.GEN_LENGTH, s.CASE_SENSITIVE)
         geometry = (s.IMAGE_WIDTH or s.GEN_WIDTH, s.IMAGE_HEIGHT or s.GEN_HEIGHT, s.CHANNELS or 1)
         inferred, folder = (), "ONLINE (generated: GEN_CHARSET, GEN_LENGTH, GEN_WIDTH x GEN_HEIGHT)"
+        odd, looked = [], 0
     else:
         folder = s.TRAIN_DIR
         codec, _ = data.infer_codec(folder, s.CHARSET, s.LENGTH, s.CASE_SENSITIVE, s.SKIP_BAD)
@@ -90,9 +91,9 @@ def resolve_data(s, say=print):
             found = data.infer_geometry(paths, height=s.IMAGE_HEIGHT)
             geometry = tuple(g or f for g, f in zip(geometry, found))
             inferred |= {"IMAGE"}
+        odd, looked = data.odd_sizes(paths)
     describe_data(folder, codec, inferred, geometry, say)
     width, height, channels = geometry
-    odd, looked = data.odd_sizes(paths) if not s.ONLINE else ([], 0)
     if odd:
         say(f"  warning   {len(odd)} of {looked} images looked at are far from the others' size ("
             + ", ".join(f"{os.path.basename(p)} {w}x{h}" for p, (w, h) in odd[:data.SHOW_FILES])

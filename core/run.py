@@ -154,7 +154,8 @@ def load_sets(r, opts, closing, lead, taught=None):
         + (f", test {test_folder(s)}: {len(r.test_set)} images (reported, never used to choose)" if r.test_set
            else ", no test folder (TEST_DIR)"))
     if r.pseudo is not None:
-        share, fill = min(r.pseudo.extra, len(r.pseudo)), r.pseudo.extra - min(r.pseudo.extra, len(r.pseudo))
+        share = min(r.pseudo.extra, len(r.pseudo))  # the rest of the epoch's extra images are labelled fillers
+        fill = r.pseudo.extra - share
         say(f"  unlabeled {len(r.pseudo)} images from {s.UNLABELED_DIR} (UNLABELED_DIR): up to "
             f"{share} pseudo-labelled images an epoch (PSEUDO_RATIO={s.PSEUDO_RATIO}"
             + (f"; {fill} more labelled ones fill the epoch" if fill else "") + "), read with "
