@@ -18,10 +18,12 @@ Each set is written to `<out>/<name>/{train,test}/` with the images' original by
 repository file each image is, and `<out>/<name>/set.json` what the set holds (read by --list).
 
 Labels come from the file names (each set's name pattern), or from a text file of one label a line that the name
-numbers (line_labels). Dropped, and counted: files whose name (or line) gives no label, labels with a character outside 0-9A-Za-z, unreadable images, Git LFS pointers, and exact duplicates
+numbers (line_labels). Dropped, and counted: files whose name (or line) gives no label, labels with a character outside 0-9A-Za-z (and
+the set's own alphabet, for a site that draws other letters), unreadable images, Git LFS pointers, and exact duplicates
 (the same bytes twice: the first in path order is kept, so no image is in both parts). The split is the
 repository's own where it has one, else a seeded shuffle (SEED) of the images in path order with TEST_FRACTION
-of them in test/: the same sources give the same split on any machine.
+of them in test/: the same sources give the same split on any machine. A set far larger than the others may
+keep a seeded sample of each part (sample), so that every suite point runs in minutes on a CPU.
 
 The two shared sets (../shared/datasets: captcha_images_v2, henan_digits) belong to the suite by reference:
 --list prints them, nothing copies them.
@@ -52,7 +54,8 @@ LFS_POINTER = b"version https://git-lfs"
 # folded: the set is read without case); fetch: what gets the pinned commit into a clone when a plain
 # `git clone` does not; test_paths: the repository's own test folders, if it has a split; line_labels: a text
 # file of the repository holding one label a line, the name pattern's group 1 then being the 1-based line number
-# (an image past the file's last label has none).
+# (an image past the file's last label has none); alphabet: characters a label may hold besides 0-9A-Za-z;
+# sample: (train, test), a seeded sample of each part (after the split) where the set is far larger than the others.
 SETS = [
     dict(name="lzu_digits", repo="HollowMan6/Captcha-Data-Set-Marking-Tool",
          commit="39777fe678c16a69a5f17c47e3fd3f7275912c21", license="GPL-3.0",
@@ -102,6 +105,20 @@ SETS = [
          about="the login captcha the repository's Agah_Captcha_Solver.py reads (its dataset-cat4): 4 digits, "
                "outlined or filled, in a colour on a plain background of another (dark or light), crossed by "
                "thin curves, 152x42 JPEG; labels2.txt gives the first 4099 images' labels, one a line"),
+    dict(name="rsce_colour", repo="maniotrix/Sample_Captcha_Data",
+         commit="65e4f4e5de693c05b90b0b1134b275144a709bf3", license="no license file",
+         paths=["data/samples"], name_pattern=r"^sleep\d+_([0-9a-z]+)\.png$", case=None,
+         about="a site's captcha (its code calls it 'rsce'; not named further): 5 of 23 letters and digits, each "
+               "in its own bright colour, some overlapping, on a grey-to-white gradient, 255x40; labelled by hand "
+               "(typed into sheets, then into the file names)"),
+    dict(name="fssp_cyrillic", repo="drandule/captcha_solver",
+         commit="579eefd7461022e052640297733e4fcf525668d2", license="no license file",
+         paths=["train", "test"], test_paths=["test"], name_pattern=r"^(.+)_num\d+\.jpg$", case=None,
+         alphabet="бвгдежклмнпрст", sample=(4000, 1000),
+         about="the Russian bailiffs' service's captcha (fssp.gov.ru/iss/ip): 5 of 7 digits and 14 Cyrillic "
+               "letters, thick handwriting-like glyphs in one colour over thin coloured curves on a plain "
+               "background, 200x60 JPEG; labels read from the site's audio captcha (per its README); a seeded "
+               "sample of 4000 of its 24 920 training and 1000 of its 13 418 test images"),
 ]
 
 # The shared sets, by reference (folder under --shared; read, never copied).
@@ -248,6 +265,14 @@ def split_items(items, spec):
             [it for i, it in enumerate(items) if i in test_ids])
 
 
+def sample_part(items, n):
+    """A seeded sample (SEED) of n of items, in their order; all of them when there are no more."""
+    if len(items) <= n:
+        return items
+    keep = set(random.Random(SEED).sample(range(len(items)), n))
+    return [it for i, it in enumerate(items) if i in keep]
+
+
 def describe(labels, infos):
     """charset, lengths and image sizes/modes of a list of labels and image infos."""
     lengths = collections.Counter(len(x) for x in labels)
@@ -315,7 +340,7 @@ def build_set(spec, mirrors, out, quiet=False):
             label = label.lower()
         if not label:
             dropped["no label in the name" if lines is None else f"no label in {spec['line_labels']}"] += 1
-        elif not set(label) <= TYPABLE:
+        elif not set(label) <= TYPABLE | set(spec.get("alphabet", "")):
             dropped["untypable label"] += 1
         else:
             keep.append((path, blob, label))
@@ -337,6 +362,8 @@ def build_set(spec, mirrors, out, quiet=False):
     if not items:
         raise SourceError(f"{spec['name']}: no labelled images left in {where} ({dict(dropped)})")
     train, test = split_items(items, spec)
+    if spec.get("sample"):
+        train, test = (sample_part(part, n) for part, n in zip((train, test), spec["sample"]))
 
     final = os.path.join(out, spec["name"])
     tmp = final + ".tmp"
@@ -360,7 +387,8 @@ def build_set(spec, mirrors, out, quiet=False):
                   paths=spec["paths"], about=spec["about"], case_folded=spec.get("case") is not None,
                   train=len(train), test=len(test), dropped=dict(dropped),
                   split=("repository's own" if spec.get("test_paths")
-                         else f"seeded shuffle, seed {SEED}, {TEST_FRACTION:.0%} test"),
+                         else f"seeded shuffle, seed {SEED}, {TEST_FRACTION:.0%} test")
+                  + (f"; a seeded sample of {spec['sample'][0]} / {spec['sample'][1]}" if spec.get("sample") else ""),
                   **describe([it[1] for it in items], [it[3] for it in items]))
     with open(os.path.join(tmp, "set.json"), "w", encoding="utf-8") as f:
         json.dump(record, f, indent=1)

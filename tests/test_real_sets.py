@@ -144,3 +144,33 @@ def test_labels_one_a_line_in_a_text_file(tmp_path):
         for name, label in read_part(tmp_path / "out" / "fake" / part)[0]:
             read[label] = (tmp_path / "out" / "fake" / part / name).read_bytes()
     assert read == {label: png(label, i) for i, label in enumerate(LABELS[:6], 1)}
+
+
+def test_a_set_of_another_alphabet_and_a_sampled_part(tmp_path):
+    """A set whose labels hold letters of another script keeps them where its alphabet names them (dropped
+    otherwise); a set far larger than the others keeps a seeded sample of each part, the same on every build."""
+    mirrors = tmp_path / "mirrors"
+    fill(str(mirrors / "fake-captchas"))
+    extra = {"ЖБ12-30.png": png("ZB12", 30), "ДЖ34-31.png": png("DZ34", 31)}
+    for name, data in extra.items():
+        with open(os.path.join(mirrors, "fake-captchas", "caps", "a", name), "wb") as f:
+            f.write(data)
+    latin = dict(spec(), name_pattern=r"^([0-9A-Za-zЖБД!]+)-\d+\.png$")
+    record = real_sets.build_set(latin, str(mirrors), str(tmp_path / "latin"), quiet=True)
+    assert record["dropped"]["untypable label"] == 3 and record["train"] + record["test"] == 12
+    cyrillic = dict(latin, alphabet="ЖБД")
+    record = real_sets.build_set(cyrillic, str(mirrors), str(tmp_path / "cyr"), quiet=True)
+    assert record["dropped"]["untypable label"] == 1 and record["train"] + record["test"] == 14
+    assert {"Ж", "Б", "Д"} <= set(record["charset"])
+    rows = [r for part in ("train", "test") for r in read_part(tmp_path / "cyr" / "fake" / part)[0]]
+    assert sorted(label for _, label in rows if not label.isascii()) == ["ДЖ34", "ЖБ12"]
+
+    sampled = dict(cyrillic, sample=(5, 2))
+    for out in ("s1", "s2"):
+        record = real_sets.build_set(sampled, str(mirrors), str(tmp_path / out), quiet=True)
+        assert (record["train"], record["test"]) == (5, 2) and "a seeded sample of 5 / 2" in record["split"]
+    for part in ("train", "test"):
+        assert ((tmp_path / "s1" / "fake" / part / "labels.tsv").read_text()
+                == (tmp_path / "s2" / "fake" / part / "labels.tsv").read_text())
+    full = {label for _, label in read_part(tmp_path / "cyr" / "fake" / "train")[0]}
+    assert {label for _, label in read_part(tmp_path / "s1" / "fake" / "train")[0]} <= full
