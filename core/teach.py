@@ -358,7 +358,12 @@ def missing_from_labels(s, paths, labels, codec, say=print):
     teacher cannot tell case), and the run adds both cases."""
     readings = _readings(read(s, sample_of(paths), None, say))
     lo, hi = codec.length
-    digits, letters = any(c.isdigit() for c in codec.charset), any(c.isalpha() for c in codec.charset)
+    # the teacher reads Latin letters: they are of the labels' kind only where the labels hold Latin letters (a
+    # charset of Cyrillic letters and digits gains no 'x' from its 'х' read so); labels of another script get no
+    # warning that they hold no letter
+    digits = any(c.isascii() and c.isdigit() for c in codec.charset)
+    letters = any(c.isascii() and c.isalpha() for c in codec.charset)
+    script = any(c.isalpha() and not c.isascii() for c in codec.charset)
     case = {c.islower() for c in codec.charset if c.isalpha()}  # {True}: the labels' letters are all lower case
     fold = (str.lower if case == {True} or both_cases(codec) else str.upper if case == {False} else str)
     counts, other = collections.Counter(), collections.Counter()
@@ -368,7 +373,7 @@ def missing_from_labels(s, paths, labels, codec, say=print):
         counts.update({fold(c) for c in text if not (c in codec.index or c.swapcase() in codec.index)
                        and (c.isascii() and c.isdigit() and digits or c.isascii() and c.isalpha() and letters)})
         other.update({"digit" if c.isdigit() else "letter" for c in text if c.isascii() and c.isalnum()
-                      and not (c.isdigit() and digits or c.isalpha() and letters)})
+                      and not (c.isdigit() and digits or c.isalpha() and (letters or script))})
     for kind, k in sorted(other.items()):  # labels of digits alone on captchas that show letters, or the reverse
         if k >= MISSING_TIMES and k >= OTHER_KIND_SHARE * len(confident):
             say(f"  warning   the teacher reads {kind}s in {k} of the {len(confident)} unlabelled images it reads "

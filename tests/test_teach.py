@@ -223,6 +223,23 @@ def test_few_labels_a_character_the_teacher_reads_that_no_label_holds_joins_the_
     assert said[0].startswith("  charset   + 'Ww': the teacher reads 'w' in 6 (either case) of 1 unlabelled images")
 
 
+def test_few_labels_of_another_script_gain_no_latin_letter(monkeypatch):
+    """Labels of digits and Cyrillic letters (a site that draws 'ж', 'х'): the teacher reads Latin letters only, so
+    its 'x' for a Cyrillic letter is of no kind the labels hold: not added, and no warning that the labels hold no
+    letter; a digit the labels lack is still found."""
+    from core import data, teach
+    from core.plan import Settings
+
+    read = ["x245", "2x45", "4x52", "xx24", "5x42", "9x87", "1245", "2154", "4125", "5142", "2451"]
+    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: [(t, 0.99, "") for t in read])
+    s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5, UNLABELED_DIR="mine")
+    paths = [f"{i}.png" for i in range(len(read))]
+    said = []
+    codec = data.Codec("2456789жхб", 4)
+    assert teach.missing_from_labels(s, paths, ["24жх", "56бж"], codec, said.append) == [("1", 5)]
+    assert said == []
+
+
 def test_few_labels_a_character_only_the_test_folder_and_the_teacher_show_joins_the_charset_before_the_sets_load(
         tmp_path):
     """A user's 12 labels (digits, lower-case letters) lack the 'w' that 6 of the 24 unlabelled images and a test image show: the
