@@ -226,7 +226,11 @@ class PseudoLabels:
         x, labels, lengths = (torch.cat(t) for t in zip(*parts))
         if len(x):
             return x, labels, lengths, 1.0
-        return STRONG(xu[:1]), lu[:1], nu[:1].clamp(min=1), 0.0
+        # the row's label: a one-character text of the charset's first character (an unlabelled row holds padding,
+        # the class past a CTC head's last: a target out of range that the CPU's ctc_loss writes past its buffer for)
+        row = torch.full_like(lu[:1], self.codec.pad)
+        row[:, 0] = 0
+        return STRONG(xu[:1]), row, torch.ones_like(nu[:1]), 0.0
 
     def report(self):
         """Online: 'N of M unlabelled images read ... trained on' since the last report (and reset), or ''."""

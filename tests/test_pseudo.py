@@ -273,6 +273,15 @@ def test_online_relabel_reads_the_unlabelled_rows():
     assert pseudo.report().startswith("online pseudo-labels: 2 of the 3 unlabelled images this epoch trained on")
     out, rows, n, scale = pseudo.relabel(Reader(), fixed_decode, x[3:], labels[3:], lengths[3:], None)
     assert len(out) == 1 and scale == 0.0 and n.tolist() == [1]
+    # ... whose label is a text of the charset for every head, though the unlabelled row holds padding: a CTC
+    # target past the last class made the CPU's ctc_loss write past its buffer (a crash a few steps later)
+    padded = torch.full((1, 2), codec.pad)
+    out, rows, n, scale = pseudo.relabel(Reader(), fixed_decode, x[3:], padded, lengths[3:], None)
+    assert scale == 0.0 and rows.tolist() == [[0, codec.pad]] and n.tolist() == [1]
+    from models.losses import ctc_loss, ctc_targets
+    assert ctc_targets(rows, n).tolist() == [1]
+    loss = ctc_loss(torch.zeros(1, 4, len(codec.charset) + 1, requires_grad=True), rows, n) * scale
+    loss.backward()
 
 
 def test_unlabeled_dir_too_large_for_memory(tmp_path, monkeypatch):
