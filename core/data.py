@@ -529,10 +529,8 @@ class Stems:
         if folder not in self.folders:
             index = collections.defaultdict(list)
             with contextlib.suppress(OSError):
-                for name in os.listdir(folder or "."):
-                    base, ext = os.path.splitext(name)
-                    if ext.lower() in IMAGE_EXTENSIONS and not name.startswith("."):
-                        index[base].append(os.path.join(folder, name))
+                for name in image_names(folder or "."):
+                    index[os.path.splitext(name)[0]].append(os.path.join(folder, name))
             self.folders[folder] = index
         return sorted(self.folders[folder].get(stem, []))
 
