@@ -15,7 +15,8 @@ import sys
 CHARSET = "infer"         # characters a label may contain, in class order; "infer" = those of TRAIN_DIR's labels
 CASE_SENSITIVE = True     # False: labels are upper-cased (and so is CHARSET) before training and scoring
 LENGTH = 0                # characters per label; a tuple (min, max) allows variable lengths; 0 = from the labels
-IMAGE_WIDTH = 0           # pixels the model sees; 0 = from the images (their aspect ratio kept, a multiple of 8)
+IMAGE_WIDTH = 0           # pixels the model sees; 0 = from the images (their aspect ratio kept, a multiple of 8, at
+                          # least 18 pixels a character of the longest label, 32 where labels vary in length)
 IMAGE_HEIGHT = 0          # pixels; 0 = from the images (the height of the larger ones, brought into 32-64)
 CHANNELS = 0              # 1 = grey, 3 = colour (RGB); 0 = colour if the images are coloured, else grey
 VALIDATION = 0.1          # fraction of TRAIN_DIR held out (seeded by SEED) to pick the best checkpoint and to stop

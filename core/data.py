@@ -686,6 +686,25 @@ def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
     return Codec(charset, length, case_sensitive), "\n".join(said)
 
 
+RARE_CASE = 0.25  # letters held in both cases whose rarer case is at most this share of the other look like slips
+
+
+def rare_case(texts):
+    """[(letter in its rarer case, its count, the other case's count)], commonest first, when the labels `texts`
+    hold letters in both cases, one case rarely: the rarer cases of all such letters together at most RARE_CASE as
+    many characters as their other cases, and none of them over half as many as its other case (a labeller's stray
+    capitals, or a captcha drawn in one case labelled now and then in the other). [] when no letter is held in both
+    cases, or the labels hold both cases alike (a captcha that draws both)."""
+    counts = collections.Counter(c for t in texts for c in t if c != c.swapcase())
+    found = []
+    for low in sorted({c.lower() for c in counts if c.swapcase() in counts}):
+        rare, common = sorted((low, low.upper()), key=lambda c: counts[c])
+        found.append((rare, counts[rare], counts[common]))
+    if any(n > k / 2 for _, n, k in found) or sum(n for _, n, _ in found) > RARE_CASE * sum(k for _, _, k in found):
+        return []
+    return sorted(found, key=lambda f: -f[1])
+
+
 def _unopenable(path):
     """True if `path` is missing or does not open as an image within MAX_PIXELS (its header only: cheap)."""
     try:
@@ -1044,6 +1063,15 @@ def unlabeled_images(folder, exclude=(), truth_from_names=False):
 # --- image geometry from the data ------------------------------------------------------------------------
 
 MIN_HEIGHT, MAX_HEIGHT = 32, 64  # heights the models read well: >= 2 rows after their /16, and cheap on a CPU
+# pixels of input width a character of the longest label gets at least: long text in a small image is stretched to
+# it. A fixed length: 18 (2.25 of the CTC heads' 8-pixel columns, the tightest of the real-set suite: henan_digits'
+# 4 digits at 72x32, 99.95 %; stretched to 96, 99.80 %; lzu_digits' 5 at 104x32, 100 labels 96.30 %, at 120 95.20 %);
+# decoding kept to that length splits a doubled character the columns blur. Generated 8-character captchas of 100x30
+# read 3.4 % at the 104x32 their aspect ratio gives, 16.6 % at 144. Labels of several lengths: 32 (4 columns), since
+# nothing then tells a doubled letter from a single one but a blank column between the two: jaccount (4-5 letters in
+# the left two thirds of 100x40), all labels, 94.12 % at 96x40 (most misses a doubled letter read once), 97.55 % at
+# 120, 99.02 % at 160 (BENCHMARKS.md)
+CHAR_WIDTH, CHAR_WIDTH_VARIABLE = 18, 32
 
 
 ODD_SIZE = 4.0  # an image whose height or aspect ratio is this many times off the others' median is far from them
@@ -1069,13 +1097,15 @@ def odd_sizes(paths, sample=1000, seed=0):
     return [(p, (w, h)) for p, (w, h) in sizes if off(h, tall) or (h and off(w / h, wide))], len(sizes)
 
 
-def infer_geometry(paths, sample=200, seed=0, height=0):
+def infer_geometry(paths, sample=200, seed=0, height=0, length=(0, 0)):
     """(width, height, channels) for images like those at `paths` (a seeded sample of them is opened): the height
     of the larger images (the 90th percentile of the sample) brought into MIN_HEIGHT..MAX_HEIGHT (or `height`, when
     set), the width that keeps the median aspect ratio at that height, rounded to a multiple of 8 (CTC heads read
-    columns of 8 pixels); colour (3) when the sampled images carry colour, else grey (1). A folder of one size gets
-    that size; one that mixes sizes is read at its larger images' height, whose detail a smaller input would lose
-    (the median read a mix of 30-, 24- and 80-pixel-high styles at 32 pixels)."""
+    columns of 8 pixels), and at least CHAR_WIDTH pixels (CHAR_WIDTH_VARIABLE where `length`, the labels' (shortest,
+    longest), holds several) for each character of the longest label; colour
+    (3) when the sampled images carry colour, else grey (1). A folder of one size gets that size; one that mixes
+    sizes is read at its larger images' height, whose detail a smaller input would lose (the median read a mix of
+    30-, 24- and 80-pixel-high styles at 32 pixels)."""
     import random
 
     listed, paths = paths, [p for p in paths if os.path.isfile(p)]
@@ -1098,5 +1128,7 @@ def infer_geometry(paths, sample=200, seed=0, height=0):
     tall = float(np.percentile([s[0] for s in sizes], 90))
     aspect = float(np.median([s[1] / s[0] for s in sizes]))
     height = height or int(round(min(MAX_HEIGHT, max(MIN_HEIGHT, tall))))
-    width = max(16, int(round(aspect * height / 8)) * 8)
+    shortest, longest = length
+    least = (CHAR_WIDTH if shortest == longest else CHAR_WIDTH_VARIABLE) * longest
+    width = max(16, int(round(aspect * height / 8)) * 8, -(-least // 8) * 8)
     return width, height, 3 if coloured > len(sizes) // 2 else 1

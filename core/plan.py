@@ -80,20 +80,31 @@ def resolve_data(s, say=print):
         codec = data.Codec(charset, s.LENGTH or s.GEN_LENGTH, s.CASE_SENSITIVE)
         geometry = (s.IMAGE_WIDTH or s.GEN_WIDTH, s.IMAGE_HEIGHT or s.GEN_HEIGHT, s.CHANNELS or 1)
         inferred, folder = (), "ONLINE (generated: GEN_CHARSET, GEN_LENGTH, GEN_WIDTH x GEN_HEIGHT)"
-        odd, looked = [], 0
+        odd, looked, stray = [], 0, []
     else:
         folder = s.TRAIN_DIR
         codec, _ = data.infer_codec(folder, s.CHARSET, s.LENGTH, s.CASE_SENSITIVE, s.SKIP_BAD)
         inferred = {n for n, v in (("CHARSET", s.CHARSET == "infer"), ("LENGTH", not s.LENGTH)) if v}
         geometry = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)
-        paths = [p for p, _ in data.read_labels(folder)]
+        items = data.read_labels(folder)
+        paths = [p for p, _ in items]
+        stray = (data.rare_case([t for _, t in items]) if codec.case_sensitive and s.CHARSET == "infer"
+                 and "CASE_SENSITIVE" not in config.given() else [])
         if not all(geometry):
-            found = data.infer_geometry(paths, height=s.IMAGE_HEIGHT)
+            found = data.infer_geometry(paths, height=s.IMAGE_HEIGHT, length=codec.length)
             geometry = tuple(g or f for g, f in zip(geometry, found))
             inferred |= {"IMAGE"}
         odd, looked = data.odd_sizes(paths)
     describe_data(folder, codec, inferred, geometry, say)
     width, height, channels = geometry
+    if stray:
+        rare = {r for r, _, _ in stray}
+        holding = sum(not rare.isdisjoint(t) for _, t in items)
+        say(f"  warning   the labels hold {len(stray)} letters in both cases, each mostly in one ("
+            + ", ".join(f"{r!r} {n} times beside {r.swapcase()!r} {k}" for r, n, k in stray[:data.SHOW_FILES])
+            + f"{', ...' if len(stray) > data.SHOW_FILES else ''}; in {holding} of {len(items)} labels): if the "
+              f"captcha draws them in one case, or the site takes its answer without case, train without case: "
+              f"--case_sensitive=0 (--case_sensitive=1 keeps them apart and this quiet)")
     if odd:
         say(f"  warning   {len(odd)} of {looked} images looked at are far from the others' size ("
             + ", ".join(f"{os.path.basename(p)} {w}x{h}" for p, (w, h) in odd[:data.SHOW_FILES])

@@ -213,7 +213,7 @@ def teach_unlabelled(s, say=print):
         f"(TEACHER_THRESHOLD) are the training labels; {inferred.description}")
     geometry = (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS)
     if not all(geometry):
-        found = data.infer_geometry(kept, height=s.IMAGE_HEIGHT)
+        found = data.infer_geometry(kept, height=s.IMAGE_HEIGHT, length=codec.length)
         geometry = tuple(g or f for g, f in zip(geometry, found))
     width, height, channels = geometry
     s = s.replace(CHARSET=codec.charset, LENGTH=codec.length if codec.variable else codec.length[0],

@@ -338,6 +338,25 @@ def test_inferred_geometry(tmp_path, size, mode, expect):
     assert data.infer_geometry(paths, height=64)[:2] == (max(16, round(size[0] * 64 / size[1] / 8) * 8), 64)
 
 
+def test_inferred_width_gives_each_character_of_the_longest_label_its_pixels(tmp_path):
+    """Long text in a small image is stretched to data.CHAR_WIDTH pixels a character (CHAR_WIDTH_VARIABLE where
+    the labels have several lengths), however the images' aspect ratio falls: 8 characters in 100x30 get 144 pixels
+    instead of 104, 6 in a tall 60x120 image 112 instead of 32 (a CTC head of 4 columns cannot emit 6 characters),
+    4-5 in 100x40 160 instead of 96; short labels keep the width the aspect ratio gives."""
+    from PIL import Image
+    for size, length, expect in [((100, 30), (8, 8), (144, 32)), ((100, 30), (4, 4), (104, 32)),
+                                 ((60, 120), (6, 6), (112, 64)), ((100, 40), (4, 5), (160, 40)),
+                                 ((300, 80), (4, 8), (256, 64)), ((100, 30), (0, 0), (104, 32))]:
+        folder = tmp_path / f"{size[0]}x{size[1]}-{length[0]}-{length[1]}"
+        folder.mkdir()
+        paths = []
+        for i in range(3):
+            paths.append(str(folder / f"A{i}.png"))
+            Image.new("L", size, 128).save(paths[-1])
+        assert data.infer_geometry(paths, length=length)[:2] == expect, (size, length)
+    assert (data.CHAR_WIDTH, data.CHAR_WIDTH_VARIABLE) == (18, 32)
+
+
 def test_inferred_geometry_of_a_folder_mixing_sizes_follows_its_larger_images(tmp_path):
     """Three styles, most of them small (70x30, 72x24) and a fifth large (240x80): the input is as high as the large
     ones (capped at 64), not the median's 32 rows that would shrink them threefold; the width keeps the median
