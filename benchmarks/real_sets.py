@@ -111,6 +111,13 @@ SETS = [
          about="a site's captcha (its code calls it 'rsce'; not named further): 5 of 23 letters and digits, each "
                "in its own bright colour, some overlapping, on a grey-to-white gradient, 255x40; labelled by hand "
                "(typed into sheets, then into the file names)"),
+    dict(name="jaccount", repo="fztfztfztfzt/jaccount-captcha",
+         commit="7761fbec98d71b51df21a102b128bc6b4fc1a0e5", license="MIT",
+         paths=["data"], name_pattern=r"^([0-9A-Za-z]+)\.png$", case="lower",
+         about="Shanghai Jiao Tong University's jAccount login captcha (per its README; the repository is a browser "
+               "extension that reads it): 4 or 5 small letters, each upright or italic, regular or bold, in one "
+               "colour on white, 100x40 JPEG files named .png; labels lower case (91 of the 1018 names type a letter "
+               "as a capital that the image draws small)"),
     dict(name="fssp_cyrillic", repo="drandule/captcha_solver",
          commit="579eefd7461022e052640297733e4fcf525668d2", license="no license file",
          paths=["train", "test"], test_paths=["test"], name_pattern=r"^(.+)_num\d+\.jpg$", case=None,
