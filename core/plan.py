@@ -99,12 +99,14 @@ def resolve_data(s, say=print):
     width, height, channels = geometry
     if stray:
         rare = {r for r, _, _ in stray}
-        holding = sum(not rare.isdisjoint(t) for _, t in items)
+        holding = [(p, t) for p, t in items if not rare.isdisjoint(t)]
         say(f"  warning   the labels hold {len(stray)} letters in both cases, each mostly in one ("
             + ", ".join(f"{r!r} {n} times beside {r.swapcase()!r} {k}" for r, n, k in stray[:data.SHOW_FILES])
-            + f"{', ...' if len(stray) > data.SHOW_FILES else ''}; in {holding} of {len(items)} labels): if the "
-              f"captcha draws them in one case, or the site takes its answer without case, train without case: "
-              f"--case_sensitive=0 (--case_sensitive=1 keeps them apart and this quiet)")
+            + f"{', ...' if len(stray) > data.SHOW_FILES else ''}) in {len(holding)} of {len(items)} labels ("
+            + ", ".join(f"{os.path.basename(p)} {t!r}" for p, t in holding[:data.SHOW_FILES])
+            + f"{', ...' if len(holding) > data.SHOW_FILES else ''}): if the captcha draws them in one case, correct "
+              f"those labels, or train without case, --case_sensitive=0 (it reads capitals; a site that takes its "
+              f"answer without case accepts them); --case_sensitive=1 keeps them apart and this quiet")
     if odd:
         say(f"  warning   {len(odd)} of {looked} images looked at are far from the others' size ("
             + ", ".join(f"{os.path.basename(p)} {w}x{h}" for p, (w, h) in odd[:data.SHOW_FILES])
