@@ -1064,13 +1064,13 @@ def unlabeled_images(folder, exclude=(), truth_from_names=False):
 
 MIN_HEIGHT, MAX_HEIGHT = 32, 64  # heights the models read well: >= 2 rows after their /16, and cheap on a CPU
 # pixels of input width a character of the longest label gets at least: long text in a small image is stretched to
-# it. A fixed length: 18 (2.25 of the CTC heads' 8-pixel columns, the tightest of the real-set suite: henan_digits'
+# it. A fixed length: 18 (2.25 of the CTC heads' 8-pixel columns), the tightest of the real-set suite (henan_digits'
 # 4 digits at 72x32, 99.95 %; stretched to 96, 99.80 %; lzu_digits' 5 at 104x32, 100 labels 96.30 %, at 120 95.20 %);
-# decoding kept to that length splits a doubled character the columns blur. Generated 8-character captchas of 100x30
-# read 3.4 % at the 104x32 their aspect ratio gives, 16.6 % at 144. Labels of several lengths: 32 (4 columns), since
-# nothing then tells a doubled letter from a single one but a blank column between the two: jaccount (4-5 letters in
-# the left two thirds of 100x40), all labels, 94.12 % at 96x40 (most misses a doubled letter read once), 97.55 % at
-# 120, 99.02 % at 160 (BENCHMARKS.md)
+# there decoding is kept to that length. Generated 8-character captchas of 100x30 read 3.4 % at the 104x32 their
+# aspect ratio gives, 16.6 % at 144. Labels of several lengths: 32 (4 columns), since a reading a letter short is then
+# a reading like any other and a doubled letter needs a blank column between its two: jaccount (4-5 letters in about
+# the left two thirds of 100x40), all labels, 94.12 % at 96x40 (11 of its 12 misses a letter short, 4 of them a
+# doubled one), 97.55 % at 120, 99.02 % at 160 (BENCHMARKS.md)
 CHAR_WIDTH, CHAR_WIDTH_VARIABLE = 18, 32
 
 
@@ -1102,10 +1102,10 @@ def infer_geometry(paths, sample=200, seed=0, height=0, length=(0, 0)):
     of the larger images (the 90th percentile of the sample) brought into MIN_HEIGHT..MAX_HEIGHT (or `height`, when
     set), the width that keeps the median aspect ratio at that height, rounded to a multiple of 8 (CTC heads read
     columns of 8 pixels), and at least CHAR_WIDTH pixels (CHAR_WIDTH_VARIABLE where `length`, the labels' (shortest,
-    longest), holds several) for each character of the longest label; colour
-    (3) when the sampled images carry colour, else grey (1). A folder of one size gets that size; one that mixes
-    sizes is read at its larger images' height, whose detail a smaller input would lose (the median read a mix of
-    30-, 24- and 80-pixel-high styles at 32 pixels)."""
+    longest), holds several) for each character of the longest label; colour (3) when the sampled images carry
+    colour, else grey (1). A folder of one size gets that size; one that mixes sizes is read at its larger images'
+    height, whose detail a smaller input would lose (the median read a mix of 30-, 24- and 80-pixel-high styles at
+    32 pixels)."""
     import random
 
     listed, paths = paths, [p for p in paths if os.path.isfile(p)]
