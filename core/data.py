@@ -610,6 +610,12 @@ def read_tsv(folder, tsv):
     return list(labels.items())
 
 
+def common_lengths(lengths):
+    """The label lengths held by at least 2 labels and RARE_LENGTH of them, sorted (a mistyped label's is not)."""
+    counts = collections.Counter(lengths)
+    return sorted(n for n, k in counts.items() if k >= max(2, RARE_LENGTH * sum(counts.values())))
+
+
 def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
     """A Codec for `folder`'s labels: charset "infer" reads the characters from the labels (sorted), length 0
     reads (shortest, longest). Returns (codec, what was inferred, as text for the user; "" if nothing).
@@ -649,8 +655,7 @@ def infer_codec(folder, charset, length, case_sensitive=True, skip_bad=False):
             problems.append(_problem(f"labels hold {''.join(sorted(chars))!r}",
                                      [f"{os.path.basename(p)} ({t!r})" for p, t in items if p in odd]))
     if not length:
-        counts = collections.Counter(len(t) for p, t in items if p not in odd)
-        common = [n for n, k in counts.items() if k >= max(2, RARE_LENGTH * sum(counts.values()))]
+        common = common_lengths(len(t) for p, t in items if p not in odd)
         if common:
             far = [(p, t) for p, t in items if p not in odd and
                    (len(t) < min(common) - 1 or len(t) > max(common) + 1)]
@@ -1102,10 +1107,10 @@ def infer_geometry(paths, sample=200, seed=0, height=0, length=(0, 0)):
     of the larger images (the 90th percentile of the sample) brought into MIN_HEIGHT..MAX_HEIGHT (or `height`, when
     set), the width that keeps the median aspect ratio at that height, rounded to a multiple of 8 (CTC heads read
     columns of 8 pixels), and at least CHAR_WIDTH pixels (CHAR_WIDTH_VARIABLE where `length`, the labels' (shortest,
-    longest), holds several) for each character of the longest label; colour (3) when the sampled images carry
-    colour, else grey (1). A folder of one size gets that size; one that mixes sizes is read at its larger images'
-    height, whose detail a smaller input would lose (the median read a mix of 30-, 24- and 80-pixel-high styles at
-    32 pixels)."""
+    longest) common lengths, holds several) for each character of the longest; colour (3) when the sampled images
+    carry colour, else grey (1). A folder of one size gets that size; one that mixes sizes is read at its larger
+    images' height, whose detail a smaller input would lose (the median read a mix of 30-, 24- and 80-pixel-high
+    styles at 32 pixels)."""
     import random
 
     listed, paths = paths, [p for p in paths if os.path.isfile(p)]

@@ -91,7 +91,9 @@ def resolve_data(s, say=print):
         stray = (data.rare_case([t for _, t in items]) if codec.case_sensitive and s.CHARSET == "infer"
                  and "CASE_SENSITIVE" not in config.given() else [])
         if not all(geometry):
-            found = data.infer_geometry(paths, height=s.IMAGE_HEIGHT, length=codec.length)
+            common = [] if s.LENGTH else data.common_lengths(len(t) for _, t in items)  # not a mistyped label's
+            lengths = (common[0], common[-1]) if common else codec.length
+            found = data.infer_geometry(paths, height=s.IMAGE_HEIGHT, length=lengths)
             geometry = tuple(g or f for g, f in zip(geometry, found))
             inferred |= {"IMAGE"}
         odd, looked = data.odd_sizes(paths)

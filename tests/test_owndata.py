@@ -357,6 +357,24 @@ def test_inferred_width_gives_each_character_of_the_longest_label_its_pixels(tmp
     assert (data.CHAR_WIDTH, data.CHAR_WIDTH_VARIABLE) == (18, 32)
 
 
+def test_one_mistyped_label_of_another_length_does_not_widen_the_input(tmp_path):
+    """The width floor follows the lengths the labels hold in common: 40 labels of 4 characters and one typed with 5
+    keep the 96x35 of their aspect ratio (the codec still allows 4-5); 20 of each length are labels that vary in
+    length and get CHAR_WIDTH_VARIABLE pixels for each of 5 characters."""
+    from PIL import Image
+    from core import plan
+    from core.plan import Settings
+    words = ["".join("abcdefgh"[(i * 7 + j * 3) % 8] for j in range(5)) for i in range(40)]
+    for name, texts, width in [("typo", [w[:4] for w in words] + ["abcde"], 96),
+                               ("both", [w[:4 + i % 2] for i, w in enumerate(words)], 160)]:
+        folder = tmp_path / name
+        folder.mkdir()
+        for i, text in enumerate(texts):
+            Image.new("L", (96, 35), 255).save(folder / f"{text}_{i}.png")
+        s, codec = plan.resolve_data(Settings().replace(TRAIN_DIR=str(folder), CACHE_DIR=""), lambda *a: None)
+        assert codec.length == (4, 5) and (s.IMAGE_WIDTH, s.IMAGE_HEIGHT) == (width, 35), name
+
+
 def test_inferred_geometry_of_a_folder_mixing_sizes_follows_its_larger_images(tmp_path):
     """Three styles, most of them small (70x30, 72x24) and a fifth large (240x80): the input is as high as the large
     ones (capped at 64), not the median's 32 rows that would shrink them threefold; the width keeps the median
