@@ -102,18 +102,16 @@ def resolve_data(s, say=print):
     if stray:
         rare = {r for r, _, _ in stray}
         holding = [(p, t) for p, t in items if not rare.isdisjoint(t)]
-        say(f"  warning   the labels hold {len(stray)} letters in both cases, each mostly in one ("
-            + ", ".join(f"{r!r} {n} times beside {r.swapcase()!r} {k}" for r, n, k in stray[:data.SHOW_FILES])
-            + f"{', ...' if len(stray) > data.SHOW_FILES else ''}) in {len(holding)} of {len(items)} labels ("
-            + ", ".join(f"{os.path.basename(p)} {t!r}" for p, t in holding[:data.SHOW_FILES])
-            + f"{', ...' if len(holding) > data.SHOW_FILES else ''}): if the captcha draws them in one case, correct "
-              f"those labels, or train without case, --case_sensitive=0 (it reads capitals; a site that takes its "
-              f"answer without case accepts them); --case_sensitive=1 keeps them apart and this quiet")
+        letters = data.file_list([f"{r!r} {n} times beside {r.swapcase()!r} {k}" for r, n, k in stray])
+        files = data.file_list([f"{os.path.basename(p)} {t!r}" for p, t in holding])
+        say(f"  warning   the labels hold {len(stray)} letters in both cases, each mostly in one ({letters}) in "
+            f"{len(holding)} of {len(items)} labels ({files}): if the captcha draws them in one case, correct those "
+            f"labels, or train without case, --case_sensitive=0 (it reads capitals; a site that takes its answer "
+            f"without case accepts them); --case_sensitive=1 keeps them apart and this quiet")
     if odd:
-        say(f"  warning   {len(odd)} of {looked} images looked at are far from the others' size ("
-            + ", ".join(f"{os.path.basename(p)} {w}x{h}" for p, (w, h) in odd[:data.SHOW_FILES])
-            + f"{', ...' if len(odd) > data.SHOW_FILES else ''}): each is stretched to {width}x{height}; if they are "
-              f"not captchas of this kind, remove them")
+        far = data.file_list([f"{os.path.basename(p)} {w}x{h}" for p, (w, h) in odd])
+        say(f"  warning   {len(odd)} of {looked} images looked at are far from the others' size ({far}): each is "
+            f"stretched to {width}x{height}; if they are not captchas of this kind, remove them")
     return s.replace(CHARSET=codec.charset, LENGTH=codec.length if codec.variable else codec.length[0],
                      IMAGE_WIDTH=width, IMAGE_HEIGHT=height, CHANNELS=channels), codec
 
