@@ -48,6 +48,9 @@ TEACHER = "auto"          # "ddddocr": a pretrained general reader (pip install 
                           # labels). "auto": ddddocr where it is installed, for a run with some labels and for the
                           # labelling page (a run with no labels names it); "" = none
 TEACHER_THRESHOLD = 0.5   # a teacher's reading is used when it reads it with at least this sequence confidence (0-1)
+TEACHER_MARGIN = -1.0     # a border the teacher reads each image with, left and right, in the image's edge colour, as
+                          # a fraction of its height (text touching an edge loses its first or last character without
+                          # one); -1 = the one of 0, 0.25, 0.5, 1 that it reads a sample of the images most surely with
 
 # --- generated captchas (captchaGenerator.py, and ONLINE training) -----------------------------------------
 GEN_CHARSET = string.digits + string.ascii_uppercase  # characters drawn from
@@ -342,6 +345,8 @@ _RANGES = {
     "CENTER_LR": (lambda v: 0 <= v <= 1, "from 0 to 1"),
     "PSEUDO_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.9"),
     "TEACHER_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.5"),
+    "TEACHER_MARGIN": (lambda v: v == -1 or 0 <= v <= 4, "-1 (chosen on a sample) or a fraction of the image height "
+                                                         "from 0 to 4, e.g. 0.5"),
     "TEACHER": (lambda v: v in ("", "auto", "ddddocr"), "\"auto\", \"ddddocr\" or \"\" (none)"),
     "GEN_STYLE": (lambda v: v in ("imagecaptcha", "varied"), "\"imagecaptcha\" or \"varied\""),
     "PSEUDO_FROM": (lambda v: 0 <= v <= 1, "a fraction of validation from 0 to 1"),

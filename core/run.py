@@ -33,8 +33,8 @@ from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, planned_images, resolve_batch, resolve_data, resolve_init)
 from core.pseudo import load_unlabeled, unlabeled_folder
-from core.teach import (SAMPLE, both_cases, first_pseudo_labels, missing_from_labels, resolve_teacher,
-                        teach_unlabelled, teacher_candidates, zero_labels)
+from core.teach import (SAMPLE, both_cases, first_pseudo_labels, missing_from_labels, resolve_margin,
+                        resolve_teacher, teach_unlabelled, teacher_candidates, zero_labels)
 from core.runs import check_paths, choose_run, restore_row, run_paths, unfinished
 from core.sets import labelled_items, load_data, say_test_copies, test_folder
 
@@ -467,7 +467,7 @@ def train(s, opts, rank, world, device, closing):
     lead = rank == 0
     say = print if lead else (lambda *a, **k: None)
     s, init, resume, name = resolve_start(s, opts["resume"], say, lead)
-    s = resolve_teacher(s, say)
+    s = resolve_margin(resolve_teacher(s, say), say)
     taught = None
     if zero_labels(s):  # TEACHER, and no labels at all: its confident readings are the training labels
         s, codec, *taught = teach_unlabelled(s, say)

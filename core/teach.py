@@ -17,8 +17,8 @@ import sys
 import config
 from core import data
 from core.files import atomic_write
-from core.teacher import (AUTO, TeacherError, filter_readings, infer_charset_length, load_teacher, unavailable,
-                          usefulness)
+from core.teacher import (AUTO, MARGINS, TeacherError, choose_margin, filter_readings, infer_charset_length,
+                          load_teacher, unavailable, usefulness)
 
 CHUNK = 200  # images read at a time: what an interrupted read loses at most
 LOG_EVERY = 1000  # images between progress lines where stdout is not a terminal (a log)
@@ -95,16 +95,19 @@ def _stamp(path):
     return f"{st.st_size} {st.st_mtime_ns}"
 
 
-def _key(paths, name, charset):
-    h = hashlib.sha1(f"teacher {name} {charset!r}".encode())
+def _key(paths, name, charset, margin=0.0):
+    h = hashlib.sha1((f"teacher {name} {charset!r}" + (f" margin {margin:g}" if margin else "")).encode())
     for p in paths:
         h.update(f"{p}\0{_stamp(p)}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 
-def read(s, paths, charset=None, say=print):
-    """[(text, confidence, error)] of the teacher for `paths` (charset: restrict the readings to it), cached."""
-    cache = os.path.join(s.CACHE_DIR, f"teacher-{_key(paths, s.TEACHER, charset)}.json") if s.CACHE_DIR else None
+def read(s, paths, charset=None, say=print, margin=None):
+    """[(text, confidence, error)] of the teacher for `paths` (charset: restrict the readings to it), cached; each
+    image read with the border `margin` (None: TEACHER_MARGIN, resolved by resolve_margin; -1 unresolved reads none)."""
+    margin = max(0.0, s.TEACHER_MARGIN) if margin is None else margin
+    cache = (os.path.join(s.CACHE_DIR, f"teacher-{_key(paths, s.TEACHER, charset, margin)}.json") if s.CACHE_DIR
+             else None)
     found = _load(cache)
     if found is not None and len(found) == len(paths):
         return found
@@ -122,7 +125,7 @@ def read(s, paths, charset=None, say=print):
             done = len(readings)
             progress = (lambda n, _, done=done: print(f"\r  teacher   {done + n}/{len(paths)}", flush=True,
                                                       end="\n" if done + n == len(paths) else "")) if tty else None
-            chunk = teacher.read(paths[done:done + CHUNK], charset=charset, progress=progress)
+            chunk = teacher.read(paths[done:done + CHUNK], charset=charset, progress=progress, margin=margin)
             readings += [(r.text, r.confidence, r.error) for r in chunk]
             if not tty and len(paths) > LOG_EVERY and (len(readings) // LOG_EVERY > done // LOG_EVERY
                                                        or len(readings) == len(paths)):
@@ -138,6 +141,30 @@ def read(s, paths, charset=None, say=print):
         with contextlib.suppress(OSError):
             os.remove(partial)
     return readings
+
+
+def margin_of(s, paths, say=print):
+    """(margin, description): the border (core.teacher.MARGINS) the teacher reads a SAMPLE of `paths` most surely
+    with (core.teacher.choose_margin); 0 without trying the others where it can open too few of them to tell."""
+    sample = sample_of(paths)
+    plain = _readings(read(s, sample, None, say, margin=0.0))
+    if sum(bool(r.error) for r in plain) >= len(plain) / 2:  # not images: the run says so where it reads them
+        return 0.0, "reads the images as they are"
+    by_margin = {0.0: plain, **{m: _readings(read(s, sample, None, say, margin=m)) for m in MARGINS if m}}
+    return choose_margin(by_margin)
+
+
+def resolve_margin(s, say=print):
+    """The settings with TEACHER_MARGIN -1 resolved on a sample of the unlabelled images (margin_of), said; as they
+    are without a teacher or unlabelled images."""
+    if not s.TEACHER or s.TEACHER_MARGIN >= 0 or not s.UNLABELED_DIR or not os.path.isdir(s.UNLABELED_DIR):
+        return s
+    paths = [p for p, _ in data.unlabeled_images(s.UNLABELED_DIR)]
+    if not paths:
+        return s
+    margin, why = margin_of(s, paths, say)
+    say(f"  teacher   {s.TEACHER} {why}")
+    return s.replace(TEACHER_MARGIN=margin)
 
 
 def _load(path):
@@ -384,8 +411,8 @@ def missing_from_labels(s, paths, labels, codec, say=print):
     return found
 
 
-__all__ = ["TeacherError", "resolve_teacher", "zero_labels", "read", "teach_unlabelled", "first_pseudo_labels",
-           "teacher_candidates", "missing_from_labels"]
+__all__ = ["TeacherError", "resolve_teacher", "resolve_margin", "zero_labels", "read", "teach_unlabelled",
+           "first_pseudo_labels", "teacher_candidates", "missing_from_labels"]
 
 
 def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
@@ -409,10 +436,13 @@ def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
     teacher = load_teacher(name, threads=threads)
     paths = [os.path.join(folder, n) for n in todo]
     if kept["charset"] is None:
-        charset, _, case, _ = infer_charset_length(teacher.read(sample_of(paths)), min_length_share=0.3)
-        kept.update(charset=charset, case=case)
+        sample = sample_of(paths)
+        by_margin = {m: teacher.read(sample, margin=m) for m in MARGINS}
+        margin, _ = choose_margin(by_margin)
+        charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
+        kept.update(charset=charset, case=case, margin=margin)
     fold = str.lower if kept["case"] == "lower" else str.upper
-    for n, r in zip(todo, teacher.read(paths, charset=kept["charset"] or None)):
+    for n, r in zip(todo, teacher.read(paths, charset=kept["charset"] or None, margin=kept["margin"])):
         text = fold(r.text)
         found[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
                     "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
@@ -426,7 +456,7 @@ def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
 def _load_suggestions(path):
     """{"charset", "case", "items": {file name: [stamp, suggestion]}} kept in `path`; empty when there is none or
     it does not read."""
-    empty = {"charset": None, "case": None, "items": {}}
+    empty = {"charset": None, "case": None, "margin": 0.0, "items": {}}
     if not path or not os.path.isfile(path):
         return empty
     try:
@@ -435,7 +465,9 @@ def _load_suggestions(path):
         if isinstance(kept, dict) and isinstance(kept.get("items"), dict) and isinstance(kept.get("charset"), str):
             items = {n: v for n, v in kept["items"].items() if isinstance(v, list) and len(v) == 2
                      and isinstance(v[1], dict)}
-            return {"charset": kept["charset"], "case": kept.get("case"), "items": items}
+            margin = kept.get("margin", 0.0)
+            return {"charset": kept["charset"], "case": kept.get("case"), "items": items,
+                    "margin": float(margin) if isinstance(margin, (int, float)) and 0 <= margin <= 4 else 0.0}
     except (OSError, ValueError):
         pass
     return empty

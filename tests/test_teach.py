@@ -40,6 +40,9 @@ def test_no_labels_the_teacher_reads_the_folder_and_the_model_trains_on_its_read
     # letters without case (the teacher's case cannot be trusted), within the site's characters
     assert set(ckpt["charset"]) <= set("2345678BCDEFGMNPWXY") and not ckpt["case_sensitive"], ckpt["charset"]
     assert ckpt["config"]["TEACHER"] == "ddddocr"
+    # its text keeps clear of the edges: read as it is (a border costs it confidence), and the run keeps the choice
+    assert "teacher   ddddocr reads the images as they are (mean confidence by border 0: " in out, out
+    assert ckpt["config"]["TEACHER_MARGIN"] == 0.0
     assert "==> best:" in out.splitlines()[-1]
 
 
@@ -264,7 +267,7 @@ def test_few_labels_a_character_only_the_test_folder_and_the_teacher_show_joins_
         draw(test / name)
     (test / "labels.tsv").write_text("t0.png\tw123\nt1.png\tb3z4\n")
     code = ("import os, sys, runpy; import core.teach as t; R = " + repr(readings) + "\n"
-            "def read(s, paths, charset=None, say=print):\n"
+            "def read(s, paths, charset=None, say=print, margin=None):\n"
             "    texts = [R.get(os.path.basename(p), '0000') for p in paths]\n"
             "    return [(''.join(c for c in x if charset is None or c in charset), 0.99, '') for x in texts]\n"
             "t.read = read; sys.argv = ['train.py'] + sys.argv[1:]; runpy.run_path('train.py', run_name='__main__')")
@@ -278,6 +281,45 @@ def test_few_labels_a_character_only_the_test_folder_and_the_teacher_show_joins_
     p = subprocess.run([sys.executable, "-c", code, *common, "--charset=0123456789abcdxyz", "--run=given"], cwd=ROOT,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1 and "charset   +" not in p.stdout and "t0.png ('w123')" in p.stderr, p.stderr[-2000:]
+
+
+def test_a_run_reads_with_the_border_the_teacher_reads_a_sample_most_surely_with(tmp_path, monkeypatch):
+    """TEACHER_MARGIN -1: the teacher reads a sample of the unlabelled images with each border of MARGINS and the
+    run reads them all with the one it is surest with; a border given is kept, and nothing is tried without a
+    teacher or where the files are not images."""
+    from core import teach
+    from core.plan import Settings
+    from core.teacher import MARGINS
+
+    folder = tmp_path / "u"
+    folder.mkdir()
+    for i in range(30):
+        (folder / f"{i:02d}.png").write_bytes(b"")  # read by the stand-in teacher below, never opened
+    asked, sure = [], {0.0: 0.8, 0.25: 0.85, 0.5: 0.9, 1.0: 0.7}
+
+    def read(s, paths, charset=None, say=print, margin=None):
+        asked.append((len(paths), charset, margin))
+        return [("ab12", sure[margin], "")] * len(paths)
+
+    monkeypatch.setattr(teach, "read", read)
+    s = Settings().replace(TEACHER="ddddocr", UNLABELED_DIR=str(folder))
+    assert s.TEACHER_MARGIN == -1  # the default: chosen
+    said = []
+    assert teach.resolve_margin(s, said.append).TEACHER_MARGIN == 0.5
+    assert asked == [(30, None, m) for m in MARGINS]
+    assert said == ["  teacher   ddddocr reads each image with a border of 0.5 of its height left and right: it reads "
+                    "them more surely so (mean confidence by border 0: 0.800, 0.25: 0.850, 0.5: 0.900, 1: 0.700; "
+                    "TEACHER_MARGIN)"]
+    asked.clear()
+    assert teach.resolve_margin(s.replace(TEACHER_MARGIN=0.0), said.append).TEACHER_MARGIN == 0.0  # given: kept
+    assert teach.resolve_margin(s.replace(TEACHER=""), said.append).TEACHER_MARGIN == -1  # no teacher
+    assert asked == []
+    sure = {m: 0.0 for m in MARGINS}
+    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print, margin=None: asked.append(margin)
+                        or [("", 0.0, "UnidentifiedImageError: cannot identify image file")] * len(paths))
+    said.clear()
+    assert teach.resolve_margin(s, said.append).TEACHER_MARGIN == 0.0 and asked == [0.0]  # not images: none tried
+    assert said == ["  teacher   ddddocr reads the images as they are"]
 
 
 def test_the_teacher_judges_a_folder_on_a_sample_drawn_across_it(tmp_path, monkeypatch):
@@ -327,18 +369,19 @@ def test_the_labelling_pages_teacher_readings_are_kept_and_a_later_start_reads_o
     image changed or was added reads that image alone, with the charset the first start inferred; a cache that
     does not read is read again from the images."""
     from core import teach
-    from core.teacher import Reading
+    from core.teacher import MARGINS, Reading
 
     folder = tmp_path / "f"
     folder.mkdir()
     for i in range(4):
         (folder / f"{i}.png").write_bytes(b"x" * (i + 1))  # never opened: the stand-in teacher reads the names
-    reads = []
+    reads, margins = [], []
 
     class Stub:
-        def read(self, items, charset=None, progress=None):
+        def read(self, items, charset=None, progress=None, margin=None):
             items = list(items)
             reads.append(([os.path.basename(p) for p in items], charset))
+            margins.append(margin)
             return [Reading("ab12", 0.9, (0.99, 0.99, 0.95, 0.97)) for _ in items]
 
     monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Stub())
@@ -346,8 +389,10 @@ def test_the_labelling_pages_teacher_readings_are_kept_and_a_later_start_reads_o
     ask = lambda names: teach.suggestions("ddddocr", str(folder), names, cache_dir=str(tmp_path / "c"),
                                           announce=lambda *a: told.append(a[:2]))
     first = ask(["0.png", "1.png", "2.png", "3.png"])
-    assert [names for names, _ in reads] == [["0.png", "1.png", "2.png", "3.png"]] * 2  # the sample, then all
-    charset = reads[1][1]
+    # the sample with each border (TEACHER_MARGIN), then all with the one it reads most surely (here none)
+    assert [names for names, _ in reads] == [["0.png", "1.png", "2.png", "3.png"]] * (len(MARGINS) + 1)
+    assert margins == [*MARGINS, 0.0]
+    charset = reads[-1][1]
     assert first["2.png"]["text"] == "ab12" and first["2.png"]["chars"][2] == {"char": "1", "confidence": 0.95}
     reads.clear()
     assert ask(["1.png", "2.png", "3.png"]) == {n: first[n] for n in ("1.png", "2.png", "3.png")} and reads == []
@@ -359,7 +404,7 @@ def test_the_labelling_pages_teacher_readings_are_kept_and_a_later_start_reads_o
     for cache in (tmp_path / "c").iterdir():
         cache.write_text("{not json")
     reads.clear()
-    assert len(ask(["1.png", "2.png"])) == 2 and len(reads) == 2
+    assert len(ask(["1.png", "2.png"])) == 2 and len(reads) == len(MARGINS) + 1
 
 
 @needs_civ2
