@@ -225,8 +225,8 @@ def test_unreadable_images_read_empty(teacher, v2_files, tmp_path):
 
 def test_a_bilevel_image_reads_as_its_grey_copy(teacher, v2_files):
     """PIL resizes a bilevel ("1") or palette image by its nearest pixel whatever filter is asked: the teacher turns
-    it to colour first, so a black-and-white captcha reads as the same captcha in grey (lzu_digits, bilevel PNGs:
-    466 of 500 training images right instead of 274 of 400, benchmarks/teacher_margin.py)."""
+    it to colour first, so a black-and-white captcha reads as the same captcha in grey (lzu_digits' bilevel PNGs:
+    ddddocr as it comes reads 64 % of its test images, the teacher 93 % of its training images)."""
     from PIL import Image
 
     grey = Image.open(v2_files[0]).convert("L")
