@@ -45,7 +45,9 @@ TEACHER = "auto"          # "ddddocr": a pretrained general reader (pip install 
                           # labels.tsv) its confident readings are the training labels, charset and length included;
                           # with some labels they are the first pseudo-labels, from epoch 1 (a character it reads for
                           # another one on the labelled images, an 'o' for a 'q', accepts both, weighted by the
-                          # labels). "auto": ddddocr where it is installed, for a run with some labels and for the
+                          # labels). "ddddocr2": ddddocr's two bundled models (its default and its beta) read every
+                          # image, and only the readings they agree on are trusted (three times the reading time).
+                          # "auto": ddddocr where it is installed, for a run with some labels and for the
                           # labelling page (a run with no labels names it); "" = none
 TEACHER_THRESHOLD = 0.5   # a teacher's reading is used when it reads it with at least this sequence confidence (0-1)
 TEACHER_MARGIN = -1.0     # a border the teacher reads each image with, left and right, in the image's edge colour, as
@@ -347,7 +349,8 @@ _RANGES = {
     "TEACHER_THRESHOLD": (lambda v: 0 <= v <= 1, "a confidence from 0 to 1, e.g. 0.5"),
     "TEACHER_MARGIN": (lambda v: v == -1 or 0 <= v <= 4, "-1 (chosen on a sample) or a fraction of the image height "
                                                          "from 0 to 4, e.g. 0.5"),
-    "TEACHER": (lambda v: v in ("", "auto", "ddddocr"), "\"auto\", \"ddddocr\" or \"\" (none)"),
+    "TEACHER": (lambda v: v in ("", "auto", "ddddocr", "ddddocr2"),
+                "\"auto\", \"ddddocr\", \"ddddocr2\" or \"\" (none)"),
     "GEN_STYLE": (lambda v: v in ("imagecaptcha", "varied"), "\"imagecaptcha\" or \"varied\""),
     "PSEUDO_FROM": (lambda v: 0 <= v <= 1, "a fraction of validation from 0 to 1"),
     "PSEUDO_EVERY": (lambda v: _number(v) and v >= 0, "0 or more"),

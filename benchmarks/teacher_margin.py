@@ -2,9 +2,10 @@
 
     python benchmarks/teacher_margin.py --threads=1                       # every built set + the shared two
     python benchmarks/teacher_margin.py --sets=jaccount,amazon --count=200
+    python benchmarks/teacher_margin.py --sets=swust_mixed --teacher=ddddocr2
 
 For each set, --count images drawn across its training part (--part=test: its test part; the labels only score
-the readings) are read by the teacher (core.teacher, ddddocr) the way a run without labels reads them, once per
+the readings) are read by the teacher (core.teacher: ddddocr, or --teacher=ddddocr2) the way a run without labels reads them, once per
 border: with no charset (the sample a run judges the teacher on), then restricted to the charset and lengths
 inferred from that reading (core.teacher.infer_charset_length, as core.teach.teach_unlabelled infers them). Per
 border it prints:
@@ -70,9 +71,10 @@ def main(argv=None):
     parser.add_argument("--count", type=int, default=500, help="images read per set (0: all)")
     parser.add_argument("--part", default="train", choices=("train", "test"), help="the part they are drawn from")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    parser.add_argument("--teacher", default="ddddocr", help="ddddocr, or ddddocr2 (its two models, where they agree)")
     args = parser.parse_args(argv)
 
-    teacher = load_teacher("ddddocr", threads=args.threads)
+    teacher = load_teacher(args.teacher, threads=args.threads)
     wanted = [n for n in args.sets.split(",") if n]
     head = f"{'set':<18} {'images':>6}  " + "  ".join(f"{'border ' + format(m, 'g'):>28}" for m in MARGINS)
     print(head)

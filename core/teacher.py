@@ -7,8 +7,9 @@
     readings = teacher.read(paths, charset=found.charset)  # restricted to those characters: reads more right
     keep = filter_readings(readings, 0.9, found.lengths, found.charset)  # indices of the labels to trust
 
-`Teacher.read` takes image paths (str or os.PathLike), encoded image bytes, or PIL images, and returns one
-`Reading(text, confidence, chars, error)` per item, in order. It never raises for an image: an unreadable
+`load_teacher("ddddocr2")` reads with both of ddddocr's bundled models and trusts a reading only where they agree
+(AgreeingTeacher). `Teacher.read` takes image paths (str or os.PathLike), encoded image bytes, or PIL images, and
+returns one `Reading(text, confidence, chars, error)` per item, in order. It never raises for an image: an unreadable
 one (corrupt bytes, a missing file) reads as empty text with confidence 0 and its `error` says why.
 
 The ddddocr teacher (`pip install -r requirements-ddddocr.txt`; optional, never a base requirement) runs the
@@ -116,16 +117,17 @@ def _greedy(ids, probs):
 
 
 class DdddocrTeacher:
-    """ddddocr 1.6.1's bundled OCR model, read in this process with `threads` onnxruntime threads.
+    """ddddocr 1.6.1's bundled OCR model (beta: its second, common.onnx), read in this process with `threads`
+    onnxruntime threads.
 
     Attributes: name ('ddddocr'); characters (every single character the model can output, a str);
     case_sensitive (False: its letter case cannot be trusted; see the module's notes).
     """
-    name = "ddddocr"
+    name = package = "ddddocr"
     case_sensitive = False
     HEIGHT = 64  # DdddOcr resizes every image to this height, the width following the aspect ratio
 
-    def __init__(self, threads=1, margin=0.0):
+    def __init__(self, threads=1, margin=0.0, beta=False):
         try:
             import ddddocr
             import onnxruntime
@@ -134,9 +136,9 @@ class DdddocrTeacher:
             raise TeacherError("--teacher=ddddocr needs the ddddocr package: "
                                "pip install -r requirements-ddddocr.txt") from None
         manager = CharsetManager()
-        manager.load_default_charset()  # the charset of DdddOcr(show_ad=False): common_old.onnx's
+        manager.load_default_charset(beta=beta)  # DdddOcr(show_ad=False)'s: common_old.onnx's (beta: common.onnx's)
         self.classes = manager.get_charset()  # index 0 is the blank ''
-        model = os.path.join(os.path.dirname(ddddocr.__file__), "common_old.onnx")
+        model = os.path.join(os.path.dirname(ddddocr.__file__), "common.onnx" if beta else "common_old.onnx")
         if not os.path.isfile(model) or len(self.classes) < 2 or self.classes[0] != "":
             raise TeacherError("--teacher=ddddocr needs ddddocr 1.6.1 (its model or charset was not found): "
                                "pip install -r requirements-ddddocr.txt")
@@ -238,7 +240,30 @@ class DdddocrTeacher:
         return readings
 
 
-TEACHERS = {"ddddocr": DdddocrTeacher}  # name -> class(threads=...) with .name, .read(items, charset=None)
+class AgreeingTeacher:
+    """Two readers of one kind; an image's reading is trusted where both read the same text (case aside): it keeps
+    the first's text and characters and the higher confidence of the two, and where they differ, the first's text
+    with confidence 0, so that no run trains on it. ddddocr2: ddddocr's two bundled models (common_old.onnx and
+    its beta, common.onnx), whose mistakes differ."""
+    name, package = "ddddocr2", "ddddocr"
+    case_sensitive = False
+
+    def __init__(self, threads=1, margin=0.0):
+        self.first, self.second = DdddocrTeacher(threads, margin), DdddocrTeacher(threads, margin, beta=True)
+        self.characters = self.first.characters
+        self.margin = margin
+
+    def read(self, items, charset=None, progress=None, margin=None):
+        items = list(items)
+        margin = self.margin if margin is None else margin
+        first = self.first.read(items, charset, margin=margin)
+        second = self.second.read(items, charset, progress=progress, margin=margin)
+        return [a if a.error else
+                dataclasses.replace(a, confidence=max(a.confidence, b.confidence)) if a.text.lower() == b.text.lower()
+                else dataclasses.replace(a, confidence=0.0) for a, b in zip(first, second)]
+
+
+TEACHERS = {"ddddocr": DdddocrTeacher, "ddddocr2": AgreeingTeacher}  # name -> class(threads=...)
 AUTO = "ddddocr"  # TEACHER = "auto": this teacher, where its package is installed
 
 
@@ -266,8 +291,9 @@ def choose_margin(by_margin):
 def unavailable(name=AUTO):
     """Why the teacher `name` cannot read here, or "" when it can (it is loaded once to find out: 0.2 s)."""
     import importlib.util
-    if importlib.util.find_spec(name) is None:
-        return f"{name} is not installed: pip install -r requirements-ddddocr.txt adds it"
+    package = getattr(TEACHERS.get(name), "package", name)
+    if importlib.util.find_spec(package) is None:
+        return f"{package} is not installed: pip install -r requirements-ddddocr.txt adds it"
     try:
         load_teacher(name, threads=1)
     except TeacherError as e:

@@ -137,6 +137,30 @@ def test_a_border_widens_the_image_in_its_edge_colour():
     assert with_margin(image, 0.0) is image
 
 
+def test_two_readers_are_trusted_where_they_agree():
+    from core.teacher import AgreeingTeacher
+
+    class Stub:
+        def __init__(self, readings):
+            self.readings, self.asked = readings, []
+
+        def read(self, items, charset=None, progress=None, margin=None):
+            self.asked.append((list(items), charset, margin))
+            return self.readings
+
+    teacher = object.__new__(AgreeingTeacher)
+    teacher.margin = 0.5
+    teacher.first = Stub([Reading("ab12", 0.6, (0.9, 0.9, 0.9, 0.8)), Reading("ab12", 0.99), Reading("AB12", 0.7),
+                          Reading("", 0.0, (), "OSError: gone")])
+    teacher.second = Stub([Reading("ab12", 0.8), Reading("ab13", 0.99), Reading("ab12", 0.9), Reading("", 0.0)])
+    agreed, differ, cased, unreadable = teacher.read(["a", "b", "c", "d"], charset="ab123")
+    assert agreed == Reading("ab12", 0.8, (0.9, 0.9, 0.9, 0.8))  # the first's text and characters, the surer one
+    assert differ.text == "ab12" and differ.confidence == 0.0  # they differ: no run trains on it
+    assert cased.text == "AB12" and cased.confidence == 0.9  # case aside (ddddocr's case cannot be trusted)
+    assert unreadable.error == "OSError: gone"
+    assert teacher.first.asked == teacher.second.asked == [(["a", "b", "c", "d"], "ab123", 0.5)]
+
+
 def test_filter_readings():
     readings = [Reading("ab12", 0.95), Reading("ab1", 0.99), Reading("AB12", 0.97), Reading("ab12", 0.5),
                 Reading("", 1.0), Reading("", 0.0, (), "OSError: gone"), Reading("a-12", 0.99), Reading("xy99", 0.9)]
@@ -221,6 +245,16 @@ def test_unreadable_images_read_empty(teacher, v2_files, tmp_path):
     assert readings[1] == readings[5] and readings[1].text == "22d5n"  # bytes and path read the same
     with pytest.raises(TypeError, match="list"):
         teacher.read(v2_files[0])
+
+
+def test_ddddocrs_beta_model_reads_too_and_the_pair_agrees_on_what_both_read(v2_files):
+    pytest.importorskip("ddddocr", reason="ddddocr is optional: pip install -r requirements-ddddocr.txt")
+    pair = load_teacher("ddddocr2", threads=1)
+    assert pair.name == "ddddocr2" and pair.second.session is not pair.first.session
+    beta, = pair.second.read(v2_files[:1])
+    assert beta.text == "22d5n" and beta.confidence > 0.5
+    readings = pair.read(v2_files)
+    assert sum(r.confidence > 0.5 for r in readings) >= len(v2_files) - 2, [(r.text, r.confidence) for r in readings]
 
 
 def test_a_bilevel_image_reads_as_its_grey_copy(teacher, v2_files):
@@ -362,6 +396,7 @@ def test_unavailable_says_why_a_teacher_cannot_read(monkeypatch):
     monkeypatch.setitem(sys.modules, "ddddocr", None)  # as if it were not installed
     assert teacher.unavailable("ddddocr") == ("ddddocr is not installed: pip install -r requirements-ddddocr.txt "
                                               "adds it")
+    assert teacher.unavailable("ddddocr2") == teacher.unavailable("ddddocr")  # its two models, one package
     monkeypatch.delitem(sys.modules, "ddddocr")
     if teacher.unavailable("ddddocr").endswith("not installed: pip install -r requirements-ddddocr.txt adds it"):
         pytest.skip("the optional ddddocr package is not installed here")
