@@ -268,10 +268,11 @@ AUTO = "ddddocr"  # TEACHER = "auto": this teacher, where its package is install
 
 
 # the borders a run tries (TEACHER_MARGIN -1): ddddocr drops a character that touches the image's edge, often with
-# confidence (jaccount, whose letters fill the width: 33 of its 38 wrong confident readings of the training part a
-# letter short, 'mrhtl' read 'mrht' at 0.999); with a border it reads it. Where the text keeps clear of the edges a
-# border costs (captcha_images_v2: 464 of 500 training images read right, 389 with half the height each side). Its
-# mean confidence on a sample tells the two apart on every set of the suite (benchmarks/teacher_margin.py)
+# confidence (jaccount, whose letters fill the width: of 500 training images, 25 of the 471 readings a run would
+# train on wrong, most a letter short, 'mrhtl' read 'mrht' at 0.999; with half the height each side, 4 of 494). Where
+# the text keeps clear of the edges a border costs (captcha_images_v2: 469 of 500 training images read right, 394
+# with half the height each side). Its mean confidence on a sample tells the two apart on the suite's sets but
+# dotted_digits, where no border is kept and the labels are as good (benchmarks/teacher_margin.py, BENCHMARKS.md)
 MARGINS = (0.0, 0.25, 0.5, 1.0)
 MARGIN_GAIN = 0.01  # a border is used when the mean confidence it reads the sample with beats no border by this
 
