@@ -5,10 +5,10 @@
     python benchmarks/teacher_margin.py --sets=swust_mixed --teacher=ddddocr2
 
 For each set, --count images drawn across its training part (--part=test: its test part; the labels only score
-the readings) are read by the teacher (core.teacher: ddddocr, or --teacher=ddddocr2) the way a run without labels reads them, once per
-border: with no charset (the sample a run judges the teacher on), then restricted to the charset and lengths
-inferred from that reading (core.teacher.infer_charset_length, as core.teach.teach_unlabelled infers them). Per
-border it prints:
+the readings) are read by the teacher (core.teacher: ddddocr, or --teacher=ddddocr2) the way a run without labels
+reads them, once per border: with no charset (the sample a run judges the teacher on), then restricted to the
+charset and lengths inferred from that reading (core.teacher.infer_charset_length, as core.teach.teach_unlabelled
+infers them). Per border it prints:
 
 - mean conf: the mean sequence confidence of the unrestricted readings, what core.teacher.choose_margin compares;
 - right: restricted readings equal to the label (case ignored where the labels are all of one case);
