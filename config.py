@@ -47,7 +47,7 @@ TEACHER = "auto"          # "ddddocr": a pretrained general reader (pip install 
                           # another one on the labelled images, an 'o' for a 'q', accepts both, weighted by the
                           # labels). "ddddocr2": ddddocr's two bundled models (its default and its beta) read every
                           # image, and only the readings they agree on are trusted (three times the reading time).
-                          # "auto": ddddocr where it is installed, for a run with some labels and for the
+                          # "auto": ddddocr2 where ddddocr is installed, for a run with some labels and for the
                           # labelling page (a run with no labels names it); "" = none
 TEACHER_THRESHOLD = 0.5   # a teacher's reading is used when it reads it with at least this sequence confidence (0-1)
 TEACHER_MARGIN = -1.0     # a border the teacher reads each image with, left and right, in the image's edge colour, as

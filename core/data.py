@@ -183,7 +183,7 @@ def _scan(folder):
         if not items:
             raise DataError(f"{tsv} lists no images: write one 'file<TAB>label' line per image (the labelling page "
                             f"does: python app.py --label_dir={folder}); with no labels at all, the teacher reads the "
-                            f"folder: python train.py --train_dir={folder} --unlabeled_dir={folder} --teacher=ddddocr")
+                            f"folder: python train.py --train_dir={folder} --unlabeled_dir={folder} --teacher=ddddocr2")
         return items, unlisted
     items, unclear = [], []
     marked = unreadable_marks(folder)
@@ -336,7 +336,7 @@ def _refuse_ids(folder, items):
             f"hold no labels (a name is read as LABEL.png or LABEL_ID.png), and{why}. If the images are not "
             f"labelled yet, label some on the page: python app.py --label_dir={folder} (it writes "
             f"{os.path.join(folder, LABELS_FILE)}), or train without labels: python train.py --train_dir={folder} "
-            f"--unlabeled_dir={folder} --teacher=ddddocr. If they are labelled elsewhere, list the labels in "
+            f"--unlabeled_dir={folder} --teacher=ddddocr2. If they are labelled elsewhere, list the labels in "
             f"{os.path.join(folder, LABELS_FILE)} (file<TAB>label){hint}.", what, hint)
 
 
@@ -450,7 +450,7 @@ def _say_if_counted(folder, labels):
                    f"the labels read from the file names count the images, each number once from {min(numbers)} to "
                    f"{max(numbers)}: if the names only number them, they hold no labels; label some on the page "
                    f"(python app.py --label_dir={folder}) or train without labels (--unlabeled_dir={folder} "
-                   f"--teacher=ddddocr)")
+                   f"--teacher=ddddocr2)")
 
 
 def _suffixed_names(folder, items):

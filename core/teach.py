@@ -17,8 +17,8 @@ import sys
 import config
 from core import data
 from core.files import atomic_write
-from core.teacher import (AUTO, MARGINS, TeacherError, choose_margin, filter_readings, infer_charset_length,
-                          load_teacher, unavailable, usefulness)
+from core.teacher import (AUTO, MARGINS, TEACHERS, TeacherError, choose_margin, filter_readings,
+                          infer_charset_length, load_teacher, unavailable, usefulness)
 
 CHUNK = 200  # images read at a time: what an interrupted read loses at most
 LOG_EVERY = 1000  # images between progress lines where stdout is not a terminal (a log)
@@ -43,7 +43,7 @@ def resolve_teacher(s, say=print):
     better than the labels alone on every set of the suite (BENCHMARKS.md). A run shaped as one without labels
     (zero_labels) gets it only where the file names evidently hold no labels (data.names_hold_no_labels: IDs,
     dates, a counter), so that "auto" never reads a folder whose file names are its labels as a folder without
-    labels; a run of labelled names names its teacher (--teacher=ddddocr). Any other run gets none (PSEUDO_RATIO 0
+    labels; a run of labelled names names its teacher (--teacher=ddddocr2). Any other run gets none (PSEUDO_RATIO 0
     with labels trains on no unlabelled image)."""
     if s.TEACHER != "auto":
         return s
@@ -73,8 +73,8 @@ def resolve_teacher(s, say=print):
             f"image and its confident readings are the labels (label some on the page for more: python app.py "
             f"--label_dir={s.TRAIN_DIR})")
     else:
-        say(f"TEACHER auto: {AUTO} is installed: its readings of the unlabelled images are their first "
-            f"pseudo-labels (--teacher= trains without it)")
+        say(f"TEACHER auto: {TEACHERS[AUTO].package} is installed: {AUTO}'s readings of the unlabelled images "
+            f"are their first pseudo-labels (--teacher= trains without it)")
     return s.replace(TEACHER=AUTO)
 
 

@@ -264,7 +264,10 @@ class AgreeingTeacher:
 
 
 TEACHERS = {"ddddocr": DdddocrTeacher, "ddddocr2": AgreeingTeacher}  # name -> class(threads=...)
-AUTO = "ddddocr"  # TEACHER = "auto": this teacher, where its package is installed
+# TEACHER = "auto": this teacher, where its package is installed. The pair reads as well or better than ddddocr's
+# default model alone on every set of the suite it was run on, with no labels and with 100 (BENCHMARKS.md), for
+# about three times the reading time
+AUTO = "ddddocr2"
 
 
 # the borders a run tries (TEACHER_MARGIN -1): ddddocr drops a character that touches the image's edge, often with

@@ -437,14 +437,14 @@ class LabelQueue:
         self.image_set = frozenset(names)
         todo = [n for n in names if not self.store.answered(n)]
         self.suggestions, self.seconds = {}, None
-        # before any model: the teacher's readings (TEACHER "auto": ddddocr where it is installed)
+        # before any model: the teacher's readings (TEACHER "auto": ddddocr's two models where it is installed)
         self.teacher = teacher = auto_teacher(config.TEACHER) if predictor is None else ""
         if (predictor is not None or teacher) and todo:
             start = time.perf_counter()
 
             counted = {"read": len(todo)}
 
-            def announce(to_read, before, cache):  # about 60 images a second a core: a large folder takes a while
+            def announce(to_read, before, cache):  # ddddocr2 reads ~20 images a second a core
                 counted["read"] = to_read
                 kept = f"its readings of {before} {'more ' * bool(to_read)}from an earlier start are kept in {cache}"
                 say(f"labelling: {teacher} types its readings in before any model is trained (TEACHER; --teacher= "

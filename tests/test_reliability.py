@@ -452,7 +452,7 @@ def test_names_that_all_start_with_one_word_read_the_label_after_it_or_stop(tmp_
             data.read_labels(str(folder))
         msg = str(e.value)
         assert "25 of 25 file names give the same label" in msg and "hold no labels" in msg, msg
-        assert f"python app.py --label_dir={folder}" in msg and "--teacher=ddddocr" in msg and "labels.tsv" in msg
+        assert f"python app.py --label_dir={folder}" in msg and "--teacher=ddddocr2" in msg and "labels.tsv" in msg
     # names that number, date or hash the images: a fixed start and then each different, or long IDs
     import hashlib
     for sub, names, what in (
@@ -467,7 +467,7 @@ def test_names_that_all_start_with_one_word_read_the_label_after_it_or_stop(tmp_
             data.read_labels(str(folder))
         msg = str(e.value)
         assert f"30 of 30 file names {what}" in msg and "hold no labels" in msg, msg
-        assert f"python app.py --label_dir={folder}" in msg and "--teacher=ddddocr" in msg and "labels.tsv" in msg
+        assert f"python app.py --label_dir={folder}" in msg and "--teacher=ddddocr2" in msg and "labels.tsv" in msg
         assert "another form" not in msg  # no text file beside them
         if sub == "counter":  # labels kept in a text file of one label a line (a common published layout)
             (tmp_path / "labels2.txt").write_text("".join(f"AB{i % 10}{i % 7}\n" for i in range(30)))

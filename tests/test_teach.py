@@ -416,16 +416,17 @@ def test_the_labelling_page_names_the_teacher_as_its_model(tmp_path, monkeypatch
     links, _ = unlabelled(tmp_path, 5)
     folder = tmp_path / "copies"  # the page lists a folder's own files, never links
     shutil.copytree(links, folder)
-    monkeypatch.setattr(config, "TEACHER", setting)  # "auto" (the default): ddddocr, which is installed
+    monkeypatch.setattr(config, "TEACHER", setting)  # "auto" (the default): ddddocr2, ddddocr being installed
     monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
+    name = "ddddocr2" if setting == "auto" else setting
     said = []
     with client_for(folder, messages=said) as c:
-        assert c.get("/api/label/stats").json()["model"] == {"name": "ddddocr", "checkpoint": None, "teacher": True}
+        assert c.get("/api/label/stats").json()["model"] == {"name": name, "checkpoint": None, "teacher": True}
         assert c.get("/api/label/next?count=1").json()["items"][0]["text"]  # its reading, typed in
-    assert said[0].startswith("labelling: ddddocr reads the 5 images to type its readings in") and "--teacher=" in said[0]
+    assert said[0].startswith(f"labelling: {name} reads the 5 images to type its readings in") and "--teacher=" in said[0]
     with client_for(folder, messages=said) as c:  # a second start: its readings are kept
         assert c.get("/api/label/next?count=1").json()["items"][0]["text"]
-    assert said[2].startswith("labelling: ddddocr types its readings in before any model is trained") and (
+    assert said[2].startswith(f"labelling: {name} types its readings in before any model is trained") and (
         f"its readings of 5 from an earlier start are kept in {tmp_path / 'cache' / 'suggestions-'}" in said[2]), said[2]
 
 
@@ -478,7 +479,7 @@ def test_auto_says_when_file_names_read_as_labels_leave_nothing_unlabelled(tmp_p
                                                  TEACHER="auto"), said.append)
     assert s.TEACHER == "" and len(said) == 1
     assert "read as labels (00003.png -> '00003'" in said[0] and "UNLABELED_DIR adds none" in said[0]
-    assert "--teacher=ddddocr reads the images without them" in said[0]
+    assert "--teacher=ddddocr2 reads the images without them" in said[0]
 
 
 def test_a_labels_file_that_lists_no_image_is_a_folder_without_labels(tmp_path):
@@ -494,6 +495,6 @@ def test_a_labels_file_that_lists_no_image_is_a_folder_without_labels(tmp_path):
     assert data.empty_labels_file(str(tmp_path)) and teach.zero_labels(s)
     with pytest.raises(data.DataError) as e:
         data.read_labels(str(tmp_path))
-    assert "python app.py --label_dir=" in str(e.value) and "--teacher=ddddocr" in str(e.value)
+    assert "python app.py --label_dir=" in str(e.value) and "--teacher=ddddocr2" in str(e.value)
     (tmp_path / "labels.tsv").write_text("file\tlabel\na.png\t1234\n")
     assert not data.empty_labels_file(str(tmp_path)) and not teach.zero_labels(s)

@@ -336,9 +336,9 @@ def test_zero_labels_only_without_labels(tmp_path):
     assert not zero_labels(s)
 
 
-def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_path, monkeypatch):
-    """TEACHER "auto" (the default): a run with some labels and unlabelled images gets ddddocr where it is
-    installed, and says so; where it is not, none, and the line says how to add it. A run without unlabelled
+def test_teacher_auto_is_ddddocrs_pair_where_installed_for_a_run_with_some_labels(tmp_path, monkeypatch):
+    """TEACHER "auto" (the default): a run with some labels and unlabelled images gets ddddocr2 (ddddocr's two
+    models) where ddddocr is installed, and says so; where it is not, none, and the line says how to add it. A run without unlabelled
     images, ONLINE, PSEUDO_RATIO 0 with labels, or with no labels at all (which names its teacher) gets none; "" and
     "ddddocr" stay."""
     from core import plan, teach
@@ -349,8 +349,8 @@ def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_
     s = plan.Settings().replace(TEACHER="auto", TRAIN_DIR=str(folder), UNLABELED_DIR=str(folder), ONLINE=False)
     said = []
     monkeypatch.setattr(teach, "unavailable", lambda name: "")
-    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr"
-    assert said[-1].startswith("TEACHER auto: ddddocr is installed") and "--teacher= trains without it" in said[-1]
+    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr2"
+    assert said[-1].startswith("TEACHER auto: ddddocr is installed: ddddocr2's readings") and "--teacher= trains without it" in said[-1]
     monkeypatch.setattr(teach, "unavailable", lambda name: "ddddocr does not load: why")
     assert teach.resolve_teacher(s, said.append).TEACHER == ""
     assert said[-1].startswith("TEACHER auto: no teacher (ddddocr does not load: why; ")
@@ -361,13 +361,13 @@ def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_
     (folder / "labels.tsv").unlink()  # no labels at all: "auto" does not read the file names as no labels
     assert teach.resolve_teacher(s, said.append).TEACHER == ""  # ... and says that no image is left unlabelled
     assert len(said) == 1 and "read as labels" in said[0] and "UNLABELED_DIR adds none" in said[0]
-    assert teach.resolve_teacher(s.replace(LIMIT=100), said.append).TEACHER == "ddddocr"  # a sample of the names
+    assert teach.resolve_teacher(s.replace(LIMIT=100), said.append).TEACHER == "ddddocr2"  # a sample of the names
     # no labels.tsv and names that evidently hold no labels (a word and a counter): "auto" reads them
     for i in range(25):
         (folder / f"img{i}.png").write_bytes(b"")
-    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr"
+    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr2"
     assert said[-1].startswith(f"TEACHER auto: {folder} has no labels (25 of 26 file names are the same 'img' and a "
-                               f"number, no labels.tsv): ddddocr reads every image") and "--label_dir=" in said[-1]
+                               f"number, no labels.tsv): ddddocr2 reads every image") and "--label_dir=" in said[-1]
     monkeypatch.setattr(teach, "unavailable", lambda name: "ddddocr is not installed")
     assert teach.resolve_teacher(s, said.append).TEACHER == ""
     assert said[-1].startswith("TEACHER auto: no teacher (ddddocr is not installed; the images have no labels: 25 of")
@@ -375,17 +375,17 @@ def test_teacher_auto_is_ddddocr_where_installed_for_a_run_with_some_labels(tmp_
     (folder / "ab12.png").unlink()
     for i in range(25):
         (folder / f"img{i}.png").rename(folder / f"{i + 1}.png")  # names that count the images: the same
-    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr"
+    assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr2"
     assert "has no labels (the 25 file names count the images (1 to 25), no labels.tsv)" in said[-1]
-    assert teach.resolve_teacher(s.replace(PSEUDO_RATIO=0.0), said.append).TEACHER == "ddddocr"  # its readings: the labels
-    for explicit in ("", "ddddocr"):
+    assert teach.resolve_teacher(s.replace(PSEUDO_RATIO=0.0), said.append).TEACHER == "ddddocr2"  # its readings: the labels
+    for explicit in ("", "ddddocr", "ddddocr2"):
         assert teach.resolve_teacher(s.replace(TEACHER=explicit), said.append).TEACHER == explicit
 
 
 def test_auto_teacher_names_the_teacher_the_labelling_page_uses(monkeypatch):
     from core import teacher
     monkeypatch.setattr(teacher, "unavailable", lambda name: "")
-    assert teacher.auto_teacher("auto") == "ddddocr" and teacher.auto_teacher("") == ""
+    assert teacher.auto_teacher("auto") == "ddddocr2" and teacher.auto_teacher("") == ""
     monkeypatch.setattr(teacher, "unavailable", lambda name: "not installed")
     assert teacher.auto_teacher("auto") == "" and teacher.auto_teacher("ddddocr") == "ddddocr"
 
