@@ -264,9 +264,9 @@ class AgreeingTeacher:
 
 
 TEACHERS = {"ddddocr": DdddocrTeacher, "ddddocr2": AgreeingTeacher}  # name -> class(threads=...)
-# TEACHER = "auto": this teacher, where its package is installed. The pair reads as well or better than ddddocr's
-# default model alone on every set of the suite it was run on, with no labels and with 100 (BENCHMARKS.md), for
-# about three times the reading time
+# TEACHER = "auto": this teacher, where its package is installed. With no labels and with 100 the pair reads the
+# suite's sets that ddddocr's default model alone teaches worst better (swust_mixed, rsce_colour, receita) and none
+# lower by more than 5 test images (BENCHMARKS.md), for about three times the reading time
 AUTO = "ddddocr2"
 
 

@@ -444,7 +444,7 @@ class LabelQueue:
 
             counted = {"read": len(todo)}
 
-            def announce(to_read, before, cache):  # ddddocr2 reads ~20 images a second a core
+            def announce(to_read, before, cache):  # ddddocr2 reads ~15 images a second a core
                 counted["read"] = to_read
                 kept = f"its readings of {before} {'more ' * bool(to_read)}from an earlier start are kept in {cache}"
                 say(f"labelling: {teacher} types its readings in before any model is trained (TEACHER; --teacher= "
