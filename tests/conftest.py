@@ -77,6 +77,7 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def no_teacher(monkeypatch):
     """The labelling page without a teacher: TEACHER = "auto" has ddddocr's two models read the images before any
-    model where ddddocr is installed (test_teach.py covers the page with it); these tests check the order and answers without it."""
+    model where ddddocr is installed (test_teach.py covers the page with it); these tests check the order and
+    answers without it."""
     import config
     monkeypatch.setattr(config, "TEACHER", "")

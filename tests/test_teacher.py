@@ -338,9 +338,9 @@ def test_zero_labels_only_without_labels(tmp_path):
 
 def test_teacher_auto_is_ddddocrs_pair_where_installed_for_a_run_with_some_labels(tmp_path, monkeypatch):
     """TEACHER "auto" (the default): a run with some labels and unlabelled images gets ddddocr2 (ddddocr's two
-    models) where ddddocr is installed, and says so; where it is not, none, and the line says how to add it. A run without unlabelled
-    images, ONLINE, PSEUDO_RATIO 0 with labels, or with no labels at all (which names its teacher) gets none; "" and
-    "ddddocr" stay."""
+    models) where ddddocr is installed, and says so; where it is not, none, and the line says how to add it. A run
+    without unlabelled images, ONLINE, PSEUDO_RATIO 0 with labels, or with no labels at all (which names its
+    teacher) gets none; "", "ddddocr" and "ddddocr2" stay."""
     from core import plan, teach
     folder = tmp_path / "f"
     folder.mkdir()
@@ -350,7 +350,8 @@ def test_teacher_auto_is_ddddocrs_pair_where_installed_for_a_run_with_some_label
     said = []
     monkeypatch.setattr(teach, "unavailable", lambda name: "")
     assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr2"
-    assert said[-1].startswith("TEACHER auto: ddddocr is installed: ddddocr2's readings") and "--teacher= trains without it" in said[-1]
+    assert said[-1].startswith("TEACHER auto: ddddocr is installed: ddddocr2's readings")
+    assert "--teacher= trains without it" in said[-1]
     monkeypatch.setattr(teach, "unavailable", lambda name: "ddddocr does not load: why")
     assert teach.resolve_teacher(s, said.append).TEACHER == ""
     assert said[-1].startswith("TEACHER auto: no teacher (ddddocr does not load: why; ")
@@ -377,7 +378,8 @@ def test_teacher_auto_is_ddddocrs_pair_where_installed_for_a_run_with_some_label
         (folder / f"img{i}.png").rename(folder / f"{i + 1}.png")  # names that count the images: the same
     assert teach.resolve_teacher(s, said.append).TEACHER == "ddddocr2"
     assert "has no labels (the 25 file names count the images (1 to 25), no labels.tsv)" in said[-1]
-    assert teach.resolve_teacher(s.replace(PSEUDO_RATIO=0.0), said.append).TEACHER == "ddddocr2"  # its readings: the labels
+    # its readings: the labels
+    assert teach.resolve_teacher(s.replace(PSEUDO_RATIO=0.0), said.append).TEACHER == "ddddocr2"
     for explicit in ("", "ddddocr", "ddddocr2"):
         assert teach.resolve_teacher(s.replace(TEACHER=explicit), said.append).TEACHER == explicit
 
