@@ -3,12 +3,12 @@ before the first epoch. With no labels at all its confident readings are the tra
 and case inferred from them); with a few labels they are the unlabelled images' first pseudo-labels, trained on
 from the first epoch and replaced by the model's own readings where it becomes more confident.
 
-Readings are cached in CACHE_DIR (keyed by the files' paths, sizes and times, the teacher and the charset), so a
-second run on the same folder starts at once; a run interrupted while the teacher reads keeps what it has read
-(`<key>.partial.json`), and the same command goes on from there.
+Readings are kept in CACHE_DIR one image at a time (ReadingStore: by folder, teacher, charset and border, each
+reading holding while its file's size and time do), so a second run on the same folder starts at once, the next
+run of the labelling loop (a few more images labelled) reads nothing again, a run after the labelling page reads
+what the page read with the same charset, and a run interrupted while the teacher reads goes on from there.
 """
 import collections
-import contextlib
 import hashlib
 import json
 import os
@@ -95,52 +95,151 @@ def _stamp(path):
     return f"{st.st_size} {st.st_mtime_ns}"
 
 
-def _key(paths, name, charset, margin=0.0):
-    h = hashlib.sha1((f"teacher {name} {charset!r}" + (f" margin {margin:g}" if margin else "")).encode())
-    for p in paths:
-        h.update(f"{p}\0{_stamp(p)}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:16]
+def same_reading(charset):
+    """`charset` as the teacher's readings depend on it (None: any character): a letter it holds in one case only
+    is read with both cases' probabilities summed (core.teacher), so "abc" and "ABC" read the same images alike,
+    but for the case they write; the order of its characters does not count."""
+    if charset is None:
+        return None
+    chars = set(charset)
+    return "".join(sorted({c.lower() if len(c.swapcase()) == 1 and len(c.lower()) == 1 and c.swapcase() != c
+                           and c.swapcase() not in chars else c for c in chars}))
+
+
+def _in_case(text, charset):
+    """A reading kept under same_reading(charset), written in the case `charset` holds each letter in."""
+    if charset is None:
+        return text
+    return "".join(c if c in charset or c.swapcase() not in charset else c.swapcase() for c in text)
+
+
+class ReadingStore:
+    """The teacher's readings of single images kept in CACHE_DIR: one file per folder, teacher, charset (as it
+    matters: same_reading) and border, holding {file name: [size and time, text, confidence, error, chars]}. A
+    reading holds while its file's size and modification time do, so a later read of the same images the same
+    way reads only those that are new or changed: a run after the labelling page (where it reads with the page's
+    charset), the next run of the loop (its unlabelled images a few labelled ones fewer), a run interrupted while
+    the teacher read. cache_dir "" keeps nothing."""
+
+    def __init__(self, cache_dir, name, charset, margin):
+        self.cache_dir, self.name, self.charset, self.margin = cache_dir, name, charset, float(margin)
+        self.key = same_reading(charset)
+        self.files = {}  # folder -> [store file, {file name: entry}, changed]
+
+    def _file(self, folder):
+        if folder not in self.files:
+            h = hashlib.sha1(f"{self.name}\0{self.key!r}\0{self.margin:g}\0{folder}".encode("utf-8", "surrogateescape"))
+            path = os.path.join(self.cache_dir, f"teacher-{h.hexdigest()[:16]}.json")
+            self.files[folder] = [path, _load_items(path), False]
+        return self.files[folder]
+
+    @staticmethod
+    def _where(path):
+        real = os.path.realpath(path)  # links (a benchmark's folders) share the readings of the files they name
+        return os.path.dirname(real), os.path.basename(real)
+
+    def get(self, paths):
+        """{index into paths: Reading} of the paths read before, the same way, and unchanged since."""
+        from core.teacher import Reading
+        if not self.cache_dir:
+            return {}
+        found = {}
+        for i, p in enumerate(paths):
+            folder, name = self._where(p)
+            entry = self._file(folder)[1].get(name)
+            if entry and entry[0] == _stamp(p):
+                _, text, confidence, error, chars = entry
+                found[i] = Reading(_in_case(text, self.charset), confidence, tuple(chars), error)
+        return found
+
+    def put(self, path, reading):
+        if self.cache_dir:
+            folder, name = self._where(path)
+            kept = self._file(folder)
+            kept[1][name] = [_stamp(path), reading.text, float(reading.confidence),
+                             reading.error, [round(float(p), 6) for p in reading.chars]]
+            kept[2] = True
+
+    def save(self):
+        """Writes the files that gained readings, merged with what another process wrote to them meanwhile (the
+        labelling page and a run may read one folder at once)."""
+        for kept in self.files.values():
+            path, items, changed = kept
+            if changed:
+                try:
+                    atomic_write(path, json.dumps({"teacher": self.name, "charset": self.key, "margin": self.margin,
+                                                   "items": {**_load_items(path), **items}}), mode="w")
+                except OSError:
+                    pass  # the cache is optional
+                kept[2] = False
+
+
+def _load_items(path):
+    """{file name: entry} kept in a ReadingStore file; {} when there is none or it does not read."""
+    if not path or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            kept = json.load(f)
+        items = kept.get("items") if isinstance(kept, dict) else None
+        if isinstance(items, dict):
+            return {n: e for n, e in items.items() if isinstance(e, list) and len(e) == 5 and isinstance(e[1], str)
+                    and isinstance(e[2], (int, float)) and isinstance(e[3], str) and isinstance(e[4], list)}
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
+SAVE_EVERY = 5  # chunks between writes of what the teacher has read: a killed run loses at most this many
+
+
+def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", say=print, teacher=None):
+    """[Reading] of the teacher `name` for `paths`, each read with `charset` and `margin`, in order; those read the
+    same way before (ReadingStore) are not read again. A line is said when some were and some were not; progress
+    is shown in a terminal (a line every LOG_EVERY images in a log). Ctrl-C keeps what was read and says so."""
+    store = ReadingStore(cache_dir, name, charset, margin)
+    found = store.get(paths)
+    todo = [i for i in range(len(paths)) if i not in found]
+    if not todo:
+        return [found[i] for i in range(len(paths))]
+    if found:
+        say(f"  teacher   {len(found)} of {len(paths)} images read before, the same way (kept in {cache_dir}); "
+            f"reading the other {len(todo)}")
+    teacher = teacher or load_teacher(name, threads=max(1, threads))
+    tty = sys.stdout.isatty()
+    done = 0
+    try:
+        for c in range(0, len(todo), CHUNK):
+            part = todo[c:c + CHUNK]
+            progress = (lambda n, _, done=done: print(f"\r  teacher   {done + n}/{len(todo)}", flush=True,
+                                                      end="\n" if done + n == len(todo) else "")) if tty else None
+            for i, r in zip(part, teacher.read([paths[i] for i in part], charset=charset, progress=progress,
+                                               margin=margin)):
+                found[i] = r
+                store.put(paths[i], r)
+            done += len(part)
+            if not tty and len(todo) > LOG_EVERY and (done // LOG_EVERY > (done - len(part)) // LOG_EVERY
+                                                      or done == len(todo)):
+                print(f"  teacher   {done}/{len(todo)}", flush=True)  # so a long read does not look stuck
+            if (c // CHUNK + 1) % SAVE_EVERY == 0:
+                store.save()
+    except KeyboardInterrupt:
+        if not cache_dir or not done:
+            raise
+        store.save()
+        raise KeyboardInterrupt(f"the teacher read {len(found)} of {len(paths)} images; they are kept in {cache_dir}, "
+                                f"and the same command goes on from there") from None
+    store.save()
+    return [found[i] for i in range(len(paths))]
 
 
 def read(s, paths, charset=None, say=print, margin=None):
-    """[(text, confidence, error)] of the teacher for `paths` (charset: restrict the readings to it), cached; each
-    image read with the border `margin` (None: TEACHER_MARGIN, resolved by resolve_margin; -1 unresolved reads none)."""
+    """[(text, confidence, error)] of the teacher for `paths` (charset: restrict the readings to it), kept in
+    CACHE_DIR (read_images); each image read with the border `margin` (None: TEACHER_MARGIN, resolved by
+    resolve_margin; -1 unresolved reads none)."""
     margin = max(0.0, s.TEACHER_MARGIN) if margin is None else margin
-    cache = (os.path.join(s.CACHE_DIR, f"teacher-{_key(paths, s.TEACHER, charset, margin)}.json") if s.CACHE_DIR
-             else None)
-    found = _load(cache)
-    if found is not None and len(found) == len(paths):
-        return found
-    partial = cache and cache[:-len(".json")] + ".partial.json"
-    readings = _load(partial) or []
-    if len(readings) > len(paths):
-        readings = []
-    if readings:
-        say(f"  teacher   {len(readings)} of {len(paths)} images read before the last run was interrupted "
-            f"({partial}); reading on")
-    teacher = load_teacher(s.TEACHER, threads=max(1, s.THREADS))
-    tty = sys.stdout.isatty()
-    try:
-        while len(readings) < len(paths):
-            done = len(readings)
-            progress = (lambda n, _, done=done: print(f"\r  teacher   {done + n}/{len(paths)}", flush=True,
-                                                      end="\n" if done + n == len(paths) else "")) if tty else None
-            chunk = teacher.read(paths[done:done + CHUNK], charset=charset, progress=progress, margin=margin)
-            readings += [(r.text, r.confidence, r.error) for r in chunk]
-            if not tty and len(paths) > LOG_EVERY and (len(readings) // LOG_EVERY > done // LOG_EVERY
-                                                       or len(readings) == len(paths)):
-                print(f"  teacher   {len(readings)}/{len(paths)}", flush=True)  # so a long read does not look stuck
-    except KeyboardInterrupt:
-        if not partial or not readings:
-            raise
-        _write(partial, readings)
-        raise KeyboardInterrupt(f"the teacher read {len(readings)} of {len(paths)} images; they are kept in "
-                                f"{partial}, and the same command goes on from there") from None
-    if cache:
-        _write(cache, readings)
-        with contextlib.suppress(OSError):
-            os.remove(partial)
-    return readings
+    return [(r.text, r.confidence, r.error) for r in read_images(s.TEACHER, list(paths), charset, margin,
+                                                                  s.THREADS, s.CACHE_DIR, say)]
 
 
 def margin_of(s, paths, say=print):
@@ -165,21 +264,6 @@ def resolve_margin(s, say=print):
     margin, why = margin_of(s, paths, say)
     say(f"  teacher   {s.TEACHER} {why}")
     return s.replace(TEACHER_MARGIN=margin)
-
-
-def _load(path):
-    """The readings kept in `path` (a cache, or what an interrupted read kept), or None when there are none or
-    they do not read."""
-    if not path or not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            found = json.load(f)
-        if isinstance(found, list) and all(isinstance(r, list) and len(r) == 3 for r in found):
-            return [tuple(r) for r in found]
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def _write(path, readings):
@@ -418,55 +502,58 @@ __all__ = ["TeacherError", "resolve_teacher", "resolve_margin", "zero_labels", "
 def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
     """{file name: {text, confidence, chars}} for the labelling page before any model is trained: a teacher's
     readings of the images `names` of `folder`, restricted to the charset it reads in a sample of SAMPLE of them
-    (letters in capitals unless it reads them in lower case; its case cannot be trusted). An image it cannot read
-    gets confidence None and its error. With `cache_dir` the readings are kept there, one file per folder and
-    teacher: a later start reads only the images that are new or changed since (size, modification time), with
-    the charset of the first. announce(to read, read before, cache file) is called before any reading.
+    (letters in capitals unless it reads them in lower case; its case cannot be trusted), with the border it reads
+    that sample most surely with (choose_margin). An image it cannot read gets confidence None and its error.
+    With `cache_dir` the readings are kept there (ReadingStore), and the charset, case and border the first start
+    chose beside them (one small file per folder and teacher): a later start reads only the images that are new or
+    changed since (size, modification time), and a run that reads the folder the same way (its labels' charset
+    the page's) none. announce(to read, read before, cache folder) is called before any reading.
     TeacherError when the teacher cannot be loaded."""
-    cache = (os.path.join(cache_dir, "suggestions-" + hashlib.sha1(f"{name}\0{os.path.realpath(folder)}".encode(
+    chosen = (os.path.join(cache_dir, "suggestions-" + hashlib.sha1(f"{name}\0{os.path.realpath(folder)}".encode(
         "utf-8", "surrogateescape")).hexdigest()[:16] + ".json") if cache_dir else None)
-    kept = _load_suggestions(cache)
-    stamps = {n: _stamp(os.path.join(folder, n)) for n in names}
-    found = {n: kept["items"][n][1] for n in names if n in kept["items"] and kept["items"][n][0] == stamps[n]}
-    todo = [n for n in names if n not in found]
+    kept = _load_choice(chosen)
+    paths = [os.path.join(folder, n) for n in names]
+    quiet = lambda *_: None  # noqa: E731 (announce says what is read)
+    found = {} if kept["charset"] is None else ReadingStore(cache_dir or "", name, kept["charset"] or None,
+                                                            kept["margin"]).get(paths)
     if announce:
-        announce(len(todo), len(found), cache)
-    if not todo:
-        return found
-    teacher = load_teacher(name, threads=threads)
-    paths = [os.path.join(folder, n) for n in todo]
-    if kept["charset"] is None:
-        sample = sample_of(paths)
-        by_margin = {m: teacher.read(sample, margin=m) for m in MARGINS}
-        margin, _ = choose_margin(by_margin)
-        charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
-        kept.update(charset=charset, case=case, margin=margin)
+        announce(len(paths) - len(found), len(found), cache_dir)
+    teacher = None
+    if len(found) < len(paths):
+        teacher = load_teacher(name, threads=threads)
+        if kept["charset"] is None:
+            sample = sample_of(paths)
+            by_margin = {m: read_images(name, sample, None, m, threads, cache_dir or "", quiet, teacher)
+                         for m in MARGINS}
+            margin, _ = choose_margin(by_margin)
+            charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
+            kept.update(charset=charset, case=case, margin=margin)
+            if chosen:
+                _write(chosen, kept)
+    readings = read_images(name, paths, kept["charset"] or None, kept["margin"], threads, cache_dir or "", quiet,
+                           teacher)
     fold = str.lower if kept["case"] == "lower" else str.upper
-    for n, r in zip(todo, teacher.read(paths, charset=kept["charset"] or None, margin=kept["margin"])):
+    found = {}
+    for n, r in zip(names, readings):
         text = fold(r.text)
         found[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
                     "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
                     **({"error": r.error} if r.error else {})}
-        kept["items"][n] = [stamps[n], found[n]]
-    if cache:
-        _write(cache, kept)
     return found
 
 
-def _load_suggestions(path):
-    """{"charset", "case", "items": {file name: [stamp, suggestion]}} kept in `path`; empty when there is none or
-    it does not read."""
-    empty = {"charset": None, "case": None, "margin": 0.0, "items": {}}
+def _load_choice(path):
+    """{"charset", "case", "margin"} the labelling page chose for a folder, kept in `path`; charset None when there
+    is none or it does not read."""
+    empty = {"charset": None, "case": None, "margin": 0.0}
     if not path or not os.path.isfile(path):
         return empty
     try:
         with open(path, encoding="utf-8") as f:
             kept = json.load(f)
-        if isinstance(kept, dict) and isinstance(kept.get("items"), dict) and isinstance(kept.get("charset"), str):
-            items = {n: v for n, v in kept["items"].items() if isinstance(v, list) and len(v) == 2
-                     and isinstance(v[1], dict)}
+        if isinstance(kept, dict) and isinstance(kept.get("charset"), str):
             margin = kept.get("margin", 0.0)
-            return {"charset": kept["charset"], "case": kept.get("case"), "items": items,
+            return {"charset": kept["charset"], "case": kept.get("case"),
                     "margin": float(margin) if isinstance(margin, (int, float)) and 0 <= margin <= 4 else 0.0}
     except (OSError, ValueError):
         pass

@@ -69,6 +69,11 @@ class Reading:
     error: str = ""
 
 
+def _unreadable(e):
+    """The Reading of an image that could not be read: empty, with why."""
+    return Reading("", 0.0, (), f"{type(e).__name__}: {e}".splitlines()[0])
+
+
 def _image_input(item):
     """A PIL image opened from a path, bytes or a PIL image."""
     from PIL import Image
@@ -188,8 +193,9 @@ class DdddocrTeacher:
             text = "".join(alphabet[i] for i, _, _ in runs)
         return text, tuple(float(p) for _, p, _ in runs), peak
 
-    def _probabilities(self, image, margin=0.0):
-        """(T, C) softmax of the model's scores for one PIL image, preprocessed as DdddOcr does."""
+    def _input(self, image, margin=0.0):
+        """(1, 1, HEIGHT, W) float input of one PIL image, preprocessed as DdddOcr does (both bundled models read
+        the same input)."""
         from PIL import Image
 
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -204,11 +210,24 @@ class DdddocrTeacher:
         if width < 1:
             raise ValueError(f"image of {image.size[0]}x{image.size[1]} pixels is too narrow")
         grey = image.resize((width, self.HEIGHT), Image.LANCZOS).convert("L")
-        x = (np.asarray(grey, dtype=np.float32) / 255.0)[None, None]  # (1, 1, 64, W)
+        return (np.asarray(grey, dtype=np.float32) / 255.0)[None, None]
+
+    def _softmax(self, x):
+        """(T, C) softmax of the model's scores for an input of _input."""
         scores = self.session.run(None, {self.input_name: x})[0].reshape(-1, len(self.classes))  # (T, C)
         scores = scores - scores.max(1, keepdims=True)
         e = np.exp(scores)
         return e / e.sum(1, keepdims=True)
+
+    def _probabilities(self, image, margin=0.0):
+        """(T, C) softmax of the model's scores for one PIL image, preprocessed as DdddOcr does."""
+        return self._softmax(self._input(image, margin))
+
+    def _reading(self, probs, columns):
+        """The Reading of probs (T, C) over columns (_columns; None: every class)."""
+        text, chars, peak = self._decode(probs, columns)
+        confidence = float(np.prod(chars)) if chars else float(np.prod(peak, dtype=np.float64))
+        return Reading(text, min(1.0, confidence), chars)
 
     def read(self, items, charset=None, progress=None, margin=None):
         """One Reading per item (path, bytes or PIL image), in order; never raises for an image.
@@ -228,13 +247,9 @@ class DdddocrTeacher:
         readings = []
         for n, item in enumerate(items, 1):
             try:
-                probs = self._probabilities(_image_input(item), margin)  # (T, C)
+                readings.append(self._reading(self._probabilities(_image_input(item), margin), columns))
             except Exception as e:  # any undecodable or odd image: an empty reading, never an exception
-                readings.append(Reading("", 0.0, (), f"{type(e).__name__}: {e}".splitlines()[0]))
-            else:
-                text, chars, peak = self._decode(probs, columns)
-                confidence = float(np.prod(chars)) if chars else float(np.prod(peak, dtype=np.float64))
-                readings.append(Reading(text, min(1.0, confidence), chars))
+                readings.append(_unreadable(e))
             if progress:
                 progress(n, len(items))
         return readings
@@ -254,13 +269,25 @@ class AgreeingTeacher:
         self.margin = margin
 
     def read(self, items, charset=None, progress=None, margin=None):
+        """As DdddocrTeacher.read: each image opened and prepared once, read by both models."""
+        if isinstance(items, (str, bytes, os.PathLike)):
+            raise TypeError("read() takes a list of images; wrap a single one in a list")
         items = list(items)
         margin = self.margin if margin is None else margin
-        first = self.first.read(items, charset, margin=margin)
-        second = self.second.read(items, charset, progress=progress, margin=margin)
-        return [a if a.error else
-                dataclasses.replace(a, confidence=max(a.confidence, b.confidence)) if a.text.lower() == b.text.lower()
-                else dataclasses.replace(a, confidence=0.0) for a, b in zip(first, second)]
+        columns = [None if charset is None else m._columns(charset) for m in (self.first, self.second)]
+        readings = []
+        for n, item in enumerate(items, 1):
+            try:
+                x = self.first._input(_image_input(item), margin)
+                a, b = (m._reading(m._softmax(x), c) for m, c in zip((self.first, self.second), columns))
+            except Exception as e:  # as DdddocrTeacher.read: an empty reading, never an exception
+                readings.append(_unreadable(e))
+            else:
+                readings.append(dataclasses.replace(a, confidence=max(a.confidence, b.confidence))
+                                if a.text.lower() == b.text.lower() else dataclasses.replace(a, confidence=0.0))
+            if progress:
+                progress(n, len(items))
+        return readings
 
 
 TEACHERS = {"ddddocr": DdddocrTeacher, "ddddocr2": AgreeingTeacher}  # name -> class(threads=...)

@@ -138,27 +138,45 @@ def test_a_border_widens_the_image_in_its_edge_colour():
 
 
 def test_two_readers_are_trusted_where_they_agree():
+    """Each image opened and prepared once and read by both models; a reading is trusted where they agree."""
+    from PIL import Image
+
     from core.teacher import AgreeingTeacher
 
-    class Stub:
+    class Stub:  # stands for one model: the image's width picks its reading
         def __init__(self, readings):
             self.readings, self.asked = readings, []
 
-        def read(self, items, charset=None, progress=None, margin=None):
-            self.asked.append((list(items), charset, margin))
-            return self.readings
+        def _columns(self, charset):
+            return f"columns of {charset}"
+
+        def _input(self, image, margin):
+            self.asked.append((image.size[0], margin))
+            if image.size[0] == 4:
+                raise OSError("gone")
+            return image.size[0] - 1
+
+        def _softmax(self, x):
+            return x
+
+        def _reading(self, probs, columns):
+            assert columns == "columns of ab123"
+            return self.readings[probs]
 
     teacher = object.__new__(AgreeingTeacher)
     teacher.margin = 0.5
-    teacher.first = Stub([Reading("ab12", 0.6, (0.9, 0.9, 0.9, 0.8)), Reading("ab12", 0.99), Reading("AB12", 0.7),
-                          Reading("", 0.0, (), "OSError: gone")])
-    teacher.second = Stub([Reading("ab12", 0.8), Reading("ab13", 0.99), Reading("ab12", 0.9), Reading("", 0.0)])
-    agreed, differ, cased, unreadable = teacher.read(["a", "b", "c", "d"], charset="ab123")
+    teacher.first = Stub([Reading("ab12", 0.6, (0.9, 0.9, 0.9, 0.8)), Reading("ab12", 0.99), Reading("AB12", 0.7)])
+    teacher.second = Stub([Reading("ab12", 0.8), Reading("ab13", 0.99), Reading("ab12", 0.9)])
+    shown = []
+    images = [Image.new("L", (w, 10)) for w in (1, 2, 3, 4)]  # the stand-in models read the widths
+    agreed, differ, cased, unreadable = teacher.read(images, charset="ab123",
+                                                     progress=lambda n, total: shown.append((n, total)))
     assert agreed == Reading("ab12", 0.8, (0.9, 0.9, 0.9, 0.8))  # the first's text and characters, the surer one
     assert differ.text == "ab12" and differ.confidence == 0.0  # they differ: no run trains on it
     assert cased.text == "AB12" and cased.confidence == 0.9  # case aside (ddddocr's case cannot be trusted)
-    assert unreadable.error == "OSError: gone"
-    assert teacher.first.asked == teacher.second.asked == [(["a", "b", "c", "d"], "ab123", 0.5)]
+    assert unreadable == Reading("", 0.0, (), "OSError: gone")
+    assert teacher.first.asked == [(w, 0.5) for w in (1, 2, 3, 4)] and teacher.second.asked == []  # once
+    assert shown == [(1, 4), (2, 4), (3, 4), (4, 4)]  # progress after each image
 
 
 def test_filter_readings():
@@ -255,6 +273,12 @@ def test_ddddocrs_beta_model_reads_too_and_the_pair_agrees_on_what_both_read(v2_
     assert beta.text == "22d5n" and beta.confidence > 0.5
     readings = pair.read(v2_files)
     assert sum(r.confidence > 0.5 for r in readings) >= len(v2_files) - 2, [(r.text, r.confidence) for r in readings]
+    # one pass reading each image with both models reads as each model alone, combined
+    for charset, margin in ((None, 0.0), ("0123456789abcdefghijklmnopqrstuvwxyz", 0.5)):
+        both = pair.read(v2_files, charset, margin=margin)
+        alone = zip(*(m.read(v2_files, charset, margin=margin) for m in (pair.first, pair.second)))
+        assert both == [Reading(a.text, max(a.confidence, b.confidence) if a.text.lower() == b.text.lower() else 0.0,
+                                a.chars) for a, b in alone]
 
 
 def test_a_bilevel_image_reads_as_its_grey_copy(teacher, v2_files):
@@ -411,8 +435,8 @@ def test_unavailable_says_why_a_teacher_cannot_read(monkeypatch):
 
 
 def test_an_interrupted_read_is_kept_and_the_next_run_goes_on(tmp_path, monkeypatch):
-    """Ctrl-C while the teacher reads a large folder: what it has read is kept beside the cache, the line says
-    so, and the same command reads only the rest; a finished read is cached whole and the partial file goes."""
+    """Ctrl-C while the teacher reads a large folder: what it has read is kept in CACHE_DIR, the line says so, and
+    the same command reads only the rest; a finished read is kept whole."""
     from core import teach
     from core.plan import Settings
 
@@ -432,14 +456,77 @@ def test_an_interrupted_read_is_kept_and_the_next_run_goes_on(tmp_path, monkeypa
     interrupt, said = True, []
     with pytest.raises(KeyboardInterrupt) as e:
         teach.read(s, paths, say=said.append)
-    kept = [f for f in os.listdir(tmp_path / "cache") if f.endswith(".partial.json")]
-    assert len(kept) == 1 and str(e.value) == (f"the teacher read 4 of 5 images; they are kept in "
-                                               f"{tmp_path / 'cache' / kept[0]}, and the same command goes on from there")
+    assert str(e.value) == (f"the teacher read 4 of 5 images; they are kept in {tmp_path / 'cache'}, and the same "
+                            f"command goes on from there")
     interrupt, calls[:] = False, []
     readings = teach.read(s, paths, say=said.append)
     assert calls == [paths[4:]] and [r[0] for r in readings] == ["0abc", "1abc", "2abc", "3abc", "4abc"]
-    assert said == [f"  teacher   4 of 5 images read before the last run was interrupted "
-                    f"({tmp_path / 'cache' / kept[0]}); reading on"]
-    assert not [f for f in os.listdir(tmp_path / "cache") if f.endswith(".partial.json")]
+    assert said == [f"  teacher   4 of 5 images read before, the same way (kept in {tmp_path / 'cache'}); "
+                    f"reading the other 1"]
     calls[:] = []
-    assert teach.read(s, paths) == readings and calls == []  # cached whole
+    assert teach.read(s, paths) == readings and calls == []  # kept whole
+
+
+def test_the_teachers_readings_are_kept_per_image_and_shared_by_every_read_of_them(tmp_path, monkeypatch):
+    """The loop's next run (a few images labelled since, so its unlabelled images are fewer) reads nothing again;
+    images added to the folder or changed are read alone; a read with the charset in the other case (the page's
+    capitals, the labels' lower case) reads nothing again and writes the readings in its case, while another
+    charset or border reads them again; a link reads as the file it names; a run that dies (not Ctrl-C) keeps what
+    it read up to its last SAVE_EVERY chunks."""
+    from core import teach
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    paths = []
+    for i in range(6):
+        (folder / f"{i}.png").write_bytes(b"x" * (i + 1))  # never opened: the stand-in teacher reads the names
+        paths.append(str(folder / f"{i}.png"))
+    calls = []
+
+    class Teacher:
+        def read(self, items, charset=None, progress=None, margin=None):
+            items = list(items)
+            calls.append(([os.path.basename(p) for p in items], charset, margin))
+            if fail and len(calls) == fail:
+                raise RuntimeError("killed")
+            text = "AB12" if charset is None or "A" in charset else "ab12"
+            return [Reading(text, 0.9, (0.99, 0.99, 0.95, 0.97)) for _ in items]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Teacher())
+    monkeypatch.setattr(teach, "CHUNK", 2)
+    cache = str(tmp_path / "c")
+    read = lambda ps, charset="12AB", margin=0.0: teach.read_images(  # noqa: E731
+        "ddddocr", ps, charset, margin, cache_dir=cache, say=lambda *_: None)
+    fail = 0
+    first = read(paths)
+    assert [r.text for r in first] == ["AB12"] * 6 and len(calls) == 3
+    calls.clear()
+    assert read(paths[1:3] + paths[4:]) == first[1:3] + first[4:] and calls == []  # two labelled since
+    (folder / "2.png").write_bytes(b"changed")
+    (folder / "6.png").write_bytes(b"new")
+    read(paths + [str(folder / "6.png")])
+    assert calls == [(["2.png", "6.png"], "12AB", 0.0)]
+    calls.clear()
+    lower = read(paths, "ba21")  # the same characters, the letters in lower case: the same readings
+    assert calls == [] and [r.text for r in lower] == ["ab12"] * 6 and lower[0].chars == first[0].chars
+    read(paths[:1], "12ABC")
+    read(paths[:1], "12AB", 0.5)
+    assert calls == [(["0.png"], "12ABC", 0.0), (["0.png"], "12AB", 0.5)]
+    links = tmp_path / "links"
+    links.mkdir()
+    os.symlink(paths[3], links / "x.png")
+    calls.clear()
+    assert read([str(links / "x.png")]) == first[3:4] and calls == []
+    calls.clear()
+    monkeypatch.setattr(teach, "SAVE_EVERY", 2)
+    many = []
+    for i in range(10):
+        (folder / f"m{i}.png").write_bytes(b"m")
+        many.append(str(folder / f"m{i}.png"))
+    fail = 4  # dies reading the fourth chunk: the first two were written after the second
+    with pytest.raises(RuntimeError):
+        read(many)
+    calls.clear()
+    fail = 0
+    read(many)
+    assert [names for names, _, _ in calls] == [["m4.png", "m5.png"], ["m6.png", "m7.png"], ["m8.png", "m9.png"]]
