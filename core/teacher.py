@@ -132,20 +132,21 @@ class DdddocrTeacher:
     case_sensitive = False
     HEIGHT = 64  # DdddOcr resizes every image to this height, the width following the aspect ratio
 
-    def __init__(self, threads=1, margin=0.0, beta=False):
+    def __init__(self, threads=1, margin=0.0, beta=False, asked="ddddocr"):
+        """asked: the teacher's name its errors give (--teacher=...): ddddocr2 loads two of these."""
         try:
             import ddddocr
             import onnxruntime
             from ddddocr.models.charset_manager import CharsetManager
         except ImportError:
-            raise TeacherError("--teacher=ddddocr needs the ddddocr package: "
+            raise TeacherError(f"--teacher={asked} needs the ddddocr package: "
                                "pip install -r requirements-ddddocr.txt") from None
         manager = CharsetManager()
         manager.load_default_charset(beta=beta)  # DdddOcr(show_ad=False)'s: common_old.onnx's (beta: common.onnx's)
         self.classes = manager.get_charset()  # index 0 is the blank ''
         model = os.path.join(os.path.dirname(ddddocr.__file__), "common.onnx" if beta else "common_old.onnx")
         if not os.path.isfile(model) or len(self.classes) < 2 or self.classes[0] != "":
-            raise TeacherError("--teacher=ddddocr needs ddddocr 1.6.1 (its model or charset was not found): "
+            raise TeacherError(f"--teacher={asked} needs ddddocr 1.6.1 (its model or charset was not found): "
                                "pip install -r requirements-ddddocr.txt")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = max(0, int(threads))  # 0: onnxruntime's choice (every core)
@@ -264,7 +265,8 @@ class AgreeingTeacher:
     case_sensitive = False
 
     def __init__(self, threads=1, margin=0.0):
-        self.first, self.second = DdddocrTeacher(threads, margin), DdddocrTeacher(threads, margin, beta=True)
+        self.first, self.second = (DdddocrTeacher(threads, margin, asked=self.name),
+                                   DdddocrTeacher(threads, margin, beta=True, asked=self.name))
         self.characters = self.first.characters
         self.margin = margin
 

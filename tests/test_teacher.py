@@ -195,6 +195,9 @@ def test_missing_package_names_the_fix(monkeypatch):
     with pytest.raises(TeacherError) as e:
         load_teacher("ddddocr")
     assert str(e.value) == ("--teacher=ddddocr needs the ddddocr package: pip install -r requirements-ddddocr.txt")
+    with pytest.raises(TeacherError) as e:
+        load_teacher("ddddocr2")  # the pair: the name asked for, not its models'
+    assert str(e.value) == ("--teacher=ddddocr2 needs the ddddocr package: pip install -r requirements-ddddocr.txt")
 
 
 def test_unknown_teacher_lists_the_known_ones():
