@@ -78,11 +78,22 @@ def resolve_teacher(s, say=print):
     return s.replace(TEACHER=AUTO)
 
 
-def sample_of(paths):
+def sample_of(paths, folder=None):
     """SAMPLE of `paths` drawn across the whole list (a seeded sample, in list order), or all of them: a folder in
-    name order may group its images by source or day, and its first files alone can show one style of several."""
+    name order may group its images by source or day, and its first files alone can show one style of several.
+    With `folder` (where `paths` are, some of its images left out: those labelled) the sample is drawn across all
+    of the folder's images and keeps those in `paths`, so that a few more labels leave the rest of it as it was
+    and its readings need not be read again (the labelling page's, the loop's last run's); drawn across `paths`
+    where that keeps under nine tenths of a sample."""
     if len(paths) <= SAMPLE:
         return list(paths)
+    if folder is not None:
+        every = [os.path.join(folder, n) for n in data.image_names(folder)]
+        if len(every) > SAMPLE:
+            drawn = {every[i] for i in data.sample_indices(len(every), SAMPLE, 0)}
+            kept = [p for p in paths if p in drawn]
+            if len(kept) >= 0.9 * SAMPLE:
+                return kept
     return [paths[i] for i in data.sample_indices(len(paths), SAMPLE, 0)]
 
 
@@ -245,7 +256,7 @@ def read(s, paths, charset=None, say=print, margin=None):
 def margin_of(s, paths, say=print):
     """(margin, description): the border (core.teacher.MARGINS) the teacher reads a SAMPLE of `paths` most surely
     with (core.teacher.choose_margin); 0 without trying the others where it can open too few of them to tell."""
-    sample = sample_of(paths)
+    sample = sample_of(paths, s.UNLABELED_DIR)
     plain = _readings(read(s, sample, None, say, margin=0.0))
     if sum(bool(r.error) for r in plain) >= len(plain) / 2:  # not images: the run says so where it reads them
         return 0.0, "reads the images as they are"
@@ -290,7 +301,7 @@ def teach_unlabelled(s, say=print):
     if not paths:
         raise data.DataError(f"{folder}: no images to read (UNLABELED_DIR; extensions "
                              f"{', '.join(data.IMAGE_EXTENSIONS)})" + data.subfolder_hint(folder))
-    sample = _readings(read(s, sample_of(paths), None, say))
+    sample = _readings(read(s, sample_of(paths, folder), None, say))
     # a quarter of the images read confidently is enough to start from: the model trained on them reads better than
     # the teacher, and its own confident readings of the rest follow (a teacher at 53-64 % zero-shot still teaches)
     ok, why = usefulness(sample, s.TEACHER, min_confident=0.25)
@@ -467,7 +478,7 @@ def missing_from_labels(s, paths, labels, codec, say=print):
     labels reads first, cached); the run adds what it finds to the charset (core.run.add_missing). A letter is
     given in the labels' case; where they hold letters in both cases, in lower case and counted in either (the
     teacher cannot tell case), and the run adds both cases."""
-    readings = _readings(read(s, sample_of(paths), None, say))
+    readings = _readings(read(s, sample_of(paths, s.UNLABELED_DIR), None, say))
     lo, hi = codec.length
     # the teacher reads Latin letters: they are of the labels' kind only where the labels hold Latin letters (a
     # charset of Cyrillic letters and digits gains no 'x' from its 'х' read so); labels of another script get no
@@ -522,7 +533,7 @@ def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
     if len(found) < len(paths):
         teacher = load_teacher(name, threads=threads)
         if kept["charset"] is None:
-            sample = sample_of(paths)
+            sample = sample_of(paths, folder)
             by_margin = {m: read_images(name, sample, None, m, threads, cache_dir or "", quiet, teacher)
                          for m in MARGINS}
             margin, _ = choose_margin(by_margin)

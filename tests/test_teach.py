@@ -350,6 +350,25 @@ def test_the_teacher_judges_a_folder_on_a_sample_drawn_across_it(tmp_path, monke
     assert teach.sample_of(list(range(10))) == list(range(10))
 
 
+def test_a_few_more_labels_leave_the_teachers_sample_as_it_was(tmp_path, monkeypatch):
+    """The sample the teacher reads first (margin, missing characters, the page's charset) is drawn across the
+    folder, and keeps the images still unlabelled: the next run of the loop reads the same images but those just
+    labelled (their readings kept); where most of the folder is labelled, it is drawn across what is left."""
+    from core import teach
+    monkeypatch.setattr(teach, "SAMPLE", 20)
+    for i in range(100):
+        (tmp_path / f"{i:03d}.png").write_bytes(b"x")
+    every = [str(tmp_path / f"{i:03d}.png") for i in range(100)]
+    whole = teach.sample_of(every, str(tmp_path))
+    assert whole == teach.sample_of(every) and len(whole) == 20  # the whole folder: as drawn across the list
+    labelled = set(whole[:2]) | set(every[:10])
+    left = [p for p in every if p not in labelled]
+    assert teach.sample_of(left, str(tmp_path)) == [p for p in whole if p not in labelled]
+    assert teach.sample_of(left) != teach.sample_of(left, str(tmp_path))  # across the list: another draw
+    most = every[::4]  # three quarters labelled: too few of the folder's sample left
+    assert teach.sample_of(most, str(tmp_path)) == teach.sample_of(most) and len(teach.sample_of(most)) == 20
+
+
 @needs_civ2
 def test_the_labelling_page_suggests_the_teachers_readings_before_any_model(tmp_path):
     pytest.importorskip("ddddocr", reason="the teacher is the optional ddddocr package")
