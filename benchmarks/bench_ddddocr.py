@@ -4,6 +4,7 @@ the time to read one image, on one CPU thread.
     python benchmarks/bench_ddddocr.py            # the newest weights/*_best.pt, else weights/default.pt
     python benchmarks/bench_ddddocr.py --checkpoint=weights/cnn_best.onnx --count=500
     python benchmarks/bench_ddddocr.py --checkpoint=runs/x_best.pt --test_dir=real_sets/amazon/test --count=300
+    python benchmarks/bench_ddddocr.py --checkpoint=runs/x_best.pt --test_dir=F --teacher=ddddocr2   # + the pair
 
 Our model is timed twice: each image read once (TTA=1), and as predict.py, test.py and the API read it (TTA: an
 image read with confidence under 0.95 read again as 5 shifted copies that vote, by default).
@@ -91,6 +92,21 @@ def ddddocr_reader(beta=False):
     return read
 
 
+def teacher_reader(name):
+    """bytes -> text with the project's teacher `name` (core.teacher: ddddocr2 is the pair TEACHER "auto" picks,
+    each image read by both of ddddocr's models), on one thread, as a run reads its unlabelled images."""
+    from core.teacher import TeacherError, load_teacher
+    try:
+        teacher = load_teacher(name, threads=1)
+    except TeacherError as e:
+        sys.exit(f"error: {e}")
+
+    def read(raw):
+        return teacher.read([raw])[0].text
+
+    return read
+
+
 def our_reader(path, copies=1):
     """bytes -> text with our model (.pt on torch, .onnx on onnxruntime), on one thread; `copies` > 1: an unsure
     reading is replaced by the vote of that many shifted copies of the image (TTA)."""
@@ -122,12 +138,14 @@ def run(read, images):
 
 def main():
     _, opts = config.parse(checkpoint="", count=2000, dir=os.path.join(config.DATASET_DIR, "ddddocr_bench"),
-                           beta=False, test_dir="")
+                           beta=False, test_dir="", teacher="")
     torch.set_num_threads(1)
     path = opts["checkpoint"] or default_checkpoint()
     readers = [("ddddocr 1.6.1", ddddocr_reader())]
     if opts["beta"]:
         readers.append(("ddddocr 1.6.1 beta=True", ddddocr_reader(beta=True)))
+    if opts["teacher"]:
+        readers.append((f"the teacher {opts['teacher']} (core.teacher)", teacher_reader(opts["teacher"])))
     for copies in sorted({1, config.TTA}):  # read once, and as predict.py, test.py and the API read (TTA)
         ours, predictor = our_reader(path, copies)
         readers.append((f"{os.path.basename(path)} ({predictor.ckpt['model_name']}, {predictor.runtime}, "

@@ -64,11 +64,12 @@ def test_bench_ddddocr_reads_a_labelled_folder(tiny_suite):
     pytest.importorskip("ddddocr")
     test = tiny_suite / "sets" / "tiny" / "test"
     p = run_script("benchmarks/bench_ddddocr.py", "--checkpoint=weights/pretrained.pt", f"--test_dir={test}",
-                   "--count=8")
+                   "--count=8", "--teacher=ddddocr2")
     assert f"the first 8 images of {test}" in p.stdout, p.stdout
-    rows = [line for line in p.stdout.splitlines() if line.startswith("| ddddocr") or "pretrained.pt" in line]
-    assert len(rows) == 3 and all(len(r.split("|")) == 6 for r in rows), p.stdout  # ours read once and with TTA
-    assert "TTA=1)" in rows[1] and "TTA=5)" in rows[2], p.stdout
+    rows = [line for line in p.stdout.splitlines() if line.startswith(("| ddddocr", "| the teacher"))
+            or "pretrained.pt" in line]
+    assert len(rows) == 4 and all(len(r.split("|")) == 6 for r in rows), p.stdout  # ours read once and with TTA
+    assert "ddddocr2" in rows[1] and "TTA=1)" in rows[2] and "TTA=5)" in rows[3], p.stdout
 
 
 def test_missing_chars_draws_labels_as_limit_does_and_refuses_unknown_sets(tiny_suite):
