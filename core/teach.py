@@ -205,9 +205,10 @@ SAVE_EVERY = 5  # chunks between writes of what the teacher has read: a killed r
 
 
 def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", say=print, teacher=None):
-    """[Reading] of the teacher `name` for `paths`, each read with `charset` and `margin`, in order; those read the
-    same way before (ReadingStore) are not read again. A line is said when some were and some were not; progress
-    is shown in a terminal (a line every LOG_EVERY images in a log). Ctrl-C keeps what was read and says so."""
+    """[Reading] of the teacher `name` for `paths`, each read with `charset` and `margin` on `threads` CPU threads
+    (0: onnxruntime's choice, every core), in order; those read the same way before (ReadingStore) are not read
+    again. A line is said when some were and some were not; progress is shown in a terminal (a line every
+    LOG_EVERY images in a log). Ctrl-C keeps what was read and says so."""
     store = ReadingStore(cache_dir, name, charset, margin)
     found = store.get(paths)
     todo = [i for i in range(len(paths)) if i not in found]
@@ -216,7 +217,7 @@ def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", 
     if found:
         say(f"  teacher   {len(found)} of {len(paths)} images read before, the same way (kept in {cache_dir}); "
             f"reading the other {len(todo)}")
-    teacher = teacher or load_teacher(name, threads=max(1, threads))
+    teacher = teacher or load_teacher(name, threads=max(0, threads))  # 0 (THREADS' default): every core
     tty = sys.stdout.isatty()
     done = 0
     try:

@@ -470,6 +470,24 @@ def test_an_interrupted_read_is_kept_and_the_next_run_goes_on(tmp_path, monkeypa
     assert teach.read(s, paths) == readings and calls == []  # kept whole
 
 
+def test_the_teacher_reads_on_the_runs_threads_every_core_by_default(tmp_path, monkeypatch):
+    """THREADS 0 (the default: every core for torch) reads with onnxruntime's every core, not one; a number is
+    taken as it is."""
+    from core import teach
+    from core.plan import Settings
+
+    asked = []
+
+    class Teacher:
+        def read(self, paths, charset=None, progress=None, margin=None):
+            return [Reading("1234", 0.9) for _ in paths]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: asked.append(threads) or Teacher())
+    for threads in (0, 1, 3):
+        teach.read(Settings().replace(TEACHER="ddddocr", CACHE_DIR="", THREADS=threads), [str(tmp_path / "a.png")])
+    assert asked == [0, 1, 3]
+
+
 def test_the_teachers_readings_are_kept_per_image_and_shared_by_every_read_of_them(tmp_path, monkeypatch):
     """The loop's next run (a few images labelled since, so its unlabelled images are fewer) reads nothing again;
     images added to the folder or changed are read alone; a read with the charset in the other case (the page's
