@@ -131,6 +131,7 @@ class DdddocrTeacher:
     name = package = "ddddocr"
     case_sensitive = False
     HEIGHT = 64  # DdddOcr resizes every image to this height, the width following the aspect ratio
+    MAX_WIDTH = 32 * HEIGHT  # wider after that resize: not read (the suite's widest, colour_lines: under 10 times)
 
     def __init__(self, threads=1, margin=0.0, beta=False, asked="ddddocr"):
         """asked: the teacher's name its errors give (--teacher=...): ddddocr2 loads two of these."""
@@ -210,6 +211,9 @@ class DdddocrTeacher:
         width = int(image.size[0] * (self.HEIGHT / image.size[1]))
         if width < 1:
             raise ValueError(f"image of {image.size[0]}x{image.size[1]} pixels is too narrow")
+        if width > self.MAX_WIDTH:  # its scores alone would take gigabytes (8210 classes a frame, every 8 pixels)
+            raise ValueError(f"image of {image.size[0]}x{image.size[1]} pixels is too wide to be a captcha (more than "
+                             f"{self.MAX_WIDTH // self.HEIGHT} times as wide as high)")
         grey = image.resize((width, self.HEIGHT), Image.LANCZOS).convert("L")
         return (np.asarray(grey, dtype=np.float32) / 255.0)[None, None]
 

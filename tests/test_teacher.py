@@ -284,6 +284,15 @@ def test_ddddocrs_beta_model_reads_too_and_the_pair_agrees_on_what_both_read(v2_
                                 a.chars) for a, b in alone]
 
 
+def test_an_image_far_wider_than_a_captcha_is_not_read(teacher):
+    """A banner or a panorama among the captchas: an empty reading saying why, not gigabytes of scores."""
+    from PIL import Image
+    wide, ok = teacher.read([Image.new("RGB", (3000, 20), "white"), Image.new("RGB", (600, 20), "white")])
+    assert wide.error == ("ValueError: image of 3000x20 pixels is too wide to be a captcha (more than 32 times as "
+                          "wide as high)") and wide.confidence == 0.0
+    assert ok.error == ""
+
+
 def test_a_bilevel_image_reads_as_its_grey_copy(teacher, v2_files):
     """PIL resizes a bilevel ("1") or palette image by its nearest pixel whatever filter is asked: the teacher turns
     it to colour first, so a black-and-white captcha reads as the same captcha in grey (lzu_digits' bilevel PNGs:
