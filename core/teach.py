@@ -16,8 +16,9 @@ import sys
 
 import config
 from core import data
+from core.device import cpu_count
 from core.files import atomic_write
-from core.teacher import (AUTO, MARGINS, TEACHERS, TeacherError, choose_margin, filter_readings,
+from core.teacher import (AUTO, MARGINS, TEACHERS, ReaderPool, TeacherError, choose_margin, filter_readings,
                           infer_charset_length, load_teacher, unavailable, usefulness)
 
 CHUNK = 200  # images read at a time: what an interrupted read loses at most
@@ -201,14 +202,38 @@ def _load_items(path):
     return {}
 
 
-SAVE_EVERY = 5  # chunks between writes of what the teacher has read: a killed run loses at most this many
+SAVE_EVERY = 1000  # images between writes of what the teacher has read: a killed run loses at most this many
+
+
+MAX_READERS = 8  # processes reading with the teacher at most (each holds its models: 0.2 GB with ddddocr2)
+
+
+def readers(threads):
+    """Processes the teacher reads in for THREADS `threads` (0: one a core, at most MAX_READERS)."""
+    return max(1, int(threads)) if threads else min(MAX_READERS, cpu_count())
+
+
+def _read_parts(name, paths, charset, margin, workers, tty, teacher=None):
+    """Yields (indices into paths, [Reading]) as the teacher reads `paths`: in `workers` processes (ReaderPool) where
+    there are at least two of its tasks, else here on one thread (`teacher`, if loaded)."""
+    if workers > 1 and len(paths) >= 2 * ReaderPool.TASK:
+        with ReaderPool(name, min(workers, -(-len(paths) // ReaderPool.TASK))) as pool:
+            for start, readings in pool.read(paths, charset, margin):
+                yield range(start, start + len(readings)), readings
+        return
+    teacher = teacher or load_teacher(name, threads=1)
+    for c in range(0, len(paths), CHUNK):
+        part = range(c, min(c + CHUNK, len(paths)))
+        progress = (lambda n, _, c=c: print(f"\r  teacher   {c + n}/{len(paths)}", flush=True,
+                                            end="\n" if c + n == len(paths) else "")) if tty else None
+        yield part, teacher.read([paths[i] for i in part], charset=charset, progress=progress, margin=margin)
 
 
 def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", say=print, teacher=None):
-    """[Reading] of the teacher `name` for `paths`, each read with `charset` and `margin` on `threads` CPU threads
-    (0: onnxruntime's choice, every core), in order; those read the same way before (ReadingStore) are not read
-    again. A line is said when some were and some were not; progress is shown in a terminal (a line every
-    LOG_EVERY images in a log). Ctrl-C keeps what was read and says so."""
+    """[Reading] of the teacher `name` for `paths`, each read with `charset` and `margin`, in order, in
+    readers(threads) processes; those read the same way before (ReadingStore) are not read again. A line is said
+    when some were and some were not; progress is shown in a terminal (a line every LOG_EVERY images in a log).
+    Ctrl-C keeps what was read and says so. `teacher`: one loaded here, used where one process reads."""
     store = ReadingStore(cache_dir, name, charset, margin)
     found = store.get(paths)
     todo = [i for i in range(len(paths)) if i not in found]
@@ -217,23 +242,20 @@ def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", 
     if found:
         say(f"  teacher   {len(found)} of {len(paths)} images read before, the same way (kept in {cache_dir}); "
             f"reading the other {len(todo)}")
-    teacher = teacher or load_teacher(name, threads=max(0, threads))  # 0 (THREADS' default): every core
     tty = sys.stdout.isatty()
     done = 0
+    workers = readers(threads)
     try:
-        for c in range(0, len(todo), CHUNK):
-            part = todo[c:c + CHUNK]
-            progress = (lambda n, _, done=done: print(f"\r  teacher   {done + n}/{len(todo)}", flush=True,
-                                                      end="\n" if done + n == len(todo) else "")) if tty else None
-            for i, r in zip(part, teacher.read([paths[i] for i in part], charset=charset, progress=progress,
-                                               margin=margin)):
-                found[i] = r
-                store.put(paths[i], r)
-            done += len(part)
-            if not tty and len(todo) > LOG_EVERY and (done // LOG_EVERY > (done - len(part)) // LOG_EVERY
-                                                      or done == len(todo)):
+        for part, readings in _read_parts(name, [paths[i] for i in todo], charset, margin, workers, tty, teacher):
+            for j, r in zip(part, readings):
+                found[todo[j]] = r
+                store.put(paths[todo[j]], r)
+            before, done = done, done + len(readings)
+            if tty and workers > 1:
+                print(f"\r  teacher   {done}/{len(todo)}", flush=True, end="\n" if done == len(todo) else "")
+            if not tty and len(todo) > LOG_EVERY and (done // LOG_EVERY > before // LOG_EVERY or done == len(todo)):
                 print(f"  teacher   {done}/{len(todo)}", flush=True)  # so a long read does not look stuck
-            if (c // CHUNK + 1) % SAVE_EVERY == 0:
+            if done // SAVE_EVERY > before // SAVE_EVERY:
                 store.save()
     except KeyboardInterrupt:
         if not cache_dir or not done:
@@ -511,7 +533,7 @@ __all__ = ["TeacherError", "resolve_teacher", "resolve_margin", "zero_labels", "
            "first_pseudo_labels", "teacher_candidates", "missing_from_labels"]
 
 
-def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
+def suggestions(name, folder, names, threads=0, cache_dir=None, announce=None):
     """{file name: {text, confidence, chars}} for the labelling page before any model is trained: a teacher's
     readings of the images `names` of `folder`, restricted to the charset it reads in a sample of SAMPLE of them
     (letters in capitals unless it reads them in lower case; its case cannot be trusted), with the border it reads
@@ -519,8 +541,8 @@ def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
     With `cache_dir` the readings are kept there (ReadingStore), and the charset, case and border the first start
     chose beside them (one small file per folder and teacher): a later start reads only the images that are new or
     changed since (size, modification time), and a run that reads the folder the same way (its labels' charset
-    the page's) none. announce(to read, read before, cache folder) is called before any reading.
-    TeacherError when the teacher cannot be loaded."""
+    the page's) none. threads: as THREADS (0: a process a core, read_images). announce(to read, read before,
+    cache folder) is called before any reading. TeacherError when the teacher cannot be loaded."""
     chosen = (os.path.join(cache_dir, "suggestions-" + hashlib.sha1(f"{name}\0{os.path.realpath(folder)}".encode(
         "utf-8", "surrogateescape")).hexdigest()[:16] + ".json") if cache_dir else None)
     kept = _load_choice(chosen)
@@ -530,20 +552,15 @@ def suggestions(name, folder, names, threads=1, cache_dir=None, announce=None):
                                                             kept["margin"]).get(paths)
     if announce:
         announce(len(paths) - len(found), len(found), cache_dir)
-    teacher = None
-    if len(found) < len(paths):
-        teacher = load_teacher(name, threads=threads)
-        if kept["charset"] is None:
-            sample = sample_of(paths, folder)
-            by_margin = {m: read_images(name, sample, None, m, threads, cache_dir or "", quiet, teacher)
-                         for m in MARGINS}
-            margin, _ = choose_margin(by_margin)
-            charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
-            kept.update(charset=charset, case=case, margin=margin)
-            if chosen:
-                _write(chosen, kept)
-    readings = read_images(name, paths, kept["charset"] or None, kept["margin"], threads, cache_dir or "", quiet,
-                           teacher)
+    if len(found) < len(paths) and kept["charset"] is None:
+        sample = sample_of(paths, folder)
+        by_margin = {m: read_images(name, sample, None, m, threads, cache_dir or "", quiet) for m in MARGINS}
+        margin, _ = choose_margin(by_margin)
+        charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
+        kept.update(charset=charset, case=case, margin=margin)
+        if chosen:
+            _write(chosen, kept)
+    readings = read_images(name, paths, kept["charset"] or None, kept["margin"], threads, cache_dir or "", quiet)
     fold = str.lower if kept["case"] == "lower" else str.upper
     found = {}
     for n, r in zip(names, readings):

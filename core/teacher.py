@@ -356,6 +356,91 @@ def load_teacher(name="ddddocr", threads=1):
     return TEACHERS[name](threads=threads)
 
 
+def _serve(name, tasks, results):
+    """A reader process of ReaderPool: the teacher `name` on one thread reads each task (key, paths, charset,
+    margin) of `tasks` into `results` as (key, [Reading]), until None; (key, message) where it cannot."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command: it keeps what was read and stops these
+    try:
+        teacher = load_teacher(name, threads=1)
+    except Exception as e:
+        results.put((None, str(e)))
+        return
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        key, paths, charset, margin = task
+        try:
+            results.put((key, teacher.read(paths, charset, margin=margin)))
+        except Exception as e:  # read() never raises for an image: this is a defect, said by the command
+            results.put((key, f"{type(e).__name__}: {e}"))
+
+
+class ReaderPool:
+    """`workers` processes, each reading with the teacher `name` on one thread. ddddocr's models read an image
+    about twice as fast on one thread per process as on two threads of one session (2-core AMD EPYC, 240
+    rsce_colour images with ddddocr2: 17 a second on one thread, 13-15 on two, 32 in two processes)."""
+    TASK = 50  # images a process reads at a time: how often progress moves, and how evenly the processes share
+
+    def __init__(self, name, workers):
+        import multiprocessing
+        import sys
+        import types
+        context = multiprocessing.get_context("spawn")  # never fork a process whose torch may hold locks
+        self.tasks, self.results = context.Queue(), context.Queue()
+        main = sys.modules["__main__"]
+        # a spawned process imports its parent's __main__ (train.py: torch, 3 s and 0.6 GB each): these import
+        # core.teacher alone (0.5 s and 0.2 GB with both of ddddocr's models)
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            self.processes = [context.Process(target=_serve, args=(name, self.tasks, self.results), daemon=True)
+                              for _ in range(workers)]
+            for p in self.processes:
+                p.start()
+        finally:
+            sys.modules["__main__"] = main
+
+    def read(self, paths, charset=None, margin=0.0):
+        """Yields (start, [Reading]) for consecutive parts of `paths` of TASK images, as they are read (in any
+        order). TeacherError where a process cannot load the teacher or ends."""
+        starts = range(0, len(paths), self.TASK)
+        for start in starts:
+            self.tasks.put((start, list(paths[start:start + self.TASK]), charset, margin))
+        for _ in starts:
+            key, got = self._next()
+            if isinstance(got, str):
+                raise TeacherError(got if key is None else f"a teacher process failed: {got}")
+            yield key, got
+
+    def _next(self):
+        import queue
+        while True:
+            try:
+                return self.results.get(timeout=1.0)
+            except queue.Empty:
+                ended = [p.exitcode for p in self.processes if not p.is_alive()]
+                if ended:
+                    raise TeacherError(f"a teacher process ended (exit code {ended[0]}; out of memory?): --threads=1 "
+                                       f"reads in the command's own process") from None
+
+    def close(self):
+        for p in self.processes:
+            if p.is_alive():
+                p.terminate()
+        for p in self.processes:
+            p.join(timeout=10)
+        for q in (self.tasks, self.results):
+            q.close()
+            q.cancel_join_thread()  # tasks never taken: nothing to wait for
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _script(c):
     """'cjk', 'ascii' or 'other' for one character."""
     if ord(c) < 128:

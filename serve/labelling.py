@@ -453,7 +453,7 @@ class LabelQueue:
                     f"trained (TEACHER; --teacher= opens the page at once, in file-name order)"
                     + (f"; {kept}" if before else ""))
             self.suggestions = (score(predictor, self.folder, todo) if predictor is not None
-                                else teach.suggestions(teacher, self.folder, todo, threads=cpu_count(),
+                                else teach.suggestions(teacher, self.folder, todo, threads=0,
                                                        cache_dir=config.CACHE_DIR, announce=announce))
             self.seconds = time.perf_counter() - start
             by = f"read by {teacher}, " if teacher else ""

@@ -284,6 +284,28 @@ def test_ddddocrs_beta_model_reads_too_and_the_pair_agrees_on_what_both_read(v2_
                                 a.chars) for a, b in alone]
 
 
+def test_the_teacher_reads_in_processes_as_it_reads_in_one(teacher, tmp_path):
+    """THREADS 0 or N > 1: the teacher reads in processes of one thread each (ddddocr reads about twice as fast so
+    on two cores as on two threads of one process); the readings are the same, in the same order; a teacher that
+    cannot load in them says why."""
+    import numpy as np
+    from PIL import Image
+
+    from core import teach
+    from core.teacher import ReaderPool
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(2 * ReaderPool.TASK + 7):  # three tasks, the last short
+        paths.append(str(tmp_path / f"{i:03d}.png"))
+        Image.fromarray(rng.integers(0, 255, (30, 90), dtype=np.uint8)).save(paths[-1])
+    one = teach.read_images("ddddocr", paths, "0123456789", 0.25, threads=1, say=None)
+    assert teach.read_images("ddddocr", paths, "0123456789", 0.25, threads=2, say=None) == one
+    assert one == teacher.read(paths, "0123456789", margin=0.25)
+    assert teach.readers(0) >= 1 and teach.readers(3) == 3
+    with pytest.raises(TeacherError, match="unknown teacher 'nope'"):
+        teach.read_images("nope", paths, threads=2, say=None)
+
+
 def test_an_image_far_wider_than_a_captcha_is_not_read(teacher):
     """A banner or a panorama among the captchas: an empty reading saying why, not gigabytes of scores."""
     from PIL import Image
@@ -479,9 +501,9 @@ def test_an_interrupted_read_is_kept_and_the_next_run_goes_on(tmp_path, monkeypa
     assert teach.read(s, paths) == readings and calls == []  # kept whole
 
 
-def test_the_teacher_reads_on_the_runs_threads_every_core_by_default(tmp_path, monkeypatch):
-    """THREADS 0 (the default: every core for torch) reads with onnxruntime's every core, not one; a number is
-    taken as it is."""
+def test_a_few_images_are_read_here_on_one_thread_whatever_threads(tmp_path, monkeypatch):
+    """Fewer images than two of a reader process's tasks are read in the command's own process, on one thread
+    (ddddocr reads slower on two threads than on one); more are read in processes (below)."""
     from core import teach
     from core.plan import Settings
 
@@ -494,7 +516,7 @@ def test_the_teacher_reads_on_the_runs_threads_every_core_by_default(tmp_path, m
     monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: asked.append(threads) or Teacher())
     for threads in (0, 1, 3):
         teach.read(Settings().replace(TEACHER="ddddocr", CACHE_DIR="", THREADS=threads), [str(tmp_path / "a.png")])
-    assert asked == [0, 1, 3]
+    assert asked == [1, 1, 1]
 
 
 def test_the_teachers_readings_are_kept_per_image_and_shared_by_every_read_of_them(tmp_path, monkeypatch):
@@ -502,7 +524,7 @@ def test_the_teachers_readings_are_kept_per_image_and_shared_by_every_read_of_th
     images added to the folder or changed are read alone; a read with the charset in the other case (the page's
     capitals, the labels' lower case) reads nothing again and writes the readings in its case, while another
     charset or border reads them again; a link reads as the file it names; a run that dies (not Ctrl-C) keeps what
-    it read up to its last SAVE_EVERY chunks."""
+    it read but its last SAVE_EVERY images at most."""
     from core import teach
 
     folder = tmp_path / "f"
@@ -548,12 +570,12 @@ def test_the_teachers_readings_are_kept_per_image_and_shared_by_every_read_of_th
     calls.clear()
     assert read([str(links / "x.png")]) == first[3:4] and calls == []
     calls.clear()
-    monkeypatch.setattr(teach, "SAVE_EVERY", 2)
+    monkeypatch.setattr(teach, "SAVE_EVERY", 4)  # images
     many = []
     for i in range(10):
         (folder / f"m{i}.png").write_bytes(b"m")
         many.append(str(folder / f"m{i}.png"))
-    fail = 4  # dies reading the fourth chunk: the first two were written after the second
+    fail = 4  # dies reading the fourth chunk: the first two were written after the second, the third not yet
     with pytest.raises(RuntimeError):
         read(many)
     calls.clear()
