@@ -16,7 +16,7 @@ import sys
 
 import config
 from core import data
-from core.device import cpu_count
+from core.device import cpu_count, local_world
 from core.files import atomic_write
 from core.teacher import (AUTO, MARGINS, TEACHERS, ReaderPool, TeacherError, choose_margin, filter_readings,
                           infer_charset_length, load_teacher, unavailable, usefulness)
@@ -209,8 +209,9 @@ MAX_READERS = 8  # processes reading with the teacher at most (each holds its mo
 
 
 def readers(threads):
-    """Processes the teacher reads in for THREADS `threads` (0: one a core, at most MAX_READERS)."""
-    return max(1, int(threads)) if threads else min(MAX_READERS, cpu_count())
+    """Processes the teacher reads in for THREADS `threads` (0: one a core, at most MAX_READERS; under torchrun,
+    this process's share of the cores, as core.device.set_threads gives torch)."""
+    return max(1, int(threads)) if threads else min(MAX_READERS, max(1, cpu_count() // local_world()))
 
 
 def _read_parts(name, paths, charset, margin, workers, tty, teacher=None):

@@ -517,6 +517,10 @@ def test_a_few_images_are_read_here_on_one_thread_whatever_threads(tmp_path, mon
     for threads in (0, 1, 3):
         teach.read(Settings().replace(TEACHER="ddddocr", CACHE_DIR="", THREADS=threads), [str(tmp_path / "a.png")])
     assert asked == [1, 1, 1]
+    from core.device import cpu_count
+    assert teach.readers(0) == min(teach.MAX_READERS, cpu_count()) and teach.readers(3) == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpu_count()))  # torchrun, a process a core: one reader each
+    assert teach.readers(0) == 1
 
 
 def test_the_teachers_readings_are_kept_per_image_and_shared_by_every_read_of_them(tmp_path, monkeypatch):
