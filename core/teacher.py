@@ -359,15 +359,24 @@ def load_teacher(name="ddddocr", threads=1):
 def _serve(name, tasks, results):
     """A reader process of ReaderPool: the teacher `name` on one thread reads each task (key, paths, charset,
     margin) of `tasks` into `results` as (key, [Reading]), until None; (key, message) where it cannot."""
+    import multiprocessing
+    import queue
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command: it keeps what was read and stops these
+    results.cancel_join_thread()  # never wait at exit for a command that is gone to take what was read
+    parent = multiprocessing.parent_process()
     try:
         teacher = load_teacher(name, threads=1)
     except Exception as e:
         results.put((None, str(e)))
         return
     while True:
-        task = tasks.get()
+        if parent is not None and not parent.is_alive():  # the command was killed: no one takes what is read
+            return
+        try:
+            task = tasks.get(timeout=2.0)
+        except queue.Empty:
+            continue
         if task is None:
             return
         key, paths, charset, margin = task

@@ -306,6 +306,56 @@ def test_the_teacher_reads_in_processes_as_it_reads_in_one(teacher, tmp_path):
         teach.read_images("nope", paths, threads=2, say=None)
 
 
+@pytest.mark.slow
+def test_the_teachers_processes_end_with_a_killed_command(teacher, tmp_path):
+    """kill -9 of a run while its teacher reads in processes: they stop within seconds instead of reading the rest
+    of the folder, or waiting for work, for no one."""
+    import signal
+    import subprocess
+    import time
+    from PIL import Image
+    for i in range(2000):  # 40 tasks: a minute's reading for two processes
+        Image.new("L", (90, 30), i % 250).save(tmp_path / f"{i:04d}.png")
+    script = ("import os, sys; sys.path.insert(0, os.getcwd()); from core import teach; "
+              f"teach.read_images('ddddocr2', sorted(os.path.join({str(tmp_path)!r}, n) for n in "
+              f"os.listdir({str(tmp_path)!r})), threads=2, say=None)")
+    command = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)))
+
+    def readers():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    spawned = b"multiprocessing.spawn" in f.read()
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == command.pid and spawned:
+                found.append(int(pid))
+        return found
+
+    deadline = time.time() + 30
+    while len(started := readers()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # reading
+    command.send_signal(signal.SIGKILL)
+    command.wait()
+    assert len(started) == 2
+
+    def alive(pid):  # a process not yet ended (a zombie has ended)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.time() + 12  # the task each was reading (50 images), then they see the command gone
+    while any(map(alive, started)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, started)), "the teacher's processes outlived the killed command"
+
+
 def test_an_image_far_wider_than_a_captcha_is_not_read(teacher):
     """A banner or a panorama among the captchas: an empty reading saying why, not gigabytes of scores."""
     from PIL import Image
