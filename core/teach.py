@@ -214,15 +214,15 @@ def readers(threads):
     return max(1, int(threads)) if threads else min(MAX_READERS, max(1, cpu_count() // local_world()))
 
 
-def _read_parts(name, paths, charset, margin, workers, tty, teacher=None):
+def _read_parts(name, paths, charset, margin, workers, tty):
     """Yields (indices into paths, [Reading]) as the teacher reads `paths`: in `workers` processes (ReaderPool) where
-    there are at least two of its tasks, else here on one thread (`teacher`, if loaded)."""
+    there are at least two of its tasks, else here on one thread."""
     if workers > 1 and len(paths) >= 2 * ReaderPool.TASK:
         with ReaderPool(name, min(workers, -(-len(paths) // ReaderPool.TASK))) as pool:
             for start, readings in pool.read(paths, charset, margin):
                 yield range(start, start + len(readings)), readings
         return
-    teacher = teacher or load_teacher(name, threads=1)
+    teacher = load_teacher(name, threads=1)
     for c in range(0, len(paths), CHUNK):
         part = range(c, min(c + CHUNK, len(paths)))
         progress = (lambda n, _, c=c: print(f"\r  teacher   {c + n}/{len(paths)}", flush=True,
@@ -230,11 +230,11 @@ def _read_parts(name, paths, charset, margin, workers, tty, teacher=None):
         yield part, teacher.read([paths[i] for i in part], charset=charset, progress=progress, margin=margin)
 
 
-def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", say=print, teacher=None):
+def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", say=print):
     """[Reading] of the teacher `name` for `paths`, each read with `charset` and `margin`, in order, in
     readers(threads) processes; those read the same way before (ReadingStore) are not read again. A line is said
     when some were and some were not; progress is shown in a terminal (a line every LOG_EVERY images in a log).
-    Ctrl-C keeps what was read and says so. `teacher`: one loaded here, used where one process reads."""
+    Ctrl-C keeps what was read and says so."""
     store = ReadingStore(cache_dir, name, charset, margin)
     found = store.get(paths)
     todo = [i for i in range(len(paths)) if i not in found]
@@ -247,7 +247,7 @@ def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", 
     done = 0
     workers = readers(threads)
     try:
-        for part, readings in _read_parts(name, [paths[i] for i in todo], charset, margin, workers, tty, teacher):
+        for part, readings in _read_parts(name, [paths[i] for i in todo], charset, margin, workers, tty):
             for j, r in zip(part, readings):
                 found[todo[j]] = r
                 store.put(paths[todo[j]], r)

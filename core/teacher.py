@@ -363,13 +363,13 @@ def _serve(name, tasks, results):
     import queue
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command: it keeps what was read and stops these
-    results.cancel_join_thread()  # never wait at exit for a command that is gone to take what was read
     parent = multiprocessing.parent_process()
     try:
         teacher = load_teacher(name, threads=1)
     except Exception as e:
-        results.put((None, str(e)))
+        results.put((None, str(e)))  # sent before this process ends
         return
+    results.cancel_join_thread()  # from here on, never wait at exit for a command that is gone to take a reading
     while True:
         if parent is not None and not parent.is_alive():  # the command was killed: no one takes what is read
             return
@@ -429,7 +429,7 @@ class ReaderPool:
                 return self.results.get(timeout=1.0)
             except queue.Empty:
                 ended = [p.exitcode for p in self.processes if not p.is_alive()]
-                if ended:
+                if ended and self.results.empty():  # what an ended process sent is taken first
                     raise TeacherError(f"a teacher process ended (exit code {ended[0]}; out of memory?): --threads=1 "
                                        f"reads in the command's own process") from None
 
