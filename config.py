@@ -122,7 +122,8 @@ SEED = 1                  # seeds weight init and batch order
 RUN = ""                  # run name: weights/<RUN>_best.pt, rows of results.txt; "" = MODEL and its options.
                           # A new run never replaces another's checkpoints: a taken name becomes <RUN>-2, -3, ...
 DEVICE = "auto"           # "auto" (cuda, then mps, then cpu), or "cpu", "cuda", "cuda:1", "mps"
-THREADS = 0               # CPU threads for torch; 0 = every core
+THREADS = 0               # CPU threads for torch; 0 = every core. The teacher (TEACHER) reads in this many
+                          # processes of one thread each (0: one a core, at most 8)
 COMPILE = False           # torch.compile the model (worth it on a GPU; the first steps wait while it compiles)
 ONLINE = False            # fresh captchas every epoch, rendered in memory by generator processes (TRAIN_DIR is not read)
 ONLINE_COUNT = 100_000    # ONLINE: captchas per epoch (all processes together under torchrun)
