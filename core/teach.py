@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 import config
 from core import data
@@ -214,27 +215,40 @@ def readers(threads):
     return max(1, int(threads)) if threads else min(MAX_READERS, max(1, cpu_count() // local_world()))
 
 
-def _read_parts(name, paths, charset, margin, workers, tty):
+def _read_parts(name, paths, charset, margin, workers, progress=None):
     """Yields (indices into paths, [Reading]) as the teacher reads `paths`: in `workers` processes (ReaderPool) where
-    there are at least two of its tasks, else here on one thread."""
+    there are at least two of its tasks, else here on one thread. progress(images read) after each image (here) or
+    each task (in processes)."""
     if workers > 1 and len(paths) >= 2 * ReaderPool.TASK:
+        done = 0
         with ReaderPool(name, min(workers, -(-len(paths) // ReaderPool.TASK))) as pool:
             for start, readings in pool.read(paths, charset, margin):
+                done += len(readings)
+                if progress:
+                    progress(done)
                 yield range(start, start + len(readings)), readings
         return
     teacher = load_teacher(name, threads=1)
     for c in range(0, len(paths), CHUNK):
         part = range(c, min(c + CHUNK, len(paths)))
-        progress = (lambda n, _, c=c: print(f"\r  teacher   {c + n}/{len(paths)}", flush=True,
-                                            end="\n" if c + n == len(paths) else "")) if tty else None
-        yield part, teacher.read([paths[i] for i in part], charset=charset, progress=progress, margin=margin)
+        shown = (lambda n, _, c=c: progress(c + n)) if progress else None
+        yield part, teacher.read([paths[i] for i in part], charset=charset, progress=shown, margin=margin)
+
+
+def _so_far(done, total, seconds):
+    """'  teacher   done/total (rate a second, about ... left)': how far a long read is."""
+    rate = done / max(seconds, 1e-9)
+    left = (total - done) / rate if rate else 0.0
+    return (f"  teacher   {done}/{total} ({rate:.0f} a second"
+            + (f", about {left / 60:.0f} min left)" if left >= 90 else f", about {left:.0f} s left)" if done < total
+               else ")"))
 
 
 def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", say=print):
     """[Reading] of the teacher `name` for `paths`, each read with `charset` and `margin`, in order, in
     readers(threads) processes; those read the same way before (ReadingStore) are not read again. A line is said
-    when some were and some were not; progress is shown in a terminal (a line every LOG_EVERY images in a log).
-    Ctrl-C keeps what was read and says so."""
+    when some were and some were not; progress (how many, how fast, how long left) is shown in a terminal, and a
+    line every LOG_EVERY images in a log. Ctrl-C keeps what was read and says so."""
     store = ReadingStore(cache_dir, name, charset, margin)
     found = store.get(paths)
     todo = [i for i in range(len(paths)) if i not in found]
@@ -243,19 +257,20 @@ def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", 
     if found:
         say(f"  teacher   {len(found)} of {len(paths)} images read before, the same way (kept in {cache_dir}); "
             f"reading the other {len(todo)}")
-    tty = sys.stdout.isatty()
+    started = time.monotonic()
+    progress = (lambda n: print("\r" + _so_far(n, len(todo), time.monotonic() - started).ljust(70), flush=True,
+                                end="\n" if n == len(todo) else "")) if sys.stdout.isatty() else None
     done = 0
-    workers = readers(threads)
     try:
-        for part, readings in _read_parts(name, [paths[i] for i in todo], charset, margin, workers, tty):
+        for part, readings in _read_parts(name, [paths[i] for i in todo], charset, margin, readers(threads),
+                                          progress):
             for j, r in zip(part, readings):
                 found[todo[j]] = r
                 store.put(paths[todo[j]], r)
             before, done = done, done + len(readings)
-            if tty and workers > 1:
-                print(f"\r  teacher   {done}/{len(todo)}", flush=True, end="\n" if done == len(todo) else "")
-            if not tty and len(todo) > LOG_EVERY and (done // LOG_EVERY > before // LOG_EVERY or done == len(todo)):
-                print(f"  teacher   {done}/{len(todo)}", flush=True)  # so a long read does not look stuck
+            if not progress and len(todo) > LOG_EVERY and (done // LOG_EVERY > before // LOG_EVERY
+                                                           or done == len(todo)):
+                print(_so_far(done, len(todo), time.monotonic() - started), flush=True)  # a long read is not stuck
             if done // SAVE_EVERY > before // SAVE_EVERY:
                 store.save()
     except KeyboardInterrupt:

@@ -551,6 +551,24 @@ def test_an_interrupted_read_is_kept_and_the_next_run_goes_on(tmp_path, monkeypa
     assert teach.read(s, paths) == readings and calls == []  # kept whole
 
 
+def test_a_long_read_says_how_far_how_fast_and_how_long_is_left(tmp_path, monkeypatch, capsys):
+    from core import teach
+
+    class Teacher:
+        def read(self, paths, charset=None, progress=None, margin=None):
+            return [Reading("1234", 0.9) for _ in paths]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Teacher())
+    monkeypatch.setattr(teach, "CHUNK", 2)
+    monkeypatch.setattr(teach, "LOG_EVERY", 2)  # a log (not a terminal): a line every LOG_EVERY images
+    teach.read_images("ddddocr", [str(tmp_path / f"{i}.png") for i in range(5)], threads=1, say=None)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["  teacher   2/5", "  teacher   4/5", "  teacher   5/5"]
+    assert "a second, about" in lines[0] and "left)" in lines[0] and lines[2].endswith(" a second)")
+    assert teach._so_far(1000, 10972, 43.0) == "  teacher   1000/10972 (23 a second, about 7 min left)"
+    assert teach._so_far(10000, 10972, 430.0) == "  teacher   10000/10972 (23 a second, about 42 s left)"
+
+
 def test_a_few_images_are_read_here_on_one_thread_whatever_threads(tmp_path, monkeypatch):
     """Fewer images than two of a reader process's tasks are read in the command's own process, on one thread
     (ddddocr reads slower on two threads than on one); more are read in processes (below)."""
