@@ -457,8 +457,9 @@ class LabelQueue:
                                                        cache_dir=config.CACHE_DIR, announce=announce))
             self.seconds = time.perf_counter() - start
             by = f"read by {teacher}, " if teacher else ""
-            say(f"labelling: {by}scored {counted['read']} images in {self.seconds:.1f} s "
-                f"({counted['read'] / max(self.seconds, 1e-9):.0f} per second); least confident first"
+            # no rate for the teacher: its first start also reads a sample at each border (core.teacher.MARGINS)
+            rate = "" if teacher else f" ({counted['read'] / max(self.seconds, 1e-9):.0f} per second)"
+            say(f"labelling: {by}scored {counted['read']} images in {self.seconds:.1f} s{rate}; least confident first"
                 if counted['read'] else f"labelling: {len(todo)} images, least confident first")
             low = {n: s["confidence"] for n, s in self.suggestions.items()}
             todo.sort(key=lambda n: (low[n] is not None, low[n] or 0.0, n))
