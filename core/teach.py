@@ -219,9 +219,15 @@ def _read_parts(name, paths, charset, margin, workers, progress=None):
     """Yields (indices into paths, [Reading]) as the teacher reads `paths`: in `workers` processes (ReaderPool) where
     there are at least two of its tasks, else here on one thread. progress(images read) after each image (here) or
     each task (in processes)."""
+    pool = None
     if workers > 1 and len(paths) >= 2 * ReaderPool.TASK:
+        try:
+            pool = ReaderPool(name, min(workers, -(-len(paths) // ReaderPool.TASK)))
+        except OSError:  # no processes to be had here (a sandbox's limits, no /dev/shm): this one reads them all
+            pool = None
+    if pool:
         done = 0
-        with ReaderPool(name, min(workers, -(-len(paths) // ReaderPool.TASK))) as pool:
+        with pool:
             for start, readings in pool.read(paths, charset, margin):
                 done += len(readings)
                 if progress:

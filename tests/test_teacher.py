@@ -284,10 +284,10 @@ def test_ddddocrs_beta_model_reads_too_and_the_pair_agrees_on_what_both_read(v2_
                                 a.chars) for a, b in alone]
 
 
-def test_the_teacher_reads_in_processes_as_it_reads_in_one(teacher, tmp_path):
+def test_the_teacher_reads_in_processes_as_it_reads_in_one(teacher, tmp_path, monkeypatch):
     """THREADS 0 or N > 1: the teacher reads in processes of one thread each (ddddocr reads about twice as fast so
     on two cores as on two threads of one process); the readings are the same, in the same order; a teacher that
-    cannot load in them says why."""
+    cannot load in them says why; where no process can be started, the command reads them itself."""
     import numpy as np
     from PIL import Image
 
@@ -304,6 +304,11 @@ def test_the_teacher_reads_in_processes_as_it_reads_in_one(teacher, tmp_path):
     assert teach.readers(0) >= 1 and teach.readers(3) == 3
     with pytest.raises(TeacherError, match="unknown teacher 'nope'"):
         teach.read_images("nope", paths, threads=2, say=None)
+
+    def no_processes(*args):
+        raise PermissionError("no processes here")
+    monkeypatch.setattr(teach, "ReaderPool", type("Refused", (), {"TASK": ReaderPool.TASK, "__init__": no_processes}))
+    assert teach.read_images("ddddocr", paths, "0123456789", 0.25, threads=2, say=None) == one  # read here instead
 
 
 @pytest.mark.slow
