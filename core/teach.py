@@ -223,8 +223,8 @@ def _read_parts(name, paths, charset, margin, workers, progress=None):
     if workers > 1 and len(paths) >= 2 * ReaderPool.TASK:
         try:
             pool = ReaderPool(name, min(workers, -(-len(paths) // ReaderPool.TASK)))
-        except OSError:  # no processes to be had here (a sandbox's limits, no /dev/shm): this one reads them all
-            pool = None
+        except (OSError, AssertionError):  # no processes here (a sandbox's limits, no /dev/shm; a daemonic process
+            pool = None                     # may have none): this one reads them all
     if pool:
         done = 0
         with pool:

@@ -402,11 +402,14 @@ class ReaderPool:
         # a spawned process imports its parent's __main__ (train.py: torch, 3 s and 0.6 GB each): these import
         # core.teacher alone (0.5 s and 0.2 GB with both of ddddocr's models)
         sys.modules["__main__"] = types.ModuleType("__main__")
+        self.processes = [context.Process(target=_serve, args=(name, self.tasks, self.results), daemon=True)
+                          for _ in range(workers)]
         try:
-            self.processes = [context.Process(target=_serve, args=(name, self.tasks, self.results), daemon=True)
-                              for _ in range(workers)]
             for p in self.processes:
                 p.start()
+        except BaseException:  # those started end with the others that could not
+            self.close()
+            raise
         finally:
             sys.modules["__main__"] = main
 
@@ -434,10 +437,11 @@ class ReaderPool:
                                        f"reads in the command's own process") from None
 
     def close(self):
-        for p in self.processes:
+        started = [p for p in self.processes if p.pid is not None]
+        for p in started:
             if p.is_alive():
                 p.terminate()
-        for p in self.processes:
+        for p in started:
             p.join(timeout=10)
         for q in (self.tasks, self.results):
             q.close()
