@@ -426,6 +426,39 @@ def test_the_labelling_pages_teacher_readings_are_kept_and_a_later_start_reads_o
     assert len(ask(["0.png", "1.png", "2.png", "3.png"])) == 4 and len(reads) == len(MARGINS) + 1
 
 
+def test_a_run_after_the_labelling_page_reads_none_of_the_pages_images_again(tmp_path, monkeypatch):
+    """The page reads the folder (its charset inferred, letters in capitals); a run whose labels hold the same
+    characters in lower case, with the same border, finds every reading kept, written in its case; a charset that
+    differs (a character fewer) reads them again."""
+    from core import teach
+    from core.plan import Settings
+    from core.teacher import Reading
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    names = [f"{i}.png" for i in range(6)]
+    for i, n in enumerate(names):
+        (folder / n).write_bytes(b"x" * (i + 1))  # never opened: the stand-in teacher reads the names
+    reads = []
+
+    class Stub:
+        def read(self, items, charset=None, progress=None, margin=None):
+            items = list(items)
+            reads.append((len(items), charset, margin))
+            return [Reading("AB12" if charset is None or "A" in charset else "ab12", 0.9, (0.9,) * 4) for _ in items]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Stub())
+    page = teach.suggestions("ddddocr", str(folder), names, threads=1, cache_dir=str(tmp_path / "c"))
+    page_charset = reads[-1][1]
+    assert page["0.png"]["text"] == "AB12" and page_charset == "12AB"
+    reads.clear()
+    s = Settings().replace(TEACHER="ddddocr", CACHE_DIR=str(tmp_path / "c"), TEACHER_MARGIN=0.0, THREADS=1)
+    paths = [str(folder / n) for n in names[2:]]  # two of them labelled since
+    assert teach.read(s, paths, "12ab") == [("ab12", 0.9, "")] * 4 and reads == []
+    teach.read(s, paths, "12a")
+    assert reads == [(4, "12a", 0.0)]
+
+
 @needs_civ2
 @pytest.mark.parametrize("setting", ["ddddocr", "auto"])
 def test_the_labelling_page_names_the_teacher_as_its_model(tmp_path, monkeypatch, setting):
