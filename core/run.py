@@ -174,9 +174,13 @@ def load_sets(r, opts, closing, lead, taught=None):
     if r.pseudo:
         r.pseudo.attach(r.tensors)
     if r.pseudo and s.TEACHER and not taught:  # the teacher's readings: pseudo-labels from the first epoch
+        if not lead:  # the lead reads first (as above)
+            barrier(r.device)
         labelled = r.train_set.paths[:n_train], r.train_set.texts[:n_train]
         r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line),
                       teacher_candidates(s, *labelled, r.codec, say))
+        if lead:
+            barrier(r.device)
     held = lambda part: part.tensors(r.device if fits_on_device(part.images.nbytes, r.device) else torch.device("cpu"))
     r.val, r.test = (held(part) if part else None for part in (r.val_set, r.test_set))
     r.steps = (r.producer.steps if r.producer else
@@ -467,6 +471,8 @@ def train(s, opts, rank, world, device, closing):
     lead = rank == 0
     say = print if lead else (lambda *a, **k: None)
     s, init, resume, name = resolve_start(s, opts["resume"], say, lead)
+    if not lead:  # torchrun: the lead reads with the teacher first; the others then find its readings kept
+        barrier(device)
     s = resolve_margin(resolve_teacher(s, say), say)
     taught = None
     if zero_labels(s):  # TEACHER, and no labels at all: its confident readings are the training labels
@@ -475,6 +481,8 @@ def train(s, opts, rank, world, device, closing):
                       (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS), say)
     else:
         s, codec = resolve_data(s, say)
+    if lead:
+        barrier(device)
     best_path, last_path = run_paths(s, name)
     r = Run(s=s, say=say, device=device, rank=rank, world=world, name=name, best_path=best_path,
             last_path=last_path, codec=codec, start_epoch=resume["epoch"] + 1 if resume else 1)
