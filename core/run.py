@@ -174,7 +174,7 @@ def load_sets(r, opts, closing, lead, taught=None):
     if r.pseudo:
         r.pseudo.attach(r.tensors)
     if r.pseudo and s.TEACHER and not taught:  # the teacher's readings: pseudo-labels from the first epoch
-        if not lead:  # the lead reads first (as above)
+        if not lead:  # rank 0 reads first (as above)
             barrier(r.device)
         labelled = r.train_set.paths[:n_train], r.train_set.texts[:n_train]
         r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line),
@@ -471,7 +471,7 @@ def train(s, opts, rank, world, device, closing):
     lead = rank == 0
     say = print if lead else (lambda *a, **k: None)
     s, init, resume, name = resolve_start(s, opts["resume"], say, lead)
-    if not lead:  # torchrun: the lead reads with the teacher first; the others then find its readings kept
+    if not lead:  # torchrun: rank 0 reads with the teacher first; the others then find its readings kept
         barrier(device)
     s = resolve_margin(resolve_teacher(s, say), say)
     taught = None

@@ -388,8 +388,8 @@ def _serve(name, tasks, results):
 
 class ReaderPool:
     """`workers` processes, each reading with the teacher `name` on one thread. ddddocr's models read an image
-    about twice as fast on one thread per process as on two threads of one session (2-core AMD EPYC, 240
-    rsce_colour images with ddddocr2: 17 a second on one thread, 13-15 on two, 32 in two processes)."""
+    about twice as fast on one thread per process as on two threads of one onnxruntime session (2-core AMD
+    EPYC, 240 rsce_colour images with ddddocr2: 17 a second on one thread, 13-15 on two, 32 in two processes)."""
     TASK = 50  # images a process reads at a time: how often progress moves, and how evenly the processes share
 
     def __init__(self, name, workers):

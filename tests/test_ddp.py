@@ -61,9 +61,9 @@ def test_torchrun_two_processes_train_one_model(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_with_a_teacher_the_lead_reads_and_the_other_finds_its_readings(tiny, tmp_path):
-    """A few labels and the teacher under torchrun: the lead reads the unlabelled images first while the other
+    """A few labels and the teacher under torchrun: rank 0 reads the unlabelled images first while the other
     waits at a barrier, then the other finds the readings kept in CACHE_DIR. Checked: no process waits for ever
-    (the barriers pair up), one line of pseudo-labels (the lead's), the same weights in both, the readings kept."""
+    (the barriers pair up), one line of pseudo-labels (rank 0's), the same weights in both, the readings kept."""
     pytest.importorskip("ddddocr", reason="the teacher is the optional ddddocr package")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     run = [a for a in args(tiny, tmp_path) if not a.startswith("--cache_dir")] + [f"--cache_dir={tmp_path / 'c'}"]
@@ -72,7 +72,7 @@ def test_torchrun_with_a_teacher_the_lead_reads_and_the_other_finds_its_readings
            "--RUN=ddpt", f"--state_hash={tmp_path / 'state'}"]
     p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:]
-    assert p.stdout.count("pseudo-labels from the teacher") == 1, p.stdout[-3000:]  # the lead's line
+    assert p.stdout.count("pseudo-labels from the teacher") == 1, p.stdout[-3000:]  # rank 0's line
     hashes = [(tmp_path / f"state.rank{r}").read_text().strip() for r in (0, 1)]
     assert hashes[0] == hashes[1], "the two processes ended with different weights"
     assert [f for f in os.listdir(tmp_path / "c") if f.startswith("teacher-")], "no teacher readings kept"
