@@ -103,3 +103,14 @@ def distributed():
 def barrier(device):
     if dist.is_initialized():
         dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
+
+
+@contextlib.contextmanager
+def lead_first(lead, device):
+    """Under torchrun, rank 0 (`lead`) runs the block first while the others wait, then they run it: what it
+    writes to the cache (decoded images, the teacher's readings) they find there. One process: the block alone."""
+    if not lead:
+        barrier(device)
+    yield
+    if lead:
+        barrier(device)

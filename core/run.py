@@ -24,7 +24,7 @@ from core import data, fresh
 from core.augment import Augment
 from core.batches import ReplayPool, epoch_order, fits_on_device, resident_batches, stream_batches
 from core.checkpoint import host_state, load_checkpoint, save_checkpoint
-from core.device import barrier, seed_everything
+from core.device import lead_first, seed_everything
 from core.engine import (Keeper, WeightAverage, cooldown_schedule, evaluate, make_model, make_optimizer,
                          online_batches, online_workers, place, show_samples, train_one_epoch)
 from core.files import RESULT_COLUMNS, append_row
@@ -111,15 +111,13 @@ def resolve_start(s, resume, say, lead):
 def load_sets(r, opts, closing, lead, taught=None):
     """Load the sets, plan the epochs, batch and regularisation (into r.s), and put the tensors in place."""
     s, say = r.s, r.say
-    if not lead:  # rank 0 decodes first and fills the cache; the others then read it
-        barrier(r.device)
-    if s.TEACHER and not taught and config.CHARSET == "infer" and unlabeled_folder(s):  # a set CHARSET is the user's
-        s, r.codec = add_missing(s, r.codec, say)
-        r.s = s
-    r.train_set, r.val_set, r.test_set = load_data(s, r.codec, quiet=not lead, taught=taught)
-    r.pseudo, unlabeled = load_unlabeled(s, r.train_set, r.val_set, r.test_set, r.codec, quiet=not lead)
+    with lead_first(lead, r.device):  # rank 0 decodes first and fills the cache; the others then read it
+        if s.TEACHER and not taught and config.CHARSET == "infer" and unlabeled_folder(s):  # a set CHARSET: the user's
+            s, r.codec = add_missing(s, r.codec, say)
+            r.s = s
+        r.train_set, r.val_set, r.test_set = load_data(s, r.codec, quiet=not lead, taught=taught)
+        r.pseudo, unlabeled = load_unlabeled(s, r.train_set, r.val_set, r.test_set, r.codec, quiet=not lead)
     if lead:
-        barrier(r.device)
         say_test_copies(r.test_set, [p for part in (r.train_set, r.val_set, r.pseudo) if part for p in part.paths], say)
     n_train = len(r.train_set) if r.train_set else None
     budget = s.EPOCHS
@@ -174,13 +172,10 @@ def load_sets(r, opts, closing, lead, taught=None):
     if r.pseudo:
         r.pseudo.attach(r.tensors)
     if r.pseudo and s.TEACHER and not taught:  # the teacher's readings: pseudo-labels from the first epoch
-        if not lead:  # rank 0 reads first (as above)
-            barrier(r.device)
         labelled = r.train_set.paths[:n_train], r.train_set.texts[:n_train]
-        r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors, lambda line: say("==> " + line),
-                      teacher_candidates(s, *labelled, r.codec, say))
-        if lead:
-            barrier(r.device)
+        with lead_first(lead, r.device):  # rank 0 reads with the teacher first; the others find its readings kept
+            r.pseudo.seed(first_pseudo_labels(s, r.pseudo.paths, r.codec, say), r.tensors,
+                          lambda line: say("==> " + line), teacher_candidates(s, *labelled, r.codec, say))
     held = lambda part: part.tensors(r.device if fits_on_device(part.images.nbytes, r.device) else torch.device("cpu"))
     r.val, r.test = (held(part) if part else None for part in (r.val_set, r.test_set))
     r.steps = (r.producer.steps if r.producer else
@@ -471,18 +466,15 @@ def train(s, opts, rank, world, device, closing):
     lead = rank == 0
     say = print if lead else (lambda *a, **k: None)
     s, init, resume, name = resolve_start(s, opts["resume"], say, lead)
-    if not lead:  # torchrun: rank 0 reads with the teacher first; the others then find its readings kept
-        barrier(device)
-    s = resolve_margin(resolve_teacher(s, say), say)
-    taught = None
-    if zero_labels(s):  # TEACHER, and no labels at all: its confident readings are the training labels
-        s, codec, *taught = teach_unlabelled(s, say)
-        describe_data(f"{s.TRAIN_DIR} (labels read by {s.TEACHER})", codec, {"CHARSET", "LENGTH", "IMAGE"},
-                      (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS), say)
-    else:
-        s, codec = resolve_data(s, say)
-    if lead:
-        barrier(device)
+    with lead_first(lead, device):  # torchrun: rank 0 reads with the teacher first; the others find its readings
+        s = resolve_margin(resolve_teacher(s, say), say)
+        taught = None
+        if zero_labels(s):  # TEACHER, and no labels at all: its confident readings are the training labels
+            s, codec, *taught = teach_unlabelled(s, say)
+            describe_data(f"{s.TRAIN_DIR} (labels read by {s.TEACHER})", codec, {"CHARSET", "LENGTH", "IMAGE"},
+                          (s.IMAGE_WIDTH, s.IMAGE_HEIGHT, s.CHANNELS), say)
+        else:
+            s, codec = resolve_data(s, say)
     best_path, last_path = run_paths(s, name)
     r = Run(s=s, say=say, device=device, rank=rank, world=world, name=name, best_path=best_path,
             last_path=last_path, codec=codec, start_epoch=resume["epoch"] + 1 if resume else 1)

@@ -19,8 +19,8 @@ import config
 from core import data
 from core.device import cpu_count, local_world
 from core.files import atomic_write
-from core.teacher import (AUTO, MARGINS, TEACHERS, ReaderPool, TeacherError, choose_margin, filter_readings,
-                          infer_charset_length, load_teacher, unavailable, usefulness)
+from core.teacher import (AUTO, MARGINS, TEACHERS, Reading, ReaderPool, TeacherError, choose_margin,
+                          filter_readings, infer_charset_length, load_teacher, unavailable, usefulness)
 
 CHUNK = 200  # images read at a time: what an interrupted read loses at most
 LOG_EVERY = 1000  # images between progress lines where stdout is not a terminal (a log)
@@ -153,7 +153,6 @@ class ReadingStore:
 
     def get(self, paths):
         """{index into paths: Reading} of the paths read before, the same way, and unchanged since."""
-        from core.teacher import Reading
         if not self.cache_dir:
             return {}
         found = {}
@@ -330,7 +329,6 @@ def _write(path, readings):
 
 
 def _readings(pairs):
-    from core.teacher import Reading
     return [Reading(t, c, error=e) for t, c, e in pairs]
 
 
@@ -582,15 +580,16 @@ def suggestions(name, folder, names, threads=0, cache_dir=None, announce=None):
         kept.update(charset=charset, case=case, margin=margin)
         if chosen:
             _write(chosen, kept)
-    readings = read_images(name, paths, kept["charset"] or None, kept["margin"], threads, cache_dir or "", quiet)
+    readings = ([found[i] for i in range(len(paths))] if len(found) == len(paths) else  # all kept: no second look
+                read_images(name, paths, kept["charset"] or None, kept["margin"], threads, cache_dir or "", quiet))
     fold = str.lower if kept["case"] == "lower" else str.upper
-    found = {}
+    suggested = {}
     for n, r in zip(names, readings):
         text = fold(r.text)
-        found[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
-                    "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
-                    **({"error": r.error} if r.error else {})}
-    return found
+        suggested[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
+                        "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
+                        **({"error": r.error} if r.error else {})}
+    return suggested
 
 
 def _load_choice(path):

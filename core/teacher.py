@@ -41,7 +41,12 @@ read with the colours hidden under its clear pixels. What it does differently fr
 import collections
 import dataclasses
 import io
+import multiprocessing
 import os
+import queue
+import signal
+import sys
+import types
 import unicodedata
 
 import numpy as np
@@ -224,10 +229,6 @@ class DdddocrTeacher:
         e = np.exp(scores)
         return e / e.sum(1, keepdims=True)
 
-    def _probabilities(self, image, margin=0.0):
-        """(T, C) softmax of the model's scores for one PIL image, preprocessed as DdddOcr does."""
-        return self._softmax(self._input(image, margin))
-
     def _reading(self, probs, columns):
         """The Reading of probs (T, C) over columns (_columns; None: every class)."""
         text, chars, peak = self._decode(probs, columns)
@@ -252,7 +253,7 @@ class DdddocrTeacher:
         readings = []
         for n, item in enumerate(items, 1):
             try:
-                readings.append(self._reading(self._probabilities(_image_input(item), margin), columns))
+                readings.append(self._reading(self._softmax(self._input(_image_input(item), margin)), columns))
             except Exception as e:  # any undecodable or odd image: an empty reading, never an exception
                 readings.append(_unreadable(e))
             if progress:
@@ -358,10 +359,8 @@ def load_teacher(name="ddddocr", threads=1):
 
 def _serve(name, tasks, results):
     """A reader process of ReaderPool: the teacher `name` on one thread reads each task (key, paths, charset,
-    margin) of `tasks` into `results` as (key, [Reading]), until None; (key, message) where it cannot."""
-    import multiprocessing
-    import queue
-    import signal
+    margin) of `tasks` into `results` as (key, [Reading]), until its command ends it or is gone; (key, message)
+    where it cannot."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command: it keeps what was read and stops these
     parent = multiprocessing.parent_process()
     try:
@@ -377,8 +376,6 @@ def _serve(name, tasks, results):
             task = tasks.get(timeout=2.0)
         except queue.Empty:
             continue
-        if task is None:
-            return
         key, paths, charset, margin = task
         try:
             results.put((key, teacher.read(paths, charset, margin=margin)))
@@ -393,9 +390,6 @@ class ReaderPool:
     TASK = 50  # images a process reads at a time: how often progress moves, and how evenly the processes share
 
     def __init__(self, name, workers):
-        import multiprocessing
-        import sys
-        import types
         context = multiprocessing.get_context("spawn")  # never fork a process whose torch may hold locks
         self.tasks, self.results = context.Queue(), context.Queue()
         main = sys.modules["__main__"]
@@ -426,7 +420,6 @@ class ReaderPool:
             yield key, got
 
     def _next(self):
-        import queue
         while True:
             try:
                 return self.results.get(timeout=1.0)
