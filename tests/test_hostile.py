@@ -104,9 +104,10 @@ def run_commands(commands, timeout=600):
 
 # --- the runs the tests share --------------------------------------------------------------------------------
 
-def interrupt(command, ready, timeout=180):
+def interrupt(command, ready, timeout=180, sig=signal.SIGINT):
     """Start `command` in a session of its own; once `ready(output so far)`, send SIGINT to its process group
-    (as Ctrl-C in a terminal does). Returns (exit status, stdout, stderr)."""
+    (as Ctrl-C in a terminal does), or `sig` to the command alone (as kill does). Returns (exit status, stdout,
+    stderr)."""
     # a terminal delivers SIGINT; a runner started in the background ignores it and its children inherit that:
     # the command starts with SIGINT at its default, as from a terminal
     p = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -119,7 +120,7 @@ def interrupt(command, ready, timeout=180):
             seen += line
             if ready(seen):
                 break
-        os.killpg(p.pid, signal.SIGINT)
+        os.killpg(p.pid, signal.SIGINT) if sig == signal.SIGINT else os.kill(p.pid, sig)
         out, err = p.communicate(timeout=timeout)
     finally:
         watchdog.cancel()
@@ -462,6 +463,31 @@ def test_ctrl_c_during_generation_ends_with_one_line(tmp_path):
     assert code == 130, out[-2000:] + err[-2000:]
     assert "Traceback" not in out + err, err[-3000:]
     assert len([line for line in err.splitlines() if line.startswith("interrupted")]) == 1, err
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(tmp_path):
+    """kill, timeout or a service manager's stop (SIGTERM, sent to the command alone): training ends as on Ctrl-C,
+    one line naming the kept checkpoint and the resume command, exit 143; generation too, its pool's workers
+    ending without a traceback of their own."""
+    tiny_set(tmp_path / "train", 40)
+    last = tmp_path / "weights" / "t_last.pt"
+
+    def saved(out):
+        deadline = time.time() + 30
+        while "epoch 1/200" in out and not last.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        return "epoch 1/200" in out
+
+    command = [sys.executable, os.path.join(ROOT, "train.py"), *train_args(tmp_path, "--epochs=200", "--limit=24")]
+    code, out, err = interrupt(command, saved, sig=signal.SIGTERM)
+    assert code == 143 and "Traceback" not in out + err, out[-2000:] + err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("terminated (SIGTERM)")]
+    assert len(lines) == 1 and str(tmp_path / "weights" / "t_best.pt") in lines[0] and "--resume=1" in lines[0], err
+    command = [sys.executable, os.path.join(ROOT, "captchaGenerator.py"), f"--dataset_dir={tmp_path}", "--split=gen",
+               "--count=20000", "--seed=1"]
+    code, out, err = interrupt(command, lambda out: "captchas of" in out and time.sleep(2) is None, sig=signal.SIGTERM)
+    assert code == 143 and "Traceback" not in out + err, out[-2000:] + err[-2000:]
+    assert len([line for line in err.splitlines() if line.startswith("terminated (SIGTERM)")]) == 1, err
 
 
 # --- 7. --resume=1 with another model -------------------------------------------------------------------------
