@@ -4,16 +4,19 @@ each round?
     python benchmarks/page_loop.py --set=real_sets/swust_mixed --rounds=100,150 --threads=1
     python benchmarks/page_loop.py --set=real_sets/receita --rounds=100 --out=bench_loop
     python benchmarks/page_loop.py --set=S --rounds=50,100 --images_seen=60000   # other --NAME=value: to train.py
+    python benchmarks/page_loop.py --set=S --rounds=100 --wait=0   # label as the page opens, before it reads all
 
 The set's training images are copied, without their labels, into a folder of their own (OUT/<set>/folder: the
 labelling page lists a folder's own files only). Round 1 opens that folder as `python app.py --label_dir=F`
-does with no model yet: the teacher (TEACHER "auto": ddddocr where installed) reads every image and the page
-offers the least confident first; the first N of that order get their known labels in labels.tsv, as a person
-answering the page would. Then the README's command, `python train.py --train_dir=F --unlabeled_dir=F`, and
-`python test.py` on the set's test part (read as test.py reads by default, and once: `--tta=1`). Each later round
-opens the page with the model the round before trained (least confident first), labels the next images up to
-its count, trains and tests again. Every round's logs and checkpoint are kept in OUT/<set>/round<N>/; a round
-already measured is read back. Prints one line per round.
+does with no model yet: the teacher (TEACHER "auto": ddddocr where installed) reads every image (a large
+folder's in part before the page opens, the rest while it is open: `--wait=1` takes the order once it has read
+them all, `--wait=0` the order as the page opens) and the page offers the least confident first; the first N of
+that order get their known labels in labels.tsv, as a person answering the page would. Then the README's
+command, `python train.py --train_dir=F --unlabeled_dir=F`, and `python test.py` on the set's test part (read
+as test.py reads by default, and once: `--tta=1`). Each later round opens the page with the model the round
+before trained (least confident first), labels the next images up to its count, trains and tests again. Every
+round's logs and checkpoint are kept in OUT/<set>/round<N>/; a round already measured is read back. Prints one
+line per round.
 """
 import json
 import os
@@ -40,13 +43,18 @@ def copy_images(source, folder):
             shutil.copy2(os.path.join(source, name), os.path.join(folder, name))
 
 
-def offer(folder, checkpoint, threads):
+def offer(folder, checkpoint, threads, wait=True):
     """The unanswered images of `folder` in the order the labelling page offers them: read by `checkpoint`, or by
-    the teacher when there is none yet."""
+    the teacher when there is none yet. A large folder's teacher reads a part before the page opens and the rest
+    while it is open (serve.labelling.TEACHER_FIRST): wait, the order once it has read them all (a person who
+    labels while it reads); else the order as the page opens, the rest left unread (one who labels at once)."""
     from core.inference import Predictor
     from serve.labelling import LabelQueue
     predictor = Predictor(checkpoint, threads=threads) if checkpoint else None
-    return list(LabelQueue(folder, predictor=predictor, say=lambda line: print("  " + line)).order)
+    queue = LabelQueue(folder, predictor=predictor, say=lambda line: print("  " + line))
+    order = list(queue.order)
+    queue.wait(stop=not wait)
+    return list(queue.order) if wait else order
 
 
 def answer(folder, names, truth):
@@ -70,7 +78,7 @@ def tested(text):
 
 
 def main():
-    _, opts = config.parse(arguments=0, set="", rounds="100,150", out="bench_loop")
+    _, opts = config.parse(arguments=0, set="", rounds="100,150", out="bench_loop", wait=1)
     if not opts["set"] or not os.path.isdir(os.path.join(opts["set"], "train")):
         raise config.ConfigError("--set=FOLDER: a set with train/ and test/ folders of labelled images "
                                  "(benchmarks/real_sets.py builds them into real_sets/)")
@@ -83,7 +91,7 @@ def main():
     truth = {os.path.basename(p): t for p, t in data.read_labels(os.path.join(opts["set"], "train"))}
     copy_images(os.path.join(opts["set"], "train"), folder)
     threads = str(config.THREADS)
-    own = ("set", "rounds", "out", "threads", "cache_dir")
+    own = ("set", "rounds", "out", "threads", "cache_dir", "wait")
     extra = [a for a in sys.argv[1:] if a.startswith("--") and a[2:].partition("=")[0].lower() not in own]
     checkpoint = None
     for count in counts:
@@ -95,7 +103,7 @@ def main():
         else:
             have = len(data.read_tsv(folder, os.path.join(folder, data.LABELS_FILE))) if os.path.exists(
                 os.path.join(folder, data.LABELS_FILE)) else 0
-            answer(folder, offer(folder, checkpoint, int(threads) or 1)[:count - have], truth)
+            answer(folder, offer(folder, checkpoint, int(threads) or 1, int(opts["wait"]))[:count - have], truth)
             shutil.copyfile(os.path.join(folder, data.LABELS_FILE), os.path.join(point, data.LABELS_FILE))
             common = [f"--cache_dir={cache}", f"--threads={threads}"]
             trained = run(["train.py", f"--train_dir={folder}", f"--unlabeled_dir={folder}", f"--weights_dir={point}",

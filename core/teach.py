@@ -249,11 +249,11 @@ def _so_far(done, total, seconds):
                else ")"))
 
 
-def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", say=print):
+def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", say=print, show=True):
     """[Reading] of the teacher `name` for `paths`, each read with `charset` and `margin`, in order, in
     readers(threads) processes; those read the same way before (ReadingStore) are not read again. A line is said
-    when some were and some were not; progress (how many, how fast, how long left) is shown in a terminal, and a
-    line every LOG_EVERY images in a log. Ctrl-C keeps what was read and says so."""
+    when some were and some were not; with `show`, progress (how many, how fast, how long left) is shown in a
+    terminal, and a line every LOG_EVERY images in a log. Ctrl-C keeps what was read and says so."""
     store = ReadingStore(cache_dir, name, charset, margin)
     found = store.get(paths)
     todo = [i for i in range(len(paths)) if i not in found]
@@ -264,7 +264,7 @@ def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", 
             f"reading the other {len(todo)}")
     started = time.monotonic()
     progress = (lambda n: print("\r" + _so_far(n, len(todo), time.monotonic() - started).ljust(70), flush=True,
-                                end="\n" if n == len(todo) else "")) if sys.stdout.isatty() else None
+                                end="\n" if n == len(todo) else "")) if show and sys.stdout.isatty() else None
     done = 0
     try:
         for part, readings in _read_parts(name, [paths[i] for i in todo], charset, margin, readers(threads),
@@ -273,8 +273,8 @@ def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", 
                 found[todo[j]] = r
                 store.put(paths[todo[j]], r)
             before, done = done, done + len(readings)
-            if not progress and len(todo) > LOG_EVERY and (done // LOG_EVERY > before // LOG_EVERY
-                                                           or done == len(todo)):
+            if show and not progress and len(todo) > LOG_EVERY and (done // LOG_EVERY > before // LOG_EVERY
+                                                                    or done == len(todo)):
                 print(_so_far(done, len(todo), time.monotonic() - started), flush=True)  # a long read is not stuck
             if done // SAVE_EVERY > before // SAVE_EVERY:
                 store.save()
@@ -553,43 +553,75 @@ __all__ = ["TeacherError", "resolve_teacher", "resolve_margin", "zero_labels", "
            "first_pseudo_labels", "teacher_candidates", "missing_from_labels"]
 
 
+class PageReader:
+    """The labelling page's teacher, before any model is trained: it reads images of `folder` into suggestions
+    ({text, confidence, chars}), restricted to the charset it reads in a sample of SAMPLE of them (letters in
+    capitals unless it reads them in lower case; its case cannot be trusted), with the border it reads that sample
+    most surely with (choose_margin); an image it cannot read gets confidence None and its error. With `cache_dir`
+    the readings are kept there (ReadingStore), and the charset, case and border the first start chose beside them
+    (one small file per folder and teacher): a later start reads only the images that are new or changed since
+    (size, modification time), and a run that reads the folder the same way (its labels' charset the page's)
+    none. threads: as THREADS (0: a process a core, read_images)."""
+
+    def __init__(self, name, folder, threads=0, cache_dir=None):
+        self.name, self.folder, self.threads, self.cache_dir = name, folder, threads, cache_dir or ""
+        self.chosen = (os.path.join(cache_dir, "suggestions-" + hashlib.sha1(f"{name}\0{os.path.realpath(folder)}"
+                       .encode("utf-8", "surrogateescape")).hexdigest()[:16] + ".json") if cache_dir else None)
+        self.choice = _load_choice(self.chosen)
+
+    def _paths(self, names):
+        return [os.path.join(self.folder, n) for n in names]
+
+    def kept(self, names):
+        """{name: Reading} of `names` read before with the kept charset and border (none before a choice)."""
+        if self.choice["charset"] is None:
+            return {}
+        found = ReadingStore(self.cache_dir, self.name, self.choice["charset"] or None,
+                             self.choice["margin"]).get(self._paths(names))
+        return {names[i]: r for i, r in found.items()}
+
+    def read(self, names, kept=None, show=True):
+        """{name: suggestion} for `names`: those in `kept` (kept()) as they are, the others read (the charset and
+        border chosen first on a sample of `names`, drawn across the folder, when none is kept). show: progress
+        lines (read_images)."""
+        kept = kept or {}
+        if all(n in kept for n in names):
+            readings = [kept[n] for n in names]
+        else:
+            if self.choice["charset"] is None:
+                sample = sample_of(self._paths(names), self.folder)
+                by_margin = {m: read_images(self.name, sample, None, m, self.threads, self.cache_dir, _quiet, show)
+                             for m in MARGINS}
+                margin, _ = choose_margin(by_margin)
+                charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
+                self.choice.update(charset=charset, case=case, margin=margin)
+                if self.chosen:
+                    _write(self.chosen, self.choice)
+            readings = read_images(self.name, self._paths(names), self.choice["charset"] or None,
+                                   self.choice["margin"], self.threads, self.cache_dir, _quiet, show)
+        fold = str.lower if self.choice["case"] == "lower" else str.upper
+        suggested = {}
+        for n, r in zip(names, readings):
+            text = fold(r.text)
+            suggested[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
+                            "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
+                            **({"error": r.error} if r.error else {})}
+        return suggested
+
+
+def _quiet(*_):
+    """A say() that says nothing (the labelling page says what it reads)."""
+
+
 def suggestions(name, folder, names, threads=0, cache_dir=None, announce=None):
-    """{file name: {text, confidence, chars}} for the labelling page before any model is trained: a teacher's
-    readings of the images `names` of `folder`, restricted to the charset it reads in a sample of SAMPLE of them
-    (letters in capitals unless it reads them in lower case; its case cannot be trusted), with the border it reads
-    that sample most surely with (choose_margin). An image it cannot read gets confidence None and its error.
-    With `cache_dir` the readings are kept there (ReadingStore), and the charset, case and border the first start
-    chose beside them (one small file per folder and teacher): a later start reads only the images that are new or
-    changed since (size, modification time), and a run that reads the folder the same way (its labels' charset
-    the page's) none. threads: as THREADS (0: a process a core, read_images). announce(to read, read before,
-    cache folder) is called before any reading. TeacherError when the teacher cannot be loaded."""
-    chosen = (os.path.join(cache_dir, "suggestions-" + hashlib.sha1(f"{name}\0{os.path.realpath(folder)}".encode(
-        "utf-8", "surrogateescape")).hexdigest()[:16] + ".json") if cache_dir else None)
-    kept = _load_choice(chosen)
-    paths = [os.path.join(folder, n) for n in names]
-    quiet = lambda *_: None  # noqa: E731 (announce says what is read)
-    found = {} if kept["charset"] is None else ReadingStore(cache_dir or "", name, kept["charset"] or None,
-                                                            kept["margin"]).get(paths)
+    """{file name: suggestion} of the teacher `name` for the images `names` of `folder` (PageReader).
+    announce(to read, read before, cache folder) is called before any reading. TeacherError when the teacher cannot
+    be loaded."""
+    reader = PageReader(name, folder, threads, cache_dir)
+    kept = reader.kept(names)
     if announce:
-        announce(len(paths) - len(found), len(found), cache_dir)
-    if len(found) < len(paths) and kept["charset"] is None:
-        sample = sample_of(paths, folder)
-        by_margin = {m: read_images(name, sample, None, m, threads, cache_dir or "", quiet) for m in MARGINS}
-        margin, _ = choose_margin(by_margin)
-        charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
-        kept.update(charset=charset, case=case, margin=margin)
-        if chosen:
-            _write(chosen, kept)
-    readings = ([found[i] for i in range(len(paths))] if len(found) == len(paths) else  # all kept: no second look
-                read_images(name, paths, kept["charset"] or None, kept["margin"], threads, cache_dir or "", quiet))
-    fold = str.lower if kept["case"] == "lower" else str.upper
-    suggested = {}
-    for n, r in zip(names, readings):
-        text = fold(r.text)
-        suggested[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
-                        "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
-                        **({"error": r.error} if r.error else {})}
-    return suggested
+        announce(len(names) - len(kept), len(kept), cache_dir)
+    return reader.read(names, kept)
 
 
 def _load_choice(path):

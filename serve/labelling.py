@@ -61,6 +61,9 @@ MAX_LABEL = 100           # characters in a label; more is a mistake (a paste), 
 MAX_NEXT = 50             # images one /api/label/next answers at most
 RECENT = 10               # answers listed by /api/label/stats
 SCORE_BATCH = 64          # images per forward pass when scoring the folder at startup
+TEACHER_FIRST = 1000      # images the teacher reads before the page opens (drawn across the folder); it reads the
+                          # others while the page is open, TEACHER_CHUNK at a time, each part offered as it is read
+TEACHER_CHUNK = 1000
 USAGE = 'send {"file": NAME, "label": TEXT}, or {"file": NAME, "unreadable": true}'
 PAGES = ("/label",)       # the page and the API, guarded by plumbing.SameOrigin (routes.create_app)
 API = ("/api/label/",)
@@ -437,39 +440,107 @@ class LabelQueue:
         self.image_set = frozenset(names)
         todo = [n for n in names if not self.store.answered(n)]
         self.suggestions, self.seconds = {}, None
+        self.later, self.skipped, self.reading, self.unread = set(), {}, None, 0
+        self.stopping = threading.Event()
         # before any model: the teacher's readings (TEACHER "auto": ddddocr's two models where it is installed)
         self.teacher = teacher = auto_teacher(config.TEACHER) if predictor is None else ""
         if (predictor is not None or teacher) and todo:
             start = time.perf_counter()
-
-            counted = {"read": len(todo)}
-
-            def announce(to_read, before, cache):  # ddddocr2 reads ~15 images a second a core
-                counted["read"] = to_read
-                kept = f"its readings of {before} {'more ' * bool(to_read)}from an earlier start are kept in {cache}"
-                say(f"labelling: {teacher} types its readings in before any model is trained (TEACHER; --teacher= "
-                    f"opens the page at once, in file-name order): {kept}" if not to_read else
-                    f"labelling: {teacher} reads the {to_read} images to type its readings in before any model is "
-                    f"trained (TEACHER; --teacher= opens the page at once, in file-name order)"
-                    + (f"; {kept}" if before else ""))
-            self.suggestions = (score(predictor, self.folder, todo) if predictor is not None
-                                else teach.suggestions(teacher, self.folder, todo, threads=0,
-                                                       cache_dir=config.CACHE_DIR, announce=announce))
+            first, kept = todo, {}
+            if predictor is not None:
+                self.suggestions = score(predictor, self.folder, todo)
+            else:
+                reader = teach.PageReader(teacher, self.folder, threads=0, cache_dir=config.CACHE_DIR)
+                kept = reader.kept(todo)
+                unread = [n for n in todo if n not in kept]
+                if len(unread) > TEACHER_FIRST:  # a large folder: the page opens after a part of it, drawn across it
+                    drawn = {unread[i] for i in data.sample_indices(len(unread), TEACHER_FIRST, 0)}
+                    first = [n for n in todo if n in kept or n in drawn]
+                    self.later = {n for n in unread if n not in drawn}
+                say(self._announce(len(todo) - len(kept), len(kept), len(self.later)))
+                self.suggestions = reader.read(first, kept)
             self.seconds = time.perf_counter() - start
+            read = len(first) - len(kept)
             by = f"read by {teacher}, " if teacher else ""
             # no rate for the teacher: its first start also reads a sample at each border (core.teacher.MARGINS)
-            rate = "" if teacher else f" ({counted['read'] / max(self.seconds, 1e-9):.0f} per second)"
-            say(f"labelling: {by}scored {counted['read']} images in {self.seconds:.1f} s{rate}; least confident first"
-                if counted['read'] else f"labelling: {len(todo)} images, least confident first")
-            low = {n: s["confidence"] for n, s in self.suggestions.items()}
-            todo.sort(key=lambda n: (low[n] is not None, low[n] or 0.0, n))
+            rate = "" if teacher else f" ({read / max(self.seconds, 1e-9):.0f} per second)"
+            say(f"labelling: {by}scored {read} images in {self.seconds:.1f} s{rate}; least confident first"
+                if read else f"labelling: {len(todo)} images, least confident first")
+            if self.later:
+                say(f"labelling: {teacher} reads the other {len(self.later)} images while the page is open (offered "
+                    f"after these, least confident first as they are read)")
+                self.reading = threading.Thread(target=self._read_later, args=(reader, say), daemon=True,
+                                                name="teacher")
+                self.unread = len(self.later)
+            todo = self._offer_order(todo)
         self.order = dict.fromkeys(todo)  # insertion order is the offer order: a skip moves a name to the end
         self.rank = todo + [n for n in names if n not in self.order]  # the order an unanswered image comes back in
         self.version = self.store.version
         self.lock = threading.Lock()
+        if self.reading:
+            self.reading.start()
+
+    def _announce(self, to_read, before, later):
+        """The line said before the teacher reads: what it reads now, what later, what was kept."""
+        teacher, cache = self.teacher, config.CACHE_DIR
+        kept = f"its readings of {before} {'more ' * bool(to_read)}from an earlier start are kept in {cache}"
+        how = "(TEACHER; --teacher= opens the page at once, in file-name order)"
+        if not to_read:
+            return f"labelling: {teacher} types its readings in before any model is trained {how}: {kept}"
+        now = (f"{to_read - later} of the {to_read} images, drawn across the folder, before the page opens, and the "
+               f"others while it is open," if later else f"the {to_read} images")
+        return (f"labelling: {teacher} reads {now} to type its readings in before any model is trained {how}"
+                + (f"; {kept}" if before else ""))
+
+    def _offer_order(self, names):
+        """`names` in the order they are offered: those read (or scored) least confident first (those it could
+        not load first of all), then those the teacher reads while the page is open, least confident first as they
+        are read, the others in file-name order."""
+        low = {n: s["confidence"] for n, s in self.suggestions.items()}
+        return sorted(names, key=lambda n: (n in self.later, n not in low, low.get(n) is not None,
+                                            low.get(n) or 0.0, n))
+
+    def _read_later(self, reader, say):
+        """The teacher reads the images left for later (self.later) while the page is open, a part at a time; each
+        part joins the offers, the images not offered yet reordered (skipped ones stay last)."""
+        rest = sorted(self.later)
+        started, done = time.monotonic(), 0
+        try:
+            for c in range(0, len(rest), TEACHER_CHUNK):
+                if self.stopping.is_set():
+                    return
+                part = reader.read(rest[c:c + TEACHER_CHUNK], show=False)
+                done += len(part)
+                with self.lock:
+                    self.suggestions.update(part)
+                    self.unread = len(rest) - done
+                    waiting = [n for n in self.order if n not in self.skipped]
+                    settled = [n for n in waiting if n not in self.later]
+                    self.order = dict.fromkeys(settled + self._offer_order([n for n in waiting if n in self.later])
+                                               + [n for n in self.order if n in self.skipped])
+                if done < len(rest):  # "teacher   done/total (rate, time left)"
+                    so_far = teach._so_far(done, len(rest), time.monotonic() - started).split(None, 1)[1]
+                    say(f"labelling: {self.teacher} has read {so_far} of the images left for later")
+        except Exception as e:  # the page goes on without the readings it did not get
+            say(f"labelling: {self.teacher} stopped reading after {done} of the other {len(rest)} images "
+                f"({type(e).__name__}: {e}); the images it did not read are offered without its reading")
+            self.unread = 0
+            return
+        say(f"labelling: {self.teacher} read the other {len(rest)} images in {time.monotonic() - started:.0f} s; "
+            f"each is offered with its reading")
+
+    def wait(self, stop=False):
+        """Returns once the teacher has read every image it reads while the page is open (stop: once it has read
+        the part it is reading, the rest left unread)."""
+        if stop:
+            self.stopping.set()
+        if self.reading:
+            self.reading.join()
 
     def item(self, name):
         item = {"file": name, **self.suggestions.get(name, {"text": "", "confidence": None, "chars": []})}
+        if name in self.later and name not in self.suggestions:
+            item["pending"] = True  # the teacher has not read it yet (it reads it while the page is open)
         if item["confidence"] is not None:
             item["confidence"] = float(f"{item['confidence']:.4g}")  # 4 significant digits: small ones differ too
         return item
@@ -514,6 +585,7 @@ class LabelQueue:
         answer = self.store.answer(self.present(self.known(name)), label)
         with self.lock:
             self.order.pop(name, None)
+            self.skipped.pop(name, None)
         return answer
 
     def skip(self, name):
@@ -525,6 +597,8 @@ class LabelQueue:
         with self.lock:
             self.order.pop(name, None)
             self.order[name] = None
+            self.skipped.pop(name, None)
+            self.skipped[name] = None
             return len(self.order)
 
     def stats(self):
@@ -533,7 +607,7 @@ class LabelQueue:
         unreadable = len(self.image_set & store.unreadable.keys())
         return {"folder": self.folder, "total": len(self.images), "labelled": labelled, "unreadable": unreadable,
                 "answered": labelled + unreadable, "remaining": len(self.images) - labelled - unreadable,
-                "recent": list(store.recent)}
+                "recent": list(store.recent), "teacher_reading": self.unread}
 
 
 # --- the routes --------------------------------------------------------------------------------------------

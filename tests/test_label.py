@@ -323,6 +323,56 @@ def test_file_names_labels_tsv_cannot_hold_are_left_out(tmp_path):
 
 # --- the model's suggestions ---------------------------------------------------------------------------------
 
+def test_a_large_folder_opens_after_the_teachers_first_part_and_the_rest_joins_as_it_is_read(tmp_path, monkeypatch):
+    """Before any model, a folder of more unread images than TEACHER_FIRST: the teacher reads that many, drawn
+    across the folder, and the page opens offering them least confident first; it reads the others while the page
+    is open, a part at a time: until then they come after, in file-name order, marked as not read yet; once read
+    they are offered least confident first among themselves, a skipped image still last, an answered one gone;
+    and a later start finds every reading kept."""
+    from core import teach
+    from core.teacher import Reading
+
+    folder = pngs(tmp_path / "f", [f"{i:02d}.png" for i in range(12)])
+    confidence = lambda path: 0.3 + 0.05 * ((int(os.path.basename(path)[:2]) * 7) % 12)  # noqa: E731
+    gate, reads = threading.Event(), []
+
+    class Stub:  # reads the names: each image's confidence from its number; the later parts wait for the gate
+        def read(self, items, charset=None, progress=None, margin=None):
+            items = list(items)
+            if len(reads) > len(teach.MARGINS):  # the sample at each border, then the first part, then the rest
+                assert gate.wait(60)
+            reads.append([os.path.basename(p) for p in items])
+            return [Reading("12", confidence(p), (0.9, 0.9)) for p in items]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Stub())
+    monkeypatch.setattr(config, "TEACHER", "ddddocr")
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(labelling, "TEACHER_FIRST", 5)
+    monkeypatch.setattr(labelling, "TEACHER_CHUNK", 4)
+    said = []
+    queue = labelling.LabelQueue(folder, say=said.append)
+    first = reads[len(teach.MARGINS)]
+    assert len(first) == 5 and "reads 5 of the 12 images, drawn across the folder, before the page opens" in said[0]
+    later = sorted(set(os.listdir(folder)) - set(first))
+    offered = [i["file"] for i in queue.next(12)]
+    assert offered == sorted(first, key=lambda n: confidence(n)) + later  # the rest after, in file-name order
+    assert not any(i.get("pending") for i in queue.next(5)) and all(i["pending"] for i in queue.next(12)[5:])
+    assert queue.stats()["teacher_reading"] == 7
+    queue.skip(later[-1])
+    queue.answer(later[0], "12")
+    gate.set()
+    queue.wait()
+    assert reads[len(teach.MARGINS) + 1:] == [later[:4], later[4:]]  # a part at a time
+    rest = [n for n in later[1:-1]]
+    assert [i["file"] for i in queue.next(12)] == (sorted(first, key=lambda n: confidence(n))
+                                                   + sorted(rest, key=confidence) + [later[-1]])
+    assert queue.stats()["teacher_reading"] == 0 and not any(i.get("pending") for i in queue.next(12))
+    assert "read the other 7 images" in said[-1], said
+    reads.clear()
+    again = labelling.LabelQueue(folder, say=said.append)  # a later start: every reading kept, none read again
+    assert reads == [] and again.reading is None and "types its readings in" in said[-2], said[-2:]
+
+
 def test_least_confident_first_with_the_models_reading(tmp_path, checkpoint):
     paths = captchas(tmp_path / "f", 12, seed=31)
     folder = os.path.dirname(paths[0])

@@ -134,7 +134,8 @@ function render() {
   input.select();
   if (item.confidence === null || item.confidence === undefined) {
     $("suggestion").textContent = item.error ? `the model could not read this file: ${item.error}` :
-      "no model: type what the image shows";
+      item.pending ? "the teacher has not read this image yet (it reads the folder while the page is open): " +
+        "type what the image shows" : "no model: type what the image shows";
   } else {
     $("suggestion").textContent = `model reads “${item.text}”, ${percent(item.confidence)} sure`;
   }
