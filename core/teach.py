@@ -613,17 +613,6 @@ def _quiet(*_):
     """A say() that says nothing (the labelling page says what it reads)."""
 
 
-def suggestions(name, folder, names, threads=0, cache_dir=None, announce=None):
-    """{file name: suggestion} of the teacher `name` for the images `names` of `folder` (PageReader).
-    announce(to read, read before, cache folder) is called before any reading. TeacherError when the teacher cannot
-    be loaded."""
-    reader = PageReader(name, folder, threads, cache_dir)
-    kept = reader.kept(names)
-    if announce:
-        announce(len(names) - len(kept), len(kept), cache_dir)
-    return reader.read(names, kept)
-
-
 def _load_choice(path):
     """{"charset", "case", "margin"} the labelling page chose for a folder, kept in `path`; charset None when there
     is none or it does not read."""

@@ -374,7 +374,7 @@ def test_the_labelling_page_suggests_the_teachers_readings_before_any_model(tmp_
     pytest.importorskip("ddddocr", reason="the teacher is the optional ddddocr package")
     from core import teach
     folder, names = unlabelled(tmp_path, 40)
-    found = teach.suggestions("ddddocr", str(folder), sorted(os.listdir(folder)))
+    found = teach.PageReader("ddddocr", str(folder)).read(sorted(os.listdir(folder)))
     assert len(found) == 40
     right = sum(found[f"img{i:04d}.png"]["text"] == os.path.splitext(n)[0] for i, n in enumerate(names))
     assert right >= 28, right  # ddddocr reads 86 % of this set's test part; lower case kept where it reads it
@@ -405,8 +405,13 @@ def test_the_labelling_pages_teacher_readings_are_kept_and_a_later_start_reads_o
 
     monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Stub())
     told = []
-    ask = lambda names: teach.suggestions("ddddocr", str(folder), names, cache_dir=str(tmp_path / "c"),
-                                          announce=lambda *a: told.append(a[:2]))
+
+    def ask(names):  # as a start of the page: what was kept, then the others read
+        reader = teach.PageReader("ddddocr", str(folder), cache_dir=str(tmp_path / "c"))
+        kept = reader.kept(names)
+        told.append((len(names) - len(kept), len(kept)))
+        return reader.read(names, kept)
+
     first = ask(["0.png", "1.png", "2.png", "3.png"])
     # the sample with each border (TEACHER_MARGIN), then all with the one it reads most surely (here none)
     assert [names for names, _ in reads] == [["0.png", "1.png", "2.png", "3.png"]] * (len(MARGINS) + 1)
@@ -448,7 +453,7 @@ def test_a_run_after_the_labelling_page_reads_none_of_the_pages_images_again(tmp
             return [Reading("AB12" if charset is None or "A" in charset else "ab12", 0.9, (0.9,) * 4) for _ in items]
 
     monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Stub())
-    page = teach.suggestions("ddddocr", str(folder), names, threads=1, cache_dir=str(tmp_path / "c"))
+    page = teach.PageReader("ddddocr", str(folder), threads=1, cache_dir=str(tmp_path / "c")).read(names)
     page_charset = reads[-1][1]
     assert page["0.png"]["text"] == "AB12" and page_charset == "12AB"
     reads.clear()
