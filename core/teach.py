@@ -580,23 +580,28 @@ class PageReader:
                              self.choice["margin"]).get(self._paths(names))
         return {names[i]: r for i, r in found.items()}
 
+    def choose(self, names, show=True):
+        """The charset, case and border to read with, chosen on a sample of `names` drawn across the folder (the
+        sample a run on the folder chooses its border on: sample_of), unless an earlier start's are kept."""
+        if self.choice["charset"] is not None:
+            return
+        sample = sample_of(self._paths(names), self.folder)
+        by_margin = {m: read_images(self.name, sample, None, m, self.threads, self.cache_dir, _quiet, show)
+                     for m in MARGINS}
+        margin, _ = choose_margin(by_margin)
+        charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
+        self.choice.update(charset=charset, case=case, margin=margin)
+        if self.chosen:
+            _write(self.chosen, self.choice)
+
     def read(self, names, kept=None, show=True):
-        """{name: suggestion} for `names`: those in `kept` (kept()) as they are, the others read (the charset and
-        border chosen first on a sample of `names`, drawn across the folder, when none is kept). show: progress
-        lines (read_images)."""
+        """{name: suggestion} for `names`: those in `kept` (kept()) as they are, the others read (choose() on
+        `names` first where nothing is chosen yet). show: progress lines (read_images)."""
         kept = kept or {}
         if all(n in kept for n in names):
             readings = [kept[n] for n in names]
         else:
-            if self.choice["charset"] is None:
-                sample = sample_of(self._paths(names), self.folder)
-                by_margin = {m: read_images(self.name, sample, None, m, self.threads, self.cache_dir, _quiet, show)
-                             for m in MARGINS}
-                margin, _ = choose_margin(by_margin)
-                charset, _, case, _ = infer_charset_length(by_margin[margin], min_length_share=0.3)
-                self.choice.update(charset=charset, case=case, margin=margin)
-                if self.chosen:
-                    _write(self.chosen, self.choice)
+            self.choose(names, show)
             readings = read_images(self.name, self._paths(names), self.choice["charset"] or None,
                                    self.choice["margin"], self.threads, self.cache_dir, _quiet, show)
         fold = str.lower if self.choice["case"] == "lower" else str.upper

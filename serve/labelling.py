@@ -458,6 +458,8 @@ class LabelQueue:
                     first = [n for n in todo if n in kept or n in drawn]
                     self.later = {n for n in unread if n not in drawn}
                 say(self._announce(len(todo) - len(kept), len(kept), len(self.later)))
+                if unread:
+                    reader.choose(todo)  # on the sample a run on the folder reads too
                 self.suggestions = reader.read(first, kept)
             self.seconds = time.perf_counter() - start
             read = len(first) - len(kept)
