@@ -30,6 +30,7 @@ import collections
 import contextlib
 import errno
 import fcntl
+import hashlib
 import hmac
 import json
 import mimetypes
@@ -416,6 +417,11 @@ class LabelStore:
 
 # --- the queue ---------------------------------------------------------------------------------------------
 
+def _shuffled(name):
+    """A fixed place for `name` in a shuffle of names (the same at every start)."""
+    return hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 class LabelQueue:
     """The images of a folder still to answer, in the order they are offered: ascending confidence when a model
     scored them (images it could not load first), else file-name order. A skipped image goes to the end; so does
@@ -497,10 +503,12 @@ class LabelQueue:
     def _offer_order(self, names):
         """`names` in the order they are offered: those read (or scored) least confident first (those it could
         not load first of all), then those the teacher reads while the page is open, least confident first as they
-        are read, the others in file-name order."""
+        are read, the others in file-name order. Images of the same confidence come in a fixed shuffle, not by
+        name: ddddocr's pair gives every image its two models read differently confidence 0 (most of a folder
+        they read badly), and names group a folder by source or day."""
         low = {n: s["confidence"] for n, s in self.suggestions.items()}
-        return sorted(names, key=lambda n: (n in self.later, n not in low, low.get(n) is not None,
-                                            low.get(n) or 0.0, n))
+        return sorted(names, key=lambda n: (n in self.later, n not in low, low.get(n) is not None, low.get(n) or 0.0,
+                                            _shuffled(n) if n in low else "", n))
 
     def _read_later(self, reader, say):
         """The teacher reads the images left for later (self.later) while the page is open, a part at a time; each

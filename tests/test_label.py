@@ -323,6 +323,28 @@ def test_file_names_labels_tsv_cannot_hold_are_left_out(tmp_path):
 
 # --- the model's suggestions ---------------------------------------------------------------------------------
 
+def test_images_the_teacher_reads_as_surely_come_in_a_fixed_shuffle_not_by_name(tmp_path, monkeypatch):
+    """ddddocr's pair reads every image its two models read differently at confidence 0 (most of a folder it reads
+    badly): those come in a fixed shuffle, the same at every start, not in name order (names group a folder by
+    source or day); a surer reading still comes after them."""
+    from core import teach
+    from core.teacher import Reading
+
+    names = [f"{i:02d}.png" for i in range(20)]
+    folder = pngs(tmp_path / "f", names)
+
+    class Stub:
+        def read(self, items, charset=None, progress=None, margin=None):
+            return [Reading("12", 0.9 if p.endswith("00.png") else 0.0, (0.9, 0.9)) for p in items]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Stub())
+    monkeypatch.setattr(config, "TEACHER", "ddddocr")
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
+    order = list(labelling.LabelQueue(folder, say=lambda m: None).order)
+    assert order[-1] == "00.png" and order[:-1] != names[1:] and sorted(order[:-1]) == names[1:]
+    assert list(labelling.LabelQueue(folder, say=lambda m: None).order) == order
+
+
 def test_a_large_folder_opens_after_the_teachers_first_part_and_the_rest_joins_as_it_is_read(tmp_path, monkeypatch):
     """Before any model, a folder of more unread images than TEACHER_FIRST: the teacher reads that many, drawn
     across the folder, and the page opens offering them least confident first; it reads the others while the page
