@@ -163,7 +163,8 @@ function showStats(s) {
   stats = s;
   $("folder").textContent = s.folder;
   $("counter").textContent = `${s.labelled} labelled, ${s.unreadable} unreadable: ${s.answered} / ${s.total} ` +
-    `in the folder, ${s.remaining} remaining`;
+    `in the folder, ${s.remaining} remaining` +
+    (s.teacher_reading ? ` (the teacher is still reading ${s.teacher_reading})` : "");
   $("progress-fill").style.width = (s.total ? 100 * s.answered / s.total : 100).toFixed(1) + "%";
   if (!$("done").hidden) showDone();
 }
