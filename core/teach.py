@@ -19,8 +19,8 @@ import config
 from core import data
 from core.device import cpu_count, local_world
 from core.files import atomic_write
-from core.teacher import (AUTO, MARGINS, TEACHERS, Reading, ReaderPool, TeacherError, choose_margin,
-                          filter_readings, infer_charset_length, load_teacher, unavailable, usefulness)
+from core.teacher import (AUTO, MARGINS, TEACHERS, AgreeingTeacher, Reading, ReaderPool, TeacherError,
+                          choose_margin, filter_readings, infer_charset_length, load_teacher, unavailable, usefulness)
 
 CHUNK = 200  # images read at a time: what an interrupted read loses at most
 LOG_EVERY = 1000  # images between progress lines where stdout is not a terminal (a log)
@@ -596,7 +596,8 @@ class PageReader:
 
     def read(self, names, kept=None, show=True):
         """{name: suggestion} for `names`: those in `kept` (kept()) as they are, the others read (choose() on
-        `names` first where nothing is chosen yet). show: progress lines (read_images)."""
+        `names` first where nothing is chosen yet). show: progress lines (read_images). A suggestion of ddddocr's
+        pair that its two models read differently holds `disagree` (its text the first model's)."""
         kept = kept or {}
         if all(n in kept for n in names):
             readings = [kept[n] for n in names]
@@ -605,12 +606,14 @@ class PageReader:
             readings = read_images(self.name, self._paths(names), self.choice["charset"] or None,
                                    self.choice["margin"], self.threads, self.cache_dir, _quiet, show)
         fold = str.lower if self.choice["case"] == "lower" else str.upper
+        pair = TEACHERS.get(self.name) is AgreeingTeacher  # its confidence 0: its two models read differently
         suggested = {}
         for n, r in zip(names, readings):
             text = fold(r.text)
             suggested[n] = {"text": text, "confidence": None if r.error else float(r.confidence),
                             "chars": [{"char": c, "confidence": round(float(p), 4)} for c, p in zip(text, r.chars)],
-                            **({"error": r.error} if r.error else {})}
+                            **({"error": r.error} if r.error else {}),
+                            **({"disagree": True} if pair and not r.error and text and r.confidence == 0 else {})}
         return suggested
 
 

@@ -345,6 +345,29 @@ def test_images_the_teacher_reads_as_surely_come_in_a_fixed_shuffle_not_by_name(
     assert list(labelling.LabelQueue(folder, say=lambda m: None).order) == order
 
 
+def test_an_image_the_pairs_two_models_read_differently_says_so(tmp_path, monkeypatch):
+    """ddddocr's pair gives an image its two models read differently confidence 0: the page's item says they
+    disagree (not "0 % sure"); a reading of ddddocr's default model alone at 0 does not."""
+    from core import teach
+    from core.teacher import Reading
+
+    folder = pngs(tmp_path / "f", ["a.png", "b.png"])
+
+    class Stub:
+        def read(self, items, charset=None, progress=None, margin=None):
+            return [Reading("12", 0.0 if p.endswith("a.png") else 0.9, (0.9, 0.5)) for p in items]
+
+    monkeypatch.setattr(teach, "load_teacher", lambda name, threads=1: Stub())
+    pair = teach.PageReader("ddddocr2", folder).read(["a.png", "b.png"])
+    assert pair["a.png"]["disagree"] is True and "disagree" not in pair["b.png"]
+    assert "disagree" not in teach.PageReader("ddddocr", folder).read(["a.png"])["a.png"]
+    monkeypatch.setattr(config, "TEACHER", "ddddocr2")
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "cache"))
+    with client_for(folder) as c:
+        items = {i["file"]: i for i in c.get("/api/label/next?count=2").json()["items"]}
+    assert items["a.png"]["disagree"] is True and items["a.png"]["text"] == "12" and "disagree" not in items["b.png"]
+
+
 def test_a_large_folder_opens_after_the_teachers_first_part_and_the_rest_joins_as_it_is_read(tmp_path, monkeypatch):
     """Before any model, a folder of more unread images than TEACHER_FIRST: the teacher reads that many, drawn
     across the folder, and the page opens offering them least confident first; it reads the others while the page

@@ -136,6 +136,9 @@ function render() {
     $("suggestion").textContent = item.error ? `the model could not read this file: ${item.error}` :
       item.pending ? "the teacher has not read this image yet (it reads the folder while the page is open): " +
         "type what the image shows" : "no model: type what the image shows";
+  } else if (item.disagree) {
+    $("suggestion").textContent =
+      `the teacher's two models read this image differently; the first reads “${item.text}”`;
   } else {
     $("suggestion").textContent = `model reads “${item.text}”, ${percent(item.confidence)} sure`;
   }
