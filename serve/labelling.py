@@ -423,10 +423,12 @@ def _shuffled(name):
 
 
 class LabelQueue:
-    """The images of a folder still to answer, in the order they are offered: ascending confidence when a model
-    scored them (images it could not load first), else file-name order. A skipped image goes to the end; so does
-    one whose answer was taken out of labels.tsv or unreadable.txt by hand (seen at the next request). Images
-    deleted since the start are no longer offered, and answers for them are refused."""
+    """The images of a folder still to answer, in the order they are offered: ascending confidence when a model or
+    the teacher read them (images it could not load first; equal ones in a fixed shuffle: _offer_order), else
+    file-name order; a large folder's images the teacher reads while the page is open after the others
+    (TEACHER_FIRST). A skipped image goes to the end; so does one whose answer was taken out of labels.tsv or
+    unreadable.txt by hand (seen at the next request). Images deleted since the start are no longer offered, and
+    answers for them are refused."""
 
     def __init__(self, folder, predictor=None, say=print):
         self.store = LabelStore(folder)
