@@ -178,11 +178,8 @@ class ReadingStore:
         for kept in self.files.values():
             path, items, changed = kept
             if changed:
-                try:
-                    atomic_write(path, json.dumps({"teacher": self.name, "charset": self.key, "margin": self.margin,
-                                                   "items": {**_load_items(path), **items}}), mode="w")
-                except OSError:
-                    pass  # the cache is optional
+                _write(path, {"teacher": self.name, "charset": self.key, "margin": self.margin,
+                              "items": {**_load_items(path), **items}})
                 kept[2] = False
 
 
@@ -321,9 +318,10 @@ def resolve_margin(s, say=print):
     return s.replace(TEACHER_MARGIN=margin)
 
 
-def _write(path, readings):
+def _write(path, value):
+    """`value` as JSON in `path`, written whole or not at all; nothing where it cannot be (the cache is optional)."""
     try:
-        atomic_write(path, json.dumps(readings), mode="w")
+        atomic_write(path, json.dumps(value), mode="w")
     except OSError:
         pass  # the cache is optional
 

@@ -79,6 +79,23 @@ def _unreadable(e):
     return Reading("", 0.0, (), f"{type(e).__name__}: {e}".splitlines()[0])
 
 
+def _read_each(items, read_one, progress=None):
+    """[read_one(image)] for each item (path, bytes or PIL image) opened as an image, in order; an item that
+    cannot be opened or read gets an empty Reading with why, never an exception. progress(done, total) after each."""
+    if isinstance(items, (str, bytes, os.PathLike)):
+        raise TypeError("read() takes a list of images; wrap a single one in a list")
+    items = list(items)
+    readings = []
+    for n, item in enumerate(items, 1):
+        try:
+            readings.append(read_one(_image_input(item)))
+        except Exception as e:  # any undecodable or odd image: an empty reading, never an exception
+            readings.append(_unreadable(e))
+        if progress:
+            progress(n, len(items))
+    return readings
+
+
 def _image_input(item):
     """A PIL image opened from a path, bytes or a PIL image."""
     from PIL import Image
@@ -245,20 +262,10 @@ class DdddocrTeacher:
         margin: a border added on the left and right of each image, as a fraction of its height, in the colour of
             its edges (None: this teacher's `margin`); see choose_margin.
         """
-        if isinstance(items, (str, bytes, os.PathLike)):
-            raise TypeError("read() takes a list of images; wrap a single one in a list")
-        items = list(items)
         columns = None if charset is None else self._columns(charset)
         margin = self.margin if margin is None else margin
-        readings = []
-        for n, item in enumerate(items, 1):
-            try:
-                readings.append(self._reading(self._softmax(self._input(_image_input(item), margin)), columns))
-            except Exception as e:  # any undecodable or odd image: an empty reading, never an exception
-                readings.append(_unreadable(e))
-            if progress:
-                progress(n, len(items))
-        return readings
+        return _read_each(items, lambda image: self._reading(self._softmax(self._input(image, margin)), columns),
+                          progress)
 
 
 class AgreeingTeacher:
@@ -277,24 +284,16 @@ class AgreeingTeacher:
 
     def read(self, items, charset=None, progress=None, margin=None):
         """As DdddocrTeacher.read: each image opened and prepared once, read by both models."""
-        if isinstance(items, (str, bytes, os.PathLike)):
-            raise TypeError("read() takes a list of images; wrap a single one in a list")
-        items = list(items)
         margin = self.margin if margin is None else margin
         columns = [None if charset is None else m._columns(charset) for m in (self.first, self.second)]
-        readings = []
-        for n, item in enumerate(items, 1):
-            try:
-                x = self.first._input(_image_input(item), margin)
-                a, b = (m._reading(m._softmax(x), c) for m, c in zip((self.first, self.second), columns))
-            except Exception as e:  # as DdddocrTeacher.read: an empty reading, never an exception
-                readings.append(_unreadable(e))
-            else:
-                readings.append(dataclasses.replace(a, confidence=max(a.confidence, b.confidence))
-                                if a.text.lower() == b.text.lower() else dataclasses.replace(a, confidence=0.0))
-            if progress:
-                progress(n, len(items))
-        return readings
+
+        def both(image):
+            x = self.first._input(image, margin)
+            a, b = (m._reading(m._softmax(x), c) for m, c in zip((self.first, self.second), columns))
+            return (dataclasses.replace(a, confidence=max(a.confidence, b.confidence))
+                    if a.text.lower() == b.text.lower() else dataclasses.replace(a, confidence=0.0))
+
+        return _read_each(items, both, progress)
 
 
 TEACHERS = {"ddddocr": DdddocrTeacher, "ddddocr2": AgreeingTeacher}  # name -> class(threads=...)
