@@ -29,6 +29,8 @@ class Augment:
         return ", ".join(parts) or "off"
 
     def __call__(self, x):
+        if not len(x):  # a batch left empty (every row of an online step read confidently, say): nothing to change
+            return x
         if self.affine or self.perspective:
             x = self.warp(x)
         if self.lines:

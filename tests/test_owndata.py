@@ -82,6 +82,9 @@ def test_augment_parts(channels):
     # near-zero strength leaves the images (almost) as they are
     y = Augment(affine=1e-6, perspective=1e-6)(x)
     assert (y - x).abs().max() < 1e-3
+    # an empty batch (an online step whose rows were all read confidently) passes through every part
+    empty = x[:0]
+    assert Augment(affine=1.0, perspective=0.5, blur=1.0, noise=0.1, contrast=1.0, lines=1.0)(empty).shape == empty.shape
 
 
 @pytest.mark.parametrize("channels", [1, 3])
