@@ -286,22 +286,21 @@ def read_images(name, paths, charset=None, margin=0.0, threads=1, cache_dir="", 
 
 
 def read(s, paths, charset=None, say=print, margin=None):
-    """[(text, confidence, error)] of the teacher for `paths` (charset: restrict the readings to it), kept in
-    CACHE_DIR (read_images); each image read with the border `margin` (None: TEACHER_MARGIN, resolved by
-    resolve_margin; -1 unresolved reads none)."""
+    """[Reading] of the teacher for `paths` (charset: restrict the readings to it), kept in CACHE_DIR
+    (read_images); each image read with the border `margin` (None: TEACHER_MARGIN, resolved by resolve_margin; -1
+    unresolved reads none)."""
     margin = max(0.0, s.TEACHER_MARGIN) if margin is None else margin
-    return [(r.text, r.confidence, r.error) for r in read_images(s.TEACHER, list(paths), charset, margin,
-                                                                  s.THREADS, s.CACHE_DIR, say)]
+    return read_images(s.TEACHER, list(paths), charset, margin, s.THREADS, s.CACHE_DIR, say)
 
 
 def margin_of(s, paths, say=print):
     """(margin, description): the border (core.teacher.MARGINS) the teacher reads a SAMPLE of `paths` most surely
     with (core.teacher.choose_margin); 0 without trying the others where it can open too few of them to tell."""
     sample = sample_of(paths, s.UNLABELED_DIR)
-    plain = _readings(read(s, sample, None, say, margin=0.0))
+    plain = read(s, sample, None, say, margin=0.0)
     if sum(bool(r.error) for r in plain) >= len(plain) / 2:  # not images: the run says so where it reads them
         return 0.0, "reads the images as they are"
-    by_margin = {0.0: plain, **{m: _readings(read(s, sample, None, say, margin=m)) for m in MARGINS if m}}
+    by_margin = {0.0: plain, **{m: read(s, sample, None, say, margin=m) for m in MARGINS if m}}
     return choose_margin(by_margin)
 
 
@@ -326,10 +325,6 @@ def _write(path, value):
         pass  # the cache is optional
 
 
-def _readings(pairs):
-    return [Reading(t, c, error=e) for t, c, e in pairs]
-
-
 MIN_TAUGHT = 20  # a run without labels needs at least this many images, and as many read confidently
 
 
@@ -342,7 +337,7 @@ def teach_unlabelled(s, say=print):
     if not paths:
         raise data.DataError(f"{folder}: no images to read (UNLABELED_DIR; extensions "
                              f"{', '.join(data.IMAGE_EXTENSIONS)})" + data.subfolder_hint(folder))
-    sample = _readings(read(s, sample_of(paths, folder), None, say))
+    sample = read(s, sample_of(paths, folder), None, say)
     # a quarter of the images read confidently is enough to start from: the model trained on them reads better than
     # the teacher, and its own confident readings of the rest follow (a teacher at 53-64 % zero-shot still teaches)
     ok, why = usefulness(sample, s.TEACHER, min_confident=0.25)
@@ -359,7 +354,7 @@ def teach_unlabelled(s, say=print):
     charset, lengths, case = inferred.charset, inferred.lengths, inferred.case
     if s.CHARSET != "infer":
         charset = s.CHARSET
-    readings = _readings(read(s, paths, charset, say))
+    readings = read(s, paths, charset, say)
     keep = filter_readings(readings, s.TEACHER_THRESHOLD, lengths, charset)
     # the teacher's letter case cannot be trusted (ddddocr reads capitals in either case): letters are read without
     # case, in capitals, unless CASE_SENSITIVE was set on the command line (then in the case the readings show)
@@ -408,7 +403,7 @@ def _within_labels(s, paths, codec, say):
     case (generated captchas of 0-9a-zA-Z: 28 % of its confident readings right with the case they took)."""
     caseless = both_cases(codec)
     charset = "".join(dict.fromkeys(_without_case(codec.charset, caseless)))
-    readings = _readings(read(s, paths, charset, say))
+    readings = read(s, paths, charset, say)
     lo, hi = codec.length
     chosen = {}
     for i in filter_readings(readings, s.TEACHER_THRESHOLD, tuple(range(lo, hi + 1)), charset):
@@ -519,7 +514,7 @@ def missing_from_labels(s, paths, labels, codec, say=print):
     labels reads first, cached); the run adds what it finds to the charset (core.run.add_missing). A letter is
     given in the labels' case; where they hold letters in both cases, in lower case and counted in either (the
     teacher cannot tell case), and the run adds both cases."""
-    readings = _readings(read(s, sample_of(paths, s.UNLABELED_DIR), None, say))
+    readings = read(s, sample_of(paths, s.UNLABELED_DIR), None, say)
     lo, hi = codec.length
     # the teacher reads Latin letters: they are of the labels' kind only where the labels hold Latin letters (a
     # charset of Cyrillic letters and digits gains no 'x' from its 'х' read so); labels of another script get no

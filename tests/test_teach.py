@@ -13,6 +13,12 @@ CIV2 = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "captcha_images
 needs_civ2 = pytest.mark.skipif(not os.path.isdir(CIV2), reason=f"the real set {CIV2} is not here")
 
 
+def as_readings(read):
+    """A stub of teach.read written as (text, confidence, error) rows, returning Readings as teach.read does."""
+    from core.teacher import Reading
+    return lambda *a, **k: [Reading(t, c, error=e) for t, c, e in read(*a, **k)]
+
+
 def unlabelled(tmp_path, n):
     """A folder of links to n captcha_images_v2 training images, without labels (their names do not count)."""
     folder = tmp_path / "unlabelled"
@@ -92,7 +98,7 @@ def test_few_labels_the_teachers_readings_outside_the_labels_charset_are_never_p
 
     readings = [("1234", 0.99, ""), ("12a4", 0.99, ""), ("123", 0.99, ""), ("5678", 0.2, ""), ("0000", 0.7, ""),
                 ("", 0.0, "OSError: unreadable")]
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: readings)
+    monkeypatch.setattr(teach, "read", as_readings(lambda s, paths, charset=None, say=print: readings))
     said = []
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5)
     chosen = teach.first_pseudo_labels(s, [f"{i}.png" for i in range(6)], data.Codec(DIGITS, 4), said.append)
@@ -117,7 +123,8 @@ def test_few_labels_a_letter_the_labels_hold_in_both_cases_is_read_without_case_
                 ("5678", 0.7, ""), ("1023", 0.99, ""), ("1023", 0.99, "")]  # read without case, a letter needs
     # CASELESS_THRESHOLD (0.9), digits do not; the last two: an 'a' and an 'A' read '0'
     asked = []
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: asked.append(charset) or readings)
+    monkeypatch.setattr(teach, "read", as_readings(
+        lambda s, paths, charset=None, say=print: asked.append(charset) or readings))
     said = []
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5)
     codec = data.Codec(DIGITS + "abAB" + "XZ", 4)  # a, b in both cases; x, z only as capitals
@@ -128,7 +135,7 @@ def test_few_labels_a_letter_the_labels_hold_in_both_cases_is_read_without_case_
                             "case; a reading holding one needs confidence >= 0.9): either case is right for them, "
                             "and the labels teach it")
     more = [("1023", 0.99, "")] * 3  # three more readings of '0' that are a '0' (CONFUSED_READS: 5 readings)
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: readings + more)
+    monkeypatch.setattr(teach, "read", as_readings(lambda s, paths, charset=None, say=print: readings + more))
     found = teach.teacher_candidates(s, [f"{i}.png" for i in range(11)],
                                      ["12Ab", "1234", "aB12", "12XZ", "1A23", "5678", "1a23", "1A23"] + ["1023"] * 3,
                                      codec, said.append)
@@ -145,7 +152,7 @@ def test_few_labels_a_letter_the_labels_hold_in_both_cases_is_read_without_case_
     _, texts, _, weights = spelled(row[None], torch.tensor([4]))
     assert sorted(codec.decode(t.tolist()) for t in texts) == ["AB12", "Ab12", "aB12", "ab12"]
     assert weights.tolist() == [0.0] * 4
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: readings)
+    monkeypatch.setattr(teach, "read", as_readings(lambda s, paths, charset=None, say=print: readings))
     folded = data.Codec(DIGITS + "AB", 4, case_sensitive=False)  # labels read without case: as they are
     assert teach.first_pseudo_labels(s, [f"{i}.png" for i in range(8)], folded, said.append) == {
         0: "12AB", 1: "1234", 2: "AB12", 4: "1A23", 5: "5678", 6: "1023", 7: "1023"}
@@ -164,7 +171,8 @@ def test_few_labels_a_character_the_teacher_reads_for_another_accepts_both_in_it
 
     truths = ["qo12", "q0o3", "q345", "o567", "o789", "7o12", "1234", "5678", "1q23"]
     read = ["oo12", "o0o3", "o345", "o567", "o789", "1o12", "1234", "567", "1q23"]
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: [(t, 0.99, "") for t in read])
+    monkeypatch.setattr(teach, "read", as_readings(
+        lambda s, paths, charset=None, say=print: [(t, 0.99, "") for t in read]))
     said = []
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5)
     codec = data.Codec(DIGITS + "oq", 4)
@@ -197,8 +205,8 @@ def test_few_labels_a_character_the_teacher_reads_that_no_label_holds_joins_the_
 
     read = ["w123", "1w23", "12W3", "ww12", "3w21", "9w87", "k123", "k321", "1234", "5678", "abcd", "xw12"]
     confidence = [0.99] * 11 + [0.2]  # the last too unsure to count
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: [
-        (t, c, "") for t, c in zip(read, confidence)])
+    monkeypatch.setattr(teach, "read", as_readings(lambda s, paths, charset=None, say=print: [
+        (t, c, "") for t, c in zip(read, confidence)]))
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5, UNLABELED_DIR="mine")
     paths = [f"{i}.png" for i in range(len(read))]
     codec = data.Codec(DIGITS + "abcd", 4)
@@ -234,7 +242,8 @@ def test_few_labels_of_another_script_gain_no_latin_letter(monkeypatch):
     from core.plan import Settings
 
     read = ["x245", "2x45", "4x52", "xx24", "5x42", "9x87", "1245", "2154", "4125", "5142", "2451"]
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: [(t, 0.99, "") for t in read])
+    monkeypatch.setattr(teach, "read", as_readings(
+        lambda s, paths, charset=None, say=print: [(t, 0.99, "") for t in read]))
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5, UNLABELED_DIR="mine")
     paths = [f"{i}.png" for i in range(len(read))]
     said = []
@@ -269,7 +278,7 @@ def test_few_labels_a_character_only_the_test_folder_and_the_teacher_show_joins_
     code = ("import os, sys, runpy; import core.teach as t; R = " + repr(readings) + "\n"
             "def read(s, paths, charset=None, say=print, margin=None):\n"
             "    texts = [R.get(os.path.basename(p), '0000') for p in paths]\n"
-            "    return [(''.join(c for c in x if charset is None or c in charset), 0.99, '') for x in texts]\n"
+            "    return [t.Reading(''.join(c for c in x if charset is None or c in charset), 0.99) for x in texts]\n"
             "t.read = read; sys.argv = ['train.py'] + sys.argv[1:]; runpy.run_path('train.py', run_name='__main__')")
     common = [*args(tmp_path, folder, f"--test_dir={test}", "--epochs=1", "--batch_size=4")]
     p = subprocess.run([sys.executable, "-c", code, *common], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -301,7 +310,7 @@ def test_a_run_reads_with_the_border_the_teacher_reads_a_sample_most_surely_with
         asked.append((len(paths), charset, margin))
         return [("ab12", sure[margin], "")] * len(paths)
 
-    monkeypatch.setattr(teach, "read", read)
+    monkeypatch.setattr(teach, "read", as_readings(read))
     s = Settings().replace(TEACHER="ddddocr", UNLABELED_DIR=str(folder))
     assert s.TEACHER_MARGIN == -1  # the default: chosen
     said = []
@@ -315,8 +324,9 @@ def test_a_run_reads_with_the_border_the_teacher_reads_a_sample_most_surely_with
     assert teach.resolve_margin(s.replace(TEACHER=""), said.append).TEACHER_MARGIN == -1  # no teacher
     assert asked == []
     sure = {m: 0.0 for m in MARGINS}
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print, margin=None: asked.append(margin)
-                        or [("", 0.0, "UnidentifiedImageError: cannot identify image file")] * len(paths))
+    monkeypatch.setattr(teach, "read", as_readings(
+        lambda s, paths, charset=None, say=print, margin=None: asked.append(margin)
+                        or [("", 0.0, "UnidentifiedImageError: cannot identify image file")] * len(paths)))
     said.clear()
     assert teach.resolve_margin(s, said.append).TEACHER_MARGIN == 0.0 and asked == [0.0]  # not images: none tried
     assert said == ["  teacher   ddddocr reads the images as they are"]
@@ -341,7 +351,7 @@ def test_the_teacher_judges_a_folder_on_a_sample_drawn_across_it(tmp_path, monke
             raise KeyboardInterrupt  # the whole folder's read: what was inferred is in `seen`
         return [("1234" if os.path.basename(p)[0] == "a" else "ab5c", 0.95, "") for p in paths]
 
-    monkeypatch.setattr(teach, "read", read)
+    monkeypatch.setattr(teach, "read", as_readings(read))
     with pytest.raises(KeyboardInterrupt):
         teach.teach_unlabelled(Settings().replace(TEACHER="ddddocr", UNLABELED_DIR=str(folder)), lambda line: None)
     (sampled, _, styles), (_, charset, _) = seen
@@ -459,7 +469,8 @@ def test_a_run_after_the_labelling_page_reads_none_of_the_pages_images_again(tmp
     reads.clear()
     s = Settings().replace(TEACHER="ddddocr", CACHE_DIR=str(tmp_path / "c"), TEACHER_MARGIN=0.0, THREADS=1)
     paths = [str(folder / n) for n in names[2:]]  # two of them labelled since
-    assert teach.read(s, paths, "12ab") == [("ab12", 0.9, "")] * 4 and reads == []
+    assert [(r.text, r.confidence, r.error) for r in teach.read(s, paths, "12ab")] == [("ab12", 0.9, "")] * 4
+    assert reads == []
     teach.read(s, paths, "12a")
     assert reads == [(4, "12a", 0.0)]
 
@@ -497,7 +508,8 @@ def test_a_confusion_seen_on_a_handful_of_readings_is_no_candidate(monkeypatch):
     s = Settings().replace(TEACHER="ddddocr", TEACHER_THRESHOLD=0.5)
     codec = data.Codec(DIGITS + "o", 4)
     truths, read = ["1o23", "4o56", "7089"], ["1023", "4056", "7089"]
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: [(t, 0.99, "") for t in read])
+    monkeypatch.setattr(teach, "read", as_readings(
+        lambda s, paths, charset=None, say=print: [(t, 0.99, "") for t in read]))
     said = []
     assert teach.teacher_candidates(s, ["a", "b", "c"], truths, codec, said.append) == {} and said == []
     truths, read = truths * 2, read * 2
@@ -515,7 +527,8 @@ def test_a_folder_too_small_to_learn_from_is_refused_before_an_empty_charset(mon
     from core.teacher import TeacherError
     for i in range(6):
         Image.new("L", (100, 40), 200).save(tmp_path / f"{i:05d}.png")
-    monkeypatch.setattr(teach, "read", lambda s, paths, charset=None, say=print: [("1234", 0.99, "")] * len(paths))
+    monkeypatch.setattr(teach, "read", as_readings(
+        lambda s, paths, charset=None, say=print: [("1234", 0.99, "")] * len(paths)))
     s = Settings().replace(TRAIN_DIR=str(tmp_path), UNLABELED_DIR=str(tmp_path), TEACHER="ddddocr", CACHE_DIR="")
     with pytest.raises(TeacherError, match="holds 6 images: too few to learn a captcha style from"):
         teach.teach_unlabelled(s, lambda *a: None)

@@ -549,7 +549,7 @@ def test_an_interrupted_read_is_kept_and_the_next_run_goes_on(tmp_path, monkeypa
                             f"command goes on from there")
     interrupt, calls[:] = False, []
     readings = teach.read(s, paths, say=said.append)
-    assert calls == [paths[4:]] and [r[0] for r in readings] == ["0abc", "1abc", "2abc", "3abc", "4abc"]
+    assert calls == [paths[4:]] and [r.text for r in readings] == ["0abc", "1abc", "2abc", "3abc", "4abc"]
     assert said == [f"  teacher   4 of 5 images read before, the same way (kept in {tmp_path / 'cache'}); "
                     f"reading the other 1"]
     calls[:] = []
