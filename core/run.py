@@ -32,7 +32,7 @@ from core.metrics import accuracy, rare_readings
 from core.plot import plot_results
 from core.plan import (PERFECT_COOLDOWN, SMALL_VALIDATION, adopt_model, check_resume, describe_data, plan_cooldown,
                        plan_epochs, plan_patience, planned_images, resolve_batch, resolve_data, resolve_init)
-from core.pseudo import load_unlabeled, unlabeled_folder
+from core.pseudo import few_confident, load_unlabeled, unlabeled_folder
 from core.teach import (SAMPLE, both_cases, first_pseudo_labels, missing_from_labels, resolve_margin,
                         resolve_teacher, teach_unlabelled, teacher_candidates, zero_labels)
 from core.runs import check_paths, choose_run, restore_row, run_paths, unfinished
@@ -442,6 +442,9 @@ def report(r):
         say(f"==> unlabeled: {r.pseudo.refreshes} refreshes; last {r.pseudo.last}" if r.pseudo.refreshes else
             f"==> unlabeled: no pseudo-labels (the kept model never read {s.PSEUDO_FROM:.0%} of validation: "
             f"PSEUDO_FROM)")
+    little = r.pseudo and r.pseudo.refreshes and few_confident(r.pseudo, s.TEACHER, s.TRAIN_DIR)
+    if little:
+        say("==> " + little)
     if r.pseudo and r.pseudo.readings and not zero_labels(s):  # a character the labels hold few of, read as another
         labels = [t for part in (r.train_set, r.val_set) if part for t in part.texts]
         advice = rare_readings(labels, r.pseudo.readings, folder=s.TRAIN_DIR)

@@ -353,3 +353,25 @@ def test_many_labels_and_a_large_unlabelled_folder_keep_the_planned_run_within_i
     assert plan(2_000, 50_000) == (14_000, 25)            # 7 x, as before
     assert plan(90, 10_000) == (630, 300)                 # 100 labels: unchanged
     assert plan(10_000, 50_000, IMAGES_SEEN=800_000)[0] == 50_000  # a larger budget: every unlabelled image
+
+
+def test_a_run_whose_unlabelled_images_added_little_says_so_with_the_fix(monkeypatch):
+    """Without a teacher, a kept model that reads under FEW_CONFIDENT of the unlabelled images confidently trained on
+    its labels nearly alone (rsce_colour with 100 labels: 2 of 8758): the run says so, naming the labelling page
+    and the teacher; with a teacher's readings, or enough confident readings, it says nothing."""
+    from core.plan import Settings
+    from core import teacher
+    from core.pseudo import PseudoLabels, few_confident
+    pseudo = PseudoLabels(Settings(), [f"u{i}" for i in range(100)], [None] * 100, data.Codec("ab", 2), n_train=10)
+    pseudo.confident = 9
+    monkeypatch.setattr(teacher, "unavailable", lambda name: "ddddocr is not installed: pip install -r x adds it")
+    line = few_confident(pseudo, "", "F")
+    assert line.startswith("the unlabelled images added little: the model reads 9 of 100 with the confidence a "
+                           "pseudo-label needs (PSEUDO_THRESHOLD=0.9)")
+    assert line.endswith("python app.py --label_dir=F), or let a teacher read them: --teacher=ddddocr2 (ddddocr is "
+                         "not installed: pip install -r x adds it)")
+    monkeypatch.setattr(teacher, "unavailable", lambda name: "")
+    assert few_confident(pseudo, "", "F").endswith("--teacher=ddddocr2")
+    assert few_confident(pseudo, "ddddocr2", "F") == ""
+    pseudo.confident = 10
+    assert few_confident(pseudo, "", "F") == ""
