@@ -67,7 +67,8 @@ def resolve_teacher(s, say=print):
     why = unavailable(AUTO)
     if why:
         say(f"TEACHER auto: no teacher ({why}; " + (f"the images have no labels: {shown})" if shown else
-            "its readings of the unlabelled images read better with few labels)"))
+            "with a few labels its readings of the unlabelled images read far better: 100 labels read 96 % of "
+            "swust_mixed's and rsce_colour's test images with them, 55-61 % and 6 % without, docs/own_data.md)"))
         return s.replace(TEACHER="")
     if shown:
         say(f"TEACHER auto: {s.TRAIN_DIR} has no labels ({shown}{'' if listed else ', no ' + data.LABELS_FILE}): "

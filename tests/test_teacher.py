@@ -467,7 +467,8 @@ def test_teacher_auto_is_ddddocrs_pair_where_installed_for_a_run_with_some_label
     assert "--teacher= trains without it" in said[-1]
     monkeypatch.setattr(teach, "unavailable", lambda name: "ddddocr does not load: why")
     assert teach.resolve_teacher(s, said.append).TEACHER == ""
-    assert said[-1].startswith("TEACHER auto: no teacher (ddddocr does not load: why; ")
+    assert said[-1].startswith("TEACHER auto: no teacher (ddddocr does not load: why; with a few labels its "
+                               "readings of the unlabelled images read far better: 100 labels read 96 %")
     monkeypatch.setattr(teach, "unavailable", lambda name: "")
     said.clear()
     for other in (s.replace(UNLABELED_DIR=""), s.replace(ONLINE=True), s.replace(PSEUDO_RATIO=0.0)):
