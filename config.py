@@ -114,7 +114,8 @@ INIT = "auto"             # checkpoint to start from (fine-tuning); a different 
                           # (a CTC head keeps the rows of the blank and of the characters both know).
                           # "auto" = the shipped weights/pretrained.pt when MODEL is its model (cnn_ctc, default options)
                           # and the run reads a folder: its features, learnt on generated captchas, carry over to
-                          # other captchas (a few hundred labelled images then suffice); "" = random weights
+                          # other captchas (a few hundred labelled images then suffice); weights/varied.pt (captchas
+                          # of many fonts and colours) for a run with unlabelled images and no TEACHER; "" = random
 WEIGHT_DECAY = 1e-4       # AdamW weight decay
 TIME_LIMIT = 0.0          # seconds of training after which the run stops (at the end of that epoch); 0 = none
 TARGET_ACCURACY = 0.0     # stop once validation sequence accuracy reaches this (0-1); 0 = never

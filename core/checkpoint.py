@@ -16,6 +16,7 @@ from core.files import atomic_write, file_kind
 
 DEFAULT_CHECKPOINT = "default.pt"  # the shipped model, in WEIGHTS_DIR
 PRETRAINED_CHECKPOINT = "pretrained.pt"  # the shipped starting point of own-data training (INIT auto)
+VARIED_CHECKPOINT = "varied.pt"  # ... of a run with unlabelled images and no teacher (INIT auto)
 
 
 class CheckpointError(Exception):

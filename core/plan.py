@@ -7,7 +7,7 @@ import os
 import config
 import models
 from core import data
-from core.checkpoint import PRETRAINED_CHECKPOINT, load_checkpoint
+from core.checkpoint import PRETRAINED_CHECKPOINT, VARIED_CHECKPOINT, load_checkpoint
 
 SMALL_SET = 20_000          # training images under which AUGMENT = -1 and LABEL_SMOOTHING = -1 switch on
 AUTO_AUGMENT = 0.5          # AUGMENT = -1: the strength used for a small set
@@ -181,36 +181,48 @@ def adopt_model(s, ckpt):
     return s.replace(MODEL=ckpt["model_name"], **options)
 
 
-# INIT auto's starting point: a model trained on rendered captchas with affine augmentation. Not default.pt, the
-# best reader of those captchas (trained on fresh ones without augmentation): as a starting point it read fewer
-# images of the small real sets (BENCHMARKS.md, "Where own-data training starts")
-SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", PRETRAINED_CHECKPOINT)
+# INIT auto's starting points. pretrained.pt: a model trained on rendered captchas of one font with affine
+# augmentation. Not default.pt, the best reader of those captchas (trained on fresh ones without augmentation): as a
+# starting point it read fewer images of the small real sets (BENCHMARKS.md, "Where own-data training starts").
+# varied.pt: the same network trained on captchas of many fonts, sizes and colours (GEN_STYLE "varied"), for a run
+# whose unlabelled images no teacher reads: there a few labels must teach the glyphs that the model's own confident
+# readings then confirm, and it read more of every set of the suite so measured than pretrained.pt (BENCHMARKS.md,
+# "Without a teacher: a starting point of many fonts")
+WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+SHIPPED = os.path.join(WEIGHTS, PRETRAINED_CHECKPOINT)
+VARIED = os.path.join(WEIGHTS, VARIED_CHECKPOINT)
 
 
 def resolve_init(s, resume, say):
-    """INIT, or for INIT = "auto" the shipped model when this run could start from it ("" otherwise): a run that
-    reads a folder (not ONLINE), is not resumed, and whose MODEL and options are the shipped model's."""
+    """INIT, or for INIT = "auto" the shipped starting point when this run could start from it ("" otherwise): a run
+    that reads a folder (not ONLINE), is not resumed, and whose MODEL and options are the shipped model's. The
+    starting point is VARIED for a run with unlabelled images (UNLABELED_DIR, PSEUDO_RATIO) and no TEACHER (resolved
+    before), else SHIPPED."""
     if s.INIT != "auto":
         return s.INIT
     if resume or s.ONLINE:
         return ""
-    if not os.path.exists(SHIPPED):
-        say(f"INIT auto: random weights ({os.path.relpath(SHIPPED)} is missing; `git checkout -- "
-            f"{os.path.relpath(SHIPPED)}` restores it, --init=PATH names another starting point)")
+    alone = bool(s.UNLABELED_DIR and s.PSEUDO_RATIO and not s.TEACHER)
+    path = VARIED if alone else SHIPPED
+    if not os.path.exists(path):
+        say(f"INIT auto: random weights ({os.path.relpath(path)} is missing; `git checkout -- "
+            f"{os.path.relpath(path)}` restores it, --init=PATH names another starting point)")
         return ""
-    shipped = load_checkpoint(SHIPPED)
+    shipped = load_checkpoint(path)
     try:  # an unknown model or a trick it does not take: the same message make_model gives
         ours = models.model_options(s.MODEL, s.as_dict())
     except (KeyError, ValueError) as e:
         raise config.ConfigError(e.args[0]) from None
     theirs = models.registry.built_options(shipped["model_name"], shipped["build_args"])
     if shipped["model_name"] != s.MODEL or ours != theirs:
-        say(f"INIT auto: random weights (the shipped {os.path.relpath(SHIPPED)} is {shipped['model_name']} "
+        say(f"INIT auto: random weights (the shipped {os.path.relpath(path)} is {shipped['model_name']} "
             f"{theirs}, this run {s.MODEL} {ours})")
         return ""
-    say(f"INIT auto: starting from the shipped {os.path.relpath(SHIPPED)} (features learnt on generated captchas; "
+    about = "captchas of many fonts, sizes and colours, for a run whose unlabelled images no teacher reads" if alone \
+        else "captchas"
+    say(f"INIT auto: starting from the shipped {os.path.relpath(path)} (features learnt on generated {about}; "
         f"--init= starts from random weights, --init=PATH from another checkpoint)")
-    return SHIPPED
+    return path
 
 
 def check_resume(s, resume, path, codec, epochs):

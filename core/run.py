@@ -81,10 +81,12 @@ class Run:
 
 
 def resolve_start(s, resume, say, lead):
-    """(settings, init checkpoint, resume checkpoint, run name): the starting point (INIT), the run's name and the
-    checkpoint a --resume=1 continues; the model and its options come from whichever checkpoint is continued."""
+    """(settings, init checkpoint, resume checkpoint, run name): TEACHER "auto" resolved, the starting point (INIT),
+    the run's name and the checkpoint a --resume=1 continues; the model and its options come from whichever
+    checkpoint is continued."""
     test_folder(s)  # the training folder named as the test folder is refused before anything is written
     check_paths(s)
+    s = resolve_teacher(s, say)  # before INIT: a run with unlabelled images and no teacher starts elsewhere
     s = s.replace(INIT=resolve_init(s, resume, say))
     init = load_checkpoint(s.INIT) if s.INIT else None
     if init:  # fine-tuning: the checkpoint's model and options; this run's data (size, charset)
@@ -470,7 +472,7 @@ def train(s, opts, rank, world, device, closing):
     say = print if lead else (lambda *a, **k: None)
     s, init, resume, name = resolve_start(s, opts["resume"], say, lead)
     with lead_first(lead, device):  # torchrun: rank 0 reads with the teacher first; the others find its readings
-        s = resolve_margin(resolve_teacher(s, say), say)
+        s = resolve_margin(s, say)
         taught = None
         if zero_labels(s):  # TEACHER, and no labels at all: its confident readings are the training labels
             s, codec, *taught = teach_unlabelled(s, say)

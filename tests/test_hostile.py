@@ -22,7 +22,7 @@ from core.generate import generate
 
 pytestmark = pytest.mark.slow
 
-SHIPPED = [os.path.join(ROOT, "weights", name) for name in ("default.pt", "pretrained.pt")]
+SHIPPED = [os.path.join(ROOT, "weights", name) for name in ("default.pt", "pretrained.pt", "varied.pt")]
 # the settings that name this machine's folders and files
 PATH_SETTINGS = ("TRAIN_DIR", "TEST_DIR", "UNLABELED_DIR", "WEIGHTS_DIR", "RESULTS", "CACHE_DIR", "DATASET_DIR",
                  "INIT", "PRETRAINED", "FONTS")

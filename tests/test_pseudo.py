@@ -38,6 +38,11 @@ def lower_args(lower_sets):
             "--pseudo_ratio=2"]  # 270 unlabelled images an epoch, as the figures below were measured (7: 2.7x the time)
 
 
+# the labels-alone run's starting point (INIT auto): with unlabelled images and no teacher it would be varied.pt,
+# and the comparison is of the unlabelled images alone
+SAME_START = "--init=weights/pretrained.pt"
+
+
 @pytest.fixture(scope="module")
 def labels_alone(lower_sets):
     """The output of a run on the 150 labelled images of lower_sets alone."""
@@ -51,7 +56,7 @@ def test_pseudo_labels_beat_labels_only(lower_sets, labels_alone):
     base, train, test = lower_sets
     alone = labels_alone
     mixed = run_script("train.py", *lower_args(lower_sets), f"--unlabeled_dir={train}", "--pseudo_mode=refresh",
-                       *outputs(base / "mixed")).stdout
+                       SAME_START, *outputs(base / "mixed")).stdout
     assert "INIT auto: starting from the shipped weights/pretrained.pt" in alone  # not default.pt, the reader
     assert "unlabeled 650 images" in mixed
     refresh = re.findall(r"pseudo-labels from the model of epoch \d+: (\d+) of 650 .*right: (\d+) of (\d+)", mixed)
@@ -71,7 +76,8 @@ def test_online_pseudo_labels_beat_labels_only(lower_sets, labels_alone):
     unlabelled images of every batch, the confident readings train on strongly augmented copies; it reads the
     test folder clearly better than labels alone, and at the end says how many the kept model reads right."""
     base, train, test = lower_sets
-    run = [*lower_args(lower_sets), f"--unlabeled_dir={train}", "--pseudo_mode=online", *outputs(base / "online")]
+    run = [*lower_args(lower_sets), f"--unlabeled_dir={train}", "--pseudo_mode=online", SAME_START,
+           *outputs(base / "online")]
     online = run_script("train.py", *run).stdout
     assert "by the weight average at every step" in online
     used = [int(n) for n in re.findall(r"online pseudo-labels: (\d+) of the \d+ unlabelled images this epoch", online)]
@@ -107,8 +113,9 @@ def test_partially_labelled_folder(tmp_path):
     assert len(items) == 18 and all(t is None for _, t in items)
     assert not {"00045.jpg", "00046.jpg"} & {os.path.basename(p) for p, _ in items}
     out = run_script("train.py", f"--train_dir={folder}", f"--unlabeled_dir={folder}", "--epochs=2",
-                     "--batch_size=16", *outputs(tmp_path / "b")).stdout
+                     "--batch_size=16", "--teacher=", *outputs(tmp_path / "b")).stdout
     assert "unlabeled 18 images" in out and "split     36 training images, 4 validation" in out
+    assert "INIT auto: starting from the shipped weights/varied.pt" in out  # no teacher reads the unlabelled images
     # 7 x 36 would be 252, the folder holds 18: labelled images fill the epoch up to twice the labels (FILL)
     assert "up to 18 pseudo-labelled images an epoch (PSEUDO_RATIO=7.0; 54 more labelled ones fill the epoch)" in out
 
@@ -168,6 +175,25 @@ def test_init_auto_takes_the_shipped_pretrained_pt_with_the_default_options():
     assert "starting from the shipped" in said[-1]
     assert plan.resolve_init(s.replace(WIDEN=2.0), None, said.append) == "" and "'widen': 2.0" in said[-1]
     assert plan.adopt_model(s.replace(WIDEN=3.0), plan.load_checkpoint(plan.SHIPPED)).WIDEN == 1.0
+
+
+def test_init_auto_takes_varied_pt_where_no_teacher_reads_the_unlabelled_images(tmp_path, monkeypatch):
+    """A run with unlabelled images and no teacher starts from weights/varied.pt (many fonts and colours); with a
+    teacher, without unlabelled images or with PSEUDO_RATIO 0 from pretrained.pt; a missing varied.pt is named."""
+    from core import plan
+
+    said = []
+    s = plan.Settings().replace(INIT="auto", ONLINE=False, MODEL="cnn_ctc", SEQUENCE="none", UNLABELED_DIR="u",
+                                TEACHER="", PSEUDO_RATIO=7.0)
+    assert os.path.basename(plan.VARIED) == "varied.pt"
+    assert plan.resolve_init(s, None, said.append) == plan.VARIED, said
+    assert "weights/varied.pt" in said[-1] and "many fonts" in said[-1] and "no teacher" in said[-1]
+    for other in (s.replace(TEACHER="ddddocr2"), s.replace(UNLABELED_DIR=""), s.replace(PSEUDO_RATIO=0.0)):
+        assert plan.resolve_init(other, None, said.append) == plan.SHIPPED
+    assert plan.resolve_init(s.replace(INIT="x.pt"), None, said.append) == "x.pt"
+    assert plan.resolve_init(s, {"epoch": 1}, said.append) == ""  # resumed: the run's own weights
+    monkeypatch.setattr(plan, "VARIED", str(tmp_path / "varied.pt"))
+    assert plan.resolve_init(s, None, said.append) == "" and "is missing" in said[-1] and "varied.pt" in said[-1]
 
 
 def test_ctc_head_keeps_the_rows_of_known_characters():
