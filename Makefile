@@ -32,7 +32,9 @@ demo: $(VENV)/.installed
 # weights/pretrained.pt: where own-data training starts (INIT auto; BENCHMARKS.md "The shipped models"), trained
 # on a CPU with affine augmentation, then its accuracy on 10k unseen captchas. The run goes to a folder of its own,
 # so a rerun never copies an earlier run's checkpoint; --ema=0: it was trained without the weight average
-PRETRAINED_DIR := weights/pretrained-model-$(shell date +%Y%m%d-%H%M%S)
+# one time stamp for every make target's own output folder (computed once, when make reads this file)
+STAMP := $(shell date +%Y%m%d-%H%M%S)
+PRETRAINED_DIR := weights/pretrained-model-$(STAMP)
 pretrained-model: $(VENV)/.installed
 	$(PY) captchaGenerator.py --split=big --count=100000 --seed=11
 	$(PY) captchaGenerator.py --split=test --count=$(TEST_COUNT) --seed=2
@@ -45,7 +47,7 @@ pretrained-model: $(VENV)/.installed
 # weights/varied.pt: where a run with unlabelled images and no teacher starts (INIT auto; BENCHMARKS.md "Without a
 # teacher: a starting point of many fonts"), trained on a CPU on captchas of the machine's Latin fonts in many sizes
 # and colours (GEN_STYLE varied; 36 minutes on 2 cores), then its accuracy on 2000 unseen ones
-VARIED_DIR := weights/varied-model-$(shell date +%Y%m%d-%H%M%S)
+VARIED_DIR := weights/varied-model-$(STAMP)
 varied-model: $(VENV)/.installed
 	$(PY) captchaGenerator.py --split=varied --count=100000 --seed=21 --gen_style=varied --gen_length="(3,8)" --gen_height=64
 	$(PY) captchaGenerator.py --split=varied_val --count=2000 --seed=22 --gen_style=varied --gen_length="(3,8)" --gen_height=64
@@ -86,7 +88,7 @@ gpu-run: $(CAPTCHA_WHEEL)
 # weights/default.pt: the shipped reader of generated captchas, trained on one GPU (BENCHMARKS.md "GPU figures",
 # run C): the GPU run's recipe (WIDEN=2, batch 256, ONLINE_REPLAY) with its 23 epochs of 466 688 images, its
 # checkpoint copied. Needs CUDA
-DEFAULT_OUT := gpu_run-default-$(shell date +%Y%m%d-%H%M%S)
+DEFAULT_OUT := gpu_run-default-$(STAMP)
 default-model: $(CAPTCHA_WHEEL)
 	$(ANY_PY) benchmarks/gpu_run.py --out=$(DEFAULT_OUT) --budget=540 \
 		--train_args="--epochs=23 --online_count=466688 --time_limit=351"
