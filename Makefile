@@ -52,7 +52,8 @@ varied-model: $(VENV)/.installed
 	$(PY) captchaGenerator.py --split=varied --count=100000 --seed=21 --gen_style=varied --gen_length="(3,8)" --gen_height=64
 	$(PY) captchaGenerator.py --split=varied_val --count=2000 --seed=22 --gen_style=varied --gen_length="(3,8)" --gen_height=64
 	$(PY) train.py --model=cnn_ctc --sequence=none --train_dir=dataset/varied --test_dir=dataset/varied_val --epochs=6 \
-		--augment=0.5 --ema=0 --init= --validation=0.02 --run=varied_cnn_ctc --weights_dir=$(VARIED_DIR) $(TRAIN_ARGS)
+		--augment=0.5 --ema=0 --init= --validation=0.02 --case_sensitive=0 --run=varied_cnn_ctc --weights_dir=$(VARIED_DIR) \
+		$(TRAIN_ARGS)
 	cp $(VARIED_DIR)/varied_cnn_ctc_best.pt weights/varied.pt
 	$(PY) test.py weights/varied.pt --test_dir=dataset/varied_val --show=10
 

@@ -156,29 +156,61 @@ def model_from_checkpoint(ckpt, device="cpu", path="the checkpoint"):
     return model.to(device).eval(), codec
 
 
-def class_rows(old_charset, new_charset):
+def class_rows(old_charset, new_charset, caseless=False):
     """For a CTC classifier (row 0 the blank, row i+1 character i): the checkpoint row each new row starts from,
     or None (afresh). The blank and every character the checkpoint knows keep their rows. A letter known only in
-    the other case starts afresh: `a` from `A` read worse (captcha_images_v2 with 100 labels: 197 of 208 against
-    202 with the blank's and the digits' rows alone; BENCHMARKS.md)."""
+    the other case takes that letter's row when the checkpoint reads letters without case (`caseless`: trained on
+    both cases under one label); otherwise it starts afresh: `a` from the `A` of a model that saw capitals only
+    read worse (captcha_images_v2 with 100 labels: 197 of 208 against 202 with the blank's and the digits' rows
+    alone; BENCHMARKS.md)."""
     old = {c: i + 1 for i, c in enumerate(old_charset)}
-    return [0] + [old.get(c) for c in new_charset]
+    return [0] + [old.get(c, old.get(c.swapcase()) if caseless else None) for c in new_charset]
 
 
-def _ctc_head_rows(ckpt, codec, source, state):
-    """head.fc's tensors for a CTC model whose charset differs from the checkpoint's, built row by row from the
-    checkpoint's (class_rows); {} when the head is not a CTC classifier of the expected shapes."""
+def column_cells(model, ckpt):
+    """(channels, the checkpoint's cells per column, this model's) when head.fc reads columns stacked from
+    `model`'s feature map (pool "flat", no sequence or neck between) and the two differ only in the map's height
+    (another image height); None otherwise."""
+    head, size = getattr(model, "head", None), ckpt.get("image_size")
+    fc = getattr(head, "fc", None)
+    if (ckpt.get("head") != "ctc" or not size or getattr(getattr(head, "pool", None), "mode", None) != "flat"
+            or not isinstance(fc, torch.nn.Linear) or not isinstance(head.sequence, torch.nn.Identity)
+            or not isinstance(head.neck, torch.nn.Identity)):
+        return None
+    first = next((m for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if first is None:
+        return None
+    c, before, _ = models.adapt.output_shape(model.features, first.in_channels, *size)
+    if fc.in_features % c or fc.in_features == c * before:
+        return None
+    return c, before, fc.in_features // c
+
+
+def resample_columns(weight, c, before, after):
+    """head.fc's weight (K, c * before) for columns of `before` cells made for columns of `after`: each class's
+    weights over a column's cells interpolated to the new height and scaled by before / after, so a feature map
+    resampled to the new height gives about the same logits."""
+    w = weight.reshape(len(weight), c, before)
+    w = torch.nn.functional.interpolate(w, size=after, mode="linear", align_corners=False) * (before / after)
+    return w.reshape(len(weight), c * after)
+
+
+def _ctc_head_rows(ckpt, codec, source, state, cells=None):
+    """head.fc's tensors for a CTC model whose charset or image height differs from the checkpoint's: built row by
+    row from the checkpoint's (class_rows), each row's columns resampled to this model's feature height where
+    `cells` (column_cells) gives one; {} when the head is not a CTC classifier of the expected shapes."""
     w, b = "head.fc.weight", "head.fc.bias"
     if ckpt.get("head") != "ctc" or w not in source or w not in state or b not in source or b not in state:
         return {}, 0
-    if (source[w].shape[0] != len(ckpt["charset"]) + 1 or state[w].shape[0] != len(codec.charset) + 1
-            or source[w].shape[1:] != state[w].shape[1:]):
+    weights = resample_columns(source[w], *cells) if cells else source[w]
+    if (weights.shape[0] != len(ckpt["charset"]) + 1 or state[w].shape[0] != len(codec.charset) + 1
+            or weights.shape[1:] != state[w].shape[1:]):
         return {}, 0
-    rows = class_rows(ckpt["charset"], codec.charset)
+    rows = class_rows(ckpt["charset"], codec.charset, caseless=not ckpt.get("case_sensitive", True))
     weight, bias = state[w].clone(), state[b].clone()
     for new, old in enumerate(rows):
         if old is not None:
-            weight[new], bias[new] = source[w][old], source[b][old]
+            weight[new], bias[new] = weights[old], source[b][old]
     return {w: weight, b: bias}, sum(r is not None for r in rows[1:])
 
 
@@ -186,12 +218,14 @@ def load_matching(model, ckpt, codec):
     """Fine-tuning: copy the checkpoint's tensors into `model` where name and shape match. When the charset
     differs from the checkpoint's, a CTC classifier (head.fc) keeps the blank's row and the rows of the characters
     both know (class_rows) and the others start afresh; a fixed-length head whose charset or length differs starts
-    afresh whatever its shape.
+    afresh whatever its shape. A CTC classifier reading the stacked cells of a column taller or shorter than the
+    checkpoint's (another image height) gets the checkpoint's rows resampled to the new height (resample_columns).
     Returns a report of what was kept and why each other tensor starts from random init."""
     same_charset = ckpt["charset"] == codec.charset
     source, state = ckpt["model"], model.state_dict()
     kept, fresh, adapted = {}, {}, []
-    rows, known = ({}, 0) if same_charset else _ctc_head_rows(ckpt, codec, source, state)
+    cells = column_cells(model, ckpt)
+    rows, known = ({}, 0) if same_charset and not cells else _ctc_head_rows(ckpt, codec, source, state, cells)
     for name, tensor in state.items():
         if name in rows:
             kept[name] = rows[name]
@@ -215,8 +249,11 @@ def load_matching(model, ckpt, codec):
     lines = [f"initialised {len(kept)} of {len(state)} tensors from the checkpoint; {len(fresh)} start afresh"]
     if rows:
         lines.append(f"  head.fc: the blank's row and {known} of {len(codec.charset)} characters' rows from the "
-                     f"checkpoint's (the characters it knows)" + (", the others afresh" if known < len(codec.charset)
-                                                                   else ""))
+                     f"checkpoint's (the characters it knows" + (", either case" if not ckpt.get("case_sensitive", True)
+                                                                 else "") + ")"
+                     + (", the others afresh" if known < len(codec.charset) else "")
+                     + (f"; each column's {cells[1]} cells resampled to {cells[2]} (another image height)"
+                        if cells else ""))
     lines += [f"  {name}: " + (f"grey -> {state[name].shape[1]} channels (the grey weights shared out)"
                                if state[name].shape[1] > 1 else "colour -> grey (the channels' weights summed)")
               for name in adapted]

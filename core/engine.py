@@ -252,11 +252,13 @@ def place(dataset, device, stream="auto", say=print):
     return dataset.tensors(device), False
 
 
-def make_model(s, codec, device, init=None, say=print, channels_last=None, candidates=False):
+def make_model(s, codec, device, init=None, say=print, channels_last=None, candidates=False, labelled=None):
     """(model on `device`, build_args, loss_fn, channels_last) for s.MODEL with its options read from the settings
-    `s`; `init`: a checkpoint to start from (fine-tuning); `candidates`: the training labels may hold candidates
-    (models.losses). channels_last (None: on) puts the weights in NHWC, the layout fast
-    convolutions use on GPUs and, with oneDNN, on CPUs (BENCHMARKS.md "Thread settings")."""
+    `s`; `init`: a checkpoint to start from (fine-tuning); `labelled`: a CaptchaSet of labelled training images on
+    which a classifier carried over from `init` must fit better than a fresh one (keep_fitting_classifier);
+    `candidates`: the training labels may hold candidates (models.losses). channels_last (None: on) puts the
+    weights in NHWC, the layout fast convolutions use on GPUs and, with oneDNN, on CPUs (BENCHMARKS.md "Thread
+    settings")."""
     name = s.MODEL
     try:  # an unknown model, a trick it does not take, or an unusable weight file: a configuration error
         kind = models.head(name)
@@ -267,15 +269,39 @@ def make_model(s, codec, device, init=None, say=print, channels_last=None, candi
         model = models.build_model(**build_args)
         if s.PRETRAINED:
             say(models.load_pretrained(model, s.PRETRAINED))
+        fresh = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.fc.")}
         if init:
             say(load_matching(model, init, codec))
         channels_last = True if channels_last is None else channels_last
         model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        if init and labelled is not None and len(labelled):
+            keep_fitting_classifier(model, fresh, labelled, codec, kind, device, say)
         loss_fn = models.losses.make_loss(kind.loss, model, classes, s.LABEL_SMOOTHING, s.CENTER_LOSS, s.CENTER_LR,
                                           candidates)
     except (KeyError, ValueError) as e:
         raise config.ConfigError(e.args[0]) from None
     return model, build_args, loss_fn, channels_last
+
+
+def keep_fitting_classifier(model, fresh, labelled, codec, kind, device, say=print):
+    """A classifier (head.fc) carried over from the starting checkpoint stays only where it reads the labelled
+    training images better than the freshly initialised one `fresh` does (a lower loss on them before any
+    training); otherwise the fresh one replaces it. A checkpoint of another style can read a set confidently wrong:
+    `pretrained.pt`'s rows resampled to henan_digits' 32-pixel images scored a loss of 9.4 against a fresh
+    classifier's 3.7, and started from, read 11 of 2000 test images fewer (BENCHMARKS.md)."""
+    state = model.state_dict()
+    carried = {k: v.clone() for k, v in state.items() if k in fresh}
+    if not carried or all(torch.equal(carried[k].cpu(), fresh[k]) for k in carried):
+        return  # nothing was carried over
+    tensors = labelled.tensors(device)
+    loss = evaluate(model, tensors, codec, kind.decode, device, 256, kind.loss)[1]
+    model.load_state_dict(fresh, strict=False)
+    afresh = evaluate(model, tensors, codec, kind.decode, device, 256, kind.loss)[1]
+    model.train()
+    if loss < afresh:
+        model.load_state_dict(carried, strict=False)
+    say(f"  head.fc: the checkpoint's classifier reads the first {len(labelled)} labelled training images with a loss "
+        f"of {loss:.3f}, a fresh one {afresh:.3f}: " + ("kept" if loss < afresh else "it starts afresh"))
 
 
 def make_optimizer(s, model, device):

@@ -231,12 +231,23 @@ def replay_pool(s, r):
     return ReplayPool(capacity, shape, r.codec.max_len, r.device)
 
 
+def labelled_part(train_set, most=512):
+    """The first (up to `most`) labelled images of the training set, which holds its labelled images first and
+    then any unlabelled ones (no text); None without any."""
+    if not train_set:
+        return None
+    n = next((i for i, text in enumerate(train_set.texts[:most]) if not text), min(most, len(train_set)))
+    return data.CaptchaSet(train_set.paths[:n], train_set.texts[:n], train_set.images[:n], train_set.codec) if n \
+        else None
+
+
 def build(r, init, resume, opts):
     """The model, optimizer, schedule, keeper and weight average; a resumed run's state restored into them."""
     s, say = r.s, r.say
     seed_everything(s.SEED)
     r.model, r.build_args, r.loss_fn, r.channels_last = make_model(
-        s, r.codec, r.device, init, say, candidates=bool(r.pseudo and r.pseudo.candidates))
+        s, r.codec, r.device, init, say, candidates=bool(r.pseudo and r.pseudo.candidates),
+        labelled=labelled_part(r.train_set) if init and not resume else None)
     r.optimizer = make_optimizer(s, r.model, r.device)
     r.scheduler = torch.optim.lr_scheduler.OneCycleLR(r.optimizer, s.LR, total_steps=r.epochs * r.steps,
                                                       pct_start=0.15)

@@ -218,6 +218,68 @@ def test_ctc_head_keeps_the_rows_of_known_characters():
     assert "head.fc.weight, head.fc.bias: charset" in report
 
 
+def test_caseless_checkpoint_lends_a_letter_to_both_cases():
+    """A checkpoint that reads letters without case (case_sensitive False: trained on both cases under one label)
+    gives `a` the row of its `A`; one trained with case does not."""
+    assert class_rows("0123ABC", "ab3z", caseless=True) == [0, 5, 6, 4, None]
+    old = data.Codec("0123456789ABC", 4)
+    net = models.build_model("cnn_ctc", in_channels=1, num_classes=14, positions=4, height=32, width=96)
+    fresh = models.build_model("cnn_ctc", in_channels=1, num_classes=4, positions=4, height=32, width=96)
+    ckpt = {"model": net.state_dict(), "charset": old.charset, "length": [4, 4], "head": "ctc", "case_sensitive": False}
+    report = load_matching(fresh, ckpt, data.Codec("1ab", 4))
+    assert "3 of 3 characters' rows" in report and "either case" in report
+    w, got = net.state_dict()["head.fc.weight"], fresh.state_dict()["head.fc.weight"]
+    assert torch.equal(got[2], w[1 + old.charset.index("A")]) and torch.equal(got[3], w[1 + old.charset.index("B")])
+
+
+def test_ctc_head_carries_over_to_another_image_height():
+    """--init from a checkpoint of taller images: the classifier's weights over a column's cells are resampled to
+    the new feature height (4 cells -> 2: adjacent pairs summed), so a feature map that is the same at every
+    height gives the same logits; a head with a sequence layer between starts afresh as before."""
+    tall = models.build_model("cnn_ctc", in_channels=3, num_classes=11, positions=4, height=64, width=128).eval()
+    short = models.build_model("cnn_ctc", in_channels=3, num_classes=11, positions=4, height=32, width=128).eval()
+    codec = data.Codec("0123456789", 4)
+    ckpt = {"model": tall.state_dict(), "charset": codec.charset, "length": [4, 4], "head": "ctc",
+            "image_size": [64, 128], "channels": 3}
+    report = load_matching(short, ckpt, codec)
+    assert "0 start afresh" in report and "4 cells resampled to 2" in report
+    w = tall.state_dict()["head.fc.weight"].view(11, 128, 4)
+    assert torch.allclose(short.state_dict()["head.fc.weight"].view(11, 128, 2), w[..., 0::2] + w[..., 1::2])
+    column = torch.randn(2, 128, 1, 8)  # (B, C, 1, w): every cell of a column alike
+    with torch.no_grad():
+        assert torch.allclose(tall.head(column.expand(-1, -1, 4, -1)), short.head(column.expand(-1, -1, 2, -1)),
+                              atol=1e-4)
+    lstm = models.build_model("cnn_ctc", in_channels=3, num_classes=11, positions=4, height=32, width=128,
+                              sequence="lstm")
+    tall_lstm = models.build_model("cnn_ctc", in_channels=3, num_classes=11, positions=4, height=64, width=128,
+                                   sequence="lstm")
+    report = load_matching(lstm, dict(ckpt, model=tall_lstm.state_dict()), codec)
+    assert "resampled" not in report and "shape" in report
+
+
+def test_a_carried_classifier_stays_only_where_it_reads_the_labels_better_than_a_fresh_one():
+    """keep_fitting_classifier: the checkpoint's head.fc is kept where its loss on the labelled images is below the
+    fresh classifier's, else the fresh one replaces it; each said in one line."""
+    from core.engine import keep_fitting_classifier
+    codec = data.Codec("0123456789", 4)
+    rng = np.random.default_rng(0)
+    labelled = data.CaptchaSet([f"{i}.png" for i in range(12)], ["".join(rng.choice(list("0123456789"), 4))
+                                                                   for _ in range(12)],
+                               rng.integers(0, 256, (12, 32, 96, 1), dtype=np.uint8), codec)
+    kind, cpu = models.head("cnn_ctc"), torch.device("cpu")
+    model = models.build_model("cnn_ctc", in_channels=1, num_classes=11, positions=4, height=32, width=96)
+    sensible = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.fc.")}
+    wrong = {k: v * 0 for k, v in sensible.items()}
+    wrong["head.fc.bias"][3] = 50.0  # reads '2' everywhere, surely
+    said = []
+    model.load_state_dict(wrong, strict=False)  # carried over: the sure-and-wrong one; fresh: a plain init
+    keep_fitting_classifier(model, sensible, labelled, codec, kind, cpu, said.append)
+    assert "it starts afresh" in said[-1] and torch.equal(model.state_dict()["head.fc.bias"], sensible["head.fc.bias"])
+    keep_fitting_classifier(model, wrong, labelled, codec, kind, cpu, said.append)  # now the fresh one is wrong
+    assert said[-1].endswith("kept") and torch.equal(model.state_dict()["head.fc.bias"], sensible["head.fc.bias"])
+    assert model.training
+
+
 def test_grey_first_convolution_serves_colour_images():
     """--init from a grey model onto colour images: the first convolution's weights are shared out over the
     channels, so a grey-looking colour image gives the grey model's output."""
