@@ -287,8 +287,8 @@ def keep_fitting_classifier(model, fresh, labelled, codec, kind, device, say=pri
     """A classifier (head.fc) carried over from the starting checkpoint stays only where it reads the labelled
     training images better than the freshly initialised one `fresh` does (a lower loss on them before any
     training); otherwise the fresh one replaces it. A checkpoint of another style can read a set confidently wrong:
-    `pretrained.pt`'s rows resampled to henan_digits' 32-pixel images scored a loss of 9.4 against a fresh
-    classifier's 3.7, and started from, read 11 of 2000 test images fewer (BENCHMARKS.md)."""
+    `pretrained.pt`'s rows resampled to henan_digits' 32-pixel images scored a loss of 9.9 against a fresh
+    classifier's 3.9, and started from, read 11 of 2000 test images fewer (BENCHMARKS.md)."""
     state = model.state_dict()
     carried = {k: v.clone() for k, v in state.items() if k in fresh}
     if not carried or all(torch.equal(carried[k].cpu(), fresh[k]) for k in carried):
