@@ -269,12 +269,13 @@ def make_model(s, codec, device, init=None, say=print, channels_last=None, candi
         model = models.build_model(**build_args)
         if s.PRETRAINED:
             say(models.load_pretrained(model, s.PRETRAINED))
-        fresh = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.fc.")}
+        check = init and labelled is not None and len(labelled)  # the fresh classifier kept to compare with
+        fresh = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.fc.")} if check else None
         if init:
             say(load_matching(model, init, codec))
         channels_last = True if channels_last is None else channels_last
         model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-        if init and labelled is not None and len(labelled):
+        if check:
             keep_fitting_classifier(model, fresh, labelled, codec, kind, device, say)
         loss_fn = models.losses.make_loss(kind.loss, model, classes, s.LABEL_SMOOTHING, s.CENTER_LOSS, s.CENTER_LR,
                                           candidates)
