@@ -46,7 +46,7 @@ pretrained-model: $(VENV)/.installed
 
 # weights/varied.pt: where a run with unlabelled images and no teacher starts (INIT auto; BENCHMARKS.md "Without a
 # teacher: a starting point of many fonts"), trained on a CPU on captchas of the machine's Latin fonts in many sizes
-# and colours (GEN_STYLE varied; 36 minutes on 2 cores), then its accuracy on 2000 unseen ones
+# and colours, light, dark and shaded pages (GEN_STYLE varied; 39 minutes on 2 cores), then its accuracy on 2000 unseen ones
 VARIED_DIR := weights/varied-model-$(STAMP)
 varied-model: $(VENV)/.installed
 	$(PY) captchaGenerator.py --split=varied --count=100000 --seed=21 --gen_style=varied --gen_length="(3,8)" --gen_height=64

@@ -186,9 +186,9 @@ def adopt_model(s, ckpt):
 # starting point it read fewer images of the small real sets (BENCHMARKS.md, "Where own-data training starts").
 # varied.pt: the same network trained on captchas of many fonts, sizes and colours (GEN_STYLE "varied"), for a run
 # whose unlabelled images no teacher reads: there a few labels must teach the glyphs that the model's own confident
-# readings then confirm. With 100 labels it lifted the suite's worst sets (rsce_colour 6 -> 20 %, swust_mixed 55 ->
-# 81 %, jaccount 81 -> 94 %, its classifier carried over) and cost receita 4 points, lzu_digits 2 (BENCHMARKS.md,
-# "Without a teacher: a starting point of many fonts")
+# readings then confirm. With 100 labels it lifted the suite's worst sets (rsce_colour 6 -> 29 %, swust_mixed 55 ->
+# 77 %, jaccount 81 -> 94 %, its classifier carried over; BENCHMARKS.md, "Without a teacher: a starting point of
+# many fonts" and "Dark and shaded pages in the varied style")
 WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 SHIPPED = os.path.join(WEIGHTS, PRETRAINED_CHECKPOINT)
 VARIED = os.path.join(WEIGHTS, VARIED_CHECKPOINT)

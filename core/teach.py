@@ -68,7 +68,7 @@ def resolve_teacher(s, say=print):
     if why:
         say(f"TEACHER auto: no teacher ({why}; " + (f"the images have no labels: {shown})" if shown else
             "with a few labels its readings of the unlabelled images read far better: 100 labels read 96 % of "
-            "swust_mixed's and rsce_colour's test images with them, 80-83 % and 20 % without, docs/own_data.md)"))
+            "swust_mixed's and rsce_colour's test images with them, 71-83 % and 26-33 % without, docs/own_data.md)"))
         return s.replace(TEACHER="")
     if shown:
         say(f"TEACHER auto: {s.TRAIN_DIR} has no labels ({shown}{'' if listed else ', no ' + data.LABELS_FILE}): "

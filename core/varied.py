@@ -7,8 +7,10 @@ until it has seen many labelled examples. Here every image draws, from its own s
 - each character in its own font (any Latin font the machine has, `fonts()`), size, angle, colour and
   height; letters in either case when the charset holds only one (the label keeps the charset's case, as
   sites that ignore case do); the gaps from overlapping to wide, so the width follows the text;
-- colours from dark to so pale that they barely stand out from the page;
-- a white, tinted, speckled or two-tone page, and 0-8 straight lines, curves or dots across it;
+- colours chosen against the page where each character lands: on a light page from dark to so pale that
+  they barely stand out, on a dark one bright (saturated colours, white) or dim;
+- a white, tinted, speckled or two-tone page, a page shading from dark to light, or a dark one; now and then
+  the text at one side of a wide blank page; 0-8 straight lines, curves or dots across it;
 - one image in three in the ImageCaptcha style itself (its warped glyphs and noise curve).
 
 `draw(label, rng, height, fonts)` returns an RGB PIL image `height` pixels tall. No torch here: only PIL.
@@ -18,7 +20,7 @@ import glob
 import math
 import os
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageStat
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.fonts"))
 # fonts whose letters are not letters (dingbats, Greek symbol sets) or a script that is not Latin
@@ -82,15 +84,23 @@ def _hsv(h, s, v):
 
 
 def _page(rng, width, height):
+    """A page: white (30 %), tinted light, plain (25 %), speckled (15 %) or two-tone (12 %), shading from dark to
+    light (10 %), or dark (8 %)."""
     kind = rng.random()
-    if kind < 0.4:
+    if kind < 0.3:
         return Image.new("RGB", (width, height), (255, 255, 255))
-    light = _hsv(rng.random(), rng.uniform(0, 0.25), rng.uniform(0.88, 1.0))
-    page = Image.new("RGB", (width, height), light)
-    if kind < 0.7:
+    if kind < 0.82:
+        light = _hsv(rng.random(), rng.uniform(0, 0.25), rng.uniform(0.88, 1.0))
+        page = Image.new("RGB", (width, height), light)
+    else:  # a shade from dark to light across the page, or a dark page
+        dark = _hsv(rng.random(), rng.uniform(0, 0.3) if rng.random() < 0.5 else 0, rng.uniform(0.05, 0.55))
+        if kind < 0.92:
+            return _shade(rng, width, height, dark, _hsv(rng.random(), rng.uniform(0, 0.2), rng.uniform(0.75, 1.0)))
+        return Image.new("RGB", (width, height), dark)
+    if kind < 0.55:
         return page
     draw = ImageDraw.Draw(page)
-    if kind < 0.85:  # speckles of another light colour
+    if kind < 0.7:  # speckles of another light colour
         other = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.75, 1.0))
         for _ in range(width * height // rng.randint(15, 60)):
             draw.point((rng.randrange(width), rng.randrange(height)), fill=other)
@@ -101,13 +111,41 @@ def _page(rng, width, height):
     return page
 
 
-def _ink(rng, page_colour):
-    """A character's colour: mostly clearly darker than the page, sometimes pale (a fifth of them)."""
-    if rng.random() < 0.2:
-        return _hsv(rng.random(), rng.uniform(0.15, 0.6), rng.uniform(0.8, 1.0))
-    if rng.random() < 0.25:
-        return _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0, 0.35))
-    return _hsv(rng.random(), rng.uniform(0.4, 1.0), rng.uniform(0.3, 0.95))
+def _shade(rng, width, height, one, other):
+    """A page shading linearly from colour `one` to `other`: left to right or the reverse (most), or top to
+    bottom or the reverse."""
+    if rng.random() < 0.5:
+        one, other = other, one
+    ramp = Image.linear_gradient("L")  # 256x256, black at the top, white at the bottom
+    if rng.random() < 0.8:
+        ramp = ramp.rotate(90)  # black at the left
+    ramp = ramp.resize((width, height), Image.BILINEAR)
+    return Image.composite(Image.new("RGB", (width, height), other), Image.new("RGB", (width, height), one), ramp)
+
+
+def _luma(rgb):
+    r, g, b = rgb
+    return (0.299 * r + 0.587 * g + 0.114 * b) / 255
+
+
+def _ink(rng, under):
+    """A character's colour on a page of mean luminance `under` (0-1) where it lands. On a light page: mostly
+    clearly darker than the page, sometimes pale (a fifth of them). On a darker one: mostly bright (saturated
+    colours, white), at least 0.3 of luminance off the page; a fifth of them close to it (dim)."""
+    if under >= 0.7:
+        if rng.random() < 0.2:
+            return _hsv(rng.random(), rng.uniform(0.15, 0.6), rng.uniform(0.8, 1.0))
+        if rng.random() < 0.25:
+            return _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0, 0.35))
+        return _hsv(rng.random(), rng.uniform(0.4, 1.0), rng.uniform(0.3, 0.95))
+    dim = rng.random() < 0.2
+    colour = (255, 255, 255)
+    for _ in range(20):
+        colour = _hsv(rng.random(), rng.uniform(0, 1) if rng.random() < 0.8 else 0, rng.uniform(0, 1))
+        off = abs(_luma(colour) - under)
+        if (0.08 <= off < 0.3) if dim else off >= 0.3:
+            break
+    return colour
 
 
 def _glyph(ch, rng, height, fonts_):
@@ -159,14 +197,19 @@ def draw_own(label, rng, height, fonts_, charset):
     masks = [_glyph(ch, rng, height, fonts_) for ch in text]
     gaps = [int(m.width * rng.uniform(-0.15, 0.6)) for m in masks]
     margin = int(height * rng.uniform(0.05, 0.5))
-    width = max(height, margin * 2 + sum(m.width for m in masks) + sum(gaps[:-1]))
+    text_width = sum(m.width for m in masks) + sum(gaps[:-1])
+    spare = int(text_width * rng.uniform(0.3, 1.5)) if rng.random() < 0.15 else 0  # blank page on one side
+    width = max(height, margin * 2 + text_width + spare)
     page = _page(rng, width, height)
-    page_colour = page.getpixel((0, 0))
-    same_colour = _ink(rng, page_colour) if rng.random() < 0.25 else None
-    x = margin
+    x = margin + (spare if rng.random() < 0.3 else 0)
+    same_colour = rng.random() < 0.25
+    colour = None
     for mask, gap in zip(masks, gaps):
         y = rng.randint(0, max(0, height - mask.height))
-        page.paste(same_colour or _ink(rng, page_colour), (x, y), mask)
+        if colour is None or not same_colour:
+            box = (x, y, min(width, x + mask.width), min(height, y + mask.height))
+            colour = _ink(rng, _luma(ImageStat.Stat(page.crop(box)).mean[:3]) if box[2] > box[0] else 1.0)
+        page.paste(colour, (x, y), mask)
         x += mask.width + gap
     _curves(rng, page, rng.choice((0, 0, 1, 2, 3, 4, 5, 6, 8)))
     if rng.random() < 0.2:

@@ -89,6 +89,27 @@ def test_varied_style(tmp_path):
     assert {varied._flip_case("aB", "aAbB", rng) for _ in range(20)} == {"aB"}  # both cases in the charset: as is
 
 
+def test_varied_ink_stands_out_from_the_page_where_it_lands():
+    """On a dark or mid-grey page the varied style draws mostly bright characters (0.3 of luminance or more off
+    the page) and some dim ones, never the page's own shade; shaded pages run from one colour to the other;
+    some pages of a thousand are dark, some shaded."""
+    from core import varied
+    rng = random.Random(3)
+    for under in (0.1, 0.45, 0.6):
+        offs = [abs(varied._luma(varied._ink(rng, under)) - under) for _ in range(400)]
+        assert min(offs) >= 0.08 and 0.7 < sum(o >= 0.3 for o in offs) / len(offs) < 0.9
+    for seed in range(6):
+        page = varied._shade(random.Random(seed), 200, 40, (0, 0, 0), (255, 255, 255))
+        across = sorted([page.getpixel((0, 20))[0], page.getpixel((199, 20))[0]])
+        down = sorted([page.getpixel((100, 0))[0], page.getpixel((100, 39))[0]])
+        assert (across[0] < 10 and across[1] > 245) or (down[0] < 10 and down[1] > 240)
+    pages = [varied._page(rng, 60, 20) for _ in range(1000)]
+    dark = sum(varied._luma(p.getpixel((30, 10))) < 0.6 for p in pages)
+    shaded = sum(min(ends) + 0.05 < varied._luma(p.getpixel((30, 10))) < max(ends) - 0.05
+                 for p in pages for ends in [(varied._luma(p.getpixel((0, 10))), varied._luma(p.getpixel((59, 10))))])
+    assert 50 < dark < 250 and 30 < shaded < 200
+
+
 def test_varied_style_online_renders_the_files_captchaGenerator_writes_and_fonts_may_be_a_folder(tmp_path):
     """ONLINE with GEN_STYLE varied renders in memory the captchas captchaGenerator.py writes (resized to the
     model's width), labels of every length in LENGTH's range; FONTS may name a folder of fonts."""
