@@ -139,8 +139,7 @@ def _ink(rng, under):
             return _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0, 0.35))
         return _hsv(rng.random(), rng.uniform(0.4, 1.0), rng.uniform(0.3, 0.95))
     dim = rng.random() < 0.2
-    colour = (255, 255, 255)
-    for _ in range(20):
+    for _ in range(20):  # the last draw stands if none of the 20 is as far off the page as asked
         colour = _hsv(rng.random(), rng.uniform(0, 1) if rng.random() < 0.8 else 0, rng.uniform(0, 1))
         off = abs(_luma(colour) - under)
         if (0.08 <= off < 0.3) if dim else off >= 0.3:
